@@ -1,0 +1,63 @@
+//! Login attempts are limited per client address and per email address, so that neither one
+//! machine nor a botnet against one account can guess passwords quickly.
+
+use std::{net::IpAddr, num::NonZeroU32};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+pub struct LoginLimiter {
+    by_client: DefaultKeyedRateLimiter<IpAddr>,
+    by_email: DefaultKeyedRateLimiter<String>,
+}
+
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginLimiter { .. }")
+    }
+}
+
+impl LoginLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        LoginLimiter {
+            by_client: RateLimiter::keyed(quota),
+            by_email: RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Counts one attempt; false when either limit is exhausted.
+    pub fn allow(&self, client: IpAddr, email_key: &str) -> bool {
+        // Check both so that each counts the attempt.
+        let client_ok = self.by_client.check_key(&client).is_ok();
+        let email_ok = self.by_email.check_key(&email_key.to_owned()).is_ok();
+        client_ok && email_ok
+    }
+
+    /// Forgets idle keys (called periodically).
+    pub fn shrink(&self) {
+        self.by_client.retain_recent();
+        self.by_email.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_client_and_per_email() {
+        let l = LoginLimiter::new(3);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..3 {
+            assert!(l.allow(a, "x@example.com"));
+        }
+        assert!(!l.allow(a, "y@example.com"), "client a is out of attempts");
+        assert!(
+            !l.allow(b, "x@example.com"),
+            "x@example.com is out of attempts"
+        );
+        assert!(l.allow(b, "z@example.com"));
+    }
+}

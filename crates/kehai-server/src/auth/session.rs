@@ -1,0 +1,187 @@
+//! Sessions: who a request comes from, found through the `kehai_session` cookie.
+
+use axum::{
+    extract::{FromRequestParts, OptionalFromRequestParts},
+    http::{HeaderValue, request::Parts},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use kehai_core::{Millis, PersonId, PersonKind, SpaceId};
+use kehai_store::Session;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::{cookies, csrf};
+use crate::{error::ApiError, state::AppState};
+
+pub const COOKIE: &str = "kehai_session";
+/// A member stays logged in for two weeks.
+pub const MEMBER_TTL_MS: Millis = 14 * 24 * 3600 * 1000;
+/// A guest's stay (and the guest) ends after a day at most, or when the browser closes.
+pub const GUEST_TTL_MS: Millis = 24 * 3600 * 1000;
+
+/// The secret value of a session cookie. Never logged: `Debug` is redacted.
+#[derive(Clone)]
+pub struct SessionCookie(SecretString);
+
+impl SessionCookie {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        SessionCookie(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// What the database stores: the SHA-256 of the cookie value.
+    pub fn id_hash(&self) -> String {
+        hash_cookie(self.0.expose_secret())
+    }
+
+    /// The CSRF token that mutations under this session must carry.
+    pub fn csrf_token(&self) -> String {
+        csrf::token_for(self.0.expose_secret())
+    }
+
+    pub fn verify_csrf(&self, given: &str) -> bool {
+        csrf::verify(self.0.expose_secret(), given)
+    }
+}
+
+impl std::fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCookie(<redacted>)")
+    }
+}
+
+fn hash_cookie(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+}
+
+/// The person behind a request: a logged-in member or a guest.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub session: Session,
+    pub cookie: SessionCookie,
+}
+
+impl Visitor {
+    pub fn person_id(&self) -> PersonId {
+        self.session.person_id
+    }
+
+    pub fn is_guest(&self) -> bool {
+        self.session.kind == PersonKind::Guest
+    }
+}
+
+/// Starts a session for a person; returns it with the `Set-Cookie` header value.
+/// Members get a persistent cookie, guests one that ends with the browser.
+pub async fn start(
+    state: &AppState,
+    person_id: PersonId,
+    kind: PersonKind,
+    space_id: Option<SpaceId>,
+) -> Result<(Visitor, HeaderValue), ApiError> {
+    let cookie = SessionCookie::generate();
+    let now = state.clock.now();
+    let ttl = match kind {
+        PersonKind::Member => MEMBER_TTL_MS,
+        PersonKind::Guest => GUEST_TTL_MS,
+    };
+    let session = Session {
+        id_hash: cookie.id_hash(),
+        person_id,
+        kind,
+        space_id,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    state.store.create_session(&session).await?;
+    let max_age = (kind == PersonKind::Member).then_some(ttl / 1000);
+    let header = cookies::set(
+        COOKIE,
+        cookie.0.expose_secret(),
+        max_age,
+        state.config.secure_cookies(),
+    );
+    Ok((Visitor { session, cookie }, header))
+}
+
+/// The session named by this request's cookie, if it exists and has not expired.
+async fn find(parts: &Parts, state: &AppState) -> Result<Option<Visitor>, ApiError> {
+    let Some(value) = cookies::get(&parts.headers, COOKIE) else {
+        return Ok(None);
+    };
+    let session = state
+        .store
+        .session(&hash_cookie(&value), state.clock.now())
+        .await?;
+    Ok(session.map(|session| Visitor {
+        session,
+        cookie: SessionCookie(SecretString::from(value)),
+    }))
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        find(parts, state).await?.ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for Visitor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        find(parts, state).await
+    }
+}
+
+/// The extractor for mutations of the JSON API: the visitor, with a valid `X-CSRF-Token`.
+#[derive(Debug, Clone)]
+pub struct CsrfChecked(pub Visitor);
+
+impl FromRequestParts<AppState> for CsrfChecked {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let visitor =
+            <Visitor as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        let given = parts
+            .headers
+            .get(csrf::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if visitor.cookie.verify_csrf(given) {
+            Ok(CsrfChecked(visitor))
+        } else {
+            Err(ApiError::csrf())
+        }
+    }
+}
+
+/// The pre-login CSRF seed: the `kehai_csrf` cookie, or a new one to set.
+pub fn pre_session_seed(
+    parts_headers: &axum::http::HeaderMap,
+    secure: bool,
+) -> (String, Option<HeaderValue>) {
+    match cookies::get(parts_headers, csrf::PRE_SESSION_COOKIE).filter(|v| v.len() >= 32) {
+        Some(seed) => (seed, None),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let seed = URL_SAFE_NO_PAD.encode(bytes);
+            let header = cookies::set(csrf::PRE_SESSION_COOKIE, &seed, None, secure);
+            (seed, Some(header))
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Typed configuration, validated once at start-up.
+//!
+//! Sources, later ones winning: built-in defaults < `kehai.toml` in the working directory (or
+//! the file given with `--config`) < `KEHAI_*` environment variables. Every field is documented
+//! here and listed in `docs/configuration.md`; a test keeps the two in step.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use kehai_store::Database;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// All of kehai's settings.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `KEHAI_LISTEN`: the address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `KEHAI_PUBLIC_URL`: how browsers (and later Microsoft) reach this server. Decides whether
+    /// cookies are `Secure` (https) and is the base of OAuth redirect and webhook URLs.
+    pub public_url: Url,
+    /// `KEHAI_DATABASE_URL`: `postgres://…` to use PostgreSQL; unset means SQLite in the data
+    /// directory.
+    #[serde(skip_serializing)]
+    pub database_url: Option<SecretString>,
+    /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
+    pub data_dir: PathBuf,
+    /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    /// `KEHAI_LOG`: which logs to write, in `tracing` filter syntax (`info`, `kehai=debug`, …).
+    pub log: String,
+    /// `KEHAI_LOGIN_ATTEMPTS_PER_MINUTE`: failed and successful login attempts allowed per client
+    /// address and per email address each minute, before answers become 429.
+    pub login_attempts_per_minute: u32,
+    /// `KEHAI_MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `KEHAI_SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may take to finish after
+    /// SIGTERM/SIGINT before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: Url::parse("http://127.0.0.1:8080").expect("constant URL"),
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Pretty,
+            log: "info".to_owned(),
+            login_attempts_per_minute: 10,
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// The setting names, as in the file and after `KEHAI_` in the environment.
+pub const SETTINGS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "data_dir",
+    "log_format",
+    "log",
+    "login_attempts_per_minute",
+    "max_body_bytes",
+    "shutdown_grace_seconds",
+];
+
+/// A configuration that cannot be used; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (or `./kehai.toml` if it exists), then `KEHAI_*` variables.
+    /// A `file` given explicitly must exist.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("kehai.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("kehai.toml"))
+            }
+            None => {}
+        }
+        // Other KEHAI_* variables (KEHAI_TEST_POSTGRES_URL, …) belong to other programs.
+        let figment =
+            figment.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
+        let config: Config = figment.extract().map_err(|errors| {
+            ConfigError(
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        let key = e.path.join(".");
+                        format!("setting `{key}` (KEHAI_{}): {}", key.to_uppercase(), e.kind)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
+        {
+            return Err(ConfigError(
+                "setting `public_url` (KEHAI_PUBLIC_URL): must be an http:// or https:// URL"
+                    .into(),
+            ));
+        }
+        if self.database().is_none() {
+            return Err(ConfigError(
+                "setting `database_url` (KEHAI_DATABASE_URL): must start with postgres:// or postgresql:// \
+                 (leave it unset for SQLite in the data directory)"
+                    .into(),
+            ));
+        }
+        if self.login_attempts_per_minute == 0 {
+            return Err(ConfigError("setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into()));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError(
+                "setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into(),
+            ));
+        }
+        if self.log.trim().is_empty() {
+            return Err(ConfigError(
+                "setting `log` (KEHAI_LOG): must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database this configuration names; `None` if `database_url` is not a PostgreSQL URL.
+    pub fn database(&self) -> Option<Database> {
+        match &self.database_url {
+            None => Some(Database::Sqlite(self.data_dir.join("kehai.db"))),
+            Some(url) => {
+                let url = url.expose_secret();
+                (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                    .then(|| Database::Postgres(url.to_owned()))
+            }
+        }
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url.as_str())
+            .field("database", &self.database())
+            .field("data_dir", &self.data_dir)
+            .field("log_format", &self.log_format)
+            .field("log", &self.log)
+            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("defaults load");
+            assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+            assert_eq!(
+                c.database(),
+                Some(Database::Sqlite(PathBuf::from("./data/kehai.db")))
+            );
+            assert_eq!(c.log_format, LogFormat::Pretty);
+
+            jail.create_file(
+                "kehai.toml",
+                "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n",
+            )?;
+            let c = Config::load(None).expect("file loads");
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.log_format, LogFormat::Json);
+
+            jail.set_env("KEHAI_LISTEN", "127.0.0.1:9100");
+            jail.set_env("KEHAI_TEST_POSTGRES_URL", "postgres://ignored");
+            let c = Config::load(None).expect("env loads");
+            assert_eq!(c.listen.port(), 9100, "environment beats the file");
+            assert_eq!(c.log_format, LogFormat::Json, "file beats the defaults");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn explicit_file_must_exist() {
+        Jail::expect_with(|_| {
+            let err = Config::load(Some(Path::new("missing.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        for (var, value, named) in [
+            ("KEHAI_LISTEN", "not an address", "KEHAI_LISTEN"),
+            ("KEHAI_PUBLIC_URL", "ftp://x", "KEHAI_PUBLIC_URL"),
+            ("KEHAI_PUBLIC_URL", "nope", "KEHAI_PUBLIC_URL"),
+            ("KEHAI_DATABASE_URL", "mysql://x", "KEHAI_DATABASE_URL"),
+            ("KEHAI_LOG_FORMAT", "xml", "KEHAI_LOG_FORMAT"),
+            (
+                "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE",
+                "0",
+                "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(named), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("kehai.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "KEHAI_DATABASE_URL",
+                "postgres://kehai:hunter2secret@db/kehai",
+            );
+            let c = Config::load(None).expect("loads");
+            assert!(!format!("{c:?}").contains("hunter2secret"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,280 @@
+//! Japanese and English: one catalog per language (`locales/{en,ja}.toml`), chosen per request.
+//!
+//! The language is, in order: a `?lang=` query (remembered in the `kehai_lang` cookie by
+//! [`remember_language`]), that cookie, the browser's `Accept-Language`, else English.
+//! Templates never hold UI text: they call `t.get("key")`. Strings for the page script live under
+//! the `js.` keys and reach it as JSON.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{FromRequestParts, Request},
+    http::{HeaderMap, HeaderValue, header, request::Parts},
+    middleware::Next,
+    response::Response,
+};
+
+use crate::auth::cookies;
+
+/// A UI language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    En,
+    Ja,
+}
+
+impl Locale {
+    pub const ALL: [Locale; 2] = [Locale::En, Locale::Ja];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Ja => "ja",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Locale> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "en" => Some(Locale::En),
+            "ja" => Some(Locale::Ja),
+            _ => None,
+        }
+    }
+
+    /// The best of our languages for an `Accept-Language` header (by q-value, then order).
+    pub fn from_accept_language(header: &str) -> Option<Locale> {
+        let mut best: Option<(f32, Locale)> = None;
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            if let Some(locale) = Locale::parse(primary)
+                && q > 0.0
+                && best.is_none_or(|(bq, _)| q > bq)
+            {
+                best = Some((q, locale));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+}
+
+const COOKIE: &str = "kehai_lang";
+
+/// One language's strings, flattened to dotted keys.
+#[derive(Debug)]
+pub struct Catalog {
+    pub locale: Locale,
+    strings: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    fn parse(locale: Locale, text: &str) -> anyhow::Result<Catalog> {
+        let table: toml::Table = toml::from_str(text)?;
+        let mut strings = BTreeMap::new();
+        flatten("", &table, &mut strings)?;
+        Ok(Catalog { locale, strings })
+    }
+
+    /// The string for `key`. A missing key shows as the key itself (a test forbids them).
+    pub fn get<'a>(&'a self, key: &'a str) -> &'a str {
+        self.strings.get(key).map(String::as_str).unwrap_or(key)
+    }
+
+    /// `get` with `{name}` placeholders filled in.
+    pub fn fill(&self, key: &str, args: &[(&str, &str)]) -> String {
+        args.iter().fold(self.get(key).to_owned(), |s, (k, v)| {
+            s.replace(&format!("{{{k}}}"), v)
+        })
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.strings.keys().map(String::as_str)
+    }
+
+    /// The strings of the page script (`js.*`), without the prefix.
+    pub fn script_strings(&self) -> BTreeMap<&str, &str> {
+        self.strings
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("js.").map(|k| (k, v.as_str())))
+            .collect()
+    }
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            toml::Value::Table(t) => flatten(&key, t, out)?,
+            _ => anyhow::bail!("catalog key {key} is not a string"),
+        }
+    }
+    Ok(())
+}
+
+/// Both catalogs, loaded once at start-up.
+#[derive(Debug)]
+pub struct Catalogs {
+    en: Catalog,
+    ja: Catalog,
+}
+
+impl Catalogs {
+    pub fn load() -> anyhow::Result<Catalogs> {
+        Ok(Catalogs {
+            en: Catalog::parse(Locale::En, include_str!("../locales/en.toml"))?,
+            ja: Catalog::parse(Locale::Ja, include_str!("../locales/ja.toml"))?,
+        })
+    }
+
+    pub fn get(&self, locale: Locale) -> &Catalog {
+        match locale {
+            Locale::En => &self.en,
+            Locale::Ja => &self.ja,
+        }
+    }
+}
+
+/// The language of this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lang(pub Locale);
+
+fn query_lang(parts: &Parts) -> Option<Locale> {
+    parts
+        .uri
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("lang="))
+        .and_then(Locale::parse)
+}
+
+fn choose(parts: &Parts) -> Locale {
+    query_lang(parts)
+        .or_else(|| cookies::get(&parts.headers, COOKIE).and_then(|v| Locale::parse(&v)))
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Locale::from_accept_language)
+        })
+        .unwrap_or(Locale::En)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang(choose(parts)))
+    }
+}
+
+/// Middleware: a `?lang=` choice is remembered for a year.
+pub async fn remember_language(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let chosen = query_lang(&parts);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(locale) = chosen {
+        let cookie = format!(
+            "{COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+            locale.code()
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+/// The `Vary` a language-dependent page needs.
+pub fn vary(headers: &mut HeaderMap) {
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("Accept-Language, Cookie"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn accept_language() {
+        assert_eq!(
+            Locale::from_accept_language("ja-JP,ja;q=0.9,en;q=0.8"),
+            Some(Locale::Ja)
+        );
+        assert_eq!(
+            Locale::from_accept_language("en-US,en;q=0.9,ja;q=0.8"),
+            Some(Locale::En)
+        );
+        assert_eq!(
+            Locale::from_accept_language("fr;q=1, ja;q=0.5, en;q=0.7"),
+            Some(Locale::En)
+        );
+        assert_eq!(Locale::from_accept_language("fr, de"), None);
+        assert_eq!(Locale::from_accept_language("ja;q=0"), None);
+    }
+
+    #[test]
+    fn catalogs_have_the_same_keys() {
+        let c = Catalogs::load().expect("catalogs parse");
+        let en: BTreeSet<_> = c.get(Locale::En).keys().collect();
+        let ja: BTreeSet<_> = c.get(Locale::Ja).keys().collect();
+        assert_eq!(
+            en.difference(&ja).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "missing in ja"
+        );
+        assert_eq!(
+            ja.difference(&en).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "missing in en"
+        );
+    }
+
+    /// Every `t.get("…")` / `t.fill("…")` in the templates and every `strings.X` use in the page
+    /// scripts names a key that exists.
+    #[test]
+    fn templates_and_scripts_use_only_existing_keys() {
+        let c = Catalogs::load().expect("catalogs parse");
+        let en = c.get(Locale::En);
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let mut used = 0;
+        for entry in std::fs::read_dir(dir).expect("templates dir") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("template");
+            for marker in ["t.get(\"", "t.fill(\""] {
+                for (i, _) in text.match_indices(marker) {
+                    let rest = &text[i + marker.len()..];
+                    let key = &rest[..rest.find('"').expect("closing quote")];
+                    assert!(
+                        en.keys().any(|k| k == key),
+                        "template uses unknown key {key}"
+                    );
+                    used += 1;
+                }
+            }
+        }
+        assert!(
+            used > 20,
+            "the scan found only {used} keys: is it still looking at the right syntax?"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! kehai's HTTP server.
+//!
+//! [`run`] serves one [`App`] on a listener until a shutdown signal, so that the binary and the
+//! tests start exactly the same server (tests bind `127.0.0.1:0`).
+//!
+//! How the pieces talk:
+//! - **Pages** ([`pages`]) are server-rendered askama templates in the visitor's language
+//!   ([`i18n`]); the space page's small script talks to the **JSON API** ([`api`]) and listens to
+//!   the space's **event stream** ([`live`]).
+//! - Every change to an avatar goes through [`live::Live::publish`]: it is put on the
+//!   [`live::Bus`] (in-process today, NATS for several instances later); each instance's hub
+//!   numbers the events per space and fans them out to the open pages.
+//! - **Who is here** is counted from open event streams ([`live::Attendance`]).
+//! - [`auth`] holds sessions, CSRF tokens, password hashing and login rate limits; [`ops`] the
+//!   health, readiness and metrics endpoints; [`security`] the response headers.
+
+pub mod access;
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod i18n;
+pub mod live;
+pub mod ops;
+pub mod pages;
+pub mod security;
+pub mod state;
+pub mod view;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+pub use config::{Config, LogFormat};
+pub use state::AppState;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built application: its state (for tests and admin commands) and its router.
+pub struct App {
+    pub state: AppState,
+    pub router: axum::Router,
+}
+
+impl App {
+    /// Opens and migrates the database and builds the router.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = admin::open_store(&config).await?;
+        Self::with_store(config, store, Arc::new(clock::SystemClock))
+    }
+
+    /// Builds the application on an already opened store and a clock.
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn kehai_store::Store>,
+        clock: Arc<dyn clock::Clock>,
+    ) -> anyhow::Result<App> {
+        let state = AppState::new(config, store, clock)?;
+        let router = pages::router()
+            .merge(api::router())
+            .merge(live::router())
+            .merge(ops::router())
+            .fallback(error::not_found);
+        let router = security::layers(router, &state).with_state(state.clone());
+        Ok(App { state, router })
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (up to the configured grace) and closes every event stream.
+pub async fn run(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let App { state, router } = app;
+    let stop = state.shutdown.clone();
+    let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+    let background = state.spawn_background();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        // Event streams never end by themselves: ending them is what lets the server drain.
+        stop.cancel();
+    });
+    let serve = tokio::spawn(async move { server.await });
+    let finished = stop_after(&state.shutdown, grace, serve).await;
+    background.cancel();
+    finished
+}
+
+async fn stop_after(
+    stop: &CancellationToken,
+    grace: Duration,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut serve = serve;
+    tokio::select! {
+        res = &mut serve => return Ok(res??),
+        _ = stop.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, &mut serve).await {
+        Ok(res) => Ok(res??),
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "requests still running after the grace period; exiting"
+            );
+            serve.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

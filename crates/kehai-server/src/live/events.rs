@@ -1,0 +1,140 @@
+//! `GET /s/{slug}/events`: the Server-Sent Events stream of a space.
+//!
+//! The first event is a `snapshot` of every avatar (or, after a reconnect with `Last-Event-ID`,
+//! the events missed), then `avatar` and `left` events as they happen. Holding the stream open
+//! is what makes its person "here".
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{Path, State},
+    http::HeaderMap,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures::Stream;
+use kehai_core::Space;
+use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{
+    attendance::Presence,
+    bus::SpaceEvent,
+    hub::{Feed, Numbered, Start},
+};
+use crate::{
+    access, auth::Visitor, error::ApiError, ops::OpenStream, state::AppState, view::AvatarView,
+};
+
+/// How often an idle stream sends a comment, which also notices closed connections.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Serialize)]
+struct Snapshot {
+    avatars: Vec<AvatarView>,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    visitor: Option<Visitor>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let visitor = visitor.ok_or_else(ApiError::unauthorized)?;
+    let admitted = access::admit(&state, &slug, visitor).await?;
+    let space = admitted.space;
+    let person = admitted.visitor.person_id();
+
+    let (presence, arrived) =
+        state
+            .live
+            .attendance
+            .enter(space.id, person, admitted.visitor.session.kind);
+    if arrived && let Some(avatar) = state.store.avatar(space.id, person).await? {
+        state.live.publish_avatar(&avatar);
+    }
+
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let (start, rx) = state.live.hub.join(space.id, last_event_id);
+    let mut pending = VecDeque::new();
+    match start {
+        Start::Replay(events) => pending.extend(events.iter().map(|e| frame(&state, e))),
+        Start::Snapshot { n } => pending.push_back(snapshot(&state, &space, n).await?),
+    }
+
+    let feed = StreamState {
+        _open: state.metrics.open_stream(),
+        stop: state.shutdown.clone(),
+        state,
+        space,
+        rx,
+        pending,
+        _presence: presence,
+    };
+    let stream = futures::stream::unfold(feed, |mut f| async move {
+        let event = f.next().await?;
+        Some((Ok(event), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The state of one open stream. Dropping it (the client went away) closes the page.
+struct StreamState {
+    state: AppState,
+    space: Space,
+    rx: broadcast::Receiver<Feed>,
+    pending: VecDeque<Event>,
+    stop: tokio_util::sync::CancellationToken,
+    _open: OpenStream,
+    _presence: Presence,
+}
+
+impl StreamState {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            let received = tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                r = self.rx.recv() => r,
+            };
+            match received {
+                Ok(Feed::Event(e)) => return Some(frame(&self.state, &e)),
+                // Fell behind or the bus lost messages: start again from the database.
+                Ok(Feed::Resync) | Err(RecvError::Lagged(_)) => {
+                    let n = self.state.live.hub.join(self.space.id, None);
+                    let Start::Snapshot { n } = n.0 else { continue };
+                    match snapshot(&self.state, &self.space, n).await {
+                        Ok(event) => return Some(event),
+                        // The page's EventSource reconnects and tries again.
+                        Err(_) => return None,
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn frame(state: &AppState, e: &Numbered) -> Event {
+    let (name, data) = match &*e.event {
+        SpaceEvent::Avatar(view) => ("avatar", serde_json::to_string(view)),
+        SpaceEvent::Left { person_id } => (
+            "left",
+            serde_json::to_string(&serde_json::json!({ "person_id": person_id })),
+        ),
+    };
+    Event::default()
+        .event(name)
+        .id(state.live.hub.event_id(e.n))
+        .data(data.unwrap_or_default())
+}
+
+async fn snapshot(state: &AppState, space: &Space, n: u64) -> Result<Event, ApiError> {
+    let avatars = crate::api::avatars::visible_avatars(state, space).await?;
+    let data = serde_json::to_string(&Snapshot { avatars }).map_err(ApiError::internal)?;
+    Ok(Event::default()
+        .event("snapshot")
+        .id(state.live.hub.event_id(n))
+        .data(data))
+}

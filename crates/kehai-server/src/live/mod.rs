@@ -1,0 +1,125 @@
+//! Live updates: every avatar change reaches every open page of its space.
+//!
+//! ```text
+//! handler ──publish──▶ Bus ──(every instance)──▶ Hub ──▶ open event streams (SSE)
+//!                                                 ▲
+//!          Attendance (open streams = who is here)┘ departures publish "away"/"left"
+//! ```
+
+pub mod attendance;
+pub mod bus;
+pub mod events;
+pub mod hub;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kehai_core::{Avatar, PersonId, PersonKind, SpaceId};
+use kehai_store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use attendance::{Attendance, Departure};
+pub use bus::{Bus, BusMessage, Delivery, InProcessBus, SpaceEvent};
+pub use hub::Hub;
+
+use crate::{state::AppState, view::AvatarView};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/s/{slug}/events", axum::routing::get(events::stream))
+}
+
+/// The live side of the application, shared by all handlers.
+#[derive(Clone)]
+pub struct Live {
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    pub attendance: Arc<Attendance>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    /// The view of `avatar` as pages show it now.
+    pub fn view(&self, avatar: &Avatar) -> AvatarView {
+        AvatarView::new(
+            avatar,
+            self.attendance.is_here(avatar.space_id, avatar.person_id),
+        )
+    }
+
+    /// Tells every open page of the avatar's space about its current state.
+    pub fn publish_avatar(&self, avatar: &Avatar) {
+        let view = self.view(avatar);
+        if AvatarView::visible(avatar, view.here) {
+            self.bus.publish(BusMessage {
+                space_id: avatar.space_id,
+                event: SpaceEvent::Avatar(view),
+            });
+        }
+    }
+
+    /// Tells every open page that a guest left.
+    pub fn publish_left(&self, space_id: SpaceId, person_id: PersonId) {
+        self.bus.publish(BusMessage {
+            space_id,
+            event: SpaceEvent::Left {
+                person_id: person_id.to_string(),
+            },
+        });
+    }
+
+    /// Runs until `stop`: moves bus messages into the hub, and announces departures.
+    pub fn spawn(
+        &self,
+        store: Arc<dyn Store>,
+        mut departures: mpsc::UnboundedReceiver<Departure>,
+        stop: CancellationToken,
+    ) {
+        let hub = Arc::clone(&self.hub);
+        let mut deliveries = self.bus.subscribe();
+        let pump_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = pump_stop.cancelled() => break,
+                    d = deliveries.next() => match d {
+                        Some(Delivery::Message(m)) => hub.deliver(m),
+                        Some(Delivery::Lost) => {
+                            tracing::warn!("the bus lost messages; every page resynchronises");
+                            hub.resync_all();
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        let live = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let d = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    d = departures.recv() => match d { Some(d) => d, None => break },
+                };
+                live.announce_departure(&*store, d).await;
+            }
+        });
+    }
+
+    async fn announce_departure(&self, store: &dyn Store, d: Departure) {
+        match d.kind {
+            PersonKind::Guest => self.publish_left(d.space_id, d.person_id),
+            PersonKind::Member => match store.avatar(d.space_id, d.person_id).await {
+                Ok(Some(avatar)) => self.publish_avatar(&avatar),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not announce a departure"),
+            },
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `/s/{slug}/guest`: joining a space that allows guests, with a display name only.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::Response,
+};
+use kehai_core::{DisplayName, PersonId, PersonKind, Space};
+use serde::Deserialize;
+
+use super::{PageError, render, see_other};
+use crate::{
+    access,
+    auth::{Visitor, cookies, csrf, session},
+    i18n::{Catalog, Lang},
+    state::AppState,
+};
+
+#[derive(Template)]
+#[template(path = "guest.html")]
+struct GuestPage<'a> {
+    t: &'a Catalog,
+    slug: String,
+    space_name: &'a str,
+    csrf: String,
+    display_name: String,
+    error: Option<&'a str>,
+}
+
+/// The space if it exists and takes guests, else the page that says why not.
+async fn open_space(state: &AppState, t: &Catalog, slug: &str) -> Result<Space, Response> {
+    match access::space(state, slug).await {
+        Ok(Some(space)) if space.allow_guests => Ok(space),
+        Ok(Some(_)) => Err(PageError::GuestsNotAllowed.render(t)),
+        Ok(None) => Err(PageError::NoSpace.render(t)),
+        Err(_) => Err(PageError::Internal.render(t)),
+    }
+}
+
+fn page(
+    state: &AppState,
+    t: &Catalog,
+    headers: &HeaderMap,
+    space: &Space,
+    status: StatusCode,
+    name: String,
+    error: Option<&str>,
+) -> Response {
+    let (seed, set_cookie) = session::pre_session_seed(headers, state.config.secure_cookies());
+    let mut response = render(
+        status,
+        &GuestPage {
+            t,
+            slug: space.slug.to_string(),
+            space_name: space.name.as_str(),
+            csrf: csrf::token_for(&seed),
+            display_name: name,
+            error,
+        },
+    );
+    if let Some(c) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    visitor: Option<Visitor>,
+) -> Response {
+    let t = state.catalogs.get(lang);
+    let space = match open_space(&state, t, &slug).await {
+        Ok(space) => space,
+        Err(page) => return page,
+    };
+    // Already in (a member of it, or this space's guest): straight to the space.
+    if let Some(v) = visitor
+        && access::admit(&state, &slug, v).await.is_ok()
+    {
+        return see_other(&format!("/s/{}", space.slug));
+    }
+    page(
+        &state,
+        t,
+        &headers,
+        &space,
+        StatusCode::OK,
+        String::new(),
+        None,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct GuestForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn join(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<GuestForm>,
+) -> Response {
+    let t = state.catalogs.get(lang);
+    let space = match open_space(&state, t, &slug).await {
+        Ok(space) => space,
+        Err(page) => return page,
+    };
+    let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
+    if !csrf::verify(&seed, &form.csrf) {
+        return page(
+            &state,
+            t,
+            &headers,
+            &space,
+            StatusCode::FORBIDDEN,
+            form.display_name,
+            Some(t.get("login.expired")),
+        );
+    }
+    let Ok(name) = DisplayName::parse(&form.display_name) else {
+        let invalid = t.get("guest.invalid_name");
+        return page(
+            &state,
+            t,
+            &headers,
+            &space,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form.display_name,
+            Some(invalid),
+        );
+    };
+    let guest = PersonId::new();
+    if let Err(e) = state
+        .store
+        .create_guest(space.id, guest, &name, state.clock.now())
+        .await
+    {
+        tracing::error!(error = %e, "could not create a guest");
+        return PageError::Internal.render(t);
+    }
+    match session::start(&state, guest, PersonKind::Guest, Some(space.id)).await {
+        Ok((_, cookie)) => {
+            let mut response = see_other(&format!("/s/{}", space.slug));
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(_) => PageError::Internal.render(t),
+    }
+}

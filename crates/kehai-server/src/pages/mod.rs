@@ -1,0 +1,157 @@
+//! Server-rendered pages (askama templates in `templates/`) and the static assets they load.
+//!
+//! Every page is rendered in the request's language ([`crate::i18n::Lang`]); forms carry a CSRF
+//! token in a hidden `csrf` field.
+
+pub mod assets;
+pub mod guest;
+pub mod home;
+pub mod login;
+pub mod space;
+
+use askama::Template;
+use axum::{
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+
+use crate::{
+    i18n::{self, Catalog},
+    state::AppState,
+};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(home::show))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/s/{slug}", get(space::show))
+        .route("/s/{slug}/guest", get(guest::form).post(guest::join))
+        .route("/static/{file}", get(assets::serve))
+}
+
+/// Renders a template as an HTML response with `status`.
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            i18n::vary(response.headers_mut());
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    t: &'a Catalog,
+    title_key: &'a str,
+    message_key: &'a str,
+    link: &'a str,
+    link_key: &'a str,
+}
+
+/// The error pages a visitor can meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageError {
+    NoSpace,
+    Forbidden,
+    GuestsNotAllowed,
+    Internal,
+}
+
+impl PageError {
+    pub fn render(self, t: &Catalog) -> Response {
+        let (status, title_key, message_key, link, link_key) = match self {
+            PageError::NoSpace => (
+                StatusCode::NOT_FOUND,
+                "error.not_found_title",
+                "error.no_space",
+                "/",
+                "error.home",
+            ),
+            PageError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "error.forbidden_title",
+                "error.forbidden",
+                "/login",
+                "error.login",
+            ),
+            PageError::GuestsNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "error.forbidden_title",
+                "error.guests_not_allowed",
+                "/login",
+                "error.login",
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error.title",
+                "error.internal",
+                "/",
+                "error.home",
+            ),
+        };
+        render(
+            status,
+            &ErrorPage {
+                t,
+                title_key,
+                message_key,
+                link,
+                link_key,
+            },
+        )
+    }
+}
+
+/// A `next` target that stays on this site: a path starting with one `/` (no `//host`, no
+/// scheme), else the start page. Prevents open redirects.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// 303 See Other to `to`, as after a form post.
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_site() {
+        assert_eq!(safe_next(Some("/s/demo")), "/s/demo");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "evil",
+            "/\nx",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,155 @@
+//! kehai's storage: one [`Store`] trait, implemented for SQLite (the default, one file in the
+//! data directory) and PostgreSQL (for larger and multi-instance deployments).
+//!
+//! Both implementations run the *same* SQL text (see [`sql`]): ids are UUID text, timestamps are
+//! milliseconds, placeholders are `$n`, and upserts use `ON CONFLICT` and `RETURNING`, which both
+//! engines understand. Only the migrations (column types) and the connection set-up differ. One
+//! contract test suite (`tests/it`) runs against both.
+//!
+//! The store knows nothing of HTTP or sessions' cookies: it stores what the domain
+//! ([`kehai_core`]) validated, and reports conflicts and missing rows as [`StoreError`]s.
+
+mod records;
+mod sql;
+
+use std::{path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use kehai_core::{
+    Account, Avatar, DisplayName, Email, Millis, PersonId, PresenceOverride, Role, Space, SpaceId,
+    SpaceSlug,
+};
+
+pub use records::{AvatarChange, Member, Session};
+
+/// What can go wrong in the store, as callers need to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (a space slug, an account email, a membership).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A row that the operation needs does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Stored data that the domain refuses (only possible if the database was edited by hand).
+    #[error("stored {0} is invalid")]
+    Corrupt(&'static str),
+    /// The database itself failed (unreachable, I/O, …).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, created on first use.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://…`).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    // A PostgreSQL URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            Database::Postgres(_) => f.write_str("Postgres(<url redacted>)"),
+        }
+    }
+}
+
+/// Opens the database (creating a SQLite file if missing). Does not migrate: call
+/// [`Store::migrate`].
+pub async fn open(database: &Database) -> Result<Arc<dyn Store>> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(sql::SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(sql::PostgresStore::open(url).await?),
+    })
+}
+
+/// Everything kehai keeps. Each method is one atomic operation.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Succeeds when the database answers a query.
+    async fn ping(&self) -> Result<()>;
+
+    // Spaces.
+    /// Fails with `Conflict("space")` when the slug is taken.
+    async fn create_space(&self, space: &Space, now: Millis) -> Result<()>;
+    async fn space_by_slug(&self, slug: &SpaceSlug) -> Result<Option<Space>>;
+    async fn space_by_id(&self, id: SpaceId) -> Result<Option<Space>>;
+    /// The spaces an account is a member of, ordered by name.
+    async fn spaces_of(&self, account: PersonId) -> Result<Vec<Space>>;
+
+    // Accounts and memberships.
+    /// Fails with `Conflict("account")` when the email is taken, whatever its case.
+    async fn create_account(
+        &self,
+        account: &Account,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<()>;
+    /// The account with this email (case-insensitively) and its password hash.
+    async fn account_by_email(&self, email: &Email) -> Result<Option<(Account, String)>>;
+    /// Makes an account a member of a space and gives it an avatar there, atomically.
+    /// Fails with `Conflict("membership")` if it already is one.
+    async fn add_member(
+        &self,
+        space: SpaceId,
+        account: PersonId,
+        role: Role,
+        display_name: &DisplayName,
+        now: Millis,
+    ) -> Result<()>;
+    async fn role_in(&self, space: SpaceId, account: PersonId) -> Result<Option<Role>>;
+    /// Members of a space, ordered by display name.
+    async fn members(&self, space: SpaceId) -> Result<Vec<Member>>;
+
+    // Guests.
+    /// Creates a guest of a space with its avatar, atomically.
+    async fn create_guest(
+        &self,
+        space: SpaceId,
+        guest: PersonId,
+        display_name: &DisplayName,
+        now: Millis,
+    ) -> Result<()>;
+
+    // Avatars.
+    async fn avatar(&self, space: SpaceId, person: PersonId) -> Result<Option<Avatar>>;
+    /// All avatars of a space, ordered by display name.
+    async fn avatars(&self, space: SpaceId) -> Result<Vec<Avatar>>;
+    /// Changes what the person chose (name, own emoji); `None` if there is no such avatar.
+    async fn update_avatar(
+        &self,
+        space: SpaceId,
+        person: PersonId,
+        change: &AvatarChange,
+        now: Millis,
+    ) -> Result<Option<Avatar>>;
+    /// Sets or clears the presence override; `None` if there is no such avatar.
+    async fn set_presence(
+        &self,
+        space: SpaceId,
+        person: PersonId,
+        presence: Option<&PresenceOverride>,
+        now: Millis,
+    ) -> Result<Option<Avatar>>;
+
+    // Sessions.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// The session with this id hash, if it has not expired at `now`.
+    async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<Session>>;
+    /// Ends a session. A guest's session takes the guest and their avatar with it.
+    async fn delete_session(&self, id_hash: &str) -> Result<Option<Session>>;
+    /// Ends every session expired at `now` (and their guests); returns them.
+    async fn purge_expired_sessions(&self, now: Millis) -> Result<Vec<Session>>;
+}

@@ -1,0 +1,31 @@
+//! Plain records the store reads and writes beside the domain types.
+
+use kehai_core::{Account, DisplayName, Emoji, Millis, PersonId, PersonKind, Role, SpaceId};
+
+/// A member of a space as `kehai member list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub account: Account,
+    pub role: Role,
+    pub display_name: DisplayName,
+}
+
+/// What a person changes on their avatar: `None` leaves a field as it is;
+/// `own_emoji: Some(None)` clears the emoji.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AvatarChange {
+    pub display_name: Option<DisplayName>,
+    pub own_emoji: Option<Option<Emoji>>,
+}
+
+/// A login (member) or a guest's stay. Only the SHA-256 of the cookie value is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub person_id: PersonId,
+    pub kind: PersonKind,
+    /// The guest's space; `None` for members, whose memberships say where they may go.
+    pub space_id: Option<SpaceId>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}

@@ -1,0 +1,609 @@
+//! The SQL behind [`Store`](crate::Store), written once for SQLite and PostgreSQL.
+//!
+//! The two back ends run identical statements; `impl_store!` stamps the one implementation onto
+//! each concrete pool type (sqlx's generic executor bounds would otherwise swamp every method).
+//! SQLite gets a single-connection *writer* pool beside its reader pool, so writes queue in
+//! kehai instead of failing on SQLite's database lock.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use kehai_core::{
+    Account, Avatar, DisplayName, Email, Emoji, Millis, PersonId, PersonKind, PresenceOverride,
+    Role, Space, SpaceId, SpaceName, SpaceSlug,
+};
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::{AvatarChange, Member, Result, Session, Store, StoreError};
+
+/// SQLite in one file: WAL for concurrent readers, one writer connection.
+pub(crate) struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { read, write })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+}
+
+/// PostgreSQL: one pool for everything.
+pub(crate) struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub(crate) async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Maps unique and foreign-key violations to the store's own errors.
+fn classify(err: sqlx::Error, conflict: &'static str, missing: &'static str) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(conflict);
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound(missing);
+        }
+    }
+    StoreError::Database(err)
+}
+
+fn uuid(s: &str, what: &'static str) -> Result<uuid::Uuid> {
+    uuid::Uuid::from_str(s).map_err(|_| StoreError::Corrupt(what))
+}
+
+#[derive(sqlx::FromRow)]
+struct SpaceRow {
+    id: String,
+    slug: String,
+    name: String,
+    allow_guests: bool,
+}
+
+impl TryFrom<SpaceRow> for Space {
+    type Error = StoreError;
+    fn try_from(r: SpaceRow) -> Result<Space> {
+        Ok(Space {
+            id: SpaceId(uuid(&r.id, "space id")?),
+            slug: SpaceSlug::parse(&r.slug).map_err(|_| StoreError::Corrupt("space slug"))?,
+            name: SpaceName::parse(&r.name).map_err(|_| StoreError::Corrupt("space name"))?,
+            allow_guests: r.allow_guests,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    email: String,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+    fn try_from(r: AccountRow) -> Result<Account> {
+        Ok(Account {
+            id: PersonId(uuid(&r.id, "account id")?),
+            email: Email::parse(&r.email).map_err(|_| StoreError::Corrupt("email"))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    id: String,
+    email: String,
+    role: String,
+    display_name: String,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = StoreError;
+    fn try_from(r: MemberRow) -> Result<Member> {
+        Ok(Member {
+            role: Role::parse(&r.role).ok_or(StoreError::Corrupt("role"))?,
+            display_name: DisplayName::parse(&r.display_name)
+                .map_err(|_| StoreError::Corrupt("display name"))?,
+            account: Account::try_from(AccountRow {
+                id: r.id,
+                email: r.email,
+            })?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AvatarRow {
+    space_id: String,
+    person_id: String,
+    kind: String,
+    display_name: String,
+    own_emoji: Option<String>,
+    presence_provider: Option<String>,
+    presence_availability: Option<String>,
+    presence_activity: Option<String>,
+    presence_label: Option<String>,
+    presence_emoji: Option<String>,
+    presence_since: Option<i64>,
+}
+
+fn emoji(s: &str) -> Result<Emoji> {
+    Emoji::parse(s).map_err(|_| StoreError::Corrupt("emoji"))
+}
+
+impl TryFrom<AvatarRow> for Avatar {
+    type Error = StoreError;
+    fn try_from(r: AvatarRow) -> Result<Avatar> {
+        let presence = match (
+            r.presence_provider,
+            r.presence_availability,
+            r.presence_activity,
+            r.presence_label,
+            r.presence_emoji,
+            r.presence_since,
+        ) {
+            (
+                Some(provider),
+                Some(availability),
+                Some(activity),
+                Some(label),
+                Some(e),
+                Some(since),
+            ) => Some(PresenceOverride {
+                provider,
+                availability,
+                activity,
+                label,
+                emoji: emoji(&e)?,
+                since,
+            }),
+            _ => None,
+        };
+        Ok(Avatar {
+            space_id: SpaceId(uuid(&r.space_id, "space id")?),
+            person_id: PersonId(uuid(&r.person_id, "person id")?),
+            kind: PersonKind::parse(&r.kind).ok_or(StoreError::Corrupt("person kind"))?,
+            display_name: DisplayName::parse(&r.display_name)
+                .map_err(|_| StoreError::Corrupt("display name"))?,
+            own_emoji: r.own_emoji.as_deref().map(emoji).transpose()?,
+            presence,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id_hash: String,
+    person_id: String,
+    kind: String,
+    space_id: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Session> {
+        Ok(Session {
+            id_hash: r.id_hash,
+            person_id: PersonId(uuid(&r.person_id, "person id")?),
+            kind: PersonKind::parse(&r.kind).ok_or(StoreError::Corrupt("person kind"))?,
+            space_id: r
+                .space_id
+                .as_deref()
+                .map(|s| uuid(s, "space id").map(SpaceId))
+                .transpose()?,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+/// The columns [`AvatarRow`] reads, as a literal so statements stay `&'static str`.
+macro_rules! avatar_columns {
+    () => {
+        "space_id, person_id, kind, display_name, own_emoji, presence_provider, presence_availability, \
+         presence_activity, presence_label, presence_emoji, presence_since"
+    };
+}
+
+macro_rules! impl_store {
+    ($store:ty, $backend:literal, $migrator:expr) => {
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                $migrator.run(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn create_space(&self, space: &Space, now: Millis) -> Result<()> {
+                sqlx::query("INSERT INTO spaces (id, slug, name, allow_guests, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(space.id.0.to_string())
+                    .bind(space.slug.as_str())
+                    .bind(space.name.as_str())
+                    .bind(space.allow_guests)
+                    .bind(now)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| classify(e, "space", "space"))?;
+                Ok(())
+            }
+
+            async fn space_by_slug(&self, slug: &SpaceSlug) -> Result<Option<Space>> {
+                sqlx::query_as::<_, SpaceRow>("SELECT id, slug, name, allow_guests FROM spaces WHERE slug = $1")
+                    .bind(slug.as_str())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Space::try_from)
+                    .transpose()
+            }
+
+            async fn space_by_id(&self, id: SpaceId) -> Result<Option<Space>> {
+                sqlx::query_as::<_, SpaceRow>("SELECT id, slug, name, allow_guests FROM spaces WHERE id = $1")
+                    .bind(id.0.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Space::try_from)
+                    .transpose()
+            }
+
+            async fn spaces_of(&self, account: PersonId) -> Result<Vec<Space>> {
+                sqlx::query_as::<_, SpaceRow>(
+                    "SELECT s.id, s.slug, s.name, s.allow_guests FROM spaces s \
+                     JOIN memberships m ON m.space_id = s.id WHERE m.account_id = $1 ORDER BY s.name, s.slug",
+                )
+                .bind(account.0.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(Space::try_from)
+                .collect()
+            }
+
+            async fn create_account(&self, account: &Account, password_hash: &str, now: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO accounts (id, email, email_key, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(account.id.0.to_string())
+                .bind(account.email.as_str())
+                .bind(account.email.normalized())
+                .bind(password_hash)
+                .bind(now)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "account", "account"))?;
+                Ok(())
+            }
+
+            async fn account_by_email(&self, email: &Email) -> Result<Option<(Account, String)>> {
+                let row: Option<(String, String, String)> =
+                    sqlx::query_as("SELECT id, email, password_hash FROM accounts WHERE email_key = $1")
+                        .bind(email.normalized())
+                        .fetch_optional(self.reader())
+                        .await?;
+                row.map(|(id, email, hash)| Ok((Account::try_from(AccountRow { id, email })?, hash))).transpose()
+            }
+
+            async fn add_member(
+                &self,
+                space: SpaceId,
+                account: PersonId,
+                role: Role,
+                display_name: &DisplayName,
+                now: Millis,
+            ) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("INSERT INTO memberships (space_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(space.0.to_string())
+                    .bind(account.0.to_string())
+                    .bind(role.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(e, "membership", "space or account"))?;
+                sqlx::query(
+                    "INSERT INTO avatars (space_id, person_id, kind, display_name, updated_at) \
+                     VALUES ($1, $2, 'member', $3, $4)",
+                )
+                .bind(space.0.to_string())
+                .bind(account.0.to_string())
+                .bind(display_name.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(e, "avatar", "space"))?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn role_in(&self, space: SpaceId, account: PersonId) -> Result<Option<Role>> {
+                let role: Option<String> =
+                    sqlx::query_scalar("SELECT role FROM memberships WHERE space_id = $1 AND account_id = $2")
+                        .bind(space.0.to_string())
+                        .bind(account.0.to_string())
+                        .fetch_optional(self.reader())
+                        .await?;
+                role.map(|r| Role::parse(&r).ok_or(StoreError::Corrupt("role"))).transpose()
+            }
+
+            async fn members(&self, space: SpaceId) -> Result<Vec<Member>> {
+                sqlx::query_as::<_, MemberRow>(
+                    "SELECT a.id, a.email, m.role, v.display_name \
+                     FROM memberships m \
+                     JOIN accounts a ON a.id = m.account_id \
+                     JOIN avatars v ON v.space_id = m.space_id AND v.person_id = m.account_id \
+                     WHERE m.space_id = $1 ORDER BY v.display_name, a.email_key",
+                )
+                .bind(space.0.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(Member::try_from)
+                .collect()
+            }
+
+            async fn create_guest(&self, space: SpaceId, guest: PersonId, display_name: &DisplayName, now: Millis) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("INSERT INTO guests (id, space_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(guest.0.to_string())
+                    .bind(space.0.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(e, "guest", "space"))?;
+                sqlx::query(
+                    "INSERT INTO avatars (space_id, person_id, kind, display_name, updated_at) \
+                     VALUES ($1, $2, 'guest', $3, $4)",
+                )
+                .bind(space.0.to_string())
+                .bind(guest.0.to_string())
+                .bind(display_name.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(e, "avatar", "space"))?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn avatar(&self, space: SpaceId, person: PersonId) -> Result<Option<Avatar>> {
+                sqlx::query_as::<_, AvatarRow>(concat!(
+                    "SELECT ", avatar_columns!(), " FROM avatars WHERE space_id = $1 AND person_id = $2"
+                ))
+                .bind(space.0.to_string())
+                .bind(person.0.to_string())
+                .fetch_optional(self.reader())
+                .await?
+                .map(Avatar::try_from)
+                .transpose()
+            }
+
+            async fn avatars(&self, space: SpaceId) -> Result<Vec<Avatar>> {
+                sqlx::query_as::<_, AvatarRow>(concat!(
+                    "SELECT ", avatar_columns!(), " FROM avatars WHERE space_id = $1 ORDER BY display_name, person_id"
+                ))
+                .bind(space.0.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(Avatar::try_from)
+                .collect()
+            }
+
+            async fn update_avatar(
+                &self,
+                space: SpaceId,
+                person: PersonId,
+                change: &AvatarChange,
+                now: Millis,
+            ) -> Result<Option<Avatar>> {
+                let (set_emoji, new_emoji) = match &change.own_emoji {
+                    None => (false, None),
+                    Some(e) => (true, e.as_ref().map(|e| e.as_str().to_owned())),
+                };
+                sqlx::query_as::<_, AvatarRow>(concat!(
+                    "UPDATE avatars SET display_name = COALESCE($3, display_name), \
+                     own_emoji = CASE WHEN $4 THEN $5 ELSE own_emoji END, updated_at = $6 \
+                     WHERE space_id = $1 AND person_id = $2 RETURNING ", avatar_columns!(), ""
+                ))
+                .bind(space.0.to_string())
+                .bind(person.0.to_string())
+                .bind(change.display_name.as_ref().map(|n| n.as_str().to_owned()))
+                .bind(set_emoji)
+                .bind(new_emoji)
+                .bind(now)
+                .fetch_optional(self.writer())
+                .await?
+                .map(Avatar::try_from)
+                .transpose()
+            }
+
+            async fn set_presence(
+                &self,
+                space: SpaceId,
+                person: PersonId,
+                presence: Option<&PresenceOverride>,
+                now: Millis,
+            ) -> Result<Option<Avatar>> {
+                sqlx::query_as::<_, AvatarRow>(concat!(
+                    "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
+                     presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
+                     WHERE space_id = $1 AND person_id = $2 RETURNING ", avatar_columns!(), ""
+                ))
+                .bind(space.0.to_string())
+                .bind(person.0.to_string())
+                .bind(presence.map(|p| p.provider.clone()))
+                .bind(presence.map(|p| p.availability.clone()))
+                .bind(presence.map(|p| p.activity.clone()))
+                .bind(presence.map(|p| p.label.clone()))
+                .bind(presence.map(|p| p.emoji.as_str().to_owned()))
+                .bind(presence.map(|p| p.since))
+                .bind(now)
+                .fetch_optional(self.writer())
+                .await?
+                .map(Avatar::try_from)
+                .transpose()
+            }
+
+            async fn create_session(&self, s: &Session) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, person_id, kind, space_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&s.id_hash)
+                .bind(s.person_id.0.to_string())
+                .bind(s.kind.as_str())
+                .bind(s.space_id.map(|id| id.0.to_string()))
+                .bind(s.created_at)
+                .bind(s.expires_at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "session", "space"))?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<Session>> {
+                sqlx::query_as::<_, SessionRow>(
+                    "SELECT id_hash, person_id, kind, space_id, created_at, expires_at \
+                     FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(self.reader())
+                .await?
+                .map(Session::try_from)
+                .transpose()
+            }
+
+            async fn delete_session(&self, id_hash: &str) -> Result<Option<Session>> {
+                let mut tx = self.writer().begin().await?;
+                let row = sqlx::query_as::<_, SessionRow>(
+                    "DELETE FROM sessions WHERE id_hash = $1 \
+                     RETURNING id_hash, person_id, kind, space_id, created_at, expires_at",
+                )
+                .bind(id_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let session = row.map(Session::try_from).transpose()?;
+                if let Some(s) = session.as_ref().filter(|s| s.kind == PersonKind::Guest) {
+                    remove_guest(&mut tx, s.person_id).await?;
+                }
+                tx.commit().await?;
+                Ok(session)
+            }
+
+            async fn purge_expired_sessions(&self, now: Millis) -> Result<Vec<Session>> {
+                let mut tx = self.writer().begin().await?;
+                let sessions = sqlx::query_as::<_, SessionRow>(
+                    "DELETE FROM sessions WHERE expires_at <= $1 \
+                     RETURNING id_hash, person_id, kind, space_id, created_at, expires_at",
+                )
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(Session::try_from)
+                .collect::<Result<Vec<_>>>()?;
+                for s in sessions.iter().filter(|s| s.kind == PersonKind::Guest) {
+                    remove_guest(&mut tx, s.person_id).await?;
+                }
+                tx.commit().await?;
+                Ok(sessions)
+            }
+        }
+
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($store), " { .. }"))
+            }
+        }
+    };
+}
+
+/// Deletes a guest and their avatar (inside the caller's transaction).
+macro_rules! define_remove_guest {
+    ($name:ident, $db:ty) => {
+        async fn $name(tx: &mut sqlx::Transaction<'static, $db>, guest: PersonId) -> Result<()> {
+            sqlx::query("DELETE FROM avatars WHERE person_id = $1 AND kind = 'guest'")
+                .bind(guest.0.to_string())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM guests WHERE id = $1")
+                .bind(guest.0.to_string())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+mod sqlite_impl {
+    use super::*;
+    define_remove_guest!(remove_guest, sqlx::Sqlite);
+    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));
+}
+
+mod postgres_impl {
+    use super::*;
+    define_remove_guest!(remove_guest, sqlx::Postgres);
+    impl_store!(
+        PostgresStore,
+        "postgres",
+        sqlx::migrate!("migrations/postgres")
+    );
+}

@@ -1,0 +1,219 @@
+//! The `kehai` command: serve the virtual office, run the demo, migrate the database and
+//! administer spaces and members. Thin by design: everything it does lives in `kehai-server`.
+
+use std::{
+    io::{BufRead, IsTerminal},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kehai_core::Role;
+use kehai_server::{App, Config, LogFormat, admin};
+use tokio::net::TcpListener;
+
+mod demo;
+
+/// kehai (気配): a self-hostable virtual office whose avatars show what their people are doing.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./kehai.toml if present). KEHAI_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve kehai (migrates the database first).
+    Serve,
+    /// Run a demo: a `demo` space with guests allowed and two members, served locally.
+    Demo,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage spaces.
+    #[command(subcommand)]
+    Space(SpaceCommand),
+    /// Manage the members of a space.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SpaceCommand {
+    /// Create a space.
+    Create {
+        /// The space's URL name: 2–63 of a–z, 0–9 and '-' (the page is /s/<slug>).
+        slug: String,
+        /// The space's human name.
+        #[arg(long)]
+        name: String,
+        /// Let people without an account join with a display name only.
+        #[arg(long)]
+        allow_guests: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// Add a member to a space, creating the account if the email is new.
+    ///
+    /// The password of a new account is read from standard input (one line; prompted for on a
+    /// terminal), or from the environment variable named by --password-env. It is never taken
+    /// from the command line, where other users could see it.
+    Add {
+        /// The space's slug.
+        space: String,
+        /// The member's email (unique, case-insensitively).
+        email: String,
+        /// Display name in the space (default: the part of the email before '@').
+        #[arg(long)]
+        name: Option<String>,
+        /// Make the member an admin of the space.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// List the members of a space.
+    List {
+        /// The space's slug.
+        space: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            init_logging(&config)?;
+            serve(config).await
+        }
+        Command::Demo => demo::run(config).await,
+        Command::Migrate => {
+            admin::open_store(&config).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Space(SpaceCommand::Create {
+            slug,
+            name,
+            allow_guests,
+        }) => {
+            let store = admin::open_store(&config).await?;
+            let space = admin::create_space(&*store, &slug, &name, allow_guests).await?;
+            println!(
+                "created space {} ({}){}",
+                space.slug,
+                space.name.as_str(),
+                if allow_guests { ", guests allowed" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Member(MemberCommand::Add {
+            space,
+            email,
+            name,
+            admin: is_admin,
+            password_env,
+        }) => {
+            let store = admin::open_store(&config).await?;
+            // Fail on a wrong space before asking for a password.
+            admin::space(&*store, &space).await?;
+            let password = read_password(password_env.as_deref())?;
+            let role = if is_admin { Role::Admin } else { Role::Member };
+            let member = admin::add_member(
+                &*store,
+                &space,
+                &email,
+                name.as_deref(),
+                password.as_deref(),
+                role,
+            )
+            .await?;
+            println!(
+                "added {} to {} as {}",
+                member.account.email.as_str(),
+                space,
+                member.role.as_str()
+            );
+            Ok(())
+        }
+        Command::Member(MemberCommand::List { space }) => {
+            let store = admin::open_store(&config).await?;
+            for m in admin::members(&*store, &space).await? {
+                println!(
+                    "{}\t{}\t{}",
+                    m.account.email.as_str(),
+                    m.role.as_str(),
+                    m.display_name.as_str()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The password for `member add`: from the named variable, else standard input. `None` when
+/// standard input is empty (an existing account needs none).
+fn read_password(var: Option<&str>) -> anyhow::Result<Option<String>> {
+    if let Some(var) = var {
+        let value = std::env::var(var)
+            .with_context(|| format!("the environment variable {var} is not set"))?;
+        return Ok(Some(value));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Some(rpassword::prompt_password("Password: ")?));
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    Ok((!line.is_empty()).then(|| line.to_owned()))
+}
+
+pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: setting `log` (KEHAI_LOG): {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Binds the configured address and serves until SIGTERM/SIGINT.
+pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = App::build(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listen, public_url = %app.state.config.public_url, "kehai is serving");
+    kehai_server::run(app, listener, kehai_server::shutdown_signal()).await
+}
