@@ -1,0 +1,134 @@
+//! The event stream: snapshots, live changes, who is here, and catching up after a reconnect.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, find};
+
+fn avatars(e: &crate::support::Sse) -> Vec<Value> {
+    e.data["avatars"]
+        .as_array()
+        .expect("snapshot avatars")
+        .clone()
+}
+
+#[tokio::test]
+async fn a_second_client_sees_changes_live() {
+    let app = TestApp::start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let bob = app.member("bob@example.com").await;
+    let mut stream = bob.events("alpha", None).await;
+    let first = stream.next(5).await.expect("a first event");
+    assert_eq!(first.event, "snapshot");
+    assert!(first.id.is_some(), "events carry ids");
+    let snapshot = avatars(&first);
+    assert_eq!(find(&snapshot, "Bob").expect("Bob")["here"], true);
+    assert_eq!(find(&snapshot, "Alice").expect("Alice")["here"], false);
+
+    alice.put_me("alpha", json!({"emoji": "🍵"})).await;
+    let e = stream
+        .wait_for("Alice 🍵", |e| {
+            e.event == "avatar" && e.data["emoji"] == "🍵"
+        })
+        .await;
+    assert_eq!(e.data["display_name"], "Alice");
+    assert!(e.id.is_some());
+    alice.put_me("alpha", json!({"emoji": null})).await;
+    stream
+        .wait_for("Alice without emoji", |e| {
+            e.event == "avatar" && e.data["display_name"] == "Alice" && e.data["emoji"].is_null()
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn here_while_the_page_is_open_and_guests_vanish_when_they_leave() {
+    let app = TestApp::start().await;
+    let bob = app.member("bob@example.com").await;
+    let mut watching = bob.events("alpha", None).await;
+    watching.next(5).await.expect("snapshot");
+
+    let alice = app.member("alice@example.com").await;
+    let alice_page = alice.events("alpha", None).await;
+    watching
+        .wait_for("Alice here", |e| {
+            e.data["display_name"] == "Alice" && e.data["here"] == true
+        })
+        .await;
+    assert_eq!(
+        find(&bob.avatars("alpha").await, "Alice").unwrap()["here"],
+        true
+    );
+    drop(alice_page);
+    watching
+        .wait_for("Alice away", |e| {
+            e.data["display_name"] == "Alice" && e.data["here"] == false
+        })
+        .await;
+    assert_eq!(
+        find(&bob.avatars("alpha").await, "Alice").expect("members stay listed")["here"],
+        false
+    );
+
+    let guest = app.guest("Visitor").await;
+    let guest_page = guest.events("alpha", None).await;
+    let arrived = watching
+        .wait_for("guest here", |e| e.data["display_name"] == "Visitor")
+        .await;
+    assert_eq!(arrived.data["kind"], "guest");
+    let id = arrived.data["person_id"].clone();
+    drop(guest_page);
+    watching
+        .wait_for("guest left", |e| {
+            e.event == "left" && e.data["person_id"] == id
+        })
+        .await;
+    assert!(
+        find(&bob.avatars("alpha").await, "Visitor").is_none(),
+        "guests disappear when they leave"
+    );
+}
+
+#[tokio::test]
+async fn a_reconnecting_page_catches_up() {
+    let app = TestApp::start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let bob = app.member("bob@example.com").await;
+    let mut stream = bob.events("alpha", None).await;
+    let last = stream.next(5).await.expect("snapshot").id.expect("id");
+    drop(stream);
+
+    alice.put_me("alpha", json!({"emoji": "🌙"})).await;
+    alice.put_me("alpha", json!({"emoji": "☀️"})).await;
+
+    let mut resumed = bob.events("alpha", Some(&last)).await;
+    let mut seen = Vec::new();
+    while let Some(e) = resumed.next(2).await {
+        assert_ne!(e.event, "snapshot", "a known id resumes without a snapshot");
+        if e.data["display_name"] == "Alice" {
+            seen.push(e.data["emoji"].as_str().unwrap_or("").to_owned());
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["🌙", "☀️"],
+        "missed events are replayed in order"
+    );
+
+    // An id the server does not know gets a fresh snapshot.
+    let mut fresh = bob.events("alpha", Some("00000000-1")).await;
+    let e = fresh.next(5).await.expect("snapshot");
+    assert_eq!(e.event, "snapshot");
+    assert_eq!(find(&avatars(&e), "Alice").unwrap()["emoji"], "☀️");
+}
+
+#[tokio::test]
+async fn streams_need_a_session() {
+    let app = TestApp::start().await;
+    let r = app.client().get("/s/alpha/events").await;
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,158 @@
+//! Health, readiness, metrics, headers, the OpenAPI document and graceful shutdown.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::start().await;
+    let c = app.client();
+    assert_eq!(c.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(c.get("/readyz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_streams_and_avatars_here() {
+    let app = TestApp::start().await;
+    let alice = app.member("alice@example.com").await;
+    alice.avatars("alpha").await;
+    alice.avatars("alpha").await;
+    let mut stream = alice.events("alpha", None).await;
+    stream.next(5).await.expect("snapshot");
+    let text = alice.get("/metrics").await.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+    };
+    let avatars = line("kehai_http_requests_total{method=\"GET\",route=\"/api/spaces/{slug}/avatars\",status=\"200\"}")
+        .unwrap_or_else(|| panic!("no avatars route counter in\n{text}"));
+    assert!(avatars.ends_with(" 2"), "{avatars}");
+    assert!(
+        !text.contains("/api/spaces/alpha/"),
+        "raw paths must not become labels"
+    );
+    assert_eq!(
+        line("kehai_event_streams_open ").as_deref(),
+        Some("kehai_event_streams_open 1")
+    );
+    assert_eq!(
+        line("kehai_avatars_here ").as_deref(),
+        Some("kehai_avatars_here 1")
+    );
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = alice.get("/metrics").await.text().await.unwrap();
+        if text.lines().any(|l| l == "kehai_event_streams_open 0")
+            && text.lines().any(|l| l == "kehai_avatars_here 0")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed stream is still counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_security_headers() {
+    let app = TestApp::start().await;
+    let c = app.client();
+    for path in ["/login", "/healthz", "/api/spaces/alpha/avatars", "/nope"] {
+        let r = c.get(path).await;
+        let h = r.headers();
+        assert!(
+            h.get("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h.get("referrer-policy").is_some());
+    }
+    let r = c.get("/nope").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "route_not_found");
+}
+
+/// Every operation in `/openapi.json` is a route of the server, and every `/api` route is
+/// documented.
+#[tokio::test]
+async fn openapi_matches_the_routes() {
+    let app = TestApp::start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let doc: Value = alice.get("/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented = Vec::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let url = alice.url(&path.replace("{slug}", "alpha"));
+            let mut req = alice
+                .http
+                .request(method.to_uppercase().parse().unwrap(), url);
+            req = req
+                .header("x-csrf-token", alice.csrf.clone().unwrap())
+                .json(&json!({}));
+            let r = req.send().await.unwrap();
+            assert_ne!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert!(
+                r.status().is_success(),
+                "{method} {path} answered {}",
+                r.status()
+            );
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        vec![
+            "GET /api/spaces/{slug}/avatars",
+            "PUT /api/spaces/{slug}/me"
+        ]
+    );
+    // An undocumented method on a documented path is not a route.
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/alpha/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_streams_and_returns() {
+    let mut app = TestApp::start().await;
+    let alice = app.member("alice@example.com").await;
+    let mut stream = alice.events("alpha", None).await;
+    stream.next(5).await.expect("snapshot");
+    app.shutdown().await.expect("run returns Ok");
+    // Whatever was already sent may still arrive; then the stream must end.
+    let mut left = 10;
+    while stream.next(5).await.is_some() {
+        left -= 1;
+        assert!(left > 0, "the stream did not end");
+    }
+    assert!(
+        reqwest::get(app.url("/healthz")).await.is_err(),
+        "no longer listening"
+    );
+}

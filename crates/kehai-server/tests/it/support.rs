@@ -1,0 +1,316 @@
+//! A real kehai server on `127.0.0.1:0` with a fresh SQLite database, and HTTP clients that
+//! behave like browsers (cookies, forms, event streams).
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kehai_core::Role;
+use kehai_server::{App, AppState, Config, admin, clock::SystemClock};
+use reqwest::{StatusCode, redirect::Policy};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server: space `alpha` (guests allowed: alice, bob) and `beta` (no guests: carol).
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config {
+            listen: addr,
+            public_url: format!("http://{addr}").parse().expect("url"),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let store = admin::open_store(&config).await.expect("store");
+        admin::create_space(&*store, "alpha", "Alpha office", true)
+            .await
+            .expect("alpha");
+        admin::create_space(&*store, "beta", "Beta office", false)
+            .await
+            .expect("beta");
+        for (space, email, name) in [
+            ("alpha", "alice@example.com", "Alice"),
+            ("alpha", "bob@example.com", "Bob"),
+            ("beta", "carol@example.com", "Carol"),
+        ] {
+            admin::add_member(
+                &*store,
+                space,
+                email,
+                Some(name),
+                Some(PASSWORD),
+                Role::Member,
+            )
+            .await
+            .expect("member");
+        }
+        let app = App::with_store(config, store, Arc::new(SystemClock)).expect("app");
+        let state = app.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(kehai_server::run(app, listener, async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            state,
+            stop: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A browser-like client without a session.
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .expect("client"),
+            base: self.base.clone(),
+            csrf: None,
+        }
+    }
+
+    /// A client logged in as `email`.
+    pub async fn member(&self, email: &str) -> Client {
+        let mut c = self.client();
+        let r = c.login(email, PASSWORD, "/s/alpha").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email} failed");
+        c
+    }
+
+    /// A client that joined `alpha` as a guest.
+    pub async fn guest(&self, name: &str) -> Client {
+        let mut c = self.client();
+        let csrf = c.form_csrf("/s/alpha/guest").await;
+        let r = c
+            .post_form("/s/alpha/guest", &[("display_name", name), ("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "guest join failed");
+        c.load_space("alpha").await;
+        c
+    }
+
+    /// Triggers a graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(s) => tokio::time::timeout(Duration::from_secs(20), s)
+                .await
+                .expect("shutdown in time")
+                .expect("join"),
+            None => Ok(()),
+        }
+    }
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    /// The CSRF token of the last space page loaded.
+    pub csrf: Option<String>,
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// The hidden `csrf` field of the form on `path`.
+    pub async fn form_csrf(&self, path: &str) -> String {
+        let html = self.get(path).await.text().await.expect("html");
+        between(&html, "name=\"csrf\" value=\"", "\"")
+            .unwrap_or_else(|| panic!("no csrf field on {path}"))
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str, next: &str) -> reqwest::Response {
+        let csrf = self.form_csrf(&format!("/login?next={next}")).await;
+        self.post_form(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", next),
+            ],
+        )
+        .await
+    }
+
+    /// Loads a space page and keeps its CSRF token; returns the page's JSON data.
+    pub async fn load_space(&mut self, slug: &str) -> serde_json::Value {
+        let r = self.get(&format!("/s/{slug}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "space page {slug}");
+        let html = r.text().await.expect("html");
+        let data = between(
+            &html,
+            "<script type=\"application/json\" id=\"page-data\">",
+            "</script>",
+        )
+        .expect("page data");
+        let data: serde_json::Value = serde_json::from_str(&data).expect("page data is JSON");
+        self.csrf = data["csrf"].as_str().map(str::to_owned);
+        data
+    }
+
+    /// `PUT /api/spaces/{slug}/me` with this client's CSRF token.
+    pub async fn put_me(&self, slug: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/api/spaces/{slug}/me")))
+            .header(
+                "x-csrf-token",
+                self.csrf.clone().expect("load the space page first"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    pub async fn avatars(&self, slug: &str) -> Vec<serde_json::Value> {
+        let r = self.get(&format!("/api/spaces/{slug}/avatars")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.expect("avatars JSON")
+    }
+
+    /// Opens the space's event stream.
+    pub async fn events(&self, slug: &str, last_event_id: Option<&str>) -> Events {
+        let mut req = self.http.get(self.url(&format!("/s/{slug}/events")));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let response = req.send().await.expect("events");
+        assert_eq!(response.status(), StatusCode::OK, "event stream of {slug}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Events::read(response)
+    }
+}
+
+/// The text between `start` and the next `end`.
+pub fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_owned())
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// The events of an open stream, parsed as they arrive. Dropping it closes the connection.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Sse>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Events {
+    fn read(response: reqwest::Response) -> Events {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut buf = String::new();
+            let (mut event, mut id, mut data) = (String::new(), None, String::new());
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(nl) = buf.find('\n') {
+                    let line: String = buf.drain(..=nl).collect();
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if line.is_empty() {
+                        if !data.is_empty() {
+                            let parsed = serde_json::from_str(&data).expect("event data is JSON");
+                            let _ = tx.send(Sse {
+                                event: std::mem::take(&mut event),
+                                id: id.take(),
+                                data: parsed,
+                            });
+                        }
+                        data.clear();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+            }
+        });
+        Events { rx, task }
+    }
+
+    /// The next event within `secs` seconds.
+    pub async fn next(&mut self, secs: u64) -> Option<Sse> {
+        tokio::time::timeout(Duration::from_secs(secs), self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits (up to 10 s) for an event that `pred` accepts, skipping others.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Sse) -> bool) -> Sse {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(e)) if pred(&e) => return e,
+                Ok(Some(_)) => continue,
+                _ => panic!("no event {what} within 10 s"),
+            }
+        }
+    }
+}
+
+/// The avatar of `name` in a snapshot or avatar list.
+pub fn find<'a>(avatars: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    avatars.iter().find(|a| a["display_name"] == name)
+}

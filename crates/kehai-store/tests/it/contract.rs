@@ -1,0 +1,376 @@
+//! The contract cases, each written once for any [`Store`].
+
+use kehai_core::{
+    Account, DisplayName, Email, Emoji, PersonId, PersonKind, PresenceOverride, Role, Space,
+    SpaceId, SpaceName, SpaceSlug,
+};
+use kehai_store::{AvatarChange, Session, Store, StoreError};
+
+const T0: i64 = 1_700_000_000_000;
+
+async fn space(store: &dyn Store, slug: &str) -> Space {
+    let space = Space {
+        id: SpaceId::new(),
+        slug: SpaceSlug::parse(slug).unwrap(),
+        name: SpaceName::parse(&format!("Space {slug}")).unwrap(),
+        allow_guests: true,
+    };
+    store.create_space(&space, T0).await.expect("create space");
+    space
+}
+
+async fn account(store: &dyn Store, email: &str) -> Account {
+    let account = Account {
+        id: PersonId::new(),
+        email: Email::parse(email).unwrap(),
+    };
+    store
+        .create_account(&account, "$argon2id$fake", T0)
+        .await
+        .expect("create account");
+    account
+}
+
+fn name(s: &str) -> DisplayName {
+    DisplayName::parse(s).unwrap()
+}
+
+fn emoji(s: &str) -> Emoji {
+    Emoji::parse(s).unwrap()
+}
+
+async fn member(store: &dyn Store, space: &Space, email: &str, display: &str) -> Account {
+    let a = account(store, email).await;
+    store
+        .add_member(space.id, a.id, Role::Member, &name(display), T0)
+        .await
+        .expect("add member");
+    a
+}
+
+pub async fn migrations_are_idempotent(store: &dyn Store) {
+    store
+        .migrate()
+        .await
+        .expect("second migration run is a no-op");
+    store.ping().await.expect("ping");
+}
+
+pub async fn spaces_are_unique_by_slug(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let found = store
+        .space_by_slug(&s.slug)
+        .await
+        .unwrap()
+        .expect("found by slug");
+    assert_eq!(found, s);
+    assert_eq!(store.space_by_id(s.id).await.unwrap(), Some(s.clone()));
+    let dup = Space {
+        id: SpaceId::new(),
+        ..s
+    };
+    assert!(matches!(
+        store.create_space(&dup, T0).await,
+        Err(StoreError::Conflict("space"))
+    ));
+    assert_eq!(
+        store
+            .space_by_slug(&SpaceSlug::parse("nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn accounts_are_unique_case_insensitively(store: &dyn Store) {
+    let a = account(store, "Alice@Example.com").await;
+    let (found, hash) = store
+        .account_by_email(&Email::parse("alice@EXAMPLE.com").unwrap())
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found, a);
+    assert_eq!(hash, "$argon2id$fake");
+    let dup = Account {
+        id: PersonId::new(),
+        email: Email::parse("ALICE@example.COM").unwrap(),
+    };
+    assert!(matches!(
+        store.create_account(&dup, "x", T0).await,
+        Err(StoreError::Conflict("account"))
+    ));
+}
+
+pub async fn members_get_an_avatar(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = account(store, "a@example.com").await;
+    store
+        .add_member(s.id, a.id, Role::Admin, &name("Alice"), T0)
+        .await
+        .unwrap();
+    assert_eq!(store.role_in(s.id, a.id).await.unwrap(), Some(Role::Admin));
+    let avatar = store.avatar(s.id, a.id).await.unwrap().expect("avatar");
+    assert_eq!(avatar.kind, PersonKind::Member);
+    assert_eq!(avatar.display_name.as_str(), "Alice");
+    assert_eq!((avatar.own_emoji, avatar.presence), (None, None));
+    let members = store.members(s.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].account.id, members[0].role),
+        (a.id, Role::Admin)
+    );
+}
+
+pub async fn membership_is_unique_and_needs_a_space(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    assert!(matches!(
+        store
+            .add_member(s.id, a.id, Role::Member, &name("A"), T0)
+            .await,
+        Err(StoreError::Conflict("membership"))
+    ));
+    assert!(matches!(
+        store
+            .add_member(SpaceId::new(), a.id, Role::Member, &name("A"), T0)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.role_in(SpaceId::new(), a.id).await.unwrap(), None);
+}
+
+pub async fn spaces_of_an_account(store: &dyn Store) {
+    let one = space(store, "one").await;
+    let two = space(store, "two").await;
+    let _other = space(store, "other").await;
+    let a = member(store, &one, "a@example.com", "A").await;
+    store
+        .add_member(two.id, a.id, Role::Member, &name("A"), T0)
+        .await
+        .unwrap();
+    let slugs: Vec<_> = store
+        .spaces_of(a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.slug.to_string())
+        .collect();
+    assert_eq!(slugs, vec!["one", "two"]);
+}
+
+pub async fn avatar_changes_keep_what_was_not_changed(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "Alice").await;
+    let set = AvatarChange {
+        display_name: None,
+        own_emoji: Some(Some(emoji("🌸"))),
+    };
+    let v = store
+        .update_avatar(s.id, a.id, &set, T0 + 1)
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(
+        (
+            v.display_name.as_str(),
+            v.own_emoji.as_ref().map(Emoji::as_str)
+        ),
+        ("Alice", Some("🌸"))
+    );
+    let rename = AvatarChange {
+        display_name: Some(name("Alicia")),
+        own_emoji: None,
+    };
+    let v = store
+        .update_avatar(s.id, a.id, &rename, T0 + 2)
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(
+        (
+            v.display_name.as_str(),
+            v.own_emoji.as_ref().map(Emoji::as_str)
+        ),
+        ("Alicia", Some("🌸"))
+    );
+    let clear = AvatarChange {
+        display_name: None,
+        own_emoji: Some(None),
+    };
+    let v = store
+        .update_avatar(s.id, a.id, &clear, T0 + 3)
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!((v.display_name.as_str(), &v.own_emoji), ("Alicia", &None));
+    assert_eq!(store.avatar(s.id, a.id).await.unwrap(), Some(v));
+    assert_eq!(
+        store
+            .update_avatar(s.id, PersonId::new(), &clear, T0)
+            .await
+            .unwrap(),
+        None,
+        "no such avatar"
+    );
+}
+
+pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "Alice").await;
+    let mine = AvatarChange {
+        display_name: None,
+        own_emoji: Some(Some(emoji("🌸"))),
+    };
+    store.update_avatar(s.id, a.id, &mine, T0).await.unwrap();
+    let busy = PresenceOverride {
+        provider: "msteams".into(),
+        availability: "Busy".into(),
+        activity: "InAMeeting".into(),
+        label: "Microsoft Teams: 会議参加中 / In a meeting".into(),
+        emoji: emoji("📅"),
+        since: T0 + 5,
+    };
+    let v = store
+        .set_presence(s.id, a.id, Some(&busy), T0 + 5)
+        .await
+        .unwrap()
+        .expect("set");
+    assert_eq!(v.presence.as_ref(), Some(&busy));
+    assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("📅"));
+    // The member changes their own emoji while the override lasts: it is kept for later.
+    let later = AvatarChange {
+        display_name: None,
+        own_emoji: Some(Some(emoji("🍵"))),
+    };
+    let v = store
+        .update_avatar(s.id, a.id, &later, T0 + 6)
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(v.presence.as_ref(), Some(&busy));
+    let v = store
+        .set_presence(s.id, a.id, None, T0 + 7)
+        .await
+        .unwrap()
+        .expect("cleared");
+    assert_eq!(v.presence, None);
+    assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("🍵"));
+}
+
+pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let g = PersonId::new();
+    store
+        .create_guest(s.id, g, &name("Visitor"), T0)
+        .await
+        .unwrap();
+    let avatar = store.avatar(s.id, g).await.unwrap().expect("guest avatar");
+    assert_eq!(avatar.kind, PersonKind::Guest);
+    let session = Session {
+        id_hash: "guest-hash".into(),
+        person_id: g,
+        kind: PersonKind::Guest,
+        space_id: Some(s.id),
+        created_at: T0,
+        expires_at: T0 + 1000,
+    };
+    store.create_session(&session).await.unwrap();
+    assert_eq!(
+        store.session("guest-hash", T0).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store.delete_session("guest-hash").await.unwrap(),
+        Some(session)
+    );
+    assert_eq!(
+        store.avatar(s.id, g).await.unwrap(),
+        None,
+        "the guest left with their session"
+    );
+    assert_eq!(store.session("guest-hash", T0).await.unwrap(), None);
+    assert_eq!(store.delete_session("guest-hash").await.unwrap(), None);
+}
+
+pub async fn expired_sessions_are_not_found_and_are_purged(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "Alice").await;
+    let g = PersonId::new();
+    store
+        .create_guest(s.id, g, &name("Visitor"), T0)
+        .await
+        .unwrap();
+    let mk = |hash: &str, person, kind, space_id, expires_at| Session {
+        id_hash: hash.into(),
+        person_id: person,
+        kind,
+        space_id,
+        created_at: T0,
+        expires_at,
+    };
+    store
+        .create_session(&mk("m-old", a.id, PersonKind::Member, None, T0 + 10))
+        .await
+        .unwrap();
+    store
+        .create_session(&mk("m-new", a.id, PersonKind::Member, None, T0 + 10_000))
+        .await
+        .unwrap();
+    store
+        .create_session(&mk("g-old", g, PersonKind::Guest, Some(s.id), T0 + 10))
+        .await
+        .unwrap();
+    assert!(
+        store.session("m-old", T0 + 10).await.unwrap().is_none(),
+        "expired at its expiry time"
+    );
+    assert!(store.session("m-old", T0 + 9).await.unwrap().is_some());
+    let mut purged: Vec<_> = store
+        .purge_expired_sessions(T0 + 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect();
+    purged.sort();
+    assert_eq!(purged, vec!["g-old", "m-old"]);
+    assert!(store.session("m-new", T0 + 10).await.unwrap().is_some());
+    assert_eq!(
+        store.avatar(s.id, g).await.unwrap(),
+        None,
+        "the guest left with their session"
+    );
+    assert!(
+        store.avatar(s.id, a.id).await.unwrap().is_some(),
+        "members stay"
+    );
+}
+
+pub async fn avatars_of_one_space_only(store: &dyn Store) {
+    let one = space(store, "one").await;
+    let two = space(store, "two").await;
+    let a = member(store, &one, "a@example.com", "Zed").await;
+    let b = member(store, &one, "b@example.com", "Amy").await;
+    let _c = member(store, &two, "c@example.com", "Cy").await;
+    let names: Vec<_> = store
+        .avatars(one.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.display_name.as_str().to_owned())
+        .collect();
+    assert_eq!(names, vec!["Amy", "Zed"], "ordered by name, only space one");
+    assert_eq!(store.avatar(two.id, a.id).await.unwrap(), None);
+    let change = AvatarChange {
+        display_name: Some(name("Hacker")),
+        own_emoji: None,
+    };
+    assert_eq!(
+        store
+            .update_avatar(two.id, b.id, &change, T0)
+            .await
+            .unwrap(),
+        None,
+        "no avatar in the other space"
+    );
+}

@@ -1,0 +1,46 @@
+//! The store contract: every behaviour kehai relies on, run against SQLite and PostgreSQL.
+//!
+//! PostgreSQL comes from `KEHAI_TEST_POSTGRES_URL` (each test gets a fresh database). Without it
+//! the PostgreSQL half is skipped with a message — except with `CI=true`, where it fails.
+
+mod backends;
+mod contract;
+
+/// Generates one test per contract case and back end.
+macro_rules! contract_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = crate::backends::sqlite().await;
+                    crate::contract::$case(&*db.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = crate::backends::postgres().await else { return };
+                    crate::contract::$case(&*db.store).await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+contract_suite!(
+    migrations_are_idempotent,
+    spaces_are_unique_by_slug,
+    accounts_are_unique_case_insensitively,
+    members_get_an_avatar,
+    membership_is_unique_and_needs_a_space,
+    spaces_of_an_account,
+    avatar_changes_keep_what_was_not_changed,
+    presence_override_never_touches_own_emoji,
+    guests_live_as_long_as_their_session,
+    expired_sessions_are_not_found_and_are_purged,
+    avatars_of_one_space_only,
+);
