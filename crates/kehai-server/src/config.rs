@@ -192,6 +192,7 @@ impl std::fmt::Debug for Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return its error type
 mod tests {
     use figment::Jail;
 

@@ -16,7 +16,7 @@ use crate::view::AvatarView;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SpaceEvent {
     /// An avatar appeared or changed (name, emoji, presence, here/away).
-    Avatar(AvatarView),
+    Avatar(Box<AvatarView>),
     /// A guest left: their avatar disappears.
     Left { person_id: String },
 }

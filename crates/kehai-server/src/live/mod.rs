@@ -60,7 +60,7 @@ impl Live {
         if AvatarView::visible(avatar, view.here) {
             self.bus.publish(BusMessage {
                 space_id: avatar.space_id,
-                event: SpaceEvent::Avatar(view),
+                event: SpaceEvent::Avatar(Box::new(view)),
             });
         }
     }

@@ -3,6 +3,8 @@
 //! PostgreSQL comes from `KEHAI_TEST_POSTGRES_URL` (each test gets a fresh database). Without it
 //! the PostgreSQL half is skipped with a message — except with `CI=true`, where it fails.
 
+#![allow(clippy::unwrap_used)]
+
 mod backends;
 mod contract;
 
