@@ -271,6 +271,26 @@ mod tests {
         });
     }
 
+    /// `docs/configuration.md` lists every setting with its default.
+    #[test]
+    fn configuration_doc_lists_every_setting() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let defaults = serde_json::to_value(Config::default()).expect("serializes");
+        for key in SETTINGS {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `KEHAI_{}` | `{key}` |", key.to_uppercase())))
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for {key}"));
+            let default = match &defaults[key] {
+                serde_json::Value::Null => "*(unset)*".to_owned(),
+                serde_json::Value::String(s) => format!("`{}`", s.trim_end_matches('/')),
+                other => format!("`{other}`"),
+            };
+            assert!(row.contains(&default), "the row of {key} does not give the default {default}: {row}");
+        }
+        assert_eq!(doc.matches("| `KEHAI_").count(), SETTINGS.len(), "the doc lists a setting that does not exist");
+    }
+
     #[test]
     fn debug_hides_the_database_password() {
         Jail::expect_with(|jail| {
