@@ -143,3 +143,21 @@ pub async fn not_found() -> ApiError {
         "no such page or endpoint",
     )
 }
+
+/// The fallback route: an HTML page for browsers, the JSON error for programs.
+pub async fn fallback(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    crate::i18n::Lang(lang): crate::i18n::Lang,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/api/") {
+        crate::pages::PageError::NoPage.render(state.catalogs.get(lang))
+    } else {
+        not_found().await.into_response()
+    }
+}

@@ -60,7 +60,7 @@ impl App {
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
-            .fallback(error::not_found);
+            .fallback(error::fallback);
         let router = security::layers(router, &state).with_state(state.clone());
         Ok(App { state, router })
     }

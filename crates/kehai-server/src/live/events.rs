@@ -102,8 +102,7 @@ impl StreamState {
                 Ok(Feed::Event(e)) => return Some(frame(&self.state, &e)),
                 // Fell behind or the bus lost messages: start again from the database.
                 Ok(Feed::Resync) | Err(RecvError::Lagged(_)) => {
-                    let n = self.state.live.hub.join(self.space.id, None);
-                    let Start::Snapshot { n } = n.0 else { continue };
+                    let n = self.state.live.hub.last(self.space.id);
                     match snapshot(&self.state, &self.space, n).await {
                         Ok(event) => return Some(event),
                         // The page's EventSource reconnects and tries again.

@@ -133,6 +133,11 @@ impl Hub {
         (start, rx)
     }
 
+    /// The number a snapshot taken now is as recent as (the last event delivered to the space).
+    pub fn last(&self, space_id: SpaceId) -> u64 {
+        self.lock().get(&space_id).map_or(0, |c| c.last)
+    }
+
     /// The SSE id of event `n`.
     pub fn event_id(&self, n: u64) -> String {
         format!("{}-{n}", self.epoch)

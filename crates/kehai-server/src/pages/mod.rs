@@ -63,6 +63,7 @@ struct ErrorPage<'a> {
 /// The error pages a visitor can meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageError {
+    NoPage,
     NoSpace,
     Forbidden,
     GuestsNotAllowed,
@@ -72,6 +73,7 @@ pub enum PageError {
 impl PageError {
     pub fn render(self, t: &Catalog) -> Response {
         let (status, title_key, message_key, link, link_key) = match self {
+            PageError::NoPage => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_page", "/", "error.home"),
             PageError::NoSpace => (
                 StatusCode::NOT_FOUND,
                 "error.not_found_title",
