@@ -286,9 +286,16 @@ mod tests {
                 serde_json::Value::String(s) => format!("`{}`", s.trim_end_matches('/')),
                 other => format!("`{other}`"),
             };
-            assert!(row.contains(&default), "the row of {key} does not give the default {default}: {row}");
+            assert!(
+                row.contains(&default),
+                "the row of {key} does not give the default {default}: {row}"
+            );
         }
-        assert_eq!(doc.matches("| `KEHAI_").count(), SETTINGS.len(), "the doc lists a setting that does not exist");
+        assert_eq!(
+            doc.matches("| `KEHAI_").count(),
+            SETTINGS.len(),
+            "the doc lists a setting that does not exist"
+        );
     }
 
     #[test]

@@ -73,7 +73,13 @@ pub enum PageError {
 impl PageError {
     pub fn render(self, t: &Catalog) -> Response {
         let (status, title_key, message_key, link, link_key) = match self {
-            PageError::NoPage => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_page", "/", "error.home"),
+            PageError::NoPage => (
+                StatusCode::NOT_FOUND,
+                "error.not_found_title",
+                "error.no_page",
+                "/",
+                "error.home",
+            ),
             PageError::NoSpace => (
                 StatusCode::NOT_FOUND,
                 "error.not_found_title",

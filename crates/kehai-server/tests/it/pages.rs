@@ -160,10 +160,22 @@ async fn static_assets_are_served() {
 async fn unknown_pages_are_a_page_for_browsers_and_json_for_programs() {
     let app = TestApp::start().await;
     let c = app.client();
-    let r = c.http.get(c.url("/nothing-here")).header("accept", "text/html").send().await.unwrap();
+    let r = c
+        .http
+        .get(c.url("/nothing-here"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("There is no such page."));
-    let r = c.http.get(c.url("/api/nothing")).header("accept", "text/html").send().await.unwrap();
+    let r = c
+        .http
+        .get(c.url("/api/nothing"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "route_not_found");
