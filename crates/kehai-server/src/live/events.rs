@@ -90,27 +90,22 @@ struct StreamState {
 
 impl StreamState {
     async fn next(&mut self) -> Option<Event> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        let received = tokio::select! {
+            _ = self.stop.cancelled() => return None,
+            r = self.rx.recv() => r,
+        };
+        match received {
+            Ok(Feed::Event(e)) => Some(frame(&self.state, &e)),
+            // Fell behind or the bus lost messages: start again from the database. If that
+            // fails, the stream ends and the page's EventSource reconnects and tries again.
+            Ok(Feed::Resync) | Err(RecvError::Lagged(_)) => {
+                let n = self.state.live.hub.last(self.space.id);
+                snapshot(&self.state, &self.space, n).await.ok()
             }
-            let received = tokio::select! {
-                _ = self.stop.cancelled() => return None,
-                r = self.rx.recv() => r,
-            };
-            match received {
-                Ok(Feed::Event(e)) => return Some(frame(&self.state, &e)),
-                // Fell behind or the bus lost messages: start again from the database.
-                Ok(Feed::Resync) | Err(RecvError::Lagged(_)) => {
-                    let n = self.state.live.hub.last(self.space.id);
-                    match snapshot(&self.state, &self.space, n).await {
-                        Ok(event) => return Some(event),
-                        // The page's EventSource reconnects and tries again.
-                        Err(_) => return None,
-                    }
-                }
-                Err(RecvError::Closed) => return None,
-            }
+            Err(RecvError::Closed) => None,
         }
     }
 }
