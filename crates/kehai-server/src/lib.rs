@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     pub state: AppState,
     pub router: axum::Router,
+    background: state::Background,
 }
 
 impl App {
@@ -55,14 +56,18 @@ impl App {
         store: Arc<dyn kehai_store::Store>,
         clock: Arc<dyn clock::Clock>,
     ) -> anyhow::Result<App> {
-        let state = AppState::new(config, store, clock)?;
+        let (state, background) = AppState::new(config, store, clock)?;
         let router = pages::router()
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
             .fallback(error::fallback);
         let router = security::layers(router, &state).with_state(state.clone());
-        Ok(App { state, router })
+        Ok(App {
+            state,
+            router,
+            background,
+        })
     }
 }
 
@@ -73,10 +78,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let App { state, router } = app;
+    let App {
+        state,
+        router,
+        background,
+    } = app;
     let stop = state.shutdown.clone();
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
-    let background = state.spawn_background();
+    let stop_background = CancellationToken::new();
+    background.spawn(&state, stop_background.clone());
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -89,7 +99,7 @@ pub async fn run(
     });
     let serve = tokio::spawn(async move { server.await });
     let finished = stop_after(&state.shutdown, grace, serve).await;
-    background.cancel();
+    stop_background.cancel();
     finished
 }
 

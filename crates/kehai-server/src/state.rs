@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use kehai_core::PersonKind;
 use kehai_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +11,7 @@ use crate::{
     auth::limiter::LoginLimiter,
     clock::Clock,
     i18n::Catalogs,
-    live::{Attendance, Hub, InProcessBus, Live},
+    live::{InProcessBus, Live, LiveWorker},
     ops::Metrics,
 };
 
@@ -25,8 +26,13 @@ pub struct AppState {
     pub catalogs: Arc<Catalogs>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
     pub shutdown: CancellationToken,
-    departures:
-        Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::live::Departure>>>>,
+}
+
+/// The work that runs beside the request handlers, built with the state and started once by
+/// [`crate::run`].
+#[derive(Debug)]
+pub struct Background {
+    live: LiveWorker,
 }
 
 impl AppState {
@@ -34,15 +40,13 @@ impl AppState {
         config: Config,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Background)> {
         let metrics = Metrics::new();
-        let (attendance, departures) = Attendance::new(metrics.avatars_here.clone());
-        let live = Live {
-            bus: Arc::new(InProcessBus::new(4096)),
-            hub: Arc::new(Hub::default()),
-            attendance,
-        };
-        Ok(AppState {
+        let (live, worker) = Live::new(
+            Arc::new(InProcessBus::new(4096)),
+            metrics.avatars_here.clone(),
+        );
+        let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),
             store,
@@ -51,52 +55,50 @@ impl AppState {
             metrics,
             catalogs: Arc::new(Catalogs::load()?),
             shutdown: CancellationToken::new(),
-            departures: Arc::new(std::sync::Mutex::new(Some(departures))),
-        })
-    }
-
-    /// Starts the background work (live fan-out, session purge); stops when the returned token
-    /// is cancelled. Call once.
-    pub fn spawn_background(&self) -> CancellationToken {
-        let stop = CancellationToken::new();
-        if let Some(departures) = self
-            .departures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            self.live
-                .spawn(Arc::clone(&self.store), departures, stop.clone());
-        }
-        let state = self.clone();
-        let purge_stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = purge_stop.cancelled() => break,
-                    _ = tick.tick() => state.purge_expired_sessions().await,
-                }
-            }
-        });
-        stop
+        };
+        Ok((state, Background { live: worker }))
     }
 
     /// Ends expired sessions; guests among them leave their space.
     pub async fn purge_expired_sessions(&self) {
         match self.store.purge_expired_sessions(self.clock.now()).await {
-            Ok(ended) => {
-                for s in ended
-                    .iter()
-                    .filter(|s| s.kind == kehai_core::PersonKind::Guest)
-                {
-                    if let Some(space) = s.space_id {
-                        self.live.publish_left(space, s.person_id);
-                    }
-                }
-            }
+            Ok(ended) => ended.iter().for_each(|s| self.session_ended(s)),
             Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
         }
         self.login_limiter.shrink();
+    }
+
+    /// Ends a session now (logout, a new login): its pages close; a guest leaves their space.
+    pub async fn end_session(&self, id_hash: &str) {
+        match self.store.delete_session(id_hash).await {
+            Ok(Some(s)) => self.session_ended(&s),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not end a session"),
+        }
+    }
+
+    fn session_ended(&self, session: &kehai_store::Session) {
+        self.live.sessions.end(&session.id_hash);
+        if let (PersonKind::Guest, Some(space)) = (session.kind, session.space_id) {
+            self.live.publish_left(space, session.person_id);
+        }
+    }
+}
+
+impl Background {
+    /// Starts the background work (live fan-out, session purge) until `stop` is cancelled.
+    pub fn spawn(self, state: &AppState, stop: CancellationToken) {
+        self.live
+            .spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => state.purge_expired_sessions().await,
+                }
+            }
+        });
     }
 }

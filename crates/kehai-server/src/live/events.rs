@@ -64,6 +64,7 @@ pub async fn stream(
     let feed = StreamState {
         _open: state.metrics.open_stream(),
         stop: state.shutdown.clone(),
+        ended: state.live.sessions.token(&admitted.visitor.session.id_hash),
         state,
         space,
         rx,
@@ -84,6 +85,8 @@ struct StreamState {
     rx: broadcast::Receiver<Feed>,
     pending: VecDeque<Event>,
     stop: tokio_util::sync::CancellationToken,
+    /// Cancelled when the stream's session ends.
+    ended: tokio_util::sync::CancellationToken,
     _open: OpenStream,
     _presence: Presence,
 }
@@ -95,6 +98,7 @@ impl StreamState {
         }
         let received = tokio::select! {
             _ = self.stop.cancelled() => return None,
+            _ = self.ended.cancelled() => return None,
             r = self.rx.recv() => r,
         };
         match received {

@@ -104,8 +104,11 @@ impl Hub {
     /// Tells every stream to resynchronise (the bus lost messages).
     pub fn resync_all(&self) {
         for channel in self.lock().values_mut() {
-            // The history no longer tells the whole story.
+            // The history no longer tells the whole story: a resync takes a number of its own,
+            // so that every id given out before it leads to a snapshot.
             channel.recent.clear();
+            // (With the history empty, any older id finds nothing to replay from.)
+            channel.last += 1;
             let _ = channel.tx.send(Feed::Resync);
         }
     }
@@ -216,6 +219,33 @@ mod tests {
         assert!(
             matches!(hub.join(s, Some(&hub.event_id(recent))).0, Start::Replay(v) if v.len() == 10)
         );
+    }
+
+    #[test]
+    fn ids_from_before_a_resync_lead_to_a_snapshot() {
+        let hub = Hub::default();
+        let s = SpaceId::new();
+        hub.deliver(BusMessage {
+            space_id: s,
+            event: left(1),
+        });
+        let before = hub.event_id(1);
+        hub.resync_all();
+        assert!(matches!(
+            hub.join(s, Some(&before)).0,
+            Start::Snapshot { n: 2 }
+        ));
+        // A page that took the snapshot after the resync is current.
+        assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.is_empty()));
+        hub.deliver(BusMessage {
+            space_id: s,
+            event: left(3),
+        });
+        assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.len() == 1));
+        assert!(matches!(
+            hub.join(s, Some(&before)).0,
+            Start::Snapshot { n: 3 }
+        ));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod attendance;
 pub mod bus;
 pub mod events;
 pub mod hub;
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use attendance::{Attendance, Departure};
 pub use bus::{Bus, BusMessage, Delivery, InProcessBus, SpaceEvent};
 pub use hub::Hub;
+pub use sessions::SessionStreams;
 
 use crate::{state::AppState, view::AvatarView};
 
@@ -35,6 +37,14 @@ pub struct Live {
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub attendance: Arc<Attendance>,
+    pub sessions: Arc<SessionStreams>,
+}
+
+/// The background half of [`Live`], built with it and started once by [`crate::run`]: moves bus
+/// messages into the hub and announces departures.
+#[derive(Debug)]
+pub struct LiveWorker {
+    departures: mpsc::UnboundedReceiver<Departure>,
 }
 
 impl std::fmt::Debug for Live {
@@ -46,6 +56,21 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
+    /// A live side on `bus`; `here_gauge` follows the number of avatars here.
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        here_gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> (Live, LiveWorker) {
+        let (attendance, departures) = Attendance::new(here_gauge);
+        let live = Live {
+            bus,
+            hub: Arc::new(Hub::default()),
+            attendance,
+            sessions: Arc::default(),
+        };
+        (live, LiveWorker { departures })
+    }
+
     /// The view of `avatar` as pages show it now.
     pub fn view(&self, avatar: &Avatar) -> AvatarView {
         AvatarView::new(
@@ -74,16 +99,13 @@ impl Live {
             },
         });
     }
+}
 
-    /// Runs until `stop`: moves bus messages into the hub, and announces departures.
-    pub fn spawn(
-        &self,
-        store: Arc<dyn Store>,
-        mut departures: mpsc::UnboundedReceiver<Departure>,
-        stop: CancellationToken,
-    ) {
-        let hub = Arc::clone(&self.hub);
-        let mut deliveries = self.bus.subscribe();
+impl LiveWorker {
+    /// Runs until `stop`.
+    pub fn spawn(self, live: Live, store: Arc<dyn Store>, stop: CancellationToken) {
+        let hub = Arc::clone(&live.hub);
+        let mut deliveries = live.bus.subscribe();
         let pump_stop = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -100,7 +122,7 @@ impl Live {
                 }
             }
         });
-        let live = self.clone();
+        let mut departures = self.departures;
         tokio::spawn(async move {
             loop {
                 let d = tokio::select! {
@@ -111,9 +133,13 @@ impl Live {
             }
         });
     }
+}
 
+impl Live {
     async fn announce_departure(&self, store: &dyn Store, d: Departure) {
         match d.kind {
+            // Back already (a reload): nothing to announce.
+            _ if self.attendance.is_here(d.space_id, d.person_id) => {}
             PersonKind::Guest => self.publish_left(d.space_id, d.person_id),
             PersonKind::Member => match store.avatar(d.space_id, d.person_id).await {
                 Ok(Some(avatar)) => self.publish_avatar(&avatar),

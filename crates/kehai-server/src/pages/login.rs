@@ -181,7 +181,7 @@ pub async fn submit(
     };
     // A new session id at every login; the previous one (member or guest) ends.
     if let Some(old) = visitor {
-        end_session(&state, &old).await;
+        state.end_session(&old.session.id_hash).await;
     }
     match session::start(&state, account.id, PersonKind::Member, None).await {
         Ok((_, cookie)) => {
@@ -211,24 +211,11 @@ pub async fn logout(
     if !visitor.cookie.verify_csrf(&form.csrf) {
         return crate::error::ApiError::csrf().into_response();
     }
-    end_session(&state, &visitor).await;
+    state.end_session(&visitor.session.id_hash).await;
     let mut response = see_other("/login");
     response.headers_mut().append(
         header::SET_COOKIE,
         cookies::clear(session::COOKIE, state.config.secure_cookies()),
     );
     response
-}
-
-/// Ends a session; a guest's ending takes the guest out of their space.
-async fn end_session(state: &AppState, visitor: &Visitor) {
-    match state.store.delete_session(&visitor.session.id_hash).await {
-        Ok(Some(s)) if s.kind == PersonKind::Guest => {
-            if let Some(space) = s.space_id {
-                state.live.publish_left(space, s.person_id);
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not end a session"),
-    }
 }
