@@ -132,3 +132,78 @@ async fn streams_need_a_session() {
     let r = app.client().get("/s/alpha/events").await;
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn logging_out_closes_the_pages_of_that_session() {
+    let app = TestApp::start().await;
+    let bob = app.member("bob@example.com").await;
+    let mut watching = bob.events("alpha", None).await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let mut alice_page = alice.events("alpha", None).await;
+    watching
+        .wait_for("Alice here", |e| {
+            e.data["display_name"] == "Alice" && e.data["here"] == true
+        })
+        .await;
+
+    let csrf = alice.csrf.clone().unwrap();
+    alice.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert!(
+        alice_page.closes_within(5).await,
+        "the logged-out page's stream must close"
+    );
+    watching
+        .wait_for("Alice away", |e| {
+            e.data["display_name"] == "Alice" && e.data["here"] == false
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn guests_leave_when_their_session_expires() {
+    let app = TestApp::start().await;
+    let bob = app.member("bob@example.com").await;
+    let mut watching = bob.events("alpha", None).await;
+    let guest = app.guest("Visitor").await;
+    let mut guest_page = guest.events("alpha", None).await;
+    let arrived = watching
+        .wait_for("guest here", |e| e.data["display_name"] == "Visitor")
+        .await;
+    let id = arrived.data["person_id"].clone();
+
+    // A day later the guest's session has expired; the periodic purge notices.
+    app.clock.advance(25 * 3600 * 1000);
+    app.state.purge_expired_sessions().await;
+    watching
+        .wait_for("guest left", |e| {
+            e.event == "left" && e.data["person_id"] == id
+        })
+        .await;
+    assert!(
+        guest_page.closes_within(5).await,
+        "the expired session's stream must close"
+    );
+    assert_eq!(
+        guest.get("/api/spaces/alpha/avatars").await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert!(find(&bob.avatars("alpha").await, "Visitor").is_none());
+    let alpha = app
+        .state
+        .store
+        .space_by_slug(&kehai_core::SpaceSlug::parse("alpha").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        app.state
+            .store
+            .avatars(alpha.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.display_name.as_str() != "Visitor"),
+        "the guest's avatar is deleted with the session"
+    );
+}

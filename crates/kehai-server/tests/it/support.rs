@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kehai_core::Role;
-use kehai_server::{App, AppState, Config, admin, clock::SystemClock};
+use kehai_server::{
+    App, AppState, Config, admin,
+    clock::{Clock, ManualClock, SystemClock},
+};
 use reqwest::{StatusCode, redirect::Policy};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 
@@ -15,6 +18,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub base: String,
     pub state: AppState,
+    /// The server's clock: starts at the real time and moves only when a test says so.
+    pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -59,7 +64,8 @@ impl TestApp {
             .await
             .expect("member");
         }
-        let app = App::with_store(config, store, Arc::new(SystemClock)).expect("app");
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let app = App::with_store(config, store, clock.clone()).expect("app");
         let state = app.state.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(kehai_server::run(app, listener, async move {
@@ -68,6 +74,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             state,
+            clock,
             stop: Some(tx),
             server: Some(server),
             _dir: dir,
@@ -294,6 +301,20 @@ impl Events {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Whether the server closes the stream within `secs` seconds (events before that are
+    /// skipped). A stream that merely stays quiet does not count as closed.
+    pub async fn closes_within(&mut self, secs: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => continue,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Waits (up to 10 s) for an event that `pred` accepts, skipping others.
