@@ -40,6 +40,10 @@ pub struct Config {
     /// `KEHAI_LOGIN_ATTEMPTS_PER_MINUTE`: failed and successful login attempts allowed per client
     /// address and per email address each minute, before answers become 429.
     pub login_attempts_per_minute: u32,
+    /// `KEHAI_TRUST_FORWARDED_FOR`: behind a reverse proxy, take the client address (for login
+    /// rate limits) from the last `X-Forwarded-For` entry. Only set it when a proxy you run
+    /// always sets that header, or clients could choose their own address.
+    pub trust_forwarded_for: bool,
     /// `KEHAI_MAX_BODY_BYTES`: the largest request body accepted.
     pub max_body_bytes: usize,
     /// `KEHAI_SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may take to finish after
@@ -65,6 +69,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
             login_attempts_per_minute: 10,
+            trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             shutdown_grace_seconds: 10,
         }
@@ -80,6 +85,7 @@ pub const SETTINGS: &[&str] = &[
     "log_format",
     "log",
     "login_attempts_per_minute",
+    "trust_forwarded_for",
     "max_body_bytes",
     "shutdown_grace_seconds",
 ];
@@ -185,6 +191,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("log", &self.log)
             .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .finish()

@@ -144,6 +144,33 @@ pub async fn not_found() -> ApiError {
     )
 }
 
+/// The answer for a route that exists but not with this method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+impl From<axum::extract::rejection::FormRejection> for ApiError {
+    fn from(r: axum::extract::rejection::FormRejection) -> Self {
+        use axum::extract::rejection::FormRejection;
+        let status = r.status();
+        let code = match &r {
+            FormRejection::InvalidFormContentType(_) => "unsupported_media_type",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "invalid_form",
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+/// A panic caught in a handler: logged, answered as `internal_error`.
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a request handler panicked").into_response()
+}
+
 /// The fallback route: an HTML page for browsers, the JSON error for programs.
 pub async fn fallback(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,

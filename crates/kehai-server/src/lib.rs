@@ -61,7 +61,8 @@ impl App {
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
-            .fallback(error::fallback);
+            .fallback(error::fallback)
+            .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());
         Ok(App {
             state,

@@ -3,7 +3,44 @@
 
 use std::{net::IpAddr, num::NonZeroU32};
 
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::request::Parts,
+};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::state::AppState;
+
+/// The address of the client a request comes from: the TCP peer, or — when kehai is configured
+/// to trust its reverse proxy — the last address that proxy appended to `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        if !state.config.trust_forwarded_for {
+            return Ok(ClientIp(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .last();
+        Ok(ClientIp(forwarded.unwrap_or(peer)))
+    }
+}
 
 pub struct LoginLimiter {
     by_client: DefaultKeyedRateLimiter<IpAddr>,
@@ -32,6 +69,11 @@ impl LoginLimiter {
         let client_ok = self.by_client.check_key(&client).is_ok();
         let email_ok = self.by_email.check_key(&email_key.to_owned()).is_ok();
         client_ok && email_ok
+    }
+
+    /// Counts one attempt of a client that names no account (joining as a guest).
+    pub fn allow_client(&self, client: IpAddr) -> bool {
+        self.by_client.check_key(&client).is_ok()
     }
 
     /// Forgets idle keys (called periodically).

@@ -3,9 +3,9 @@
 use askama::Template;
 use axum::{
     Form,
-    extract::{Path, State},
+    extract::{Path, State, rejection::FormRejection},
     http::{HeaderMap, StatusCode, header},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use kehai_core::{DisplayName, PersonId, PersonKind, Space};
 use serde::Deserialize;
@@ -13,7 +13,8 @@ use serde::Deserialize;
 use super::{PageError, render, see_other};
 use crate::{
     access,
-    auth::{Visitor, cookies, csrf, session},
+    auth::{Visitor, cookies, csrf, limiter::ClientIp, session},
+    error::ApiError,
     i18n::{Catalog, Lang},
     state::AppState,
 };
@@ -107,9 +108,15 @@ pub async fn join(
     State(state): State<AppState>,
     Lang(lang): Lang,
     Path(slug): Path<String>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<GuestForm>,
+    visitor: Option<Visitor>,
+    form: Result<Form<GuestForm>, FormRejection>,
 ) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let t = state.catalogs.get(lang);
     let space = match open_space(&state, t, &slug).await {
         Ok(space) => space,
@@ -139,6 +146,28 @@ pub async fn join(
             Some(invalid),
         );
     };
+    // Someone already in this space has nothing to join.
+    if let Some(v) = visitor.clone()
+        && access::admit(&state, &slug, v).await.is_ok()
+    {
+        return see_other(&format!("/s/{}", space.slug));
+    }
+    if !state.login_limiter.allow_client(client) {
+        let limited = t.get("login.rate_limited");
+        return page(
+            &state,
+            t,
+            &headers,
+            &space,
+            StatusCode::TOO_MANY_REQUESTS,
+            form.display_name,
+            Some(limited),
+        );
+    }
+    // Joining starts a new session: whatever session the browser had ends.
+    if let Some(old) = visitor {
+        state.end_session(&old.session.id_hash).await;
+    }
     let guest = PersonId::new();
     if let Err(e) = state
         .store

@@ -4,12 +4,10 @@
 //! long either way ([`password::verify`]). Attempts are limited per client and per email. A
 //! successful login always starts a new session (the old one is ended): no session fixation.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, State},
+    extract::{Query, State, rejection::FormRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -20,9 +18,12 @@ use super::{PageError, render, safe_next, see_other};
 use crate::{
     access,
     auth::{
-        Visitor, cookies, csrf, password,
+        Visitor, cookies, csrf,
+        limiter::ClientIp,
+        password,
         session::{self, pre_session_seed},
     },
+    error::ApiError,
     i18n::{Catalog, Lang},
     state::AppState,
 };
@@ -118,11 +119,15 @@ pub struct LoginForm {
 pub async fn submit(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     visitor: Option<Visitor>,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let t = state.catalogs.get(lang);
     let next = safe_next(form.next.as_deref());
     let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
@@ -140,8 +145,8 @@ pub async fn submit(
         .await;
     }
     let email_key = form.email.trim().to_lowercase();
-    if !state.login_limiter.allow(client.ip(), &email_key) {
-        tracing::warn!(client = %client.ip(), "login rate limit reached");
+    if !state.login_limiter.allow(client, &email_key) {
+        tracing::warn!(client = %client, "login rate limit reached");
         let limited = t.get("login.rate_limited");
         return page(
             &state,
@@ -203,13 +208,17 @@ pub struct LogoutForm {
 pub async fn logout(
     State(state): State<AppState>,
     visitor: Option<Visitor>,
-    Form(form): Form<LogoutForm>,
+    form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let Some(visitor) = visitor else {
         return see_other("/login");
     };
     if !visitor.cookie.verify_csrf(&form.csrf) {
-        return crate::error::ApiError::csrf().into_response();
+        return ApiError::csrf().into_response();
     }
     state.end_session(&visitor.session.id_hash).await;
     let mut response = see_other("/login");

@@ -253,3 +253,108 @@ async fn guest_names_are_validated() {
         "no session"
     );
 }
+
+#[tokio::test]
+async fn forms_refuse_what_is_not_a_form_with_a_code() {
+    let app = TestApp::start().await;
+    let c = app.client();
+    let r = c
+        .http
+        .post(c.url("/login"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+    let huge = "x".repeat(200 * 1024);
+    let r = c
+        .post_form("/s/alpha/guest", &[("display_name", &huge)])
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn joining_as_a_guest_ends_the_previous_session() {
+    let app = TestApp::start().await;
+    let mut carol = app.client();
+    let r = carol.login("carol@example.com", PASSWORD, "/s/beta").await;
+    let member_cookie =
+        between(&session_cookie(&r).expect("cookie"), "kehai_session=", ";").unwrap();
+    let csrf = carol.form_csrf("/s/alpha/guest").await;
+    let r = carol
+        .post_form(
+            "/s/alpha/guest",
+            &[("display_name", "Carol as guest"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let old = reqwest::Client::new()
+        .get(app.url("/api/spaces/beta/avatars"))
+        .header("cookie", format!("kehai_session={member_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        StatusCode::UNAUTHORIZED,
+        "the member session ended"
+    );
+    assert_eq!(
+        carol.get("/api/spaces/alpha/avatars").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn guest_joins_are_rate_limited_per_client() {
+    let app = TestApp::start_with(|c| c.login_attempts_per_minute = 3).await;
+    let mut statuses = Vec::new();
+    for name in ["One", "Two", "Three", "Four"] {
+        let c = app.client();
+        let csrf = c.form_csrf("/s/alpha/guest").await;
+        statuses.push(
+            c.post_form("/s/alpha/guest", &[("display_name", name), ("csrf", &csrf)])
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(statuses[..3], [StatusCode::SEE_OTHER; 3]);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let app = TestApp::start_with(|c| {
+        c.login_attempts_per_minute = 2;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let attempt = |ip: &'static str| {
+        let c = app.client();
+        async move {
+            let csrf = c.form_csrf("/login").await;
+            c.http
+                .post(c.url("/login"))
+                .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+                .form(&[
+                    ("email", format!("{ip}@example.com")),
+                    ("password", "wrong".into()),
+                    ("csrf", csrf),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(attempt("198.51.100.1").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt("198.51.100.1").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt("198.51.100.1").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not held back.
+    assert_eq!(attempt("198.51.100.2").await, StatusCode::UNAUTHORIZED);
+}

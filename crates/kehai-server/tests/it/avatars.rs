@@ -195,3 +195,17 @@ async fn one_space_cannot_reach_another() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(r).await, "unauthorized");
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_with_a_code() {
+    let app = TestApp::start().await;
+    let alice = app.member("alice@example.com").await;
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/alpha/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(r).await, "method_not_allowed");
+}
