@@ -36,9 +36,10 @@ pub struct Emoji(String);
 
 impl Emoji {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        // 32 bytes comfortably holds the longest RGI sequence (family ZWJ sequences are 25).
+        // The longest RGI sequences (kiss/couple with two skin tones) are 35 bytes; 64 leaves
+        // room without letting a "single grapheme" of combining marks grow without bound.
         // No emoji is plain ASCII ("1", "#" and "*" are emoji only as keycaps, with U+20E3).
-        if s.is_empty() || s.is_ascii() || s.len() > 32 || s.graphemes(true).count() != 1 {
+        if s.is_empty() || s.is_ascii() || s.len() > 64 || s.graphemes(true).count() != 1 {
             return Err(Invalid::Emoji);
         }
         // Keyboards differ on the emoji-presentation selector (U+FE0F): accept the cluster with

@@ -90,6 +90,29 @@ pub const SETTINGS: &[&str] = &[
     "shutdown_grace_seconds",
 ];
 
+/// One figment error in words that name the setting.
+fn describe(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    match &e.kind {
+        // Unknown keys are reported with an empty path: the key is in the kind.
+        Kind::UnknownField(key, _) => format!("unknown setting `{key}`"),
+        kind => {
+            let key = e.path.join(".");
+            format!("setting `{key}` (KEHAI_{}): {kind}", key.to_uppercase())
+        }
+    }
+}
+
+/// `http://` plus the listen address, with a wildcard address read as this machine.
+fn url_of(listen: SocketAddr) -> Url {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    Url::parse(&format!("http://{}", SocketAddr::new(host, listen.port())))
+        .unwrap_or_else(|_| Config::default().public_url)
+}
+
 /// A configuration that cannot be used; the message names the setting.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -99,7 +122,8 @@ impl Config {
     /// Loads defaults, then `file` (or `./kehai.toml` if it exists), then `KEHAI_*` variables.
     /// A `file` given explicitly must exist.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // What the operator said, without the defaults (to know what they left out).
+        let mut given = Figment::new();
         match file {
             Some(path) if !path.is_file() => {
                 return Err(ConfigError(format!(
@@ -107,27 +131,32 @@ impl Config {
                     path.display()
                 )));
             }
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            Some(path) => given = given.merge(Toml::file_exact(path)),
             None if Path::new("kehai.toml").is_file() => {
-                figment = figment.merge(Toml::file_exact("kehai.toml"))
+                given = given.merge(Toml::file_exact("kehai.toml"))
             }
             None => {}
         }
         // Other KEHAI_* variables (KEHAI_TEST_POSTGRES_URL, …) belong to other programs.
-        let figment =
-            figment.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
-        let config: Config = figment.extract().map_err(|errors| {
-            ConfigError(
-                errors
-                    .into_iter()
-                    .map(|e| {
-                        let key = e.path.join(".");
-                        format!("setting `{key}` (KEHAI_{}): {}", key.to_uppercase(), e.kind)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        given =
+            given.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
+        let derive_public_url = !given.contains("public_url");
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(given)
+            .extract()
+            .map_err(|errors| {
+                ConfigError(
+                    errors
+                        .into_iter()
+                        .map(|e| describe(&e))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+        if derive_public_url {
+            // Only the address changed: the server is reached there, not at the default URL.
+            config.public_url = url_of(config.listen);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -229,6 +258,21 @@ mod tests {
             jail.set_env("KEHAI_TEST_POSTGRES_URL", "postgres://ignored");
             let c = Config::load(None).expect("env loads");
             assert_eq!(c.listen.port(), 9100, "environment beats the file");
+            assert_eq!(
+                c.public_url.as_str(),
+                "http://127.0.0.1:9100/",
+                "derived from listen when not given"
+            );
+            jail.set_env("KEHAI_LISTEN", "0.0.0.0:9200");
+            assert_eq!(
+                Config::load(None).expect("loads").public_url.as_str(),
+                "http://127.0.0.1:9200/"
+            );
+            jail.set_env("KEHAI_PUBLIC_URL", "https://kehai.example");
+            assert_eq!(
+                Config::load(None).expect("loads").public_url.as_str(),
+                "https://kehai.example/"
+            );
             assert_eq!(c.log_format, LogFormat::Json, "file beats the defaults");
             Ok(())
         });
@@ -273,7 +317,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("kehai.toml", "lisen = \"127.0.0.1:1\"\n")?;
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("lisen"), "{err}");
+            assert!(err.contains("unknown setting `lisen`"), "{err}");
             Ok(())
         });
     }
@@ -303,6 +347,23 @@ mod tests {
             SETTINGS.len(),
             "the doc lists a setting that does not exist"
         );
+    }
+
+    /// A field missing from `SETTINGS` would be silently ignored in the environment.
+    #[test]
+    fn settings_lists_every_field() {
+        let serialized = serde_json::to_value(Config::default()).expect("serializes");
+        let mut fields: Vec<&str> = serialized
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.push("database_url"); // never serialized: it may hold a password
+        fields.sort_unstable();
+        let mut listed = SETTINGS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
     }
 
     #[test]

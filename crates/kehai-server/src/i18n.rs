@@ -185,18 +185,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
 }
 
 /// Middleware: a `?lang=` choice is remembered for a year.
-pub async fn remember_language(req: Request, next: Next) -> Response {
+pub async fn remember_language(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let chosen = query_lang(&parts);
     let mut response = next.run(Request::from_parts(parts, body)).await;
     if let Some(locale) = chosen {
-        let cookie = format!(
-            "{COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
-            locale.code()
+        let cookie = cookies::set(
+            COOKIE,
+            locale.code(),
+            Some(365 * 24 * 3600),
+            state.config.secure_cookies(),
         );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
@@ -271,6 +275,19 @@ mod tests {
                     used += 1;
                 }
             }
+        }
+        // The page script asks for its strings with t('key') and strings[`error_${code}`].
+        let script = include_str!("../static/space.js");
+        let js: Vec<_> = c.get(Locale::En).script_strings().into_keys().collect();
+        for (i, _) in script.match_indices("t('") {
+            // Only calls of t itself, not querySelector('…') and the like.
+            if script[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.') {
+                continue;
+            }
+            let rest = &script[i + 3..];
+            let key = &rest[..rest.find('\'').expect("closing quote")];
+            assert!(js.contains(&key), "space.js uses unknown key {key}");
+            used += 1;
         }
         assert!(
             used > 20,

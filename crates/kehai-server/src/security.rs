@@ -29,7 +29,7 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     };
     router
         .layer(middleware::from_fn_with_state(state.clone(), ops::track_http))
-        .layer(middleware::from_fn(i18n::remember_language))
+        .layer(middleware::from_fn_with_state(state.clone(), i18n::remember_language))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

@@ -179,19 +179,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The password for `member add`: from the named variable, else standard input. `None` when
 /// standard input is empty (an existing account needs none).
 fn read_password(var: Option<&str>) -> anyhow::Result<Option<String>> {
-    if let Some(var) = var {
-        let value = std::env::var(var)
-            .with_context(|| format!("the environment variable {var} is not set"))?;
-        return Ok(Some(value));
-    }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return Ok(Some(rpassword::prompt_password("Password: ")?));
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let line = line.trim_end_matches(['\r', '\n']);
-    Ok((!line.is_empty()).then(|| line.to_owned()))
+    let password = if let Some(var) = var {
+        std::env::var(var).with_context(|| format!("the environment variable {var} is not set"))?
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password (empty for an existing account): ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok((!password.is_empty()).then_some(password))
 }
 
 pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {

@@ -91,8 +91,8 @@ impl PageError {
                 StatusCode::FORBIDDEN,
                 "error.forbidden_title",
                 "error.forbidden",
-                "/login",
-                "error.login",
+                "/",
+                "error.home",
             ),
             PageError::GuestsNotAllowed => (
                 StatusCode::FORBIDDEN,
