@@ -26,6 +26,11 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key lists of people are sorted by: case-insensitive, the same in every database.
+    pub fn sort_key(&self) -> String {
+        self.0.to_lowercase()
+    }
 }
 
 /// Exactly one emoji: a single extended grapheme cluster that Unicode lists as an emoji

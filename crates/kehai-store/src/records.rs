@@ -29,3 +29,13 @@ pub struct Session {
     pub created_at: Millis,
     pub expires_at: Millis,
 }
+
+impl Session {
+    /// The guest's space and id, for a guest's session.
+    pub fn guest(&self) -> Option<(SpaceId, PersonId)> {
+        match (self.kind, self.space_id) {
+            (PersonKind::Guest, Some(space)) => Some((space, self.person_id)),
+            _ => None,
+        }
+    }
+}

@@ -387,14 +387,18 @@ macro_rules! impl_store {
                      FROM memberships m \
                      JOIN accounts a ON a.id = m.account_id \
                      JOIN avatars v ON v.space_id = m.space_id AND v.person_id = m.account_id \
-                     WHERE m.space_id = $1 ORDER BY v.display_name, a.email_key",
+                     WHERE m.space_id = $1",
                 )
                 .bind(space.0.to_string())
                 .fetch_all(self.reader())
                 .await?
                 .into_iter()
                 .map(Member::try_from)
-                .collect()
+                .collect::<Result<Vec<_>>>()
+                .map(|mut members| {
+                    members.sort_by_cached_key(|m| (m.display_name.sort_key(), m.account.email.normalized()));
+                    members
+                })
             }
 
             async fn create_guest(&self, space: SpaceId, guest: PersonId, display_name: &DisplayName, now: Millis) -> Result<()> {
@@ -435,14 +439,19 @@ macro_rules! impl_store {
 
             async fn avatars(&self, space: SpaceId) -> Result<Vec<Avatar>> {
                 sqlx::query_as::<_, AvatarRow>(concat!(
-                    "SELECT ", avatar_columns!(), " FROM avatars WHERE space_id = $1 ORDER BY display_name, person_id"
+                    "SELECT ", avatar_columns!(), " FROM avatars WHERE space_id = $1"
                 ))
                 .bind(space.0.to_string())
                 .fetch_all(self.reader())
                 .await?
                 .into_iter()
                 .map(Avatar::try_from)
-                .collect()
+                .collect::<Result<Vec<_>>>()
+                .map(|mut avatars| {
+                    // Sorted here, not in SQL: the engines' collations differ.
+                    avatars.sort_by_cached_key(|a| (a.display_name.sort_key(), a.person_id));
+                    avatars
+                })
             }
 
             async fn update_avatar(
@@ -540,8 +549,8 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let session = row.map(Session::try_from).transpose()?;
-                if let Some(s) = session.as_ref().filter(|s| s.kind == PersonKind::Guest) {
-                    remove_guest(&mut tx, s.person_id).await?;
+                if let Some((space, guest)) = session.as_ref().and_then(Session::guest) {
+                    remove_guest(&mut tx, space, guest).await?;
                 }
                 tx.commit().await?;
                 Ok(session)
@@ -559,8 +568,8 @@ macro_rules! impl_store {
                 .into_iter()
                 .map(Session::try_from)
                 .collect::<Result<Vec<_>>>()?;
-                for s in sessions.iter().filter(|s| s.kind == PersonKind::Guest) {
-                    remove_guest(&mut tx, s.person_id).await?;
+                for (space, guest) in sessions.iter().filter_map(Session::guest) {
+                    remove_guest(&mut tx, space, guest).await?;
                 }
                 tx.commit().await?;
                 Ok(sessions)
@@ -578,11 +587,18 @@ macro_rules! impl_store {
 /// Deletes a guest and their avatar (inside the caller's transaction).
 macro_rules! define_remove_guest {
     ($name:ident, $db:ty) => {
-        async fn $name(tx: &mut sqlx::Transaction<'static, $db>, guest: PersonId) -> Result<()> {
-            sqlx::query("DELETE FROM avatars WHERE person_id = $1 AND kind = 'guest'")
-                .bind(guest.0.to_string())
-                .execute(&mut **tx)
-                .await?;
+        async fn $name(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            space: SpaceId,
+            guest: PersonId,
+        ) -> Result<()> {
+            sqlx::query(
+                "DELETE FROM avatars WHERE space_id = $1 AND person_id = $2 AND kind = 'guest'",
+            )
+            .bind(space.0.to_string())
+            .bind(guest.0.to_string())
+            .execute(&mut **tx)
+            .await?;
             sqlx::query("DELETE FROM guests WHERE id = $1")
                 .bind(guest.0.to_string())
                 .execute(&mut **tx)

@@ -30,14 +30,16 @@ impl FromRequestParts<AppState> for ClientIp {
         if !state.config.trust_forwarded_for {
             return Ok(ClientIp(peer));
         }
+        // Our proxy appends the address it saw: the rightmost entry. Earlier ones are the
+        // client's own words.
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
         Ok(ClientIp(forwarded.unwrap_or(peer)))
     }
 }

@@ -64,4 +64,3 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at); -- the purge scans by expiry
-CREATE INDEX sessions_by_person ON sessions (person_id);

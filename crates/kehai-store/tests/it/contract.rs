@@ -360,6 +360,28 @@ pub async fn avatars_of_one_space_only(store: &dyn Store) {
         .map(|v| v.display_name.as_str().to_owned())
         .collect();
     assert_eq!(names, vec!["Amy", "Zed"], "ordered by name, only space one");
+    let _d = member(store, &one, "d@example.com", "bea").await;
+    let _e = member(store, &one, "e@example.com", "Émile").await;
+    let names: Vec<_> = store
+        .avatars(one.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.display_name.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["Amy", "bea", "Zed", "Émile"],
+        "case-insensitive, the same in every engine"
+    );
+    let members: Vec<_> = store
+        .members(one.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.display_name.as_str().to_owned())
+        .collect();
+    assert_eq!(members, names);
     assert_eq!(store.avatar(two.id, a.id).await.unwrap(), None);
     let change = AvatarChange {
         display_name: Some(name("Hacker")),

@@ -25,8 +25,15 @@ macro_rules! contract_suite {
                 #[tokio::test]
                 async fn $case() {
                     let Some(db) = crate::backends::postgres().await else { return };
-                    crate::contract::$case(&*db.store).await;
+                    // Drop the test database whether the case passes or panics.
+                    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                        crate::contract::$case(&*db.store),
+                    ))
+                    .await;
                     db.drop_database().await;
+                    if let Err(panic) = outcome {
+                        std::panic::resume_unwind(panic);
+                    }
                 }
             )*
         }
