@@ -75,14 +75,15 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     path = "/api/spaces/{slug}/me",
     params(
         ("slug" = String, Path, description = "The space's slug"),
-        ("X-CSRF-Token" = String, Header, description = "The page's CSRF token"),
     ),
+    security(("session" = [], "csrf" = [])),
     request_body = MeUpdate,
     responses(
         (status = 200, description = "Your avatar after the change", body = AvatarView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "No access, or missing CSRF token", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid name or emoji, or unknown fields", body = ErrorBody),

@@ -6,16 +6,24 @@
 pub mod avatars;
 pub mod openapi;
 
+use std::sync::Arc;
+
 use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
 
+/// The API routes, and the OpenAPI document made from the very same handlers: a route cannot
+/// be added without being documented.
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/spaces/{slug}/avatars", get(avatars::list))
-        .route(
-            "/api/spaces/{slug}/me",
-            axum::routing::put(avatars::update_me),
-        )
-        .route("/openapi.json", get(openapi::document))
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(avatars::list))
+        .routes(routes!(avatars::update_me))
+        .split_for_parts();
+    let document = Arc::new(document);
+    router.route(
+        "/openapi.json",
+        get(move || openapi::serve(Arc::clone(&document))),
+    )
 }
