@@ -100,6 +100,14 @@ impl Role {
     }
 }
 
+/// An account's membership of a space: what lets a member in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub space_id: crate::SpaceId,
+    pub account_id: PersonId,
+    pub role: Role,
+}
+
 /// A registered account. The password hash lives in the store only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {

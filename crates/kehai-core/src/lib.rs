@@ -18,10 +18,10 @@ mod invalid;
 mod person;
 mod space;
 
-pub use account::{Account, Email, NewPassword, Role};
+pub use account::{Account, Email, Membership, NewPassword, Role};
 pub use avatar::{Avatar, DisplayName, Emoji, PresenceOverride};
 pub use invalid::Invalid;
-pub use person::{PersonId, PersonKind};
+pub use person::{Guest, PersonId, PersonKind};
 pub use space::{Space, SpaceId, SpaceName, SpaceSlug};
 
 /// Milliseconds since the Unix epoch, UTC. Stored timestamps use this one representation so

@@ -58,3 +58,11 @@ impl PersonKind {
         }
     }
 }
+
+/// A guest: someone in one space with a display name only, who exists as long as their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    pub id: PersonId,
+    pub space_id: crate::SpaceId,
+    pub display_name: crate::DisplayName,
+}

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kehai_core::{
-    Account, DisplayName, Email, Invalid, Millis, NewPassword, PersonId, Role, Space, SpaceId,
-    SpaceName, SpaceSlug,
+    Account, DisplayName, Email, Invalid, Membership, Millis, NewPassword, PersonId, Role, Space,
+    SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{Member, Store, StoreError};
 
@@ -113,7 +113,15 @@ pub async fn add_member(
         }
     };
     match store
-        .add_member(space.id, account.id, role, &display_name, now())
+        .add_member(
+            &Membership {
+                space_id: space.id,
+                account_id: account.id,
+                role,
+            },
+            &display_name,
+            now(),
+        )
         .await
     {
         Ok(()) => Ok(Member {

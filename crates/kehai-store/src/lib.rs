@@ -16,8 +16,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use kehai_core::{
-    Account, Avatar, DisplayName, Email, Millis, PersonId, PresenceOverride, Role, Space, SpaceId,
-    SpaceSlug,
+    Account, Avatar, DisplayName, Email, Guest, Membership, Millis, PersonId, PresenceOverride,
+    Role, Space, SpaceId, SpaceSlug,
 };
 
 pub use records::{AvatarChange, Member, Session};
@@ -103,9 +103,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fails with `Conflict("membership")` if it already is one.
     async fn add_member(
         &self,
-        space: SpaceId,
-        account: PersonId,
-        role: Role,
+        membership: &Membership,
         display_name: &DisplayName,
         now: Millis,
     ) -> Result<()>;
@@ -115,13 +113,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // Guests.
     /// Creates a guest of a space with its avatar, atomically.
-    async fn create_guest(
-        &self,
-        space: SpaceId,
-        guest: PersonId,
-        display_name: &DisplayName,
-        now: Millis,
-    ) -> Result<()>;
+    async fn create_guest(&self, guest: &Guest, now: Millis) -> Result<()>;
 
     // Avatars.
     async fn avatar(&self, space: SpaceId, person: PersonId) -> Result<Option<Avatar>>;

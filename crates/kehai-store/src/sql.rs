@@ -9,8 +9,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use kehai_core::{
-    Account, Avatar, DisplayName, Email, Emoji, Millis, PersonId, PersonKind, PresenceOverride,
-    Role, Space, SpaceId, SpaceName, SpaceSlug,
+    Account, Avatar, DisplayName, Email, Emoji, Guest, Membership, Millis, PersonId, PersonKind,
+    PresenceOverride, Role, Space, SpaceId, SpaceName, SpaceSlug,
 };
 use sqlx::{
     PgPool, SqlitePool,
@@ -339,14 +339,8 @@ macro_rules! impl_store {
                 row.map(|(id, email, hash)| Ok((Account::try_from(AccountRow { id, email })?, hash))).transpose()
             }
 
-            async fn add_member(
-                &self,
-                space: SpaceId,
-                account: PersonId,
-                role: Role,
-                display_name: &DisplayName,
-                now: Millis,
-            ) -> Result<()> {
+            async fn add_member(&self, membership: &Membership, display_name: &DisplayName, now: Millis) -> Result<()> {
+                let (space, account, role) = (membership.space_id, membership.account_id, membership.role);
                 let mut tx = self.writer().begin().await?;
                 sqlx::query("INSERT INTO memberships (space_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(space.0.to_string())
@@ -401,7 +395,9 @@ macro_rules! impl_store {
                 })
             }
 
-            async fn create_guest(&self, space: SpaceId, guest: PersonId, display_name: &DisplayName, now: Millis) -> Result<()> {
+            async fn create_guest(&self, guest: &Guest, now: Millis) -> Result<()> {
+                let (space, display_name) = (guest.space_id, &guest.display_name);
+                let guest = guest.id;
                 let mut tx = self.writer().begin().await?;
                 sqlx::query("INSERT INTO guests (id, space_id, created_at) VALUES ($1, $2, $3)")
                     .bind(guest.0.to_string())

@@ -7,7 +7,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use kehai_core::{DisplayName, PersonId, PersonKind, Space};
+use kehai_core::{DisplayName, Guest, PersonId, PersonKind, Space};
 use serde::Deserialize;
 
 use super::{PageError, render, see_other};
@@ -171,7 +171,14 @@ pub async fn join(
     let guest = PersonId::new();
     if let Err(e) = state
         .store
-        .create_guest(space.id, guest, &name, state.clock.now())
+        .create_guest(
+            &Guest {
+                id: guest,
+                space_id: space.id,
+                display_name: name,
+            },
+            state.clock.now(),
+        )
         .await
     {
         tracing::error!(error = %e, "could not create a guest");

@@ -1,8 +1,8 @@
 //! The contract cases, each written once for any [`Store`].
 
 use kehai_core::{
-    Account, DisplayName, Email, Emoji, PersonId, PersonKind, PresenceOverride, Role, Space,
-    SpaceId, SpaceName, SpaceSlug,
+    Account, DisplayName, Email, Emoji, Guest, Membership, PersonId, PersonKind, PresenceOverride,
+    Role, Space, SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{AvatarChange, Session, Store, StoreError};
 
@@ -42,7 +42,15 @@ fn emoji(s: &str) -> Emoji {
 async fn member(store: &dyn Store, space: &Space, email: &str, display: &str) -> Account {
     let a = account(store, email).await;
     store
-        .add_member(space.id, a.id, Role::Member, &name(display), T0)
+        .add_member(
+            &Membership {
+                space_id: space.id,
+                account_id: a.id,
+                role: Role::Member,
+            },
+            &name(display),
+            T0,
+        )
         .await
         .expect("add member");
     a
@@ -105,7 +113,15 @@ pub async fn members_get_an_avatar(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = account(store, "a@example.com").await;
     store
-        .add_member(s.id, a.id, Role::Admin, &name("Alice"), T0)
+        .add_member(
+            &Membership {
+                space_id: s.id,
+                account_id: a.id,
+                role: Role::Admin,
+            },
+            &name("Alice"),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(store.role_in(s.id, a.id).await.unwrap(), Some(Role::Admin));
@@ -126,13 +142,29 @@ pub async fn membership_is_unique_and_needs_a_space(store: &dyn Store) {
     let a = member(store, &s, "a@example.com", "A").await;
     assert!(matches!(
         store
-            .add_member(s.id, a.id, Role::Member, &name("A"), T0)
+            .add_member(
+                &Membership {
+                    space_id: s.id,
+                    account_id: a.id,
+                    role: Role::Member
+                },
+                &name("A"),
+                T0
+            )
             .await,
         Err(StoreError::Conflict("membership"))
     ));
     assert!(matches!(
         store
-            .add_member(SpaceId::new(), a.id, Role::Member, &name("A"), T0)
+            .add_member(
+                &Membership {
+                    space_id: SpaceId::new(),
+                    account_id: a.id,
+                    role: Role::Member
+                },
+                &name("A"),
+                T0
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -145,7 +177,15 @@ pub async fn spaces_of_an_account(store: &dyn Store) {
     let _other = space(store, "other").await;
     let a = member(store, &one, "a@example.com", "A").await;
     store
-        .add_member(two.id, a.id, Role::Member, &name("A"), T0)
+        .add_member(
+            &Membership {
+                space_id: two.id,
+                account_id: a.id,
+                role: Role::Member,
+            },
+            &name("A"),
+            T0,
+        )
         .await
         .unwrap();
     let slugs: Vec<_> = store
@@ -261,7 +301,14 @@ pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
     let s = space(store, "office").await;
     let g = PersonId::new();
     store
-        .create_guest(s.id, g, &name("Visitor"), T0)
+        .create_guest(
+            &Guest {
+                id: g,
+                space_id: s.id,
+                display_name: name("Visitor"),
+            },
+            T0,
+        )
         .await
         .unwrap();
     let avatar = store.avatar(s.id, g).await.unwrap().expect("guest avatar");
@@ -297,7 +344,14 @@ pub async fn expired_sessions_are_not_found_and_are_purged(store: &dyn Store) {
     let a = member(store, &s, "a@example.com", "Alice").await;
     let g = PersonId::new();
     store
-        .create_guest(s.id, g, &name("Visitor"), T0)
+        .create_guest(
+            &Guest {
+                id: g,
+                space_id: s.id,
+                display_name: name("Visitor"),
+            },
+            T0,
+        )
         .await
         .unwrap();
     let mk = |hash: &str, person, kind, space_id, expires_at| Session {
