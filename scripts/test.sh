@@ -23,6 +23,12 @@ apt_install() {
 
 # --- tools -------------------------------------------------------------------------------------
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    log "installing $component"
+    rustup component add "$component"
+  fi
+done
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
@@ -36,8 +42,17 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start || true
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
-# The store contract creates one database per test through this URL.
-if psql "$KEHAI_TEST_POSTGRES_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+# The store contract creates one database per test through this URL. A fresh PostgreSQL
+# install asks for a password on 127.0.0.1 and has no `test` database: give the tests a role
+# of their own then.
+pg_ok() { psql "$KEHAI_TEST_POSTGRES_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; }
+if ! pg_ok && [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then
+  log "creating the PostgreSQL role kehai_test for the tests"
+  su postgres -c "psql -qc \"DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kehai_test') THEN CREATE ROLE kehai_test LOGIN SUPERUSER PASSWORD 'kehai_test'; END IF; END \\\$\\\$\"" >/dev/null
+  su postgres -c "createdb -O kehai_test kehai_test" >/dev/null 2>&1 || true
+  export KEHAI_TEST_POSTGRES_URL=postgres://kehai_test:kehai_test@127.0.0.1:5432/kehai_test
+fi
+if pg_ok; then
   :
 elif [ "${CI:-}" = "true" ]; then
   echo "PostgreSQL is not reachable at $KEHAI_TEST_POSTGRES_URL and CI=true: failing instead of skipping"; exit 1
