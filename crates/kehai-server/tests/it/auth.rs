@@ -205,19 +205,9 @@ async fn guests_join_where_allowed_and_only_there() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let beta = app
-        .state
-        .store
-        .space_by_slug(&kehai_core::SpaceSlug::parse("beta").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
     assert!(
-        app.state
-            .store
-            .avatars(beta.id)
+        app.stored_avatars("beta")
             .await
-            .unwrap()
             .iter()
             .all(|a| a.display_name.as_str() != "Sneaky")
     );

@@ -189,19 +189,9 @@ async fn guests_leave_when_their_session_expires() {
         reqwest::StatusCode::UNAUTHORIZED
     );
     assert!(find(&bob.avatars("alpha").await, "Visitor").is_none());
-    let alpha = app
-        .state
-        .store
-        .space_by_slug(&kehai_core::SpaceSlug::parse("alpha").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
     assert!(
-        app.state
-            .store
-            .avatars(alpha.id)
+        app.stored_avatars("alpha")
             .await
-            .unwrap()
             .iter()
             .all(|a| a.display_name.as_str() != "Visitor"),
         "the guest's avatar is deleted with the session"

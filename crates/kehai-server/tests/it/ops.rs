@@ -171,14 +171,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.shutdown().await.expect("run returns Ok");
     // `run` returned only after the request was handled.
-    let alpha = app
-        .state
-        .store
-        .space_by_slug(&kehai_core::SpaceSlug::parse("alpha").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let stored = app.state.store.avatars(alpha.id).await.unwrap();
+    let stored = app.stored_avatars("alpha").await;
     let alice_avatar = stored
         .iter()
         .find(|a| a.display_name.as_str() == "Alice")

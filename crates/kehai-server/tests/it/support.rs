@@ -118,6 +118,19 @@ impl TestApp {
         c
     }
 
+    /// The avatars of a space as stored (not as a page sees them).
+    pub async fn stored_avatars(&self, slug: &str) -> Vec<kehai_core::Avatar> {
+        let slug = kehai_core::SpaceSlug::parse(slug).expect("slug");
+        let space = self
+            .state
+            .store
+            .space_by_slug(&slug)
+            .await
+            .expect("store")
+            .expect("space");
+        self.state.store.avatars(space.id).await.expect("store")
+    }
+
     /// Triggers a graceful shutdown and waits for `run` to return.
     pub async fn shutdown(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {

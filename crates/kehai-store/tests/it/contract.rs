@@ -201,52 +201,45 @@ pub async fn spaces_of_an_account(store: &dyn Store) {
 pub async fn avatar_changes_keep_what_was_not_changed(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "Alice").await;
-    let set = AvatarChange {
-        display_name: None,
-        own_emoji: Some(Some(emoji("🌸"))),
-    };
-    let v = store
-        .update_avatar(s.id, a.id, &set, T0 + 1)
-        .await
-        .unwrap()
-        .expect("updated");
-    assert_eq!(
+    // Applies a change; returns the name and own emoji it left.
+    let apply = async |display_name: Option<&str>, own_emoji: Option<Option<&str>>, at: i64| {
+        let change = AvatarChange {
+            display_name: display_name.map(name),
+            own_emoji: own_emoji.map(|e| e.map(emoji)),
+        };
+        let v = store
+            .update_avatar(s.id, a.id, &change, at)
+            .await
+            .unwrap()
+            .expect("updated");
+        assert_eq!(
+            store.avatar(s.id, a.id).await.unwrap().as_ref(),
+            Some(&v),
+            "returned as stored"
+        );
         (
-            v.display_name.as_str(),
-            v.own_emoji.as_ref().map(Emoji::as_str)
-        ),
-        ("Alice", Some("🌸"))
-    );
-    let rename = AvatarChange {
-        display_name: Some(name("Alicia")),
-        own_emoji: None,
+            v.display_name.as_str().to_owned(),
+            v.own_emoji.map(|e| e.as_str().to_owned()),
+        )
     };
-    let v = store
-        .update_avatar(s.id, a.id, &rename, T0 + 2)
-        .await
-        .unwrap()
-        .expect("updated");
     assert_eq!(
-        (
-            v.display_name.as_str(),
-            v.own_emoji.as_ref().map(Emoji::as_str)
-        ),
-        ("Alicia", Some("🌸"))
+        apply(None, Some(Some("🌸")), T0 + 1).await,
+        ("Alice".into(), Some("🌸".into()))
     );
-    let clear = AvatarChange {
-        display_name: None,
-        own_emoji: Some(None),
-    };
-    let v = store
-        .update_avatar(s.id, a.id, &clear, T0 + 3)
-        .await
-        .unwrap()
-        .expect("updated");
-    assert_eq!((v.display_name.as_str(), &v.own_emoji), ("Alicia", &None));
-    assert_eq!(store.avatar(s.id, a.id).await.unwrap(), Some(v));
+    assert_eq!(
+        apply(Some("Alicia"), None, T0 + 2).await,
+        ("Alicia".into(), Some("🌸".into())),
+        "renaming keeps the emoji"
+    );
+    assert_eq!(
+        apply(None, Some(None), T0 + 3).await,
+        ("Alicia".into(), None),
+        "null clears, the name stays"
+    );
+    let nothing = AvatarChange::default();
     assert_eq!(
         store
-            .update_avatar(s.id, PersonId::new(), &clear, T0)
+            .update_avatar(s.id, PersonId::new(), &nothing, T0)
             .await
             .unwrap(),
         None,
