@@ -37,6 +37,8 @@ struct LoginPage<'a> {
     email: String,
     error: Option<&'a str>,
     guest_link: Option<String>,
+    /// The query the language switch keeps (`next=…&`).
+    keep_query: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,12 @@ async fn page(
         &LoginPage {
             t,
             csrf: csrf::token_for(&seed),
+            keep_query: format!(
+                "{}&",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("next", &next)
+                    .finish()
+            ),
             next,
             email,
             error,

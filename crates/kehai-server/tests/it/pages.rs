@@ -180,3 +180,19 @@ async fn unknown_pages_are_a_page_for_browsers_and_json_for_programs() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "route_not_found");
 }
+
+#[tokio::test]
+async fn the_language_switch_keeps_where_the_login_goes_next() {
+    let app = TestApp::start().await;
+    let html = app
+        .client()
+        .get("/login?next=/s/alpha")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("href=\"?next=%2Fs%2Falpha&#38;lang=ja\""),
+        "{html}"
+    );
+}
