@@ -17,6 +17,35 @@ async fn health_and_readiness() {
     assert_eq!(c.get("/readyz").await.status(), StatusCode::OK);
 }
 
+/// On PostgreSQL the whole app works the same, and readiness follows the database.
+#[tokio::test]
+async fn on_postgresql_readiness_follows_the_database() {
+    let Some((app, name)) = TestApp::start_on_postgres().await else {
+        return;
+    };
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    assert_eq!(
+        alice.put_me("alpha", json!({"emoji": "🐘"})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        crate::support::find(&alice.avatars("alpha").await, "Alice").unwrap()["own_emoji"],
+        "🐘"
+    );
+    assert_eq!(alice.get("/readyz").await.status(), StatusCode::OK);
+
+    let url = std::env::var("KEHAI_TEST_POSTGRES_URL").unwrap();
+    crate::support::postgres_admin(&url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    let r = alice.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        alice.get("/healthz").await.status(),
+        StatusCode::OK,
+        "the process itself is fine"
+    );
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_streams_and_avatars_here() {
     let app = TestApp::start().await;

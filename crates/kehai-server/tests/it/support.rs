@@ -30,6 +30,27 @@ impl TestApp {
         Self::start_with(|_| {}).await
     }
 
+    /// The same server on a fresh PostgreSQL database (from `KEHAI_TEST_POSTGRES_URL`), with the
+    /// database's name; `None` (skip) when none is configured outside CI.
+    pub async fn start_on_postgres() -> Option<(TestApp, String)> {
+        let url = match std::env::var("KEHAI_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set")
+            }
+            _ => {
+                eprintln!("skipping: set KEHAI_TEST_POSTGRES_URL to run this test");
+                return None;
+            }
+        };
+        let name = format!("kehai_srv_{}", uuid::Uuid::new_v4().simple());
+        postgres_admin(&url, &format!("CREATE DATABASE {name}")).await;
+        let mut db_url = url::Url::parse(&url).expect("URL");
+        db_url.set_path(&format!("/{name}"));
+        let app = Self::start_with(|c| c.database_url = Some(db_url.to_string().into())).await;
+        Some((app, name))
+    }
+
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -347,4 +368,16 @@ impl Events {
 /// The avatar of `name` in a snapshot or avatar list.
 pub fn find<'a>(avatars: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
     avatars.iter().find(|a| a["display_name"] == name)
+}
+
+/// Runs one statement on the PostgreSQL server of `KEHAI_TEST_POSTGRES_URL`.
+pub async fn postgres_admin(url: &str, statement: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .expect("PostgreSQL reachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&mut admin)
+        .await
+        .expect(statement);
 }
