@@ -1,0 +1,51 @@
+//! The `msemu` binary: the emulator on its own port (default 127.0.0.1:8081).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use msemu::{Config, Directory, Emulator};
+
+/// An emulator of the Microsoft identity platform and Microsoft Graph presence, for tests and demos.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "MSEMU_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Directory TOML file (tenants, users, apps); the built-in one when absent.
+    #[arg(long, env = "MSEMU_DIRECTORY", value_name = "FILE")]
+    directory: Option<PathBuf>,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "MSEMU_ACCESS_TOKEN_SECONDS", default_value_t = 3599)]
+    access_token_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .init();
+    let cli = Cli::parse();
+    let directory = match &cli.directory {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Directory::parse(&text)
+                .with_context(|| format!("invalid directory {}", path.display()))?
+        }
+        None => Directory::default(),
+    };
+    let config = Config {
+        listen: cli.listen,
+        directory,
+        access_token_lifetime: Duration::from_secs(cli.access_token_seconds),
+        ..Config::default()
+    };
+    let running = Emulator::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    println!("msemu is serving at {}", running.base_url);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
