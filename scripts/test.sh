@@ -66,6 +66,19 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
 fi
 
+# --- Microsoft's client libraries, which check msemu ------------------------------------------
+# (a venv inside target/, so that a clean clone starts afresh and nothing leaks elsewhere)
+venv=target/conformance-venv
+requirements=crates/msemu/conformance/requirements.txt
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+  log "installing the Python conformance packages"
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
+export MSEMU_TEST_PYTHON="$PWD/$venv/bin/python"
+
 # --- checks and tests --------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -12,6 +12,7 @@
 pub mod directory;
 pub mod identity;
 pub mod keys;
+pub mod tls;
 pub mod world;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -32,6 +33,8 @@ pub struct Config {
     pub access_token_lifetime: Duration,
     /// Refresh tokens unused this long expire (AADSTS700082); Microsoft: 90 days.
     pub refresh_token_lifetime: Duration,
+    /// Where to serve HTTPS too (with a certificate from a CA made at start), if anywhere.
+    pub tls_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             directory: Directory::default(),
             access_token_lifetime: Duration::from_secs(3599),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
+            tls_listen: None,
         }
     }
 }
@@ -70,7 +74,11 @@ pub struct Running {
     pub emulator: Arc<Emulator>,
     /// `http://127.0.0.1:<port>`.
     pub base_url: Url,
-    server: tokio::task::JoinHandle<()>,
+    /// `https://127.0.0.1:<port>` when a TLS listener was asked for.
+    pub tls_base_url: Option<Url>,
+    /// The CA certificate (PEM) that the TLS listener's certificate chains to.
+    pub ca_pem: Option<String>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -78,15 +86,15 @@ impl Running {
         format!("{}{path}", self.base_url.as_str().trim_end_matches('/'))
     }
 
-    /// Stops the listener.
+    /// Stops the listeners.
     pub fn stop(&self) {
-        self.server.abort();
+        self.servers.iter().for_each(|s| s.abort());
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.server.abort();
+        self.stop();
     }
 }
 
@@ -96,27 +104,39 @@ impl Emulator {
         Ok(Arc::new(Emulator { config, world }))
     }
 
-    /// Builds the emulator and serves it on its configured address (port 0 picks one).
+    /// Builds the emulator and serves it on its configured address (port 0 picks one), and on
+    /// its TLS address if one is configured.
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let listener = TcpListener::bind(config.listen).await?;
+        let tls_listener = match config.tls_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         let emulator = Emulator::new(config)?;
-        Self::serve(emulator, listener).await
-    }
-
-    /// Serves an emulator on a bound listener.
-    pub async fn serve(emulator: Arc<Emulator>, listener: TcpListener) -> anyhow::Result<Running> {
-        let addr = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{addr}"))?;
+        let base_url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
         let app = router(Arc::clone(&emulator), BaseUrl(base_url.clone()));
-        let server = tokio::spawn(async move {
+        let mut servers = vec![tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "msemu stopped");
             }
-        });
+        })];
+        let (mut tls_base_url, mut ca_pem) = (None, None);
+        if let Some(tls_listener) = tls_listener {
+            let ca = tls::LocalCa::generate()?;
+            let url = Url::parse(&format!("https://{}", tls_listener.local_addr()?))?;
+            let app = router(Arc::clone(&emulator), BaseUrl(url.clone()));
+            ca_pem = Some(ca.ca_pem.clone());
+            tls_base_url = Some(url);
+            servers.push(tokio::spawn(
+                async move { ca.serve(tls_listener, app).await },
+            ));
+        }
         Ok(Running {
             emulator,
             base_url,
-            server,
+            tls_base_url,
+            ca_pem,
+            servers,
         })
     }
 }

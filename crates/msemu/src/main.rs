@@ -16,6 +16,17 @@ struct Cli {
     /// Directory TOML file (tenants, users, apps); the built-in one when absent.
     #[arg(long, env = "MSEMU_DIRECTORY", value_name = "FILE")]
     directory: Option<PathBuf>,
+    /// Also serve HTTPS here, with a certificate from a CA made at start.
+    #[arg(long, env = "MSEMU_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+    /// Where to write that CA's certificate (PEM), for clients to trust.
+    #[arg(
+        long,
+        env = "MSEMU_CA_FILE",
+        value_name = "FILE",
+        default_value = "msemu-ca.pem"
+    )]
+    ca_file: PathBuf,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "MSEMU_ACCESS_TOKEN_SECONDS", default_value_t = 3599)]
     access_token_seconds: u64,
@@ -40,12 +51,18 @@ async fn main() -> anyhow::Result<()> {
         listen: cli.listen,
         directory,
         access_token_lifetime: Duration::from_secs(cli.access_token_seconds),
+        tls_listen: cli.tls_listen,
         ..Config::default()
     };
     let running = Emulator::start(config)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     println!("msemu is serving at {}", running.base_url);
+    if let (Some(url), Some(pem)) = (&running.tls_base_url, &running.ca_pem) {
+        std::fs::write(&cli.ca_file, pem)
+            .with_context(|| format!("cannot write {}", cli.ca_file.display()))?;
+        println!("and at {url} (trust {})", cli.ca_file.display());
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
