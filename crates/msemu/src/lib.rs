@@ -9,9 +9,13 @@
 //! msemu shares no logic with kehai's Microsoft client, on purpose: a misunderstanding of the
 //! protocol in one must not hide in the other.
 
+pub mod control;
+pub mod crypto;
 pub mod directory;
+pub mod graph;
 pub mod identity;
 pub mod keys;
+pub mod notify;
 pub mod tls;
 pub mod world;
 
@@ -35,6 +39,37 @@ pub struct Config {
     pub refresh_token_lifetime: Duration,
     /// Where to serve HTTPS too (with a certificate from a CA made at start), if anywhere.
     pub tls_listen: Option<SocketAddr>,
+    /// Accept `http://` notification URLs (local use only: Graph demands HTTPS).
+    pub allow_http_notifications: bool,
+    /// How long a subscription's validation handshake may take (Graph: 10 s).
+    pub handshake_timeout: Duration,
+    /// Presence requests allowed per app and tenant in 30 s before 429 (Graph: 1,500).
+    pub presence_requests_per_30s: usize,
+    /// How notifications are delivered and retried.
+    pub delivery: Delivery,
+}
+
+/// Notification delivery timing (§3.4), shortened in tests.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// A first attempt answered 2xx within this counts as delivered (Graph: 3 s).
+    pub first_timeout: Duration,
+    /// Retries wait this long for an answer (Graph: 10 s).
+    pub retry_timeout: Duration,
+    /// The first retry waits this long; each next one twice as long.
+    pub retry_base: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            first_timeout: Duration::from_secs(3),
+            retry_timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(10),
+            max_attempts: 10,
+        }
+    }
 }
 
 impl Default for Config {
@@ -45,6 +80,10 @@ impl Default for Config {
             access_token_lifetime: Duration::from_secs(3599),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
             tls_listen: None,
+            allow_http_notifications: false,
+            handshake_timeout: Duration::from_secs(10),
+            presence_requests_per_30s: 1500,
+            delivery: Delivery::default(),
         }
     }
 }
@@ -54,6 +93,10 @@ impl Default for Config {
 pub struct Emulator {
     pub config: Config,
     pub world: world::World,
+    /// For handshakes and notifications.
+    pub http: reqwest::Client,
+    /// The plain-HTTP base URL, once listening: the issuer of validation tokens.
+    login_base: std::sync::OnceLock<BaseUrl>,
 }
 
 /// The base URL a request reached msemu at (scheme and host of its listener), from which every
@@ -101,7 +144,23 @@ impl Drop for Running {
 impl Emulator {
     pub fn new(config: Config) -> anyhow::Result<Arc<Emulator>> {
         let world = world::World::new(config.directory.clone())?;
-        Ok(Arc::new(Emulator { config, world }))
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Arc::new(Emulator {
+            config,
+            world,
+            http,
+            login_base: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The base URL msemu's tokens name when no request tells it (notifications).
+    pub fn login_base(&self) -> BaseUrl {
+        self.login_base
+            .get()
+            .cloned()
+            .unwrap_or_else(|| BaseUrl(Url::parse("http://127.0.0.1").expect("constant URL")))
     }
 
     /// Builds the emulator and serves it on its configured address (port 0 picks one), and on
@@ -114,6 +173,7 @@ impl Emulator {
         };
         let emulator = Emulator::new(config)?;
         let base_url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
+        let _ = emulator.login_base.set(BaseUrl(base_url.clone()));
         let app = router(Arc::clone(&emulator), BaseUrl(base_url.clone()));
         let mut servers = vec![tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -144,6 +204,8 @@ impl Emulator {
 /// Every route of msemu, for one listener reached at `base`.
 pub fn router(emulator: Arc<Emulator>, base: BaseUrl) -> Router {
     identity::router()
+        .merge(graph::router())
+        .merge(control::router())
         .with_state(emulator)
         .layer(axum::middleware::from_fn(
             move |mut req: Request, next: Next| {

@@ -27,6 +27,9 @@ struct Cli {
         default_value = "msemu-ca.pem"
     )]
     ca_file: PathBuf,
+    /// Accept http:// notification URLs (local use only; Graph demands HTTPS).
+    #[arg(long, env = "MSEMU_ALLOW_HTTP_NOTIFICATIONS")]
+    allow_http_notifications: bool,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "MSEMU_ACCESS_TOKEN_SECONDS", default_value_t = 3599)]
     access_token_seconds: u64,
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         directory,
         access_token_lifetime: Duration::from_secs(cli.access_token_seconds),
         tls_listen: cli.tls_listen,
+        allow_http_notifications: cli.allow_http_notifications,
         ..Config::default()
     };
     let running = Emulator::start(config)

@@ -64,6 +64,49 @@ pub struct Refresh {
     pub last_used: i64,
 }
 
+/// A user's presence as Graph reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub availability: String,
+    pub activity: String,
+    /// Strictly increasing and lexicographically sortable (zero-padded), like Graph's.
+    pub sequence: String,
+    pub out_of_office: bool,
+    /// When the user last did something (for idle: Available becomes Away).
+    pub last_activity: i64,
+}
+
+/// A change-notification subscription.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: Uuid,
+    /// As the client gave it.
+    pub resource: String,
+    /// The users it covers.
+    pub users: Vec<Uuid>,
+    pub change_type: String,
+    pub notification_url: String,
+    pub lifecycle_notification_url: Option<String>,
+    /// Seconds since the epoch.
+    pub expiration: i64,
+    pub client_state: Option<String>,
+    pub include_resource_data: bool,
+    /// DER of the encryption certificate (rich notifications).
+    pub encryption_certificate: Option<Vec<u8>>,
+    pub encryption_certificate_id: Option<String>,
+    pub application_id: Uuid,
+    pub creator_id: Uuid,
+    pub tenant_id: Uuid,
+    /// Until when the access token the subscription was (re)authorized with is valid.
+    pub authorized_until: i64,
+    pub created: i64,
+    /// Times of renewals (PATCH of the expiration) and reauthorizations, for the control API.
+    pub renewals: Vec<i64>,
+    pub reauthorizations: Vec<i64>,
+    pub delivered: u64,
+    pub failed_attempts: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Inner {
     pub directory: Directory,
@@ -76,9 +119,39 @@ pub struct Inner {
     pub sessions: HashMap<String, Uuid>,
     /// Tokens of a user issued before this time are revoked.
     pub revoked_before: HashMap<Uuid, i64>,
+    pub presences: HashMap<Uuid, Presence>,
+    /// The last presence sequence number given out.
+    pub sequence: u64,
+    pub subscriptions: HashMap<Uuid, Subscription>,
+    /// Presence requests per (app, tenant): their times in the current window, for throttling.
+    pub presence_requests: HashMap<(Uuid, Uuid), Vec<i64>>,
+    /// Requests per endpoint (method and route pattern), for the control API.
+    pub requests: HashMap<String, u64>,
 }
 
 impl Inner {
+    /// The next presence sequence number.
+    pub fn next_sequence(&mut self) -> String {
+        self.sequence += 1;
+        format!("C{:019}", self.sequence)
+    }
+
+    /// A user's presence; users nobody has set yet are Offline.
+    pub fn presence(&mut self, user: Uuid) -> Presence {
+        if !self.presences.contains_key(&user) {
+            let sequence = self.next_sequence();
+            let initial = Presence {
+                availability: "Offline".into(),
+                activity: "Offline".into(),
+                sequence,
+                out_of_office: false,
+                last_activity: now(),
+            };
+            self.presences.insert(user, initial);
+        }
+        self.presences[&user].clone()
+    }
+
     /// Whether a token of `user` issued at `issued` has been revoked since.
     pub fn is_revoked(&self, user: Uuid, issued: i64) -> bool {
         self.revoked_before.get(&user).is_some_and(|t| issued < *t)

@@ -3,5 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod graph;
 mod identity;
+mod rich;
 mod support;
+mod webhook;

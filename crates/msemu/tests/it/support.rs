@@ -21,6 +21,11 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         directory,
+        allow_http_notifications: true,
+        delivery: msemu::Delivery {
+            retry_base: std::time::Duration::from_millis(50),
+            ..msemu::Delivery::default()
+        },
         ..Config::default()
     };
     adjust(&mut config);
@@ -257,4 +262,34 @@ pub fn aadsts(body: &Value) -> u64 {
         "{body}"
     );
     code
+}
+
+/// An access token for `email` with `scope`, through the whole interactive flow.
+pub async fn access_token(emu: &Running, email: &str, password: &str, scope: &str) -> String {
+    let (verifier, challenge) = pkce();
+    let code = code_for(
+        emu,
+        &browser(),
+        "organizations",
+        scope,
+        &challenge,
+        email,
+        password,
+    )
+    .await;
+    let (status, body) = redeem(emu, "organizations", &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Sets a user's Teams status through the control API.
+pub async fn set_status(emu: &Running, user: &str, status: &str) -> Value {
+    let r = reqwest::Client::new()
+        .put(emu.url(&format!("/_emu/api/users/{user}/presence")))
+        .json(&serde_json::json!({ "status": status }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
 }

@@ -1,0 +1,460 @@
+//! `/subscriptions`: create (with the validation handshake, §3.1), list, get, renew (PATCH),
+//! delete and reauthorize — with the rules Graph documents for presence (§2.1–§2.3).
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Caller, GraphError};
+use crate::{
+    BaseUrl, Emulator,
+    world::{Subscription, now},
+};
+
+/// Presence subscriptions live at most 60 minutes; less than 45 is raised to 45 (§0.3).
+const MAX_MINUTES: i64 = 60;
+const MIN_MINUTES: i64 = 45;
+const MAX_CLIENT_STATE: usize = 128;
+const MAX_FILTER_IDS: usize = 650;
+
+/// Graph's date-time format: seven fractional digits, UTC.
+pub fn format_time(unix: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// The users a presence resource covers: `communications/presences/{id}` or
+/// `/communications/presences?$filter=id in ('{id}', …)`.
+pub fn parse_resource(resource: &str) -> Result<Vec<Uuid>, GraphError> {
+    let invalid = || {
+        GraphError::bad_request(format!(
+            "Invalid resource '{resource}': expected communications/presences/{{id}} or communications/presences?$filter=id in ('{{id}}', ...)."
+        ))
+    };
+    let r = resource.trim_start_matches('/');
+    if let Some(id) = r.strip_prefix("communications/presences/") {
+        return Uuid::parse_str(id).map(|u| vec![u]).map_err(|_| invalid());
+    }
+    let filter = r
+        .strip_prefix("communications/presences?$filter=")
+        .ok_or_else(invalid)?;
+    let list = filter
+        .trim()
+        .strip_prefix("id in")
+        .ok_or_else(invalid)?
+        .trim();
+    let list = list
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .ok_or_else(invalid)?;
+    let ids = list
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').trim())
+        .map(Uuid::parse_str)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| invalid())?;
+    if ids.is_empty() || ids.len() > MAX_FILTER_IDS {
+        return Err(GraphError::bad_request(format!(
+            "A presence subscription covers 1 to {MAX_FILTER_IDS} users."
+        )));
+    }
+    Ok(ids)
+}
+
+fn subscription_json(base: &BaseUrl, s: &Subscription) -> Value {
+    json!({
+        "@odata.context": base.join("/v1.0/$metadata#subscriptions/$entity"),
+        "id": s.id.to_string(),
+        "resource": s.resource,
+        "applicationId": s.application_id.to_string(),
+        "changeType": s.change_type,
+        "clientState": s.client_state,
+        "notificationUrl": s.notification_url,
+        "notificationQueryOptions": null,
+        "lifecycleNotificationUrl": s.lifecycle_notification_url,
+        "expirationDateTime": format_time(s.expiration),
+        "creatorId": s.creator_id.to_string(),
+        "includeResourceData": s.include_resource_data,
+        "latestSupportedTlsVersion": "v1_2",
+        "encryptionCertificate": null,
+        "encryptionCertificateId": s.encryption_certificate_id,
+        "notificationUrlAppId": null,
+    })
+}
+
+fn url_allowed(emu: &Emulator, url: &str, what: &str) -> Result<(), GraphError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|_| GraphError::bad_request(format!("Invalid {what} '{url}'.")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if emu.config.allow_http_notifications => Ok(()),
+        _ => Err(GraphError::bad_request(format!(
+            "The {what} must use HTTPS."
+        ))),
+    }
+}
+
+/// An expiration within the allowed window, from now.
+fn expiration(value: Option<&Value>) -> Result<i64, GraphError> {
+    let text = value
+        .and_then(Value::as_str)
+        .ok_or_else(|| GraphError::bad_request("expirationDateTime is required."))?;
+    let at = parse_time(text)
+        .ok_or_else(|| GraphError::bad_request(format!("Invalid expirationDateTime '{text}'.")))?;
+    let now = now();
+    if at <= now {
+        return Err(GraphError::bad_request(
+            "Subscription expiration must be in the future.",
+        ));
+    }
+    if at > now + MAX_MINUTES * 60 + 5 {
+        return Err(GraphError::bad_request(format!(
+            "Subscription expiration can only be {MAX_MINUTES} minutes in the future."
+        )));
+    }
+    Ok(at.max(now + MIN_MINUTES * 60))
+}
+
+/// The encryption certificate (base64 DER), which must hold an RSA key of 2048–4096 bits.
+fn certificate(value: Option<&Value>) -> Result<Vec<u8>, GraphError> {
+    let text = value.and_then(Value::as_str).ok_or_else(|| {
+        GraphError::bad_request("encryptionCertificate and encryptionCertificateId are required when includeResourceData is true.")
+    })?;
+    let der = STANDARD
+        .decode(text.trim())
+        .map_err(|_| GraphError::bad_request("encryptionCertificate is not base64."))?;
+    let (n, _) = crate::keys::rsa_components(&der)
+        .map_err(|_| GraphError::bad_request("encryptionCertificate is not an RSA certificate."))?;
+    let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n)
+        .map(|m| m.len() * 8)
+        .unwrap_or(0);
+    if !(2048..=4096).contains(&bits) {
+        return Err(GraphError::bad_request(
+            "The encryption certificate's key must be RSA 2048 to 4096 bits.",
+        ));
+    }
+    Ok(der)
+}
+
+/// The validation handshake: `POST url?validationToken=…` must be answered within 10 s with
+/// 200 and the decoded token as plain text.
+async fn handshake(emu: &Emulator, url: &str) -> Result<(), GraphError> {
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        Uuid::new_v4()
+    );
+    let mut target =
+        url::Url::parse(url).map_err(|_| GraphError::bad_request("Invalid notificationUrl."))?;
+    target
+        .query_pairs_mut()
+        .append_pair("validationToken", &token);
+    let answer = emu
+        .http
+        .post(target)
+        .header("content-type", "text/plain; charset=utf-8")
+        .timeout(emu.config.handshake_timeout)
+        .send()
+        .await;
+    let ok = match answer {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => {
+            r.text().await.is_ok_and(|body| body == token)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.",
+        ))
+    }
+}
+
+pub async fn create(
+    State(emu): State<Arc<Emulator>>,
+    Extension(base): Extension<BaseUrl>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, GraphError> {
+    let Json(body) = body.map_err(|e| GraphError::bad_request(e.body_text()))?;
+    if !caller.has("Presence.Read.All") {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ExtensionError",
+            "Operation: Create; Exception: [Status Code: Forbidden; Reason: Presence subscriptions need the delegated permission Presence.Read.All.]",
+        ));
+    }
+    let field = |k: &str| body.get(k).and_then(Value::as_str);
+    let resource = field("resource")
+        .ok_or_else(|| GraphError::bad_request("resource is required."))?
+        .to_owned();
+    let users = parse_resource(&resource)?;
+    let change_type = field("changeType").unwrap_or("");
+    if change_type != "updated" {
+        return Err(GraphError::bad_request(format!(
+            "changeType '{change_type}' is not supported for presence: use 'updated'."
+        )));
+    }
+    let notification_url = field("notificationUrl")
+        .ok_or_else(|| GraphError::bad_request("notificationUrl is required."))?
+        .to_owned();
+    url_allowed(&emu, &notification_url, "notificationUrl")?;
+    let lifecycle = field("lifecycleNotificationUrl").map(str::to_owned);
+    if let Some(l) = &lifecycle {
+        url_allowed(&emu, l, "lifecycleNotificationUrl")?;
+    }
+    let expiration = expiration(body.get("expirationDateTime"))?;
+    let client_state = field("clientState").map(str::to_owned);
+    if client_state
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_CLIENT_STATE)
+    {
+        return Err(GraphError::bad_request(format!(
+            "clientState is longer than {MAX_CLIENT_STATE} characters."
+        )));
+    }
+    let rich = body
+        .get("includeResourceData")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (certificate, certificate_id) = if rich {
+        let der = certificate(body.get("encryptionCertificate"))?;
+        let id = field("encryptionCertificateId")
+            .filter(|i| !i.is_empty() && i.len() <= 128)
+            .ok_or_else(|| GraphError::bad_request("encryptionCertificateId is required when includeResourceData is true (at most 128 characters)."))?;
+        (Some(der), Some(id.to_owned()))
+    } else {
+        (None, None)
+    };
+    {
+        let world = emu.world.lock();
+        let now = now();
+        // One presence subscription per app per user (§0.2).
+        if let Some(existing) = world.subscriptions.values().find(|s| {
+            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
+        }) {
+            return Err(GraphError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Subscription Id {} already exists for the requested combination",
+                    existing.id
+                ),
+            ));
+        }
+    }
+    handshake(&emu, &notification_url).await?;
+    if let Some(l) = &lifecycle {
+        handshake(&emu, l).await?;
+    }
+    let now = now();
+    let subscription = Subscription {
+        id: Uuid::new_v4(),
+        resource,
+        users,
+        change_type: change_type.to_owned(),
+        notification_url,
+        lifecycle_notification_url: lifecycle,
+        expiration,
+        client_state,
+        include_resource_data: rich,
+        encryption_certificate: certificate,
+        encryption_certificate_id: certificate_id,
+        application_id: caller.app,
+        creator_id: caller.user,
+        tenant_id: caller.tenant,
+        authorized_until: caller.expires,
+        created: now,
+        renewals: Vec::new(),
+        reauthorizations: Vec::new(),
+        delivered: 0,
+        failed_attempts: 0,
+    };
+    let json = subscription_json(&base, &subscription);
+    emu.world
+        .lock()
+        .subscriptions
+        .insert(subscription.id, subscription);
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+/// The caller's app's live subscription `id`.
+fn find(emu: &Emulator, caller: &Caller, id: &str) -> Result<Subscription, GraphError> {
+    let id = Uuid::parse_str(id).map_err(|_| GraphError::not_found("subscription"))?;
+    let world = emu.world.lock();
+    world
+        .subscriptions
+        .get(&id)
+        .filter(|s| s.application_id == caller.app && s.expiration > now())
+        .cloned()
+        .ok_or_else(|| GraphError::not_found("subscription"))
+}
+
+pub async fn list(
+    State(emu): State<Arc<Emulator>>,
+    Extension(base): Extension<BaseUrl>,
+    caller: Caller,
+) -> Json<Value> {
+    let world = emu.world.lock();
+    let now = now();
+    let value: Vec<Value> = world
+        .subscriptions
+        .values()
+        .filter(|s| {
+            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
+        })
+        .map(|s| subscription_json(&base, s))
+        .collect();
+    Json(json!({ "@odata.context": base.join("/v1.0/$metadata#subscriptions"), "value": value }))
+}
+
+pub async fn get_one(
+    State(emu): State<Arc<Emulator>>,
+    Extension(base): Extension<BaseUrl>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, GraphError> {
+    Ok(Json(subscription_json(&base, &find(&emu, &caller, &id)?)))
+}
+
+/// Renews (new `expirationDateTime`), moves (`notificationUrl`, with a new handshake) or rotates
+/// the encryption certificate. Any PATCH also reauthorizes with the caller's token.
+pub async fn update(
+    State(emu): State<Arc<Emulator>>,
+    Extension(base): Extension<BaseUrl>,
+    Path(id): Path<String>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, GraphError> {
+    let Json(body) = body.map_err(|e| GraphError::bad_request(e.body_text()))?;
+    let mut sub = find(&emu, &caller, &id)?;
+    if body.get("lifecycleNotificationUrl").is_some() && sub.lifecycle_notification_url.is_none() {
+        return Err(GraphError::bad_request(
+            "lifecycleNotificationUrl cannot be added to an existing subscription: delete it and create a new one.",
+        ));
+    }
+    let now = now();
+    if body.get("expirationDateTime").is_some() {
+        sub.expiration = expiration(body.get("expirationDateTime"))?;
+        sub.renewals.push(now);
+    }
+    if let Some(url) = body.get("notificationUrl").and_then(Value::as_str) {
+        url_allowed(&emu, url, "notificationUrl")?;
+        handshake(&emu, url).await?;
+        sub.notification_url = url.to_owned();
+    }
+    if body.get("encryptionCertificate").is_some() {
+        sub.encryption_certificate = Some(certificate(body.get("encryptionCertificate"))?);
+        sub.encryption_certificate_id = body
+            .get("encryptionCertificateId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(sub.encryption_certificate_id);
+    }
+    sub.authorized_until = caller.expires;
+    let json = subscription_json(&base, &sub);
+    emu.world.lock().subscriptions.insert(sub.id, sub);
+    Ok(Json(json))
+}
+
+pub async fn delete(
+    State(emu): State<Arc<Emulator>>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, GraphError> {
+    let sub = find(&emu, &caller, &id)?;
+    emu.world.lock().subscriptions.remove(&sub.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn reauthorize(
+    State(emu): State<Arc<Emulator>>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, GraphError> {
+    let sub = find(&emu, &caller, &id)?;
+    let mut world = emu.world.lock();
+    if let Some(s) = world.subscriptions.get_mut(&sub.id) {
+        s.authorized_until = caller.expires;
+        s.reauthorizations.push(now());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources() {
+        let a = "2c8e4a60-7d1b-4f3e-9a5c-0b6d8f2e4a71";
+        let b = "5d9f1b72-8e2c-4a4f-8b6d-1c7e9a3f5b82";
+        assert_eq!(
+            parse_resource(&format!("communications/presences/{a}"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_resource(&format!("/communications/presences/{a}"))
+                .unwrap()
+                .len(),
+            1
+        );
+        let filter = format!("/communications/presences?$filter=id in ('{a}', '{b}')");
+        assert_eq!(parse_resource(&filter).unwrap().len(), 2);
+        for bad in [
+            "me/presence",
+            "communications/presences/not-a-guid",
+            "communications/presences?$filter=id eq 'x'",
+            "",
+        ] {
+            assert!(parse_resource(bad).is_err(), "{bad}");
+        }
+        let many: Vec<String> = (0..651).map(|_| format!("'{}'", Uuid::new_v4())).collect();
+        assert!(
+            parse_resource(&format!(
+                "communications/presences?$filter=id in ({})",
+                many.join(",")
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn graph_time_format() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.0000000Z");
+        assert_eq!(
+            parse_time("2023-09-14T10:00:00.0000000Z"),
+            Some(1_694_685_600)
+        );
+        assert_eq!(
+            parse_time("2023-09-14T10:00:00.0000000"),
+            Some(1_694_685_600),
+            "no zone: UTC"
+        );
+    }
+}
