@@ -101,3 +101,68 @@ async fn msal_completes_a_code_flow_with_pkce_and_a_refresh() {
         "{result}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_graph_sdk_reads_presence_and_manages_a_subscription() {
+    let Some(python) = python() else { return };
+    let emu = start_with(|_| {}).await;
+    let hook = crate::webhook::Webhook::start().await;
+    let scope = "openid offline_access https://graph.microsoft.com/Presence.Read.All";
+    let token =
+        crate::support::access_token(&emu, "alice@example.com", "alice-password", scope).await;
+    crate::support::set_status(&emu, "alice@example.com", "InACall").await;
+    let alice = emu
+        .emulator
+        .world
+        .lock()
+        .directory
+        .user_by_email("alice@example.com")
+        .unwrap()
+        .id
+        .to_string();
+    let base = emu.base_url.as_str().trim_end_matches('/').to_owned();
+    let result = run(
+        python,
+        "graph_sdk.py",
+        vec![base, token, hook.url.clone(), alice.clone()],
+    )
+    .await;
+
+    assert_eq!(result["presence"]["id"], alice);
+    assert_eq!(
+        (
+            result["presence"]["availability"].as_str(),
+            result["presence"]["activity"].as_str()
+        ),
+        (Some("Busy"), Some("InACall"))
+    );
+    assert!(
+        result["presence"]["sequence"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(result["created"]["client_state"], "sdk-client-state");
+    assert_eq!(
+        result["created"]["resource"],
+        format!("communications/presences/{alice}")
+    );
+    assert!(
+        result["renewed_expires"].as_str().unwrap()
+            > result["created"]["expires"].as_str().unwrap(),
+        "{result}"
+    );
+    assert_eq!(result["error_after_delete"]["status"], 404);
+    assert_eq!(result["error_after_delete"]["code"], "ResourceNotFound");
+    assert_eq!(hook.handshakes(), 1);
+    let stats: Value = reqwest::get(emu.url("/_emu/api/subscriptions"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["subscriptions"].as_array().map(Vec::len),
+        Some(0),
+        "deleted at msemu"
+    );
+}
