@@ -31,6 +31,13 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
             post(admin_consent),
         )
         .route("/_emu/api/keys/rotate", post(rotate_keys))
+        .route("/_emu/api/users/{user}/activity", post(activity))
+        .route(
+            "/_emu/api/faults",
+            post(add_fault).get(list_faults).delete(clear_faults),
+        )
+        .route("/_emu/api/requests", get(requests))
+        .route("/_emu/api/reset", post(reset))
 }
 
 /// Teams statuses and the (availability, activity) Graph reports for them (§1.3).
@@ -125,6 +132,7 @@ async fn set_presence(
         };
         let mut p = world.presence(id);
         p.out_of_office = activity == "OutOfOffice";
+        p.idle = false;
         p.availability = availability;
         p.activity = activity;
         p.sequence = world.next_sequence();
@@ -184,6 +192,72 @@ async fn admin_consent(State(emu): State<Arc<Emulator>>, Path(tenant): Path<Stri
 async fn rotate_keys(State(emu): State<Arc<Emulator>>) -> Response {
     match emu.world.keys_mut().rotate() {
         Ok(()) => Json(json!({ "kid": emu.world.keys().current_kid() })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The user did something (moved the mouse, typed): idle time starts again, and a user who went
+/// Away by being idle is Available again.
+async fn activity(State(emu): State<Arc<Emulator>>, Path(user): Path<String>) -> Response {
+    let back = {
+        let mut world = emu.world.lock();
+        let Some(id) = user_id(&world, &user) else {
+            return error(StatusCode::NOT_FOUND, format!("no user {user}"));
+        };
+        let mut p = world.presence(id);
+        p.last_activity = now();
+        let back = p.idle;
+        if back {
+            p.availability = "Available".into();
+            p.activity = "Available".into();
+            p.idle = false;
+            p.sequence = world.next_sequence();
+        }
+        world.presences.insert(id, p);
+        back.then_some(id)
+    };
+    if let Some(id) = back {
+        notify::presence_changed(&emu, id);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn add_fault(
+    State(emu): State<Arc<Emulator>>,
+    body: Result<Json<crate::faults::Fault>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(fault)) if fault.is_valid() && fault.count > 0 => {
+            emu.world.lock().faults.push(fault);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => error(
+            StatusCode::BAD_REQUEST,
+            "graph and token take throttle, unavailable or hang; notifications take drop, delay, duplicate or reorder; count ≥ 1",
+        ),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
+    }
+}
+
+async fn list_faults(State(emu): State<Arc<Emulator>>) -> Json<Value> {
+    Json(json!({ "faults": emu.world.lock().faults }))
+}
+
+async fn clear_faults(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.world.lock().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Requests served, by method and route pattern.
+async fn requests(State(emu): State<Arc<Emulator>>) -> Json<Value> {
+    Json(json!({ "requests": emu.world.lock().requests }))
+}
+
+/// Back to the configured directory: no sessions, consents, tokens, subscriptions, presence
+/// or faults; new signing keys.
+async fn reset(State(emu): State<Arc<Emulator>>) -> Response {
+    match emu.world.reset(emu.config.directory.clone()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -12,6 +12,7 @@
 pub mod control;
 pub mod crypto;
 pub mod directory;
+pub mod faults;
 pub mod graph;
 pub mod identity;
 pub mod keys;
@@ -47,6 +48,13 @@ pub struct Config {
     pub presence_requests_per_30s: usize,
     /// How notifications are delivered and retried.
     pub delivery: Delivery,
+    /// An Available user with no activity this long becomes Away (Teams: about 5 minutes).
+    pub idle_after: Duration,
+    /// `reauthorizationRequired` goes out this long before a subscription's authorization (the
+    /// access token it was made with) or its life ends.
+    pub reauthorization_lead: Duration,
+    /// How often msemu checks idle users and lapsing subscriptions.
+    pub tick: Duration,
 }
 
 /// Notification delivery timing (§3.4), shortened in tests.
@@ -84,6 +92,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             presence_requests_per_30s: 1500,
             delivery: Delivery::default(),
+            idle_after: Duration::from_secs(300),
+            reauthorization_lead: Duration::from_secs(300),
+            tick: Duration::from_secs(1),
         }
     }
 }
@@ -191,6 +202,15 @@ impl Emulator {
                 async move { ca.serve(tls_listener, app).await },
             ));
         }
+        // msemu's clock: idle users, lapsing subscriptions.
+        let ticker = Arc::clone(&emulator);
+        servers.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(ticker.config.tick);
+            loop {
+                interval.tick().await;
+                notify::tick(&ticker);
+            }
+        }));
         Ok(Running {
             emulator,
             base_url,
@@ -205,6 +225,10 @@ impl Emulator {
 pub fn router(emulator: Arc<Emulator>, base: BaseUrl) -> Router {
     identity::router()
         .merge(graph::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&emulator),
+            faults::requests,
+        ))
         .merge(control::router())
         .with_state(emulator)
         .layer(axum::middleware::from_fn(

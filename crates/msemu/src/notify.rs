@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    Emulator, crypto,
+    Emulator, crypto, faults,
     graph::{presence::presence_json, subscriptions::format_time},
     world::{Subscription, now},
 };
@@ -17,7 +17,8 @@ use crate::{
 /// The service principal that signs Graph's validation tokens (§3.3).
 pub const PUBLISHER: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
-/// Tells every live subscription covering `user` that their presence changed.
+/// Tells every live subscription covering `user` that their presence changed. A subscription
+/// whose authorization lapsed has its notifications withheld until it is reauthorized (§3.4).
 pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
     let (subscriptions, presence) = {
         let mut world = emu.world.lock();
@@ -31,18 +32,123 @@ pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
         (subs, world.presence(user))
     };
     for sub in subscriptions {
-        let resource = presence_json(user, &presence);
-        match notification(emu, &sub, user, resource) {
-            Ok(body) => {
-                let emu = Arc::clone(emu);
-                tokio::spawn(
-                    async move { deliver(&emu, sub.id, &sub.notification_url, body).await },
-                );
-            }
+        let body = match notification(emu, &sub, user, presence_json(user, &presence)) {
+            Ok(body) => body,
             Err(e) => {
-                tracing::warn!(error = %e, subscription = %sub.id, "could not build a notification")
+                tracing::warn!(error = %e, subscription = %sub.id, "could not build a notification");
+                continue;
+            }
+        };
+        let mut world = emu.world.lock();
+        if now() >= sub.authorized_until {
+            if let Some(s) = world.subscriptions.get_mut(&sub.id) {
+                s.withheld.push(body);
+            }
+            continue;
+        }
+        let fault = faults::take(&mut world, faults::Target::Notifications);
+        let held = std::mem::take(&mut world.reordered);
+        drop(world);
+        send(emu, sub.id, &sub.notification_url, body, fault);
+        // Notifications held back by a "reorder" fault go out after this one.
+        for (id, url, body) in held {
+            let emu = Arc::clone(emu);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                deliver(&emu, id, &url, body).await;
+            });
+        }
+    }
+}
+
+/// Sends one notification, as a fault (if any) says.
+fn send(emu: &Arc<Emulator>, id: Uuid, url: &str, body: Value, fault: Option<faults::Fault>) {
+    let copies = match fault.as_ref().map(|f| f.kind) {
+        Some(faults::Kind::Drop) => 0,
+        Some(faults::Kind::Duplicate) => 2,
+        Some(faults::Kind::Reorder) => {
+            emu.world.lock().reordered.push((id, url.to_owned(), body));
+            return;
+        }
+        _ => 1,
+    };
+    let delay = match fault {
+        Some(f) if f.kind == faults::Kind::Delay => {
+            Duration::from_millis(f.delay_ms.unwrap_or(5_000))
+        }
+        _ => Duration::ZERO,
+    };
+    for _ in 0..copies {
+        let (emu, url, body) = (Arc::clone(emu), url.to_owned(), body.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            deliver(&emu, id, &url, body).await;
+        });
+    }
+}
+
+/// Delivers notifications that were withheld, now that the subscription is reauthorized.
+pub fn release(emu: &Arc<Emulator>, id: Uuid, url: &str, bodies: Vec<Value>) {
+    for body in bodies {
+        send(emu, id, url, body, None);
+    }
+}
+
+/// Posts `reauthorizationRequired` to the subscription's lifecycle URL (§5).
+pub fn reauthorization_required(emu: &Arc<Emulator>, sub: &Subscription) {
+    let Some(url) = sub.lifecycle_notification_url.clone() else {
+        return;
+    };
+    let body = json!({ "value": [{
+        "subscriptionId": sub.id.to_string(),
+        "subscriptionExpirationDateTime": format_time(sub.expiration),
+        "tenantId": sub.tenant_id.to_string(),
+        "clientState": sub.client_state,
+        "lifecycleEvent": "reauthorizationRequired",
+    }]});
+    let (emu, id) = (Arc::clone(emu), sub.id);
+    tokio::spawn(async move { deliver(&emu, id, &url, body).await });
+}
+
+/// One pass of msemu's clock: idle users become Away, and subscriptions whose authorization or
+/// life is about to end get `reauthorizationRequired`.
+pub fn tick(emu: &Arc<Emulator>) {
+    let now = now();
+    let idle_after = emu.config.idle_after.as_secs() as i64;
+    let lead = emu.config.reauthorization_lead.as_secs() as i64;
+    let (gone_idle, lapsing) = {
+        let mut world = emu.world.lock();
+        let mut gone_idle = Vec::new();
+        let ids: Vec<Uuid> = world.presences.keys().copied().collect();
+        for id in ids {
+            let p = &world.presences[&id];
+            if p.availability == "Available" && !p.idle && now - p.last_activity >= idle_after {
+                let sequence = world.next_sequence();
+                if let Some(p) = world.presences.get_mut(&id) {
+                    p.availability = "Away".into();
+                    p.activity = "Away".into();
+                    p.idle = true;
+                    p.sequence = sequence;
+                }
+                gone_idle.push(id);
             }
         }
+        let mut lapsing = Vec::new();
+        for s in world.subscriptions.values_mut() {
+            let ending = s.authorized_until.min(s.expiration);
+            if s.expiration > now && !s.lifecycle_sent && ending - now <= lead {
+                s.lifecycle_sent = true;
+                s.lifecycle_notifications += 1;
+                lapsing.push(s.clone());
+            }
+        }
+        (gone_idle, lapsing)
+    };
+    for user in gone_idle {
+        presence_changed(emu, user);
+    }
+    for sub in lapsing {
+        reauthorization_required(emu, &sub);
     }
 }
 

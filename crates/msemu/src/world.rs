@@ -74,6 +74,8 @@ pub struct Presence {
     pub out_of_office: bool,
     /// When the user last did something (for idle: Available becomes Away).
     pub last_activity: i64,
+    /// Away because idle (activity makes the user Available again).
+    pub idle: bool,
 }
 
 /// A change-notification subscription.
@@ -105,6 +107,12 @@ pub struct Subscription {
     pub reauthorizations: Vec<i64>,
     pub delivered: u64,
     pub failed_attempts: u64,
+    /// Notifications held back because the subscription's authorization lapsed; delivered
+    /// once it is reauthorized.
+    pub withheld: Vec<serde_json::Value>,
+    /// Whether `reauthorizationRequired` was sent since the last (re)authorization.
+    pub lifecycle_sent: bool,
+    pub lifecycle_notifications: u64,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +135,10 @@ pub struct Inner {
     pub presence_requests: HashMap<(Uuid, Uuid), Vec<i64>>,
     /// Requests per endpoint (method and route pattern), for the control API.
     pub requests: HashMap<String, u64>,
+    /// Faults to inject, consumed in order.
+    pub faults: Vec<crate::faults::Fault>,
+    /// Notifications a "reorder" fault holds back until the next one is sent.
+    pub reordered: Vec<(Uuid, String, serde_json::Value)>,
 }
 
 impl Inner {
@@ -146,6 +158,7 @@ impl Inner {
                 sequence,
                 out_of_office: false,
                 last_activity: now(),
+                idle: false,
             };
             self.presences.insert(user, initial);
         }
@@ -173,6 +186,16 @@ impl World {
             }),
             keys: RwLock::new(Keys::generate()?),
         })
+    }
+
+    /// Forgets everything: back to `directory` with new keys.
+    pub fn reset(&self, directory: Directory) -> anyhow::Result<()> {
+        *self.keys_mut() = Keys::generate()?;
+        *self.lock() = Inner {
+            directory,
+            ..Inner::default()
+        };
+        Ok(())
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {

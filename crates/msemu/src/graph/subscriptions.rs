@@ -292,6 +292,9 @@ pub async fn create(
         reauthorizations: Vec::new(),
         delivered: 0,
         failed_attempts: 0,
+        withheld: Vec::new(),
+        lifecycle_sent: false,
+        lifecycle_notifications: 0,
     };
     let json = subscription_json(&base, &subscription);
     emu.world
@@ -375,8 +378,12 @@ pub async fn update(
             .or(sub.encryption_certificate_id);
     }
     sub.authorized_until = caller.expires;
+    sub.lifecycle_sent = false;
+    let withheld = std::mem::take(&mut sub.withheld);
     let json = subscription_json(&base, &sub);
+    let (id, url) = (sub.id, sub.notification_url.clone());
     emu.world.lock().subscriptions.insert(sub.id, sub);
+    crate::notify::release(&emu, id, &url, withheld);
     Ok(Json(json))
 }
 
@@ -396,11 +403,17 @@ pub async fn reauthorize(
     caller: Caller,
 ) -> Result<StatusCode, GraphError> {
     let sub = find(&emu, &caller, &id)?;
-    let mut world = emu.world.lock();
-    if let Some(s) = world.subscriptions.get_mut(&sub.id) {
+    let withheld = {
+        let mut world = emu.world.lock();
+        let Some(s) = world.subscriptions.get_mut(&sub.id) else {
+            return Err(GraphError::not_found("subscription"));
+        };
         s.authorized_until = caller.expires;
         s.reauthorizations.push(now());
-    }
+        s.lifecycle_sent = false;
+        std::mem::take(&mut s.withheld)
+    };
+    crate::notify::release(&emu, sub.id, &sub.notification_url, withheld);
     Ok(StatusCode::NO_CONTENT)
 }
 

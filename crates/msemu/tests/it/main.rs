@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod control;
 mod graph;
 mod identity;
 mod rich;
