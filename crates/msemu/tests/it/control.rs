@@ -367,3 +367,58 @@ async fn reset_forgets_everything() {
         "tokens of the old keys no longer verify"
     );
 }
+
+#[tokio::test]
+async fn the_control_page_sets_a_status_with_one_click() {
+    let emu = start().await;
+    let html = reqwest::get(emu.url("/_emu/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for status in [
+        "Available",
+        "Busy",
+        "DoNotDisturb",
+        "BeRightBack",
+        "AppearAway",
+        "AppearOffline",
+        "InAMeeting",
+        "InACall",
+        "Presenting",
+        "OutOfOffice",
+    ] {
+        assert!(
+            html.contains(&format!("value=\"{status}\"")),
+            "a button for {status}"
+        );
+    }
+    assert!(html.contains("alice@example.com") && html.contains("Grant admin consent"));
+    let alice = id_of(&emu, "alice@example.com");
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(emu.url("/_emu/act"))
+        .form(&[
+            ("action", "status"),
+            ("user", alice.as_str()),
+            ("status", "DoNotDisturb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        presence_of(&emu, "alice@example.com").await,
+        ("DoNotDisturb".into(), "DoNotDisturb".into())
+    );
+    let page = reqwest::get(emu.url(r.headers()["location"].to_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("is now DoNotDisturb / DoNotDisturb"));
+}
