@@ -30,6 +30,12 @@ struct Cli {
     /// Accept http:// notification URLs (local use only; Graph demands HTTPS).
     #[arg(long, env = "MSEMU_ALLOW_HTTP_NOTIFICATIONS")]
     allow_http_notifications: bool,
+    /// Seconds without activity after which an Available user becomes Away.
+    #[arg(long, env = "MSEMU_IDLE_SECONDS", default_value_t = 300)]
+    idle_seconds: u64,
+    /// Presence requests allowed per app and tenant in 30 s before 429.
+    #[arg(long, env = "MSEMU_PRESENCE_LIMIT", default_value_t = 1500)]
+    presence_limit: usize,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "MSEMU_ACCESS_TOKEN_SECONDS", default_value_t = 3599)]
     access_token_seconds: u64,
@@ -56,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
         access_token_lifetime: Duration::from_secs(cli.access_token_seconds),
         tls_listen: cli.tls_listen,
         allow_http_notifications: cli.allow_http_notifications,
+        idle_after: Duration::from_secs(cli.idle_seconds),
+        presence_requests_per_30s: cli.presence_limit,
         ..Config::default()
     };
     let running = Emulator::start(config)

@@ -39,6 +39,8 @@ pub struct Flow {
     pub code_challenge: String,
     pub prompt: Option<String>,
     pub login_hint: Option<String>,
+    /// Narrows the account picker to one organization's accounts.
+    pub domain_hint: Option<String>,
     /// Set once the person has signed in.
     pub user: Option<Uuid>,
     pub created: i64,

@@ -158,7 +158,6 @@ pub async fn start(
             format!("Invalid prompt value '{p}'."),
         ));
     }
-    let _ = q.domain_hint;
     let flow = Flow {
         tenant_path: tenant.clone(),
         client_id: app.client_id,
@@ -169,6 +168,7 @@ pub async fn start(
         code_challenge: challenge,
         prompt: q.prompt.clone(),
         login_hint: q.login_hint.clone(),
+        domain_hint: q.domain_hint.clone(),
         user: None,
         created: now(),
     };
@@ -223,10 +223,20 @@ fn sign_in_page(
     let accounts = if flow.prompt.as_deref() == Some("login") {
         Vec::new()
     } else {
+        // domain_hint: only that organization's accounts (its tenant domain or email domain).
+        let hinted = |u: &&crate::directory::User| match &flow.domain_hint {
+            None => true,
+            Some(d) => {
+                let d = d.to_ascii_lowercase();
+                world.directory.tenant_of(u).domain == d
+                    || u.email.to_ascii_lowercase().ends_with(&format!("@{d}"))
+            }
+        };
         world
             .directory
             .users
             .iter()
+            .filter(hinted)
             .map(|u| (u.id.to_string(), u.email.clone(), u.display_name.clone()))
             .collect()
     };

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod binary;
 mod conformance;
 mod control;
 mod graph;
