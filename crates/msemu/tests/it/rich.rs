@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{support::*, webhook::Webhook};
 
 const VECTOR: &str =
-    include_str!("../../../../../shared/testdata/graph-rich-notification-vector.json");
+    include_str!("../../../../testdata/graph-rich-notification-vector.json");
 
 /// Decrypts an `encryptedContent` with a PKCS#8 RSA key: unwrap, check the HMAC, decrypt.
 fn decrypt(pkcs8_der: &[u8], content: &Value) -> Vec<u8> {
