@@ -45,6 +45,9 @@ pub struct User {
     /// Without one, the sign-in form accepts an empty password.
     #[serde(default)]
     pub password: Option<String>,
+    /// An administrator of the tenant: may grant admin consent for it.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +66,14 @@ pub struct Directory {
     pub tenants: Vec<Tenant>,
     pub users: Vec<User>,
     pub apps: Vec<App>,
+}
+
+fn unique(what: &str, values: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for v in values {
+        anyhow::ensure!(seen.insert(v.clone()), "two entries share the {what} {v}");
+    }
+    Ok(())
 }
 
 const BUILT_IN: &str = include_str!("../directory.toml");
@@ -90,12 +101,27 @@ impl Directory {
                 u.tenant
             );
         }
-        let mut emails: Vec<String> = self.users.iter().map(|u| u.email.to_lowercase()).collect();
-        emails.sort();
-        anyhow::ensure!(
-            emails.windows(2).all(|w| w[0] != w[1]),
-            "two users share an email"
-        );
+        for t in &self.tenants {
+            anyhow::ensure!(
+                t.personal == (t.id == CONSUMER_TENANT),
+                "only the consumer tenant {CONSUMER_TENANT} holds personal accounts ({})",
+                t.name
+            );
+        }
+        unique(
+            "user email",
+            self.users.iter().map(|u| u.email.to_lowercase()),
+        )?;
+        unique("user id", self.users.iter().map(|u| u.id.to_string()))?;
+        unique("tenant id", self.tenants.iter().map(|t| t.id.to_string()))?;
+        unique(
+            "tenant name",
+            self.tenants.iter().map(|t| t.name.to_lowercase()),
+        )?;
+        unique(
+            "app client id",
+            self.apps.iter().map(|a| a.client_id.to_string()),
+        )?;
         Ok(())
     }
 
@@ -165,5 +191,11 @@ mod tests {
                 .contains("unknown tenant")
         );
         assert!(Directory::parse("tenants = []\nusers = []\napps = []\nextra = 1\n").is_err());
+        let mut twice = Directory::default();
+        twice.users.push(twice.users[0].clone());
+        assert!(twice.check().unwrap_err().to_string().contains("share"));
+        let mut fake_consumer = Directory::default();
+        fake_consumer.tenants[0].personal = true;
+        assert!(fake_consumer.check().is_err());
     }
 }

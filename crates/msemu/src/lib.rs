@@ -64,9 +64,10 @@ pub struct Delivery {
     pub first_timeout: Duration,
     /// Retries wait this long for an answer (Graph: 10 s).
     pub retry_timeout: Duration,
-    /// The first retry waits this long; each next one twice as long.
+    /// The first retry waits this long; each next one twice as long (at most 180 times this).
     pub retry_base: Duration,
-    pub max_attempts: u32,
+    /// Retries stop after this long (Graph: 4 hours).
+    pub retry_for: Duration,
 }
 
 impl Default for Delivery {
@@ -75,7 +76,7 @@ impl Default for Delivery {
             first_timeout: Duration::from_secs(3),
             retry_timeout: Duration::from_secs(10),
             retry_base: Duration::from_secs(10),
-            max_attempts: 10,
+            retry_for: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -106,8 +107,6 @@ pub struct Emulator {
     pub world: world::World,
     /// For handshakes and notifications.
     pub http: reqwest::Client,
-    /// The plain-HTTP base URL, once listening: the issuer of validation tokens.
-    login_base: std::sync::OnceLock<BaseUrl>,
 }
 
 /// The base URL a request reached msemu at (scheme and host of its listener), from which every
@@ -162,16 +161,7 @@ impl Emulator {
             config,
             world,
             http,
-            login_base: std::sync::OnceLock::new(),
         }))
-    }
-
-    /// The base URL msemu's tokens name when no request tells it (notifications).
-    pub fn login_base(&self) -> BaseUrl {
-        self.login_base
-            .get()
-            .cloned()
-            .unwrap_or_else(|| BaseUrl(Url::parse("http://127.0.0.1").expect("constant URL")))
     }
 
     /// Builds the emulator and serves it on its configured address (port 0 picks one), and on
@@ -184,7 +174,6 @@ impl Emulator {
         };
         let emulator = Emulator::new(config)?;
         let base_url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
-        let _ = emulator.login_base.set(BaseUrl(base_url.clone()));
         let app = router(Arc::clone(&emulator), BaseUrl(base_url.clone()));
         let mut servers = vec![tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

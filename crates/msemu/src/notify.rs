@@ -49,24 +49,38 @@ pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
         let fault = faults::take(&mut world, faults::Target::Notifications);
         let held = std::mem::take(&mut world.reordered);
         drop(world);
-        send(emu, sub.id, &sub.notification_url, body, fault);
+        send(
+            emu,
+            sub.id,
+            &sub.notification_url,
+            body,
+            fault,
+            Post::Change,
+        );
         // Notifications held back by a "reorder" fault go out after this one.
         for (id, url, body) in held {
             let emu = Arc::clone(emu);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                deliver(&emu, id, &url, body).await;
+                deliver(&emu, id, &url, body, Post::Change).await;
             });
         }
     }
 }
 
 /// Sends one notification, as a fault (if any) says.
-fn send(emu: &Arc<Emulator>, id: Uuid, url: &str, body: Value, fault: Option<faults::Fault>) {
+fn send(
+    emu: &Arc<Emulator>,
+    id: Uuid,
+    url: &str,
+    body: Value,
+    fault: Option<faults::Fault>,
+    kind: Post,
+) {
     let copies = match fault.as_ref().map(|f| f.kind) {
         Some(faults::Kind::Drop) => 0,
         Some(faults::Kind::Duplicate) => 2,
-        Some(faults::Kind::Reorder) => {
+        Some(faults::Kind::Reorder) if kind == Post::Change => {
             emu.world.lock().reordered.push((id, url.to_owned(), body));
             return;
         }
@@ -82,7 +96,7 @@ fn send(emu: &Arc<Emulator>, id: Uuid, url: &str, body: Value, fault: Option<fau
         let (emu, url, body) = (Arc::clone(emu), url.to_owned(), body.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            deliver(&emu, id, &url, body).await;
+            deliver(&emu, id, &url, body, kind).await;
         });
     }
 }
@@ -90,7 +104,7 @@ fn send(emu: &Arc<Emulator>, id: Uuid, url: &str, body: Value, fault: Option<fau
 /// Delivers notifications that were withheld, now that the subscription is reauthorized.
 pub fn release(emu: &Arc<Emulator>, id: Uuid, url: &str, bodies: Vec<Value>) {
     for body in bodies {
-        send(emu, id, url, body, None);
+        send(emu, id, url, body, None, Post::Change);
     }
 }
 
@@ -106,8 +120,8 @@ pub fn reauthorization_required(emu: &Arc<Emulator>, sub: &Subscription) {
         "clientState": sub.client_state,
         "lifecycleEvent": "reauthorizationRequired",
     }]});
-    let (emu, id) = (Arc::clone(emu), sub.id);
-    tokio::spawn(async move { deliver(&emu, id, &url, body).await });
+    let fault = faults::take(&mut emu.world.lock(), faults::Target::Notifications);
+    send(emu, sub.id, &url, body, fault, Post::Lifecycle);
 }
 
 /// One pass of msemu's clock: idle users become Away, and subscriptions whose authorization or
@@ -193,7 +207,7 @@ fn validation_token(emu: &Emulator, sub: &Subscription) -> anyhow::Result<String
     let now = now();
     let claims = json!({
         "aud": sub.application_id.to_string(),
-        "iss": emu.login_base().join(&format!("/{}/v2.0", sub.tenant_id)),
+        "iss": sub.base.join(&format!("/{}/v2.0", sub.tenant_id)),
         "iat": now,
         "nbf": now,
         "exp": now + 86_400,
@@ -210,30 +224,53 @@ fn validation_token(emu: &Emulator, sub: &Subscription) -> anyhow::Result<String
     emu.world.keys().sign(&claims)
 }
 
-/// Posts `body` until a 2xx arrives or the attempts run out.
-async fn deliver(emu: &Emulator, subscription: Uuid, url: &str, body: Value) {
+/// What a post is: a change notification or a lifecycle notification (counted apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post {
+    Change,
+    Lifecycle,
+}
+
+/// Posts `body` until a 2xx arrives, the subscription is gone or expired, or the retry period
+/// (Graph: 4 hours) is over.
+async fn deliver(emu: &Emulator, subscription: Uuid, url: &str, body: Value, kind: Post) {
     let delivery = &emu.config.delivery;
+    let started = tokio::time::Instant::now();
     let mut wait = delivery.retry_base;
-    for attempt in 0..delivery.max_attempts {
+    let mut attempt = 0u32;
+    loop {
+        let alive = emu
+            .world
+            .lock()
+            .subscriptions
+            .get(&subscription)
+            .is_some_and(|s| s.expiration > now());
+        if !alive {
+            return;
+        }
         let timeout = if attempt == 0 {
             delivery.first_timeout
         } else {
             delivery.retry_timeout
         };
+        attempt += 1;
         let answer = emu.http.post(url).json(&body).timeout(timeout).send().await;
         let delivered = answer.as_ref().is_ok_and(|r| r.status().is_success());
         if let Some(s) = emu.world.lock().subscriptions.get_mut(&subscription) {
-            if delivered {
-                s.delivered += 1;
-            } else {
-                s.failed_attempts += 1;
+            match (kind, delivered) {
+                (Post::Change, true) => s.delivered += 1,
+                (Post::Lifecycle, true) => s.lifecycle_delivered += 1,
+                (_, false) => s.failed_attempts += 1,
             }
         }
         if delivered {
             return;
         }
+        if started.elapsed() + wait > delivery.retry_for {
+            tracing::warn!(%subscription, attempts = attempt, "notification dropped: the retry period is over");
+            return;
+        }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(3600));
+        wait = (wait * 2).min(delivery.retry_base * 180);
     }
-    tracing::warn!(%subscription, "notification dropped after {} attempts", delivery.max_attempts);
 }

@@ -64,6 +64,8 @@ pub struct Refresh {
     pub tenant_path: String,
     pub issued: i64,
     pub last_used: i64,
+    /// Revoked (the user's sessions were revoked, or their password reset).
+    pub revoked: bool,
 }
 
 /// A user's presence as Graph reports it.
@@ -115,20 +117,27 @@ pub struct Subscription {
     /// Whether `reauthorizationRequired` was sent since the last (re)authorization.
     pub lifecycle_sent: bool,
     pub lifecycle_notifications: u64,
+    pub lifecycle_delivered: u64,
+    /// The base URL the subscription was made through: its validation tokens name it as issuer.
+    pub base: crate::BaseUrl,
 }
 
 #[derive(Debug, Default)]
 pub struct Inner {
     pub directory: Directory,
-    /// (user, app) pairs that consented.
-    pub consents: HashSet<(Uuid, Uuid)>,
+    /// The scopes each user consented to, per app.
+    pub consents: HashMap<(Uuid, Uuid), HashSet<String>>,
+    /// The scopes an administrator consented to for a whole tenant, per app.
+    pub admin_consents: HashMap<(Uuid, Uuid), HashSet<String>>,
     pub flows: HashMap<String, Flow>,
     pub codes: HashMap<String, Code>,
     pub refresh_tokens: HashMap<String, Refresh>,
     /// msemu's own browser sessions (the "already signed in at Microsoft" state).
     pub sessions: HashMap<String, Uuid>,
-    /// Tokens of a user issued before this time are revoked.
-    pub revoked_before: HashMap<Uuid, i64>,
+    /// Access tokens issued and not yet expired, by `uti`: their user and expiry.
+    pub access_tokens: HashMap<String, (Uuid, i64)>,
+    /// Access tokens revoked before their expiry (by `uti`).
+    pub revoked_access: HashSet<String>,
     pub presences: HashMap<Uuid, Presence>,
     /// The last presence sequence number given out.
     pub sequence: u64,
@@ -167,9 +176,37 @@ impl Inner {
         self.presences[&user].clone()
     }
 
-    /// Whether a token of `user` issued at `issued` has been revoked since.
-    pub fn is_revoked(&self, user: Uuid, issued: i64) -> bool {
-        self.revoked_before.get(&user).is_some_and(|t| issued < *t)
+    /// Whether `scopes` were consented to for `app`: by the user, or by an administrator for
+    /// the user's whole tenant (or the directory says the tenant granted everything).
+    pub fn consented(&self, user: Uuid, app: Uuid, scopes: &[String]) -> bool {
+        let Some(u) = self.directory.user(user) else {
+            return false;
+        };
+        let tenant = self.directory.tenant_of(u);
+        if tenant.admin_consent_granted {
+            return true;
+        }
+        let covers = |granted: Option<&HashSet<String>>| {
+            granted.is_some_and(|g| scopes.iter().all(|s| g.contains(s)))
+        };
+        covers(self.consents.get(&(user, app)))
+            || covers(self.admin_consents.get(&(tenant.id, app)))
+    }
+
+    /// Revokes everything issued to `user`: refresh tokens, access tokens, browser sessions.
+    pub fn revoke_user(&mut self, user: Uuid) {
+        self.refresh_tokens
+            .values_mut()
+            .filter(|r| r.user == user)
+            .for_each(|r| r.revoked = true);
+        let utis: Vec<String> = self
+            .access_tokens
+            .iter()
+            .filter(|(_, (u, _))| *u == user)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.revoked_access.extend(utis);
+        self.sessions.retain(|_, u| *u != user);
     }
 }
 

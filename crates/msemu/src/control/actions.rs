@@ -101,15 +101,34 @@ pub fn activity(emu: &Arc<Emulator>, user: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Revokes everything the user was issued up to now (refresh and access tokens).
+/// Revokes everything the user was issued (refresh and access tokens, browser sessions), as
+/// "revoke sessions" or a password reset does. Their subscriptions lose their authorization:
+/// `reauthorizationRequired` follows, and notifications are withheld until reauthorized.
 pub fn revoke(emu: &Emulator, user: &str) -> Result<(), Failure> {
     let mut world = emu.world.lock();
     let id = user_id(&world, user).ok_or_else(|| no_user(user))?;
-    // Tokens carry whole seconds: everything issued in this second is revoked too.
-    world.revoked_before.insert(id, now() + 1);
+    world.revoke_user(id);
+    let now = now();
+    for s in world
+        .subscriptions
+        .values_mut()
+        .filter(|s| s.creator_id == id)
+    {
+        s.authorized_until = s.authorized_until.min(now);
+        s.lifecycle_sent = false;
+    }
     Ok(())
 }
 
+/// Withdraws the user's consents to every app (refreshing then fails with AADSTS65001).
+pub fn withdraw_consents(emu: &Emulator, user: &str) -> Result<(), Failure> {
+    let mut world = emu.world.lock();
+    let id = user_id(&world, user).ok_or_else(|| no_user(user))?;
+    world.consents.retain(|(u, _), _| *u != id);
+    Ok(())
+}
+
+/// An administrator consents for the whole tenant, to every app and permission.
 pub fn admin_consent(emu: &Emulator, tenant: &str) -> Result<(), Failure> {
     let mut world = emu.world.lock();
     let t = world

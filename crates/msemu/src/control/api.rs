@@ -21,6 +21,10 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
         .route("/_emu/api/users/{user}/presence", put(set_presence))
         .route("/_emu/api/users/{user}/activity", post(activity))
         .route("/_emu/api/users/{user}/revoke", post(revoke))
+        .route(
+            "/_emu/api/users/{user}/consents/withdraw",
+            post(withdraw_consents),
+        )
         .route("/_emu/api/subscriptions", get(subscriptions))
         .route(
             "/_emu/api/tenants/{tenant}/admin-consent",
@@ -113,6 +117,10 @@ async fn revoke(State(emu): State<Arc<Emulator>>, Path(user): Path<String>) -> R
     answer(actions::revoke(&emu, &user))
 }
 
+async fn withdraw_consents(State(emu): State<Arc<Emulator>>, Path(user): Path<String>) -> Response {
+    answer(actions::withdraw_consents(&emu, &user))
+}
+
 /// Subscriptions with their statistics.
 pub fn subscriptions_json(emu: &Emulator) -> Value {
     let world = emu.world.lock();
@@ -131,7 +139,7 @@ pub fn subscriptions_json(emu: &Emulator) -> Value {
                 "hasClientState": s.client_state.is_some(),
                 "renewals": s.renewals.len(), "reauthorizations": s.reauthorizations.len(),
                 "delivered": s.delivered, "failedAttempts": s.failed_attempts, "withheld": s.withheld.len(),
-                "lifecycleNotifications": s.lifecycle_notifications,
+                "lifecycleNotifications": s.lifecycle_notifications, "lifecycleDelivered": s.lifecycle_delivered,
             })
         })
         .collect();

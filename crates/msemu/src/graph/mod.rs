@@ -187,8 +187,23 @@ impl FromRequestParts<Arc<Emulator>> for Caller {
             parse(&claims.tid)?,
             parse(&claims.appid)?,
         );
-        if emu.world.lock().is_revoked(user, claims.iat) {
-            return Err(unauthorized("The access token has been revoked."));
+        {
+            let world = emu.world.lock();
+            if world.revoked_access.contains(&claims.uti) {
+                return Err(unauthorized("The access token has been revoked."));
+            }
+            // Presence is for work and school accounts only (§1.1).
+            if world
+                .directory
+                .tenant(&tenant.to_string())
+                .is_none_or(|t| t.personal)
+            {
+                return Err(GraphError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "This API is not supported for personal Microsoft accounts.",
+                ));
+            }
         }
         Ok(Caller {
             user,

@@ -51,7 +51,13 @@ pub fn parse_resource(resource: &str) -> Result<Vec<Uuid>, GraphError> {
             "Invalid resource '{resource}': expected communications/presences/{{id}} or communications/presences?$filter=id in ('{{id}}', ...)."
         ))
     };
-    let r = resource.trim_start_matches('/');
+    // The filter form also arrives URL-encoded (`id+in+(%27…%27)`, §3.2).
+    let decoded: String =
+        url::form_urlencoded::parse(format!("r={}", resource.replace('&', "%26")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+    let r = decoded.trim_start_matches('/');
     if let Some(id) = r.strip_prefix("communications/presences/") {
         return Uuid::parse_str(id).map(|u| vec![u]).map_err(|_| invalid());
     }
@@ -178,7 +184,13 @@ async fn handshake(emu: &Emulator, url: &str) -> Result<(), GraphError> {
         .await;
     let ok = match answer {
         Ok(r) if r.status() == reqwest::StatusCode::OK => {
-            r.text().await.is_ok_and(|body| body == token)
+            // §3.1: 200, text/plain, the decoded token.
+            let plain = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/plain"));
+            plain && r.text().await.is_ok_and(|body| body == token)
         }
         _ => false,
     };
@@ -212,6 +224,19 @@ pub async fn create(
         .ok_or_else(|| GraphError::bad_request("resource is required."))?
         .to_owned();
     let users = parse_resource(&resource)?;
+    {
+        // Every id must be a work or school user of the caller's tenant: a wrong id (an app id,
+        // another tenant's user) is an error, not a subscription that never fires.
+        let world = emu.world.lock();
+        if let Some(unknown) = users.iter().find(|id| {
+            world.directory.user(**id).is_none_or(|u| {
+                let t = world.directory.tenant_of(u);
+                t.id != caller.tenant || t.personal
+            })
+        }) {
+            return Err(GraphError::not_found(&format!("user '{unknown}'")));
+        }
+    }
     let change_type = field("changeType").unwrap_or("");
     if change_type != "updated" {
         return Err(GraphError::bad_request(format!(
@@ -249,23 +274,7 @@ pub async fn create(
     } else {
         (None, None)
     };
-    {
-        let world = emu.world.lock();
-        let now = now();
-        // One presence subscription per app per user (§0.2).
-        if let Some(existing) = world.subscriptions.values().find(|s| {
-            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
-        }) {
-            return Err(GraphError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Subscription Id {} already exists for the requested combination",
-                    existing.id
-                ),
-            ));
-        }
-    }
+    conflict(&emu.world.lock(), &caller)?;
     handshake(&emu, &notification_url).await?;
     if let Some(l) = &lifecycle {
         handshake(&emu, l).await?;
@@ -295,13 +304,33 @@ pub async fn create(
         withheld: Vec::new(),
         lifecycle_sent: false,
         lifecycle_notifications: 0,
+        lifecycle_delivered: 0,
+        base: base.clone(),
     };
     let json = subscription_json(&base, &subscription);
-    emu.world
-        .lock()
-        .subscriptions
-        .insert(subscription.id, subscription);
+    let mut world = emu.world.lock();
+    // Checked again: another create may have finished during the handshake.
+    conflict(&world, &caller)?;
+    world.subscriptions.insert(subscription.id, subscription);
     Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+/// One presence subscription per app per user (§0.2): a live one means 409.
+fn conflict(world: &crate::world::Inner, caller: &Caller) -> Result<(), GraphError> {
+    let now = now();
+    match world.subscriptions.values().find(|s| {
+        s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
+    }) {
+        Some(existing) => Err(GraphError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Subscription Id {} already exists for the requested combination",
+                existing.id
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The caller's app's live subscription `id`.
@@ -311,7 +340,9 @@ fn find(emu: &Emulator, caller: &Caller, id: &str) -> Result<Subscription, Graph
     world
         .subscriptions
         .get(&id)
-        .filter(|s| s.application_id == caller.app && s.expiration > now())
+        .filter(|s| {
+            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now()
+        })
         .cloned()
         .ok_or_else(|| GraphError::not_found("subscription"))
 }
@@ -353,38 +384,80 @@ pub async fn update(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, GraphError> {
     let Json(body) = body.map_err(|e| GraphError::bad_request(e.body_text()))?;
-    let mut sub = find(&emu, &caller, &id)?;
+    require_presence_permission(&caller)?;
+    let sub = find(&emu, &caller, &id)?;
     if body.get("lifecycleNotificationUrl").is_some() && sub.lifecycle_notification_url.is_none() {
         return Err(GraphError::bad_request(
             "lifecycleNotificationUrl cannot be added to an existing subscription: delete it and create a new one.",
         ));
     }
-    let now = now();
-    if body.get("expirationDateTime").is_some() {
-        sub.expiration = expiration(body.get("expirationDateTime"))?;
-        sub.renewals.push(now);
-    }
-    if let Some(url) = body.get("notificationUrl").and_then(Value::as_str) {
+    // Everything that can fail, and the handshake, before touching the stored subscription.
+    let expiration = body
+        .get("expirationDateTime")
+        .map(|v| expiration(Some(v)))
+        .transpose()?;
+    let url = body
+        .get("notificationUrl")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(url) = &url {
         url_allowed(&emu, url, "notificationUrl")?;
         handshake(&emu, url).await?;
-        sub.notification_url = url.to_owned();
     }
-    if body.get("encryptionCertificate").is_some() {
-        sub.encryption_certificate = Some(certificate(body.get("encryptionCertificate"))?);
-        sub.encryption_certificate_id = body
-            .get("encryptionCertificateId")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or(sub.encryption_certificate_id);
-    }
-    sub.authorized_until = caller.expires;
-    sub.lifecycle_sent = false;
-    let withheld = std::mem::take(&mut sub.withheld);
-    let json = subscription_json(&base, &sub);
-    let (id, url) = (sub.id, sub.notification_url.clone());
-    emu.world.lock().subscriptions.insert(sub.id, sub);
-    crate::notify::release(&emu, id, &url, withheld);
+    let certificate = body
+        .get("encryptionCertificate")
+        .map(|c| certificate(Some(c)))
+        .transpose()?;
+    let certificate_id = body
+        .get("encryptionCertificateId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+
+    let (json, withheld, target) = {
+        let mut world = emu.world.lock();
+        // Gone meanwhile (deleted, expired, reset): nothing to update.
+        let Some(s) = world
+            .subscriptions
+            .get_mut(&sub.id)
+            .filter(|s| s.expiration > now())
+        else {
+            return Err(GraphError::not_found("subscription"));
+        };
+        if let Some(at) = expiration {
+            s.expiration = at;
+            s.renewals.push(now());
+        }
+        if let Some(url) = url {
+            s.notification_url = url;
+        }
+        if certificate.is_some() {
+            s.encryption_certificate = certificate;
+            s.encryption_certificate_id = certificate_id.or(s.encryption_certificate_id.take());
+        }
+        // Any PATCH also reauthorizes with the caller's token.
+        s.authorized_until = caller.expires;
+        s.lifecycle_sent = false;
+        (
+            subscription_json(&base, s),
+            std::mem::take(&mut s.withheld),
+            s.notification_url.clone(),
+        )
+    };
+    crate::notify::release(&emu, sub.id, &target, withheld);
     Ok(Json(json))
+}
+
+/// Renewing or reauthorizing a presence subscription needs the same permission as creating it.
+fn require_presence_permission(caller: &Caller) -> Result<(), GraphError> {
+    if caller.has("Presence.Read.All") {
+        Ok(())
+    } else {
+        Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ExtensionError",
+            "Operation: Update; Exception: [Status Code: Forbidden; Reason: Presence subscriptions need the delegated permission Presence.Read.All.]",
+        ))
+    }
 }
 
 pub async fn delete(
@@ -402,6 +475,7 @@ pub async fn reauthorize(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<StatusCode, GraphError> {
+    require_presence_permission(&caller)?;
     let sub = find(&emu, &caller, &id)?;
     let withheld = {
         let mut world = emu.world.lock();

@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use askama::Template;
 use axum::{
-    Extension, Form,
+    Form,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
@@ -23,7 +23,7 @@ use super::{
     scopes,
 };
 use crate::{
-    BaseUrl, Emulator,
+    Emulator,
     directory::ConsentPolicy,
     world::{Code, Flow, Inner, now, random_token},
 };
@@ -180,7 +180,7 @@ pub async fn start(
     match (flow.prompt.as_deref(), session_user) {
         // Already signed in at "Microsoft": no page unless the app asked for one.
         (None | Some("none") | Some("consent"), Some(user)) => {
-            continue_flow(&emu, &mut world, &flow_id, user)
+            continue_flow(&mut world, &flow_id, user)
         }
         (Some("none"), None) => {
             world.flows.remove(&flow_id);
@@ -297,7 +297,7 @@ pub async fn sign_in(
     };
     let session = random_token();
     world.sessions.insert(session.clone(), user);
-    let mut response = continue_flow(&emu, &mut world, &form.flow, user);
+    let mut response = continue_flow(&mut world, &form.flow, user);
     let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -325,7 +325,7 @@ struct ApprovalPage<'a> {
 }
 
 /// After sign-in: the account must suit the authority, then consent, then a code.
-fn continue_flow(emu: &Emulator, world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
+fn continue_flow(world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
     let Some(flow) = world.flows.get_mut(flow_id) else {
         return expired_flow();
     };
@@ -366,55 +366,56 @@ fn continue_flow(emu: &Emulator, world: &mut Inner, flow_id: &str, user_id: Uuid
         .map(|a| a.name.clone())
         .unwrap_or_default();
     let silent = flow.prompt.as_deref() == Some("none");
-    match tenant.consent {
-        ConsentPolicy::Admin if !tenant.admin_consent_granted => {
-            if silent {
-                world.flows.remove(flow_id);
-                return Aadsts::new("consent_required", 65001, admin_only_message(&app_name))
-                    .redirect(&flow.redirect_uri, state);
-            }
-            return render(
-                &ApprovalPage {
-                    tenant: &flow.tenant_path,
-                    flow: flow_id,
-                    app_name: &app_name,
-                    email: &user.email,
-                },
-                StatusCode::OK,
-            );
+    // Consent covers scopes: asking for more than was consented asks again.
+    let asked: Vec<String> = scopes::graph(&flow.scopes)
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let consented = world.consented(user.id, flow.client_id, &asked);
+    if tenant.consent == ConsentPolicy::Admin && !consented {
+        if silent {
+            world.flows.remove(flow_id);
+            return Aadsts::new("consent_required", 65001, admin_only_message(&app_name))
+                .redirect(&flow.redirect_uri, state);
         }
-        ConsentPolicy::Admin => {}
-        ConsentPolicy::User => {
-            let consented = world.consents.contains(&(user.id, flow.client_id));
-            if !consented || flow.prompt.as_deref() == Some("consent") {
-                if silent {
-                    world.flows.remove(flow_id);
-                    return Aadsts::new(
-                        "consent_required",
-                        65001,
-                        format!("The user or administrator has not consented to use the application with ID '{}' named '{app_name}'. Send an interactive authorization request for this user and resource.", flow.client_id),
-                    )
-                    .redirect(&flow.redirect_uri, state);
-                }
-                let permissions = flow
-                    .scopes
-                    .iter()
-                    .map(|s| (s.clone(), scopes::describe(s)))
-                    .collect();
-                return render(
-                    &ConsentPage {
-                        tenant: &flow.tenant_path,
-                        flow: flow_id,
-                        app_name: &app_name,
-                        email: &user.email,
-                        permissions,
-                    },
-                    StatusCode::OK,
-                );
-            }
-        }
+        return render(
+            &ApprovalPage {
+                tenant: &flow.tenant_path,
+                flow: flow_id,
+                app_name: &app_name,
+                email: &user.email,
+            },
+            StatusCode::OK,
+        );
     }
-    let _ = emu;
+    let ask = !consented
+        || (tenant.consent == ConsentPolicy::User && flow.prompt.as_deref() == Some("consent"));
+    if ask {
+        if silent {
+            world.flows.remove(flow_id);
+            return Aadsts::new(
+                "consent_required",
+                65001,
+                format!("The user or administrator has not consented to use the application with ID '{}' named '{app_name}'. Send an interactive authorization request for this user and resource.", flow.client_id),
+            )
+            .redirect(&flow.redirect_uri, state);
+        }
+        let permissions = flow
+            .scopes
+            .iter()
+            .map(|s| (s.clone(), scopes::describe(s)))
+            .collect();
+        return render(
+            &ConsentPage {
+                tenant: &flow.tenant_path,
+                flow: flow_id,
+                app_name: &app_name,
+                email: &user.email,
+                permissions,
+            },
+            StatusCode::OK,
+        );
+    }
     issue_code(world, flow_id)
 }
 
@@ -488,7 +489,11 @@ pub async fn consent(State(emu): State<Arc<Emulator>>, Form(form): Form<ConsentF
                 // Users of an admin-consent tenant cannot consent themselves.
                 return StatusCode::FORBIDDEN.into_response();
             }
-            world.consents.insert((user_id, flow.client_id));
+            world
+                .consents
+                .entry((user_id, flow.client_id))
+                .or_default()
+                .extend(flow.scopes.iter().cloned());
             issue_code(&mut world, &form.flow)
         }
         "back" => {
@@ -542,6 +547,97 @@ struct AdminConsentPage<'a> {
     error: Option<&'a str>,
 }
 
+/// A checked admin-consent request (`client_id`, `scope`, `redirect_uri`, `state`).
+struct AdminConsentRequest {
+    app: crate::directory::App,
+    authority: Authority,
+    redirect_uri: String,
+    scope: String,
+    scopes: Vec<String>,
+    state: Option<String>,
+}
+
+/// Checks an admin-consent request, or answers Microsoft's error page (§6.8: `{tenant}` is a
+/// tenant or `organizations`, never `common`).
+#[allow(clippy::result_large_err)] // the error is the answer itself, built once per request
+fn admin_consent_request(
+    world: &Inner,
+    tenant: &str,
+    q: &HashMap<String, String>,
+) -> Result<AdminConsentRequest, Response> {
+    let authority = match Authority::parse(&world.directory, tenant) {
+        None => {
+            return Err(Aadsts::new(
+                "invalid_tenant",
+                90002,
+                format!("Tenant '{tenant}' not found."),
+            )
+            .page());
+        }
+        Some(Authority::Common | Authority::Consumers) => {
+            return Err(Aadsts::new("invalid_request", 90130, "Admin consent is not supported on the /common or /consumers endpoints. Use /organizations or a tenant.").page());
+        }
+        Some(a) => a,
+    };
+    let app = q
+        .get("client_id")
+        .and_then(|id| world.directory.app(id))
+        .cloned()
+        .ok_or_else(|| {
+            Aadsts::new(
+                "unauthorized_client",
+                700016,
+                "Application was not found in the directory.",
+            )
+            .page()
+        })?;
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
+    if !app.redirect_uris.contains(&redirect_uri) {
+        return Err(Aadsts::new("invalid_request", 50011, "The redirect URI specified in the request does not match the redirect URIs configured for the application.").page());
+    }
+    let state = q.get("state").cloned();
+    let scope = q.get("scope").cloned().unwrap_or_default();
+    let scopes = scopes::parse(&scope).map_err(|bad| {
+        Aadsts::new(
+            "invalid_scope",
+            70011,
+            format!("The provided value for the input parameter 'scope' is not valid: '{bad}'."),
+        )
+        .redirect(&redirect_uri, state.as_deref())
+    })?;
+    Ok(AdminConsentRequest {
+        app,
+        authority,
+        redirect_uri,
+        scope,
+        scopes,
+        state,
+    })
+}
+
+fn admin_consent_page(
+    tenant: &str,
+    request: &str,
+    r: &AdminConsentRequest,
+    error: Option<&str>,
+) -> Response {
+    let permissions = r
+        .scopes
+        .iter()
+        .map(|s| (s.clone(), scopes::describe(s)))
+        .collect();
+    render(
+        &AdminConsentPage {
+            tenant,
+            request,
+            app_name: &r.app.name,
+            permissions,
+            error,
+        },
+        StatusCode::OK,
+    )
+}
+
 /// `GET /{tenant}/v2.0/adminconsent?client_id&scope&redirect_uri&state`: an administrator grants
 /// the app's permissions for their whole organization.
 pub async fn admin_consent(
@@ -550,124 +646,97 @@ pub async fn admin_consent(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let world = emu.world.lock();
-    let Some(app) = q
-        .get("client_id")
-        .and_then(|id| world.directory.app(id))
-        .cloned()
-    else {
-        return Aadsts::new(
-            "unauthorized_client",
-            700016,
-            "Application was not found in the directory.",
-        )
-        .page();
-    };
-    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
-    if !app.redirect_uris.contains(&redirect_uri) {
-        return Aadsts::new("invalid_request", 50011, "The redirect URI specified in the request does not match the redirect URIs configured for the application.").page();
+    match admin_consent_request(&world, &tenant, &q) {
+        Ok(r) => admin_consent_page(
+            &tenant,
+            &serde_json::to_string(&q).unwrap_or_default(),
+            &r,
+            None,
+        ),
+        Err(page) => page,
     }
-    let Ok(scopes) = scopes::parse(q.get("scope").map_or("", String::as_str)) else {
-        return Aadsts::new(
-            "invalid_scope",
-            70011,
-            "The provided value for the input parameter 'scope' is not valid.",
-        )
-        .redirect(&redirect_uri, q.get("state").map(String::as_str));
-    };
-    let request = serde_json::to_string(&q).unwrap_or_default();
-    let permissions = scopes
-        .iter()
-        .map(|s| (s.clone(), scopes::describe(s)))
-        .collect();
-    render(
-        &AdminConsentPage {
-            tenant: &tenant,
-            request: &request,
-            app_name: &app.name,
-            permissions,
-            error: None,
-        },
-        StatusCode::OK,
-    )
 }
 
 #[derive(Debug, Deserialize)]
 pub struct AdminConsentForm {
     request: String,
+    #[serde(default)]
     email: String,
+    #[serde(default)]
     password: String,
     decision: String,
 }
 
 pub async fn admin_consent_decision(
     State(emu): State<Arc<Emulator>>,
-    Extension(_base): Extension<BaseUrl>,
     Path(tenant_path): Path<String>,
     Form(form): Form<AdminConsentForm>,
 ) -> Response {
     let Ok(q) = serde_json::from_str::<HashMap<String, String>>(&form.request) else {
         return expired_flow();
     };
-    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
-    let state = q.get("state").map(String::as_str);
     let mut world = emu.world.lock();
-    if world
-        .directory
-        .app(q.get("client_id").map_or("", String::as_str))
-        .is_none_or(|a| !a.redirect_uris.contains(&redirect_uri))
-    {
-        return expired_flow();
-    }
+    let r = match admin_consent_request(&world, &tenant_path, &q) {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let back = |pairs: &[(&str, &str)]| {
+        let Ok(mut url) = url::Url::parse(&r.redirect_uri) else {
+            return expired_flow();
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("admin_consent", "True");
+            q.extend_pairs(pairs);
+            if let Some(state) = &r.state {
+                q.append_pair("state", state);
+            }
+        }
+        found(url.as_str())
+    };
     if form.decision != "accept" {
-        return Aadsts::new(
-            "access_denied",
+        // §6.8: a declined admin consent comes back as consent_required with AADSTS65004.
+        let e = Aadsts::new(
+            "consent_required",
             65004,
-            "The administrator declined to consent.",
-        )
-        .redirect(&redirect_uri, state);
+            "The administrator declined to consent to access the app.",
+        );
+        return back(&[("error", e.error), ("error_description", &e.description())]);
     }
+    // Only an administrator of the tenant in question may consent for it.
     let admin = world
         .directory
         .user_by_email(&form.email)
         .filter(|u| u.password.as_deref().unwrap_or("") == form.password)
         .cloned();
-    let Some(admin) = admin else {
-        let app_name = world
-            .directory
-            .app(q.get("client_id").map_or("", String::as_str))
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        let scopes = scopes::parse(q.get("scope").map_or("", String::as_str)).unwrap_or_default();
-        let permissions = scopes
-            .iter()
-            .map(|s| (s.clone(), scopes::describe(s)))
-            .collect();
-        return render(
-            &AdminConsentPage {
-                tenant: &tenant_path,
-                request: &form.request,
-                app_name: &app_name,
-                permissions,
-                error: Some("AADSTS50126: Your account or password is incorrect."),
-            },
-            StatusCode::OK,
-        );
+    let refusal = match &admin {
+        None => Some("AADSTS50126: Your account or password is incorrect."),
+        Some(u) if !u.admin => Some(
+            "AADSTS90093: This account is not an administrator of its organization and cannot consent for it.",
+        ),
+        Some(u)
+            if r.authority.admits(world.directory.tenant_of(u)).is_err()
+                || world.directory.tenant_of(u).personal =>
+        {
+            Some("AADSTS50020: This account is not from the organization this consent is for.")
+        }
+        Some(_) => None,
     };
-    let tenant_id = world.directory.tenant_of(&admin).id;
-    if let Some(t) = world.directory.tenant_mut(&tenant_id.to_string()) {
-        t.admin_consent_granted = true;
+    if let Some(message) = refusal {
+        return admin_consent_page(&tenant_path, &form.request, &r, Some(message));
     }
-    let Ok(mut url) = url::Url::parse(&redirect_uri) else {
+    let Some(admin) = admin else {
         return expired_flow();
     };
-    {
-        let mut pairs = url.query_pairs_mut();
-        pairs.append_pair("admin_consent", "True");
-        pairs.append_pair("tenant", &tenant_id.to_string());
-        pairs.append_pair("scope", q.get("scope").map_or("", String::as_str));
-        if let Some(state) = state {
-            pairs.append_pair("state", state);
-        }
-    }
-    found(url.as_str())
+    let tenant_id = world.directory.tenant_of(&admin).id;
+    let granted: Vec<String> = scopes::graph(&r.scopes)
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    world
+        .admin_consents
+        .entry((tenant_id, r.app.client_id))
+        .or_default()
+        .extend(granted);
+    back(&[("tenant", &tenant_id.to_string()), ("scope", &r.scope)])
 }

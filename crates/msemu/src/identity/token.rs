@@ -27,7 +27,14 @@ pub async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let _ = tenant;
+    let Some(authority) = super::Authority::parse(&emu.world.lock().directory, &tenant) else {
+        return Aadsts::new(
+            "invalid_request",
+            90002,
+            format!("Tenant '{tenant}' not found."),
+        )
+        .json();
+    };
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     // Client authentication: client_secret_post or client_secret_basic.
     let (client_id, secret) = match basic_auth(&headers) {
@@ -74,8 +81,8 @@ pub async fn token(
         Some(_) => {}
     }
     let result = match field("grant_type") {
-        Some("authorization_code") => authorization_code(&emu, &base, &app, &form),
-        Some("refresh_token") => refresh(&emu, &base, &app, &form),
+        Some("authorization_code") => authorization_code(&emu, &base, authority, &app, &form),
+        Some("refresh_token") => refresh(&emu, &base, authority, &app, &form),
         None => Err(Aadsts::new(
             "invalid_request",
             900144,
@@ -116,6 +123,7 @@ fn invalid_grant(code: u32, message: impl Into<String>) -> Aadsts {
 fn authorization_code(
     emu: &Emulator,
     base: &BaseUrl,
+    authority: super::Authority,
     app: &App,
     form: &HashMap<String, String>,
 ) -> Result<serde_json::Value, Aadsts> {
@@ -179,6 +187,7 @@ fn authorization_code(
         .cloned()
         .ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
     let tenant = world.directory.tenant_of(&user).clone();
+    admits(authority, &tenant, &user.email)?;
     let grant = tokens::Grant {
         user: &user,
         tenant: &tenant,
@@ -194,6 +203,7 @@ fn authorization_code(
 fn refresh(
     emu: &Emulator,
     base: &BaseUrl,
+    authority: super::Authority,
     app: &App,
     form: &HashMap<String, String>,
 ) -> Result<serde_json::Value, Aadsts> {
@@ -211,7 +221,7 @@ fn refresh(
             "The refresh token was issued to a different client.",
         ));
     }
-    if world.is_revoked(grant.user, grant.issued) {
+    if grant.revoked {
         return Err(invalid_grant(
             50173,
             "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.",
@@ -234,8 +244,15 @@ fn refresh(
         .cloned()
         .ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
     let tenant = world.directory.tenant_of(&user).clone();
-    let consent_kept =
-        world.consents.contains(&(user.id, app.client_id)) || tenant.admin_consent_granted;
+    admits(authority, &tenant, &user.email)?;
+    let consent_kept = world.consented(
+        user.id,
+        app.client_id,
+        &scopes::graph(&grant.scopes)
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
+    );
     if !consent_kept {
         return Err(invalid_grant(
             65001,
@@ -290,4 +307,16 @@ fn refresh(
     };
     tokens::issue(emu, &mut world, base, grant)
         .map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
+}
+
+/// The token endpoint's URL decides whose tokens it gives, as `/authorize` does (§6.1, §6.6).
+fn admits(
+    authority: super::Authority,
+    tenant: &crate::directory::Tenant,
+    email: &str,
+) -> Result<(), Aadsts> {
+    authority.admits(tenant).map_err(|code| match code {
+        500208 => Aadsts::new("invalid_grant", 500208, format!("The domain is not a valid login domain for the account type: '{email}' is a personal Microsoft account.")),
+        _ => Aadsts::new("invalid_grant", 50020, format!("User account '{email}' does not exist in the tenant of this endpoint.")),
+    })
 }

@@ -26,6 +26,8 @@ pub struct AccessClaims {
     pub tid: String,
     /// Space-separated Graph permissions.
     pub scp: String,
+    /// The token's unique id (revocation is by `uti`).
+    pub uti: String,
     pub ver: String,
 }
 
@@ -83,8 +85,16 @@ pub fn issue(
         oid: user.id.to_string(),
         tid: tenant.id.to_string(),
         scp: scopes::graph(scopes).join(" "),
+        uti: random_token(),
         ver: "1.0".to_owned(),
     };
+    world.access_tokens.retain(|_, (_, exp)| *exp > now);
+    world
+        .revoked_access
+        .retain(|uti| world.access_tokens.contains_key(uti));
+    world
+        .access_tokens
+        .insert(access.uti.clone(), (user.id, access.exp));
     let mut response = json!({
         "token_type": "Bearer",
         "scope": scopes::granted(scopes),
@@ -103,6 +113,7 @@ pub fn issue(
                 tenant_path: tenant_path.to_owned(),
                 issued: now,
                 last_used: now,
+                revoked: false,
             },
         );
         response["refresh_token"] = Value::String(refresh);

@@ -110,7 +110,7 @@ async fn lapsing_authorization_sends_reauthorization_required_and_withholds_unti
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = id_of(&emu, "alice@example.com");
     let sub = subscribe(&emu, &hook, &token, &alice).await;
-    let lifecycle = hook.next().await;
+    let lifecycle = hook.next_lifecycle().await;
     let item = &lifecycle["value"][0];
     assert_eq!(
         (

@@ -402,7 +402,7 @@ async fn subscription_rules_are_enforced() {
 #[tokio::test]
 async fn failed_handshakes_and_plain_http_are_refused() {
     let emu = start().await;
-    let bad = Webhook::start_with(0, true).await;
+    let bad = Webhook::start_with(0, crate::webhook::Handshake::WrongBody).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
     let (status, body, _) = graph(
@@ -446,7 +446,7 @@ async fn failed_handshakes_and_plain_http_are_refused() {
 #[tokio::test]
 async fn undelivered_notifications_are_retried() {
     let emu = start().await;
-    let mut hook = Webhook::start_with(2, false).await;
+    let mut hook = Webhook::start_with(2, crate::webhook::Handshake::Right).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
     let (status, _, _) = graph(

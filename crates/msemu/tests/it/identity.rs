@@ -251,7 +251,7 @@ async fn codes_are_single_use_and_bound_to_pkce_and_the_secret() {
     assert_eq!((status, aadsts(&body)), (StatusCode::UNAUTHORIZED, 7000215));
     assert_eq!(body["error"], "invalid_client");
 
-    // A failed PKCE check used the code up, as a redemption: ask for a fresh one.
+    // Redeem a fresh code properly, then reuse it.
     let (verifier, challenge) = pkce();
     let code = code_for(
         &emu,
@@ -315,19 +315,12 @@ async fn refresh_tokens_rotate_and_can_be_revoked_or_expire() {
         "the old one stays valid until revoked"
     );
 
-    let alice = emu
-        .emulator
-        .world
-        .lock()
-        .directory
-        .user_by_email("alice@example.com")
-        .unwrap()
-        .id;
-    emu.emulator
-        .world
-        .lock()
-        .revoked_before
-        .insert(alice, time::OffsetDateTime::now_utc().unix_timestamp() + 1);
+    let r = reqwest::Client::new()
+        .post(emu.url("/_emu/api/users/alice@example.com/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (status, body) = refresh(rt2).await;
     assert_eq!((status, aadsts(&body)), (StatusCode::BAD_REQUEST, 50173));
     let (_, body) = refresh("not-a-token".into()).await;
@@ -450,18 +443,47 @@ async fn admin_consent_tenants_need_an_admin_first() {
         .unwrap()
         .replace("&quot;", "\"")
         .replace("&#34;", "\"");
-    let params = post(
-        &b,
-        &emu.url("/organizations/v2.0/adminconsent"),
-        &[
-            ("request", &request),
-            ("email", "erin@fabrikam.example"),
-            ("password", "erin-password"),
-            ("decision", "accept"),
-        ],
-    )
-    .await
-    .redirect();
+    let consent_as = |email: &'static str, password: &'static str, decision: &'static str| {
+        let (b, request, url) = (
+            &b,
+            request.clone(),
+            emu.url("/organizations/v2.0/adminconsent"),
+        );
+        async move {
+            post(
+                b,
+                &url,
+                &[
+                    ("request", &request),
+                    ("email", email),
+                    ("password", password),
+                    ("decision", decision),
+                ],
+            )
+            .await
+        }
+    };
+    // An ordinary user cannot consent for the organization…
+    let refused = consent_as("erin@fabrikam.example", "erin-password", "accept")
+        .await
+        .page();
+    assert!(refused.contains("AADSTS90093"), "{refused}");
+    // …declining comes back as §6.8 says…
+    let declined = consent_as("admin@fabrikam.example", "admin-password", "cancel")
+        .await
+        .redirect();
+    assert_eq!(
+        (
+            declined["admin_consent"].as_str(),
+            declined["error"].as_str()
+        ),
+        ("True", "consent_required")
+    );
+    assert!(declined["error_description"].starts_with("AADSTS65004: "));
+    // …and the administrator's acceptance grants it.
+    let params = consent_as("admin@fabrikam.example", "admin-password", "accept")
+        .await
+        .redirect();
     let fabrikam = emu
         .emulator
         .world

@@ -5,6 +5,7 @@
 mod binary;
 mod conformance;
 mod control;
+mod fidelity;
 mod graph;
 mod identity;
 mod rich;

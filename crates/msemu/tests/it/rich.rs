@@ -12,11 +12,10 @@ use serde_json::{Value, json};
 
 use crate::{support::*, webhook::Webhook};
 
-const VECTOR: &str =
-    include_str!("../../../../testdata/graph-rich-notification-vector.json");
+const VECTOR: &str = include_str!("../../../../testdata/graph-rich-notification-vector.json");
 
 /// Decrypts an `encryptedContent` with a PKCS#8 RSA key: unwrap, check the HMAC, decrypt.
-fn decrypt(pkcs8_der: &[u8], content: &Value) -> Vec<u8> {
+pub fn decrypt(pkcs8_der: &[u8], content: &Value) -> Vec<u8> {
     let b64 = |k: &str| STANDARD.decode(content[k].as_str().unwrap()).unwrap();
     let private =
         OaepPrivateDecryptingKey::new(PrivateDecryptingKey::from_pkcs8(pkcs8_der).unwrap())

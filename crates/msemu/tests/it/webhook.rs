@@ -1,5 +1,6 @@
 //! A notification endpoint for tests: answers Graph's validation handshake and collects the
-//! notifications it receives (optionally failing the first ones, to exercise retries).
+//! change notifications (`/hook`) and lifecycle notifications (`/lifecycle`) it receives,
+//! optionally failing the first ones to exercise retries.
 
 use std::sync::{
     Arc,
@@ -7,28 +8,42 @@ use std::sync::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{Query, State},
-    http::StatusCode,
+    http::{StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+/// How the endpoint answers Graph's validation handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// 200, text/plain, the decoded token.
+    Right,
+    /// 200, text/plain, something else.
+    WrongBody,
+    /// 200 and the token, but not as plain text.
+    WrongType,
+}
+
 #[derive(Clone)]
 struct Hook {
-    tx: mpsc::UnboundedSender<Value>,
+    changes: mpsc::UnboundedSender<Value>,
+    lifecycle: mpsc::UnboundedSender<Value>,
     handshakes: Arc<AtomicUsize>,
-    /// Answer this many notifications with 500 before accepting.
+    /// Answer this many change notifications with 500 before accepting.
     fail_first: Arc<AtomicUsize>,
-    /// Answer handshakes wrongly.
-    bad_handshake: bool,
+    handshake: Handshake,
 }
 
 pub struct Webhook {
     pub url: String,
+    /// Change notifications.
     pub rx: mpsc::UnboundedReceiver<Value>,
+    /// Lifecycle notifications.
+    pub lifecycle_rx: mpsc::UnboundedReceiver<Value>,
     handshakes: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -41,41 +56,54 @@ impl Drop for Webhook {
 
 async fn receive(
     State(hook): State<Hook>,
+    uri: Uri,
     Query(q): Query<std::collections::HashMap<String, String>>,
     body: String,
 ) -> Response {
     if let Some(token) = q.get("validationToken") {
         hook.handshakes.fetch_add(1, Ordering::SeqCst);
-        let answer = if hook.bad_handshake {
-            "nope".to_owned()
-        } else {
-            token.clone()
+        let (content_type, answer) = match hook.handshake {
+            Handshake::Right => ("text/plain", token.clone()),
+            Handshake::WrongBody => ("text/plain", "nope".to_owned()),
+            Handshake::WrongType => ("application/json", token.clone()),
         };
-        return (StatusCode::OK, [("content-type", "text/plain")], answer).into_response();
+        return (StatusCode::OK, [("content-type", content_type)], answer).into_response();
+    }
+    let body = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if uri.path() == "/lifecycle" {
+        let _ = hook.lifecycle.send(body);
+        return StatusCode::ACCEPTED.into_response();
     }
     if hook.fail_first.load(Ordering::SeqCst) > 0 {
         hook.fail_first.fetch_sub(1, Ordering::SeqCst);
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let _ = hook
-        .tx
-        .send(serde_json::from_str(&body).unwrap_or(Value::Null));
-    (StatusCode::ACCEPTED, Json(Value::Null)).into_response()
+    let _ = hook.changes.send(body);
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn next_of(rx: &mut mpsc::UnboundedReceiver<Value>, what: &str) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("a {what} within 10 s"))
+        .expect("the webhook is running")
 }
 
 impl Webhook {
     pub async fn start() -> Webhook {
-        Self::start_with(0, false).await
+        Self::start_with(0, Handshake::Right).await
     }
 
-    pub async fn start_with(fail_first: usize, bad_handshake: bool) -> Webhook {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub async fn start_with(fail_first: usize, handshake: Handshake) -> Webhook {
+        let (changes, rx) = mpsc::unbounded_channel();
+        let (lifecycle, lifecycle_rx) = mpsc::unbounded_channel();
         let handshakes = Arc::new(AtomicUsize::new(0));
         let hook = Hook {
-            tx,
+            changes,
+            lifecycle,
             handshakes: Arc::clone(&handshakes),
             fail_first: Arc::new(AtomicUsize::new(fail_first)),
-            bad_handshake,
+            handshake,
         };
         let app = Router::new()
             .route("/hook", post(receive))
@@ -89,6 +117,7 @@ impl Webhook {
         Webhook {
             url,
             rx,
+            lifecycle_rx,
             handshakes,
             server,
         }
@@ -102,11 +131,13 @@ impl Webhook {
         self.handshakes.load(Ordering::SeqCst)
     }
 
-    /// The next notification within 10 s.
+    /// The next change notification within 10 s.
     pub async fn next(&mut self) -> Value {
-        tokio::time::timeout(std::time::Duration::from_secs(10), self.rx.recv())
-            .await
-            .expect("a notification within 10 s")
-            .expect("the webhook is running")
+        next_of(&mut self.rx, "change notification").await
+    }
+
+    /// The next lifecycle notification within 10 s.
+    pub async fn next_lifecycle(&mut self) -> Value {
+        next_of(&mut self.lifecycle_rx, "lifecycle notification").await
     }
 }
