@@ -24,11 +24,7 @@ impl Email {
             && !domain.ends_with('.')
             && !s.chars().any(char::is_whitespace)
             && !has_forbidden_chars(s);
-        if ok {
-            Ok(Email(s.to_owned()))
-        } else {
-            Err(Invalid::Email)
-        }
+        if ok { Ok(Email(s.to_owned())) } else { Err(Invalid::Email) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -125,16 +121,7 @@ mod tests {
         assert_eq!(e.as_str(), "Alice@Example.COM");
         assert_eq!(e.normalized(), "alice@example.com");
         assert_eq!(e.local_part(), "Alice");
-        for bad in [
-            "",
-            "alice",
-            "@example.com",
-            "alice@",
-            "a b@example.com",
-            "a@b@c",
-            "a@.com",
-            "a\u{0}@x.y",
-        ] {
+        for bad in ["", "alice", "@example.com", "alice@", "a b@example.com", "a@b@c", "a@.com", "a\u{0}@x.y"] {
             assert_eq!(Email::parse(bad), Err(Invalid::Email), "{bad:?}");
         }
     }
@@ -142,14 +129,8 @@ mod tests {
     #[test]
     fn passwords() {
         assert_eq!(NewPassword::parse("").unwrap_err(), Invalid::EmptyPassword);
-        assert_eq!(
-            NewPassword::parse("    ").unwrap_err(),
-            Invalid::EmptyPassword
-        );
-        assert_eq!(
-            NewPassword::parse("short").unwrap_err(),
-            Invalid::WeakPassword
-        );
+        assert_eq!(NewPassword::parse("    ").unwrap_err(), Invalid::EmptyPassword);
+        assert_eq!(NewPassword::parse("short").unwrap_err(), Invalid::WeakPassword);
         let p = NewPassword::parse("long enough pass").unwrap();
         assert!(!format!("{p:?}").contains("long"));
     }

@@ -96,10 +96,7 @@ pub struct Avatar {
 impl Avatar {
     /// The emoji a page shows: the presence override while present, else the own emoji.
     pub fn displayed_emoji(&self) -> Option<&Emoji> {
-        self.presence
-            .as_ref()
-            .map(|p| &p.emoji)
-            .or(self.own_emoji.as_ref())
+        self.presence.as_ref().map(|p| &p.emoji).or(self.own_emoji.as_ref())
     }
 }
 
@@ -120,34 +117,11 @@ mod tests {
 
     #[test]
     fn emoji_accepts_exactly_one_emoji() {
-        for ok in [
-            "😀",
-            "👍🏽",
-            "👩‍💻",
-            "🏳️‍🌈",
-            "❤️",
-            "🇯🇵",
-            "📅",
-            "🖥️",
-            "⛔",
-            "1️⃣",
-            "©️",
-        ] {
+        for ok in ["😀", "👍🏽", "👩‍💻", "🏳️‍🌈", "❤️", "🇯🇵", "📅", "🖥️", "⛔", "1️⃣", "©️"]
+        {
             assert!(Emoji::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "ab",
-            "😀😀",
-            "😀 ",
-            "🏽",
-            ":)",
-            "1",
-            "#",
-            "\u{200D}",
-            &"😀".repeat(20),
-        ] {
+        for bad in ["", "a", "ab", "😀😀", "😀 ", "🏽", ":)", "1", "#", "\u{200D}", &"😀".repeat(20)] {
             assert_eq!(Emoji::parse(bad), Err(Invalid::Emoji), "{bad:?}");
         }
     }

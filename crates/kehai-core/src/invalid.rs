@@ -43,7 +43,6 @@ impl Invalid {
 /// paragraph separators, bidirectional overrides that can disguise a name).
 pub(crate) fn has_forbidden_chars(s: &str) -> bool {
     s.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
     })
 }

@@ -16,9 +16,7 @@ impl PersonId {
     }
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        uuid::Uuid::parse_str(s)
-            .map(PersonId)
-            .map_err(|_| Invalid::Id)
+        uuid::Uuid::parse_str(s).map(PersonId).map_err(|_| Invalid::Id)
     }
 }
 

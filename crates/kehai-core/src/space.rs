@@ -28,13 +28,8 @@ impl SpaceSlug {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = (2..=63).contains(&s.len())
             && !s.starts_with('-')
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(SpaceSlug(s.to_owned()))
-        } else {
-            Err(Invalid::Slug)
-        }
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(SpaceSlug(s.to_owned())) } else { Err(Invalid::Slug) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,16 +82,7 @@ mod tests {
         for ok in ["demo", "a1", "team-42", "x".repeat(63).as_str()] {
             assert!(SpaceSlug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "-demo",
-            "Demo",
-            "de mo",
-            "dé",
-            "x".repeat(64).as_str(),
-            "a/b",
-        ] {
+        for bad in ["", "a", "-demo", "Demo", "de mo", "dé", "x".repeat(64).as_str(), "a/b"] {
             assert_eq!(SpaceSlug::parse(bad), Err(Invalid::Slug), "{bad}");
         }
     }

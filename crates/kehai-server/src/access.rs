@@ -44,10 +44,7 @@ pub async fn space(state: &AppState, slug: &str) -> Result<Option<Space>, ApiErr
 
 /// Admits `visitor` to the space `slug`, or says why not.
 pub async fn admit(state: &AppState, slug: &str, visitor: Visitor) -> Result<Admitted, Refusal> {
-    let space = space(state, slug)
-        .await
-        .map_err(Refusal::Failed)?
-        .ok_or(Refusal::NoSuchSpace)?;
+    let space = space(state, slug).await.map_err(Refusal::Failed)?.ok_or(Refusal::NoSuchSpace)?;
     let role = match visitor.session.kind {
         PersonKind::Guest if visitor.session.space_id == Some(space.id) => None,
         PersonKind::Guest => return Err(Refusal::Forbidden),
@@ -60,9 +57,5 @@ pub async fn admit(state: &AppState, slug: &str, visitor: Visitor) -> Result<Adm
                 .ok_or(Refusal::Forbidden)?,
         ),
     };
-    Ok(Admitted {
-        space,
-        visitor,
-        role,
-    })
+    Ok(Admitted { space, visitor, role })
 }

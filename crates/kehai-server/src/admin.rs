@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kehai_core::{
-    Account, DisplayName, Email, Invalid, Membership, Millis, NewPassword, PersonId, Role, Space,
-    SpaceId, SpaceName, SpaceSlug,
+    Account, DisplayName, Email, Invalid, Membership, Millis, NewPassword, PersonId, Role, Space, SpaceId, SpaceName,
+    SpaceSlug,
 };
 use kehai_store::{Member, Store, StoreError};
 
@@ -32,16 +32,11 @@ pub enum AdminError {
 
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let database = config
-        .database()
-        .ok_or_else(|| anyhow::anyhow!("invalid database_url"))?;
+    let database = config.database().ok_or_else(|| anyhow::anyhow!("invalid database_url"))?;
     let store = kehai_store::open(&database)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {database:?}: {e}"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    store.migrate().await.map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
     Ok(store)
 }
 
@@ -51,18 +46,9 @@ fn now() -> Millis {
 }
 
 /// Creates a space.
-pub async fn create_space(
-    store: &dyn Store,
-    slug: &str,
-    name: &str,
-    allow_guests: bool,
-) -> Result<Space, AdminError> {
-    let space = Space {
-        id: SpaceId::new(),
-        slug: SpaceSlug::parse(slug)?,
-        name: SpaceName::parse(name)?,
-        allow_guests,
-    };
+pub async fn create_space(store: &dyn Store, slug: &str, name: &str, allow_guests: bool) -> Result<Space, AdminError> {
+    let space =
+        Space { id: SpaceId::new(), slug: SpaceSlug::parse(slug)?, name: SpaceName::parse(name)?, allow_guests };
     match store.create_space(&space, now()).await {
         Err(StoreError::Conflict(_)) => Err(AdminError::SpaceExists(slug.to_owned())),
         other => other.map(|()| space).map_err(Into::into),
@@ -72,10 +58,7 @@ pub async fn create_space(
 /// Finds a space by slug.
 pub async fn space(store: &dyn Store, slug: &str) -> Result<Space, AdminError> {
     let parsed = SpaceSlug::parse(slug).map_err(|_| AdminError::UnknownSpace(slug.to_owned()))?;
-    store
-        .space_by_slug(&parsed)
-        .await?
-        .ok_or_else(|| AdminError::UnknownSpace(slug.to_owned()))
+    store.space_by_slug(&parsed).await?.ok_or_else(|| AdminError::UnknownSpace(slug.to_owned()))
 }
 
 /// Adds a member to a space, creating the account if the email is new. For an existing account
@@ -102,37 +85,17 @@ pub async fn add_member(
         }
         None => {
             let password = NewPassword::parse(password.unwrap_or(""))?;
-            let account = Account {
-                id: PersonId::new(),
-                email: email.clone(),
-            };
-            store
-                .create_account(&account, &password::hash(&password).await?, now())
-                .await?;
+            let account = Account { id: PersonId::new(), email: email.clone() };
+            store.create_account(&account, &password::hash(&password).await?, now()).await?;
             account
         }
     };
-    match store
-        .add_member(
-            &Membership {
-                space_id: space.id,
-                account_id: account.id,
-                role,
-            },
-            &display_name,
-            now(),
-        )
-        .await
+    match store.add_member(&Membership { space_id: space.id, account_id: account.id, role }, &display_name, now()).await
     {
-        Ok(()) => Ok(Member {
-            account,
-            role,
-            display_name,
-        }),
-        Err(StoreError::Conflict(_)) => Err(AdminError::AlreadyMember(
-            email.as_str().to_owned(),
-            space_slug.to_owned(),
-        )),
+        Ok(()) => Ok(Member { account, role, display_name }),
+        Err(StoreError::Conflict(_)) => {
+            Err(AdminError::AlreadyMember(email.as_str().to_owned(), space_slug.to_owned()))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -126,33 +126,19 @@ impl Config {
         let mut given = Figment::new();
         match file {
             Some(path) if !path.is_file() => {
-                return Err(ConfigError(format!(
-                    "configuration file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("configuration file {} does not exist", path.display())));
             }
             Some(path) => given = given.merge(Toml::file_exact(path)),
-            None if Path::new("kehai.toml").is_file() => {
-                given = given.merge(Toml::file_exact("kehai.toml"))
-            }
+            None if Path::new("kehai.toml").is_file() => given = given.merge(Toml::file_exact("kehai.toml")),
             None => {}
         }
         // Other KEHAI_* variables (KEHAI_TEST_POSTGRES_URL, …) belong to other programs.
-        given =
-            given.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
+        given = given.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
         let derive_public_url = !given.contains("public_url");
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(given)
             .extract()
-            .map_err(|errors| {
-                ConfigError(
-                    errors
-                        .into_iter()
-                        .map(|e| describe(&e))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
+            .map_err(|errors| ConfigError(errors.into_iter().map(|e| describe(&e)).collect::<Vec<_>>().join("; ")))?;
         if derive_public_url {
             // Only the address changed: the server is reached there, not at the default URL.
             config.public_url = url_of(config.listen);
@@ -162,11 +148,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
-        {
+        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none() {
             return Err(ConfigError(
-                "setting `public_url` (KEHAI_PUBLIC_URL): must be an http:// or https:// URL"
-                    .into(),
+                "setting `public_url` (KEHAI_PUBLIC_URL): must be an http:// or https:// URL".into(),
             ));
         }
         if self.database().is_none() {
@@ -177,17 +161,15 @@ impl Config {
             ));
         }
         if self.login_attempts_per_minute == 0 {
-            return Err(ConfigError("setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into()));
+            return Err(ConfigError(
+                "setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into(),
+            ));
         }
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError(
-                "setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into(),
-            ));
+            return Err(ConfigError("setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into()));
         }
         if self.log.trim().is_empty() {
-            return Err(ConfigError(
-                "setting `log` (KEHAI_LOG): must not be empty".into(),
-            ));
+            return Err(ConfigError("setting `log` (KEHAI_LOG): must not be empty".into()));
         }
         Ok(())
     }
@@ -240,16 +222,10 @@ mod tests {
             let c = Config::load(None).expect("defaults load");
             assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
-            assert_eq!(
-                c.database(),
-                Some(Database::Sqlite(PathBuf::from("./data/kehai.db")))
-            );
+            assert_eq!(c.database(), Some(Database::Sqlite(PathBuf::from("./data/kehai.db"))));
             assert_eq!(c.log_format, LogFormat::Pretty);
 
-            jail.create_file(
-                "kehai.toml",
-                "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n",
-            )?;
+            jail.create_file("kehai.toml", "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n")?;
             let c = Config::load(None).expect("file loads");
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.log_format, LogFormat::Json);
@@ -258,21 +234,11 @@ mod tests {
             jail.set_env("KEHAI_TEST_POSTGRES_URL", "postgres://ignored");
             let c = Config::load(None).expect("env loads");
             assert_eq!(c.listen.port(), 9100, "environment beats the file");
-            assert_eq!(
-                c.public_url.as_str(),
-                "http://127.0.0.1:9100/",
-                "derived from listen when not given"
-            );
+            assert_eq!(c.public_url.as_str(), "http://127.0.0.1:9100/", "derived from listen when not given");
             jail.set_env("KEHAI_LISTEN", "0.0.0.0:9200");
-            assert_eq!(
-                Config::load(None).expect("loads").public_url.as_str(),
-                "http://127.0.0.1:9200/"
-            );
+            assert_eq!(Config::load(None).expect("loads").public_url.as_str(), "http://127.0.0.1:9200/");
             jail.set_env("KEHAI_PUBLIC_URL", "https://kehai.example");
-            assert_eq!(
-                Config::load(None).expect("loads").public_url.as_str(),
-                "https://kehai.example/"
-            );
+            assert_eq!(Config::load(None).expect("loads").public_url.as_str(), "https://kehai.example/");
             assert_eq!(c.log_format, LogFormat::Json, "file beats the defaults");
             Ok(())
         });
@@ -281,9 +247,7 @@ mod tests {
     #[test]
     fn explicit_file_must_exist() {
         Jail::expect_with(|_| {
-            let err = Config::load(Some(Path::new("missing.toml")))
-                .unwrap_err()
-                .to_string();
+            let err = Config::load(Some(Path::new("missing.toml"))).unwrap_err().to_string();
             assert!(err.contains("missing.toml"), "{err}");
             Ok(())
         });
@@ -297,11 +261,7 @@ mod tests {
             ("KEHAI_PUBLIC_URL", "nope", "KEHAI_PUBLIC_URL"),
             ("KEHAI_DATABASE_URL", "mysql://x", "KEHAI_DATABASE_URL"),
             ("KEHAI_LOG_FORMAT", "xml", "KEHAI_LOG_FORMAT"),
-            (
-                "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE",
-                "0",
-                "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE",
-            ),
+            ("KEHAI_LOGIN_ATTEMPTS_PER_MINUTE", "0", "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);
@@ -337,28 +297,16 @@ mod tests {
                 serde_json::Value::String(s) => format!("`{}`", s.trim_end_matches('/')),
                 other => format!("`{other}`"),
             };
-            assert!(
-                row.contains(&default),
-                "the row of {key} does not give the default {default}: {row}"
-            );
+            assert!(row.contains(&default), "the row of {key} does not give the default {default}: {row}");
         }
-        assert_eq!(
-            doc.matches("| `KEHAI_").count(),
-            SETTINGS.len(),
-            "the doc lists a setting that does not exist"
-        );
+        assert_eq!(doc.matches("| `KEHAI_").count(), SETTINGS.len(), "the doc lists a setting that does not exist");
     }
 
     /// A field missing from `SETTINGS` would be silently ignored in the environment.
     #[test]
     fn settings_lists_every_field() {
         let serialized = serde_json::to_value(Config::default()).expect("serializes");
-        let mut fields: Vec<&str> = serialized
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut fields: Vec<&str> = serialized.as_object().expect("object").keys().map(String::as_str).collect();
         fields.push("database_url"); // never serialized: it may hold a password
         fields.sort_unstable();
         let mut listed = SETTINGS.to_vec();
@@ -369,10 +317,7 @@ mod tests {
     #[test]
     fn debug_hides_the_database_password() {
         Jail::expect_with(|jail| {
-            jail.set_env(
-                "KEHAI_DATABASE_URL",
-                "postgres://kehai:hunter2secret@db/kehai",
-            );
+            jail.set_env("KEHAI_DATABASE_URL", "postgres://kehai:hunter2secret@db/kehai");
             let c = Config::load(None).expect("loads");
             assert!(!format!("{c:?}").contains("hunter2secret"));
             Ok(())

@@ -35,53 +35,29 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "log in or join the space first",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in or join the space first")
     }
 
     pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "you have no access to this space",
-        )
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "you have no access to this space")
     }
 
     pub fn space_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "space_not_found",
-            "there is no such space",
-        )
+        Self::new(StatusCode::NOT_FOUND, "space_not_found", "there is no such space")
     }
 
     pub fn csrf() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "csrf_token_invalid",
-            "missing or invalid X-CSRF-Token header",
-        )
+        Self::new(StatusCode::FORBIDDEN, "csrf_token_invalid", "missing or invalid X-CSRF-Token header")
     }
 
     /// A failure that is ours, not the client's: logged here, never detailed to the client.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "something went wrong on the server",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on the server")
     }
 }
 
@@ -94,16 +70,8 @@ impl From<Invalid> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(what) => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{what} already exists"),
-            ),
-            StoreError::NotFound(what) => Self::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            ),
+            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            StoreError::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
             other => Self::internal(other),
         }
     }
@@ -125,32 +93,19 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }
 
 /// The answer for a path no route matches.
 pub async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        "no such page or endpoint",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such page or endpoint")
 }
 
 /// The answer for a route that exists but not with this method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }
 
 impl From<axum::extract::rejection::FormRejection> for ApiError {
@@ -178,10 +133,8 @@ pub async fn fallback(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let wants_html = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+    let wants_html =
+        headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if wants_html && !uri.path().starts_with("/api/") {
         crate::pages::PageError::NoPage.render(state.catalogs.get(lang))
     } else {

@@ -47,10 +47,7 @@ impl Locale {
         for item in header.split(',') {
             let mut parts = item.split(';');
             let tag = parts.next().unwrap_or("").trim();
-            let q = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
+            let q = parts.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
             if let Some(locale) = Locale::parse(primary)
                 && q > 0.0
@@ -87,9 +84,7 @@ impl Catalog {
 
     /// `get` with `{name}` placeholders filled in.
     pub fn fill(&self, key: &str, args: &[(&str, &str)]) -> String {
-        args.iter().fold(self.get(key).to_owned(), |s, (k, v)| {
-            s.replace(&format!("{{{k}}}"), v)
-        })
+        args.iter().fold(self.get(key).to_owned(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -98,24 +93,13 @@ impl Catalog {
 
     /// The strings of the page script (`js.*`), without the prefix.
     pub fn script_strings(&self) -> BTreeMap<&str, &str> {
-        self.strings
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("js.").map(|k| (k, v.as_str())))
-            .collect()
+        self.strings.iter().filter_map(|(k, v)| k.strip_prefix("js.").map(|k| (k, v.as_str()))).collect()
     }
 }
 
-fn flatten(
-    prefix: &str,
-    table: &toml::Table,
-    out: &mut BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
     for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::String(s) => {
                 out.insert(key, s.clone());
@@ -155,12 +139,7 @@ impl Catalogs {
 pub struct Lang(pub Locale);
 
 fn query_lang(parts: &Parts) -> Option<Locale> {
-    parts
-        .uri
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("lang="))
-        .and_then(Locale::parse)
+    parts.uri.query()?.split('&').find_map(|kv| kv.strip_prefix("lang=")).and_then(Locale::parse)
 }
 
 fn choose(parts: &Parts) -> Locale {
@@ -194,12 +173,7 @@ pub async fn remember_language(
     let chosen = query_lang(&parts);
     let mut response = next.run(Request::from_parts(parts, body)).await;
     if let Some(locale) = chosen {
-        let cookie = cookies::set(
-            COOKIE,
-            locale.code(),
-            Some(365 * 24 * 3600),
-            state.config.secure_cookies(),
-        );
+        let cookie = cookies::set(COOKIE, locale.code(), Some(365 * 24 * 3600), state.config.secure_cookies());
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
@@ -207,10 +181,7 @@ pub async fn remember_language(
 
 /// The `Vary` a language-dependent page needs.
 pub fn vary(headers: &mut HeaderMap) {
-    headers.append(
-        header::VARY,
-        HeaderValue::from_static("Accept-Language, Cookie"),
-    );
+    headers.append(header::VARY, HeaderValue::from_static("Accept-Language, Cookie"));
 }
 
 #[cfg(test)]
@@ -221,18 +192,9 @@ mod tests {
 
     #[test]
     fn accept_language() {
-        assert_eq!(
-            Locale::from_accept_language("ja-JP,ja;q=0.9,en;q=0.8"),
-            Some(Locale::Ja)
-        );
-        assert_eq!(
-            Locale::from_accept_language("en-US,en;q=0.9,ja;q=0.8"),
-            Some(Locale::En)
-        );
-        assert_eq!(
-            Locale::from_accept_language("fr;q=1, ja;q=0.5, en;q=0.7"),
-            Some(Locale::En)
-        );
+        assert_eq!(Locale::from_accept_language("ja-JP,ja;q=0.9,en;q=0.8"), Some(Locale::Ja));
+        assert_eq!(Locale::from_accept_language("en-US,en;q=0.9,ja;q=0.8"), Some(Locale::En));
+        assert_eq!(Locale::from_accept_language("fr;q=1, ja;q=0.5, en;q=0.7"), Some(Locale::En));
         assert_eq!(Locale::from_accept_language("fr, de"), None);
         assert_eq!(Locale::from_accept_language("ja;q=0"), None);
     }
@@ -242,16 +204,8 @@ mod tests {
         let c = Catalogs::load().expect("catalogs parse");
         let en: BTreeSet<_> = c.get(Locale::En).keys().collect();
         let ja: BTreeSet<_> = c.get(Locale::Ja).keys().collect();
-        assert_eq!(
-            en.difference(&ja).collect::<Vec<_>>(),
-            Vec::<&&str>::new(),
-            "missing in ja"
-        );
-        assert_eq!(
-            ja.difference(&en).collect::<Vec<_>>(),
-            Vec::<&&str>::new(),
-            "missing in en"
-        );
+        assert_eq!(en.difference(&ja).collect::<Vec<_>>(), Vec::<&&str>::new(), "missing in ja");
+        assert_eq!(ja.difference(&en).collect::<Vec<_>>(), Vec::<&&str>::new(), "missing in en");
     }
 
     /// Every `t.get("…")` / `t.fill("…")` in the templates and every `strings.X` use in the page
@@ -268,10 +222,7 @@ mod tests {
                 for (i, _) in text.match_indices(marker) {
                     let rest = &text[i + marker.len()..];
                     let key = &rest[..rest.find('"').expect("closing quote")];
-                    assert!(
-                        en.keys().any(|k| k == key),
-                        "template uses unknown key {key}"
-                    );
+                    assert!(en.keys().any(|k| k == key), "template uses unknown key {key}");
                     used += 1;
                 }
             }
@@ -289,9 +240,6 @@ mod tests {
             assert!(js.contains(&key), "space.js uses unknown key {key}");
             used += 1;
         }
-        assert!(
-            used > 20,
-            "the scan found only {used} keys: is it still looking at the right syntax?"
-        );
+        assert!(used > 20, "the scan found only {used} keys: is it still looking at the right syntax?");
     }
 }

@@ -64,11 +64,7 @@ impl App {
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());
-        Ok(App {
-            state,
-            router,
-            background,
-        })
+        Ok(App { state, router, background })
     }
 }
 
@@ -79,25 +75,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let App {
-        state,
-        router,
-        background,
-    } = app;
+    let App { state, router, background } = app;
     let stop = state.shutdown.clone();
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
     let stop_background = CancellationToken::new();
     background.spawn(&state, stop_background.clone());
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        // Event streams never end by themselves: ending them is what lets the server drain.
-        stop.cancel();
-    });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            // Event streams never end by themselves: ending them is what lets the server drain.
+            stop.cancel();
+        });
     let serve = tokio::spawn(async move { server.await });
     let finished = stop_after(&state.shutdown, grace, serve).await;
     stop_background.cancel();
@@ -117,10 +106,7 @@ async fn stop_after(
     match tokio::time::timeout(grace, &mut serve).await {
         Ok(res) => Ok(res??),
         Err(_) => {
-            tracing::warn!(
-                grace_seconds = grace.as_secs(),
-                "requests still running after the grace period; exiting"
-            );
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; exiting");
             serve.abort();
             Ok(())
         }

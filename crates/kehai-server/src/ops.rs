@@ -22,10 +22,7 @@ use prometheus_client::{
 use crate::state::AppState;
 
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 async fn healthz() -> &'static str {
@@ -88,33 +85,11 @@ impl Metrics {
         });
         let event_streams = Gauge::default();
         let avatars_here = Gauge::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route pattern and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP answer time by route pattern",
-            http_seconds.clone(),
-        );
-        registry.register(
-            "event_streams_open",
-            "Open live event streams",
-            event_streams.clone(),
-        );
-        registry.register(
-            "avatars_here",
-            "Avatars whose person has the space open",
-            avatars_here.clone(),
-        );
-        Arc::new(Metrics {
-            registry,
-            http_requests,
-            http_seconds,
-            event_streams,
-            avatars_here,
-        })
+        registry.register("http_requests", "HTTP requests by route pattern and status", http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP answer time by route pattern", http_seconds.clone());
+        registry.register("event_streams_open", "Open live event streams", event_streams.clone());
+        registry.register("avatars_here", "Avatars whose person has the space open", avatars_here.clone());
+        Arc::new(Metrics { registry, http_requests, http_seconds, event_streams, avatars_here })
     }
 
     /// Counts an open event stream until the returned guard drops.
@@ -136,34 +111,19 @@ impl Drop for OpenStream {
 
 /// Middleware: counts and times every request by route pattern.
 pub async fn track_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     // Only the standard methods become labels: anything else would add series without bound.
     let method = match *req.method() {
-        Method::GET
-        | Method::HEAD
-        | Method::POST
-        | Method::PUT
-        | Method::PATCH
-        | Method::DELETE
-        | Method::OPTIONS => req.method().as_str().to_owned(),
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::OPTIONS => {
+            req.method().as_str().to_owned()
+        }
         _ => "other".to_owned(),
     };
     let started = Instant::now();
     let response = next.run(req).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
+    let labels = HttpLabels { method, route, status: response.status().as_u16() };
     state.metrics.http_requests.get_or_create(&labels).inc();
-    state
-        .metrics
-        .http_seconds
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.http_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     response
 }

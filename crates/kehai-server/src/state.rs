@@ -36,16 +36,9 @@ pub struct Background {
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<(Self, Background)> {
+    pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Background)> {
         let metrics = Metrics::new();
-        let (live, worker) = Live::new(
-            Arc::new(InProcessBus::new(4096)),
-            metrics.avatars_here.clone(),
-        );
+        let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),
@@ -88,8 +81,7 @@ impl AppState {
 impl Background {
     /// Starts the background work (live fan-out, session purge) until `stop` is cancelled.
     pub fn spawn(self, state: &AppState, stop: CancellationToken) {
-        self.live
-            .spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
+        self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

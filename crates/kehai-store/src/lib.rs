@@ -16,8 +16,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use kehai_core::{
-    Account, Avatar, DisplayName, Email, Guest, Membership, Millis, PersonId, PresenceOverride,
-    Role, Space, SpaceId, SpaceSlug,
+    Account, Avatar, DisplayName, Email, Guest, Membership, Millis, PersonId, PresenceOverride, Role, Space, SpaceId,
+    SpaceSlug,
 };
 
 pub use records::{AvatarChange, Member, Session};
@@ -91,22 +91,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // Accounts and memberships.
     /// Fails with `Conflict("account")` when the email is taken, whatever its case.
-    async fn create_account(
-        &self,
-        account: &Account,
-        password_hash: &str,
-        now: Millis,
-    ) -> Result<()>;
+    async fn create_account(&self, account: &Account, password_hash: &str, now: Millis) -> Result<()>;
     /// The account with this email (case-insensitively) and its password hash.
     async fn account_by_email(&self, email: &Email) -> Result<Option<(Account, String)>>;
     /// Makes an account a member of a space and gives it an avatar there, atomically.
     /// Fails with `Conflict("membership")` if it already is one.
-    async fn add_member(
-        &self,
-        membership: &Membership,
-        display_name: &DisplayName,
-        now: Millis,
-    ) -> Result<()>;
+    async fn add_member(&self, membership: &Membership, display_name: &DisplayName, now: Millis) -> Result<()>;
     async fn role_in(&self, space: SpaceId, account: PersonId) -> Result<Option<Role>>;
     /// Members of a space, ordered by display name.
     async fn members(&self, space: SpaceId) -> Result<Vec<Member>>;

@@ -9,8 +9,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use kehai_core::{
-    Account, Avatar, DisplayName, Email, Emoji, Guest, Membership, Millis, PersonId, PersonKind,
-    PresenceOverride, Role, Space, SpaceId, SpaceName, SpaceSlug,
+    Account, Avatar, DisplayName, Email, Emoji, Guest, Membership, Millis, PersonId, PersonKind, PresenceOverride,
+    Role, Space, SpaceId, SpaceName, SpaceSlug,
 };
 use sqlx::{
     PgPool, SqlitePool,
@@ -38,14 +38,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         Ok(SqliteStore { read, write })
     }
 
@@ -65,11 +59,8 @@ pub(crate) struct PostgresStore {
 
 impl PostgresStore {
     pub(crate) async fn open(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
         Ok(PostgresStore { pool })
     }
 
@@ -148,12 +139,8 @@ impl TryFrom<MemberRow> for Member {
     fn try_from(r: MemberRow) -> Result<Member> {
         Ok(Member {
             role: Role::parse(&r.role).ok_or(StoreError::Corrupt("role"))?,
-            display_name: DisplayName::parse(&r.display_name)
-                .map_err(|_| StoreError::Corrupt("display name"))?,
-            account: Account::try_from(AccountRow {
-                id: r.id,
-                email: r.email,
-            })?,
+            display_name: DisplayName::parse(&r.display_name).map_err(|_| StoreError::Corrupt("display name"))?,
+            account: Account::try_from(AccountRow { id: r.id, email: r.email })?,
         })
     }
 }
@@ -188,29 +175,16 @@ impl TryFrom<AvatarRow> for Avatar {
             r.presence_emoji,
             r.presence_since,
         ) {
-            (
-                Some(provider),
-                Some(availability),
-                Some(activity),
-                Some(label),
-                Some(e),
-                Some(since),
-            ) => Some(PresenceOverride {
-                provider,
-                availability,
-                activity,
-                label,
-                emoji: emoji(&e)?,
-                since,
-            }),
+            (Some(provider), Some(availability), Some(activity), Some(label), Some(e), Some(since)) => {
+                Some(PresenceOverride { provider, availability, activity, label, emoji: emoji(&e)?, since })
+            }
             _ => None,
         };
         Ok(Avatar {
             space_id: SpaceId(uuid(&r.space_id, "space id")?),
             person_id: PersonId(uuid(&r.person_id, "person id")?),
             kind: PersonKind::parse(&r.kind).ok_or(StoreError::Corrupt("person kind"))?,
-            display_name: DisplayName::parse(&r.display_name)
-                .map_err(|_| StoreError::Corrupt("display name"))?,
+            display_name: DisplayName::parse(&r.display_name).map_err(|_| StoreError::Corrupt("display name"))?,
             own_emoji: r.own_emoji.as_deref().map(emoji).transpose()?,
             presence,
         })
@@ -234,11 +208,7 @@ impl TryFrom<SessionRow> for Session {
             id_hash: r.id_hash,
             person_id: PersonId(uuid(&r.person_id, "person id")?),
             kind: PersonKind::parse(&r.kind).ok_or(StoreError::Corrupt("person kind"))?,
-            space_id: r
-                .space_id
-                .as_deref()
-                .map(|s| uuid(s, "space id").map(SpaceId))
-                .transpose()?,
+            space_id: r.space_id.as_deref().map(|s| uuid(s, "space id").map(SpaceId)).transpose()?,
             created_at: r.created_at,
             expires_at: r.expires_at,
         })
@@ -583,22 +553,13 @@ macro_rules! impl_store {
 /// Deletes a guest and their avatar (inside the caller's transaction).
 macro_rules! define_remove_guest {
     ($name:ident, $db:ty) => {
-        async fn $name(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            space: SpaceId,
-            guest: PersonId,
-        ) -> Result<()> {
-            sqlx::query(
-                "DELETE FROM avatars WHERE space_id = $1 AND person_id = $2 AND kind = 'guest'",
-            )
-            .bind(space.0.to_string())
-            .bind(guest.0.to_string())
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("DELETE FROM guests WHERE id = $1")
+        async fn $name(tx: &mut sqlx::Transaction<'static, $db>, space: SpaceId, guest: PersonId) -> Result<()> {
+            sqlx::query("DELETE FROM avatars WHERE space_id = $1 AND person_id = $2 AND kind = 'guest'")
+                .bind(space.0.to_string())
                 .bind(guest.0.to_string())
                 .execute(&mut **tx)
                 .await?;
+            sqlx::query("DELETE FROM guests WHERE id = $1").bind(guest.0.to_string()).execute(&mut **tx).await?;
             Ok(())
         }
     };
@@ -613,9 +574,5 @@ mod sqlite_impl {
 mod postgres_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Postgres);
-    impl_store!(
-        PostgresStore,
-        "postgres",
-        sqlx::migrate!("migrations/postgres")
-    );
+    impl_store!(PostgresStore, "postgres", sqlx::migrate!("migrations/postgres"));
 }

@@ -14,8 +14,7 @@ pub const DEMO_PASSWORD: &str = "kehai-demo-password";
 const MEMBERS: &[(&str, &str)] = &[("alice@example.com", "Alice"), ("bob@example.com", "Bob")];
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
-    if config.data_dir == Config::default().data_dir && std::env::var_os("KEHAI_DATA_DIR").is_none()
-    {
+    if config.data_dir == Config::default().data_dir && std::env::var_os("KEHAI_DATA_DIR").is_none() {
         config.data_dir = PathBuf::from("./demo-data");
     }
     crate::init_logging(&config)?;
@@ -25,16 +24,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     for (email, name) in MEMBERS {
-        match admin::add_member(
-            &*store,
-            "demo",
-            email,
-            Some(name),
-            Some(DEMO_PASSWORD),
-            Role::Member,
-        )
-        .await
-        {
+        match admin::add_member(&*store, "demo", email, Some(name), Some(DEMO_PASSWORD), Role::Member).await {
             Ok(_) | Err(AdminError::AlreadyMember(..)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -42,10 +32,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     drop(store);
     let base = config.public_url.as_str().trim_end_matches('/').to_owned();
     println!();
-    println!(
-        "  kehai demo is starting (data in {})",
-        config.data_dir.display()
-    );
+    println!("  kehai demo is starting (data in {})", config.data_dir.display());
     println!();
     println!("  Space:    {base}/s/demo");
     println!("  Members:  alice@example.com / {DEMO_PASSWORD}");

@@ -117,11 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
-        Command::Space(SpaceCommand::Create {
-            slug,
-            name,
-            allow_guests,
-        }) => {
+        Command::Space(SpaceCommand::Create { slug, name, allow_guests }) => {
             let store = admin::open_store(&config).await?;
             let space = admin::create_space(&*store, &slug, &name, allow_guests).await?;
             println!(
@@ -132,44 +128,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Member(MemberCommand::Add {
-            space,
-            email,
-            name,
-            admin: is_admin,
-            password_env,
-        }) => {
+        Command::Member(MemberCommand::Add { space, email, name, admin: is_admin, password_env }) => {
             let store = admin::open_store(&config).await?;
             // Fail on a wrong space before asking for a password.
             admin::space(&*store, &space).await?;
             let password = read_password(password_env.as_deref())?;
             let role = if is_admin { Role::Admin } else { Role::Member };
-            let member = admin::add_member(
-                &*store,
-                &space,
-                &email,
-                name.as_deref(),
-                password.as_deref(),
-                role,
-            )
-            .await?;
-            println!(
-                "added {} to {} as {}",
-                member.account.email.as_str(),
-                space,
-                member.role.as_str()
-            );
+            let member = admin::add_member(&*store, &space, &email, name.as_deref(), password.as_deref(), role).await?;
+            println!("added {} to {} as {}", member.account.email.as_str(), space, member.role.as_str());
             Ok(())
         }
         Command::Member(MemberCommand::List { space }) => {
             let store = admin::open_store(&config).await?;
             for m in admin::members(&*store, &space).await? {
-                println!(
-                    "{}\t{}\t{}",
-                    m.account.email.as_str(),
-                    m.role.as_str(),
-                    m.display_name.as_str()
-                );
+                println!("{}\t{}\t{}", m.account.email.as_str(), m.role.as_str(), m.display_name.as_str());
             }
             Ok(())
         }
@@ -194,9 +166,7 @@ fn read_password(var: Option<&str>) -> anyhow::Result<Option<String>> {
 pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .map_err(|e| anyhow::anyhow!("invalid configuration: setting `log` (KEHAI_LOG): {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -208,9 +178,7 @@ pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = App::build(config).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listen, public_url = %app.state.config.public_url, "kehai is serving");
     kehai_server::run(app, listener, kehai_server::shutdown_signal()).await
 }

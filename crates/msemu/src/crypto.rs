@@ -25,28 +25,18 @@ pub struct EncryptedContent {
 
 /// The thumbprint Graph reports: upper-case hex SHA-1 of the certificate's DER.
 pub fn thumbprint(cert_der: &[u8]) -> String {
-    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect()
+    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref().iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// Encrypts `plaintext` for the holder of the private key of `cert_der`.
-pub fn encrypt(
-    cert_der: &[u8],
-    certificate_id: &str,
-    plaintext: &[u8],
-) -> anyhow::Result<EncryptedContent> {
+pub fn encrypt(cert_der: &[u8], certificate_id: &str, plaintext: &[u8]) -> anyhow::Result<EncryptedContent> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)?;
-    let public = PublicEncryptingKey::from_der(cert.public_key().raw)
-        .map_err(|e| anyhow::anyhow!("certificate key: {e}"))?;
+    let public =
+        PublicEncryptingKey::from_der(cert.public_key().raw).map_err(|e| anyhow::anyhow!("certificate key: {e}"))?;
     let oaep = OaepPublicEncryptingKey::new(public).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut key = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness"))?;
     let mut wrapped = vec![0u8; oaep.ciphertext_size()];
     let wrapped = oaep
         .encrypt(&OAEP_SHA1_MGF1SHA1, &key, &mut wrapped, None)
@@ -55,10 +45,9 @@ pub fn encrypt(
 
     let mut iv = [0u8; 16];
     iv.copy_from_slice(&key[..16]);
-    let cipher = PaddedBlockEncryptingKey::cbc_pkcs7(
-        UnboundCipherKey::new(&AES_256, &key).map_err(|e| anyhow::anyhow!("{e}"))?,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cipher =
+        PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_256, &key).map_err(|e| anyhow::anyhow!("{e}"))?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut data = plaintext.to_vec();
     cipher
         .less_safe_encrypt(&mut data, EncryptionContext::Iv128(iv.into()))

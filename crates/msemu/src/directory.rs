@@ -94,12 +94,7 @@ impl Directory {
 
     fn check(&self) -> anyhow::Result<()> {
         for u in &self.users {
-            anyhow::ensure!(
-                self.tenant(&u.tenant).is_some(),
-                "user {} names an unknown tenant {}",
-                u.email,
-                u.tenant
-            );
+            anyhow::ensure!(self.tenant(&u.tenant).is_some(), "user {} names an unknown tenant {}", u.email, u.tenant);
         }
         for t in &self.tenants {
             anyhow::ensure!(
@@ -108,29 +103,18 @@ impl Directory {
                 t.name
             );
         }
-        unique(
-            "user email",
-            self.users.iter().map(|u| u.email.to_lowercase()),
-        )?;
+        unique("user email", self.users.iter().map(|u| u.email.to_lowercase()))?;
         unique("user id", self.users.iter().map(|u| u.id.to_string()))?;
         unique("tenant id", self.tenants.iter().map(|t| t.id.to_string()))?;
-        unique(
-            "tenant name",
-            self.tenants.iter().map(|t| t.name.to_lowercase()),
-        )?;
-        unique(
-            "app client id",
-            self.apps.iter().map(|a| a.client_id.to_string()),
-        )?;
+        unique("tenant name", self.tenants.iter().map(|t| t.name.to_lowercase()))?;
+        unique("app client id", self.apps.iter().map(|a| a.client_id.to_string()))?;
         Ok(())
     }
 
     /// A tenant by id, name or domain.
     pub fn tenant(&self, key: &str) -> Option<&Tenant> {
         let key = key.to_lowercase();
-        self.tenants
-            .iter()
-            .find(|t| t.id.to_string() == key || t.name == key || t.domain == key)
+        self.tenants.iter().find(|t| t.id.to_string() == key || t.name == key || t.domain == key)
     }
 
     pub fn tenant_mut(&mut self, key: &str) -> Option<&mut Tenant> {
@@ -139,9 +123,7 @@ impl Directory {
     }
 
     pub fn user_by_email(&self, email: &str) -> Option<&User> {
-        self.users
-            .iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email.trim()))
+        self.users.iter().find(|u| u.email.eq_ignore_ascii_case(email.trim()))
     }
 
     pub fn user(&self, id: Uuid) -> Option<&User> {
@@ -154,9 +136,7 @@ impl Directory {
     }
 
     pub fn app(&self, client_id: &str) -> Option<&App> {
-        self.apps
-            .iter()
-            .find(|a| a.client_id.to_string().eq_ignore_ascii_case(client_id))
+        self.apps.iter().find(|a| a.client_id.to_string().eq_ignore_ascii_case(client_id))
     }
 }
 
@@ -175,21 +155,13 @@ mod tests {
             assert_eq!(d.tenant_of(d.user_by_email(email).unwrap()).name, "contoso");
         }
         assert!(d.users.iter().any(|u| u.display_name.starts_with("Carol")));
-        assert_eq!(
-            d.user_by_email("ALICE@example.com").unwrap().display_name,
-            "Alice Example"
-        );
+        assert_eq!(d.user_by_email("ALICE@example.com").unwrap().display_name, "Alice Example");
     }
 
     #[test]
     fn bad_directories_are_refused() {
         let missing_tenant = "tenants = []\napps = []\n[[users]]\nid = \"2c8e4a60-7d1b-4f3e-9a5c-0b6d8f2e4a71\"\ntenant = \"nowhere\"\nemail = \"a@b\"\ndisplay_name = \"A\"\n";
-        assert!(
-            Directory::parse(missing_tenant)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown tenant")
-        );
+        assert!(Directory::parse(missing_tenant).unwrap_err().to_string().contains("unknown tenant"));
         assert!(Directory::parse("tenants = []\nusers = []\napps = []\nextra = 1\n").is_err());
         let mut twice = Directory::default();
         twice.users.push(twice.users[0].clone());

@@ -72,10 +72,7 @@ impl Fault {
             Target::Graph | Target::Token => {
                 matches!(self.kind, Kind::Throttle | Kind::Unavailable | Kind::Hang)
             }
-            Target::Notifications => matches!(
-                self.kind,
-                Kind::Drop | Kind::Delay | Kind::Duplicate | Kind::Reorder
-            ),
+            Target::Notifications => matches!(self.kind, Kind::Drop | Kind::Delay | Kind::Duplicate | Kind::Reorder),
         }
     }
 }
@@ -95,10 +92,8 @@ pub fn take(world: &mut Inner, target: Target) -> Option<Fault> {
 /// request by its route pattern.
 pub async fn requests(State(emu): State<Arc<Emulator>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+    let route =
+        req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| path.clone(), |m| m.as_str().to_owned());
     let target = if path.starts_with("/v1.0/") {
         Some(Target::Graph)
     } else if path.ends_with("/oauth2/v2.0/token") {
@@ -108,10 +103,7 @@ pub async fn requests(State(emu): State<Arc<Emulator>>, req: Request, next: Next
     };
     let fault = {
         let mut world = emu.world.lock();
-        *world
-            .requests
-            .entry(format!("{} {route}", req.method()))
-            .or_default() += 1;
+        *world.requests.entry(format!("{} {route}", req.method())).or_default() += 1;
         target.and_then(|t| take(&mut world, t))
     };
     let Some(fault) = fault else {
@@ -126,11 +118,7 @@ pub async fn requests(State(emu): State<Arc<Emulator>>, req: Request, next: Next
         Kind::Throttle | Kind::Unavailable => {
             let throttle = fault.kind == Kind::Throttle;
             if token {
-                let status = if throttle {
-                    StatusCode::TOO_MANY_REQUESTS
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
+                let status = if throttle { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
                 let body = json!({
                     "error": "temporarily_unavailable",
                     "error_description": "AADSTS50196: The server terminated an operation because it encountered a client request loop or was too busy.",
@@ -139,12 +127,7 @@ pub async fn requests(State(emu): State<Arc<Emulator>>, req: Request, next: Next
                     "trace_id": uuid::Uuid::new_v4(),
                     "correlation_id": uuid::Uuid::new_v4(),
                 });
-                (
-                    status,
-                    [("retry-after", fault.retry_after.to_string())],
-                    Json(body),
-                )
-                    .into_response()
+                (status, [("retry-after", fault.retry_after.to_string())], Json(body)).into_response()
             } else if throttle {
                 GraphError::throttled(fault.retry_after).into_response()
             } else {

@@ -27,9 +27,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -37,14 +35,11 @@ impl SigningKey {
     pub fn generate() -> anyhow::Result<SigningKey> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "msemu token signing");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "msemu token signing");
         let cert = params.self_signed(&key)?;
         let cert_der = cert.der().to_vec();
         let (n, e) = rsa_components(&cert_der)?;
-        let sha1 =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert_der);
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert_der);
         let kid = URL_SAFE_NO_PAD.encode(sha1.as_ref());
         Ok(SigningKey {
             kid,
@@ -79,8 +74,7 @@ pub fn rsa_components(cert_der: &[u8]) -> anyhow::Result<(String, String)> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)?;
     match cert.public_key().parsed()? {
         x509_parser::public_key::PublicKey::RSA(rsa) => {
-            let strip =
-                |b: &[u8]| URL_SAFE_NO_PAD.encode(&b[b.iter().take_while(|x| **x == 0).count()..]);
+            let strip = |b: &[u8]| URL_SAFE_NO_PAD.encode(&b[b.iter().take_while(|x| **x == 0).count()..]);
             Ok((strip(rsa.modulus), strip(rsa.exponent)))
         }
         _ => anyhow::bail!("not an RSA certificate"),
@@ -96,10 +90,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn generate() -> anyhow::Result<Keys> {
-        Ok(Keys {
-            current: SigningKey::generate()?,
-            retired: Vec::new(),
-        })
+        Ok(Keys { current: SigningKey::generate()?, retired: Vec::new() })
     }
 
     /// Starts signing with a new key; the old one stays published for a while.
@@ -116,10 +107,7 @@ impl Keys {
 
     /// The JWKS document.
     pub fn jwks(&self, issuer: Option<&str>) -> Value {
-        let keys: Vec<Value> = std::iter::once(&self.current)
-            .chain(&self.retired)
-            .map(|k| k.jwk(issuer))
-            .collect();
+        let keys: Vec<Value> = std::iter::once(&self.current).chain(&self.retired).map(|k| k.jwk(issuer)).collect();
         json!({ "keys": keys })
     }
 
@@ -128,26 +116,17 @@ impl Keys {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.current.kid.clone());
         header.x5t = Some(self.current.kid.clone());
-        Ok(jsonwebtoken::encode(
-            &header,
-            claims,
-            &self.current.encoding,
-        )?)
+        Ok(jsonwebtoken::encode(&header, claims, &self.current.encoding)?)
     }
 
     /// Verifies a JWT signed by one of the published keys (signature and `exp`/`nbf` only:
     /// callers check the claims they care about).
-    pub fn verify<T: DeserializeOwned>(
-        &self,
-        token: &str,
-    ) -> Result<T, jsonwebtoken::errors::Error> {
+    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<T, jsonwebtoken::errors::Error> {
         let kid = jsonwebtoken::decode_header(token)?.kid.unwrap_or_default();
         let key = std::iter::once(&self.current)
             .chain(&self.retired)
             .find(|k| k.kid == kid)
-            .ok_or_else(|| {
-                jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)
-            })?;
+            .ok_or_else(|| jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat))?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_aud = false;
         validation.validate_nbf = true;
@@ -173,17 +152,9 @@ mod tests {
 
         keys.rotate().unwrap();
         assert_ne!(header.kid.as_deref(), Some(keys.current_kid()));
-        assert!(
-            keys.verify::<Value>(&token).is_ok(),
-            "tokens of the previous key still verify"
-        );
+        assert!(keys.verify::<Value>(&token).is_ok(), "tokens of the previous key still verify");
         let jwks = keys.jwks(Some("https://login.microsoftonline.com/{tenantid}/v2.0"));
-        let kids: Vec<_> = jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap())
-            .collect();
+        let kids: Vec<_> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
         assert_eq!(kids.len(), 2);
         assert!(kids.contains(&header.kid.as_deref().unwrap()));
 

@@ -154,14 +154,8 @@ impl Drop for Running {
 impl Emulator {
     pub fn new(config: Config) -> anyhow::Result<Arc<Emulator>> {
         let world = world::World::new(config.directory.clone())?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Arc::new(Emulator {
-            config,
-            world,
-            http,
-        }))
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        Ok(Arc::new(Emulator { config, world, http }))
     }
 
     /// Builds the emulator and serves it on its configured address (port 0 picks one), and on
@@ -187,9 +181,7 @@ impl Emulator {
             let app = router(Arc::clone(&emulator), BaseUrl(url.clone()));
             ca_pem = Some(ca.ca_pem.clone());
             tls_base_url = Some(url);
-            servers.push(tokio::spawn(
-                async move { ca.serve(tls_listener, app).await },
-            ));
+            servers.push(tokio::spawn(async move { ca.serve(tls_listener, app).await }));
         }
         // msemu's clock: idle users, lapsing subscriptions.
         let ticker = Arc::clone(&emulator);
@@ -200,13 +192,7 @@ impl Emulator {
                 notify::tick(&ticker);
             }
         }));
-        Ok(Running {
-            emulator,
-            base_url,
-            tls_base_url,
-            ca_pem,
-            servers,
-        })
+        Ok(Running { emulator, base_url, tls_base_url, ca_pem, servers })
     }
 }
 
@@ -214,20 +200,15 @@ impl Emulator {
 pub fn router(emulator: Arc<Emulator>, base: BaseUrl) -> Router {
     identity::router()
         .merge(graph::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&emulator),
-            faults::requests,
-        ))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&emulator), faults::requests))
         .merge(control::router())
         .with_state(emulator)
-        .layer(axum::middleware::from_fn(
-            move |mut req: Request, next: Next| {
-                let base = base.clone();
-                async move {
-                    req.extensions_mut().insert(base);
-                    let response: Response = next.run(req).await;
-                    response
-                }
-            },
-        ))
+        .layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
+            let base = base.clone();
+            async move {
+                req.extensions_mut().insert(base);
+                let response: Response = next.run(req).await;
+                response
+            }
+        }))
 }

@@ -20,12 +20,7 @@ struct Cli {
     #[arg(long, env = "MSEMU_TLS_LISTEN")]
     tls_listen: Option<SocketAddr>,
     /// Where to write that CA's certificate (PEM), for clients to trust.
-    #[arg(
-        long,
-        env = "MSEMU_CA_FILE",
-        value_name = "FILE",
-        default_value = "msemu-ca.pem"
-    )]
+    #[arg(long, env = "MSEMU_CA_FILE", value_name = "FILE", default_value = "msemu-ca.pem")]
     ca_file: PathBuf,
     /// Accept http:// notification URLs (local use only; Graph demands HTTPS).
     #[arg(long, env = "MSEMU_ALLOW_HTTP_NOTIFICATIONS")]
@@ -43,16 +38,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
     let cli = Cli::parse();
     let directory = match &cli.directory {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Directory::parse(&text)
-                .with_context(|| format!("invalid directory {}", path.display()))?
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Directory::parse(&text).with_context(|| format!("invalid directory {}", path.display()))?
         }
         None => Directory::default(),
     };
@@ -66,13 +57,10 @@ async fn main() -> anyhow::Result<()> {
         presence_requests_per_30s: cli.presence_limit,
         ..Config::default()
     };
-    let running = Emulator::start(config)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let running = Emulator::start(config).await.with_context(|| format!("cannot listen on {}", cli.listen))?;
     println!("msemu is serving at {}", running.base_url);
     if let (Some(url), Some(pem)) = (&running.tls_base_url, &running.ca_pem) {
-        std::fs::write(&cli.ca_file, pem)
-            .with_context(|| format!("cannot write {}", cli.ca_file.display()))?;
+        std::fs::write(&cli.ca_file, pem).with_context(|| format!("cannot write {}", cli.ca_file.display()))?;
         println!("and at {url} (trust {})", cli.ca_file.display());
     }
     tokio::signal::ctrl_c().await?;

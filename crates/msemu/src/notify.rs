@@ -23,12 +23,8 @@ pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
     let (subscriptions, presence) = {
         let mut world = emu.world.lock();
         let now = now();
-        let subs: Vec<Subscription> = world
-            .subscriptions
-            .values()
-            .filter(|s| s.expiration > now && s.users.contains(&user))
-            .cloned()
-            .collect();
+        let subs: Vec<Subscription> =
+            world.subscriptions.values().filter(|s| s.expiration > now && s.users.contains(&user)).cloned().collect();
         (subs, world.presence(user))
     };
     for sub in subscriptions {
@@ -49,14 +45,7 @@ pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
         let fault = faults::take(&mut world, faults::Target::Notifications);
         let held = std::mem::take(&mut world.reordered);
         drop(world);
-        send(
-            emu,
-            sub.id,
-            &sub.notification_url,
-            body,
-            fault,
-            Post::Change,
-        );
+        send(emu, sub.id, &sub.notification_url, body, fault, Post::Change);
         // Notifications held back by a "reorder" fault go out after this one.
         for (id, url, body) in held {
             let emu = Arc::clone(emu);
@@ -69,14 +58,7 @@ pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
 }
 
 /// Sends one notification, as a fault (if any) says.
-fn send(
-    emu: &Arc<Emulator>,
-    id: Uuid,
-    url: &str,
-    body: Value,
-    fault: Option<faults::Fault>,
-    kind: Post,
-) {
+fn send(emu: &Arc<Emulator>, id: Uuid, url: &str, body: Value, fault: Option<faults::Fault>, kind: Post) {
     let copies = match fault.as_ref().map(|f| f.kind) {
         Some(faults::Kind::Drop) => 0,
         Some(faults::Kind::Duplicate) => 2,
@@ -87,9 +69,7 @@ fn send(
         _ => 1,
     };
     let delay = match fault {
-        Some(f) if f.kind == faults::Kind::Delay => {
-            Duration::from_millis(f.delay_ms.unwrap_or(5_000))
-        }
+        Some(f) if f.kind == faults::Kind::Delay => Duration::from_millis(f.delay_ms.unwrap_or(5_000)),
         _ => Duration::ZERO,
     };
     for _ in 0..copies {
@@ -167,12 +147,7 @@ pub fn tick(emu: &Arc<Emulator>) {
 }
 
 /// The notification body for one change of `user` under `sub`.
-fn notification(
-    emu: &Emulator,
-    sub: &Subscription,
-    user: Uuid,
-    mut resource: Value,
-) -> anyhow::Result<Value> {
+fn notification(emu: &Emulator, sub: &Subscription, user: Uuid, mut resource: Value) -> anyhow::Result<Value> {
     let mut item = json!({
         "subscriptionId": sub.id.to_string(),
         "clientState": sub.client_state,
@@ -191,8 +166,7 @@ fn notification(
         // Basic presence notifications carry no availability or activity (§0.4).
         return Ok(json!({ "value": [item] }));
     }
-    let (Some(cert), Some(cert_id)) = (&sub.encryption_certificate, &sub.encryption_certificate_id)
-    else {
+    let (Some(cert), Some(cert_id)) = (&sub.encryption_certificate, &sub.encryption_certificate_id) else {
         anyhow::bail!("a rich subscription without a certificate");
     };
     resource["@odata.type"] = json!("#microsoft.graph.presence");
@@ -239,20 +213,11 @@ async fn deliver(emu: &Emulator, subscription: Uuid, url: &str, body: Value, kin
     let mut wait = delivery.retry_base;
     let mut attempt = 0u32;
     loop {
-        let alive = emu
-            .world
-            .lock()
-            .subscriptions
-            .get(&subscription)
-            .is_some_and(|s| s.expiration > now());
+        let alive = emu.world.lock().subscriptions.get(&subscription).is_some_and(|s| s.expiration > now());
         if !alive {
             return;
         }
-        let timeout = if attempt == 0 {
-            delivery.first_timeout
-        } else {
-            delivery.retry_timeout
-        };
+        let timeout = if attempt == 0 { delivery.first_timeout } else { delivery.retry_timeout };
         attempt += 1;
         let answer = emu.http.post(url).json(&body).timeout(timeout).send().await;
         let delivered = answer.as_ref().is_ok_and(|r| r.status().is_success());

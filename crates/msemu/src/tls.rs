@@ -12,8 +12,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -36,22 +36,15 @@ impl LocalCa {
     pub fn generate() -> anyhow::Result<LocalCa> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "msemu local CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.distinguished_name.push(DnType::CommonName, "msemu local CA");
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
         params.distinguished_name.push(DnType::CommonName, "msemu");
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -59,10 +52,7 @@ impl LocalCa {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
 
-        let chain = vec![
-            CertificateDer::from(cert.der().to_vec()),
-            CertificateDer::from(ca_cert.der().to_vec()),
-        ];
+        let chain = vec![CertificateDer::from(cert.der().to_vec()), CertificateDer::from(ca_cert.der().to_vec())];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -70,10 +60,7 @@ impl LocalCa {
             .with_no_client_auth()
             .with_single_cert(chain, private)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(LocalCa {
-            ca_pem: ca_cert.pem(),
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        })
+        Ok(LocalCa { ca_pem: ca_cert.pem(), acceptor: TlsAcceptor::from(Arc::new(config)) })
     }
 
     /// Serves `app` over TLS on `listener` until the task is aborted.
@@ -89,9 +76,7 @@ impl LocalCa {
                     return;
                 };
                 let service = TowerToHyperService::new(app);
-                let _ = Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await;
             });
         }
     }

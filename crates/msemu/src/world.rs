@@ -186,25 +186,15 @@ impl Inner {
         if tenant.admin_consent_granted {
             return true;
         }
-        let covers = |granted: Option<&HashSet<String>>| {
-            granted.is_some_and(|g| scopes.iter().all(|s| g.contains(s)))
-        };
-        covers(self.consents.get(&(user, app)))
-            || covers(self.admin_consents.get(&(tenant.id, app)))
+        let covers = |granted: Option<&HashSet<String>>| granted.is_some_and(|g| scopes.iter().all(|s| g.contains(s)));
+        covers(self.consents.get(&(user, app))) || covers(self.admin_consents.get(&(tenant.id, app)))
     }
 
     /// Revokes everything issued to `user`: refresh tokens, access tokens, browser sessions.
     pub fn revoke_user(&mut self, user: Uuid) {
-        self.refresh_tokens
-            .values_mut()
-            .filter(|r| r.user == user)
-            .for_each(|r| r.revoked = true);
-        let utis: Vec<String> = self
-            .access_tokens
-            .iter()
-            .filter(|(_, (u, _))| *u == user)
-            .map(|(k, _)| k.clone())
-            .collect();
+        self.refresh_tokens.values_mut().filter(|r| r.user == user).for_each(|r| r.revoked = true);
+        let utis: Vec<String> =
+            self.access_tokens.iter().filter(|(_, (u, _))| *u == user).map(|(k, _)| k.clone()).collect();
         self.revoked_access.extend(utis);
         self.sessions.retain(|_, u| *u != user);
     }
@@ -218,22 +208,13 @@ pub struct World {
 
 impl World {
     pub fn new(directory: Directory) -> anyhow::Result<World> {
-        Ok(World {
-            inner: Mutex::new(Inner {
-                directory,
-                ..Inner::default()
-            }),
-            keys: RwLock::new(Keys::generate()?),
-        })
+        Ok(World { inner: Mutex::new(Inner { directory, ..Inner::default() }), keys: RwLock::new(Keys::generate()?) })
     }
 
     /// Forgets everything: back to `directory` with new keys.
     pub fn reset(&self, directory: Directory) -> anyhow::Result<()> {
         *self.keys_mut() = Keys::generate()?;
-        *self.lock() = Inner {
-            directory,
-            ..Inner::default()
-        };
+        *self.lock() = Inner { directory, ..Inner::default() };
         Ok(())
     }
 

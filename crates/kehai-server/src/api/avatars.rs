@@ -99,24 +99,12 @@ pub async fn update_me(
     let admitted = access::admit(&state, &slug, visitor).await?;
     let Json(update) = body?;
     let change = AvatarChange {
-        display_name: update
-            .display_name
-            .as_deref()
-            .map(DisplayName::parse)
-            .transpose()?,
-        own_emoji: update
-            .emoji
-            .map(|e| e.as_deref().map(Emoji::parse).transpose())
-            .transpose()?,
+        display_name: update.display_name.as_deref().map(DisplayName::parse).transpose()?,
+        own_emoji: update.emoji.map(|e| e.as_deref().map(Emoji::parse).transpose()).transpose()?,
     };
     let avatar = state
         .store
-        .update_avatar(
-            admitted.space.id,
-            admitted.visitor.person_id(),
-            &change,
-            state.clock.now(),
-        )
+        .update_avatar(admitted.space.id, admitted.visitor.person_id(), &change, state.clock.now())
         .await?
         .ok_or_else(ApiError::forbidden)?;
     state.live.publish_avatar(&avatar);

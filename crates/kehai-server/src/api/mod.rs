@@ -22,8 +22,5 @@ pub fn router() -> axum::Router<AppState> {
         .routes(routes!(avatars::update_me))
         .split_for_parts();
     let document = Arc::new(document);
-    router.route(
-        "/openapi.json",
-        get(move || openapi::serve(Arc::clone(&document))),
-    )
+    router.route("/openapi.json", get(move || openapi::serve(Arc::clone(&document))))
 }

@@ -18,11 +18,7 @@ pub fn get(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`, `Secure` on https.
 /// `max_age: None` makes a browser-session cookie.
 pub fn set(name: &str, value: &str, max_age_secs: Option<i64>, secure: bool) -> HeaderValue {
-    let mut c = Cookie::build((name, value))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure);
+    let mut c = Cookie::build((name, value)).path("/").http_only(true).same_site(SameSite::Lax).secure(secure);
     if let Some(age) = max_age_secs {
         c = c.max_age(cookie::time::Duration::seconds(age));
     }

@@ -13,12 +13,7 @@ pub const HEADER: &str = "x-csrf-token";
 pub const PRE_SESSION_COOKIE: &str = "kehai_csrf";
 
 pub fn token_for(seed: &str) -> String {
-    URL_SAFE_NO_PAD.encode(
-        Sha256::new()
-            .chain_update(b"kehai-csrf-v1:")
-            .chain_update(seed.as_bytes())
-            .finalize(),
-    )
+    URL_SAFE_NO_PAD.encode(Sha256::new().chain_update(b"kehai-csrf-v1:").chain_update(seed.as_bytes()).finalize())
 }
 
 /// True when `given` is the token for `seed`.

@@ -19,10 +19,7 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -57,12 +54,8 @@ impl std::fmt::Debug for LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(per_minute: u32) -> Self {
-        let quota =
-            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
-        LoginLimiter {
-            by_client: RateLimiter::keyed(quota),
-            by_email: RateLimiter::keyed(quota),
-        }
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        LoginLimiter { by_client: RateLimiter::keyed(quota), by_email: RateLimiter::keyed(quota) }
     }
 
     /// Counts one attempt; false when either limit is exhausted.
@@ -98,10 +91,7 @@ mod tests {
             assert!(l.allow(a, "x@example.com"));
         }
         assert!(!l.allow(a, "y@example.com"), "client a is out of attempts");
-        assert!(
-            !l.allow(b, "x@example.com"),
-            "x@example.com is out of attempts"
-        );
+        assert!(!l.allow(b, "x@example.com"), "x@example.com is out of attempts");
         assert!(l.allow(b, "z@example.com"));
     }
 }

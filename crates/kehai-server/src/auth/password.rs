@@ -27,16 +27,15 @@ pub async fn verify(stored: Option<String>, password: String) -> bool {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
     })
     .await
     .unwrap_or(false)
 }
 
 /// argon2id (default parameters) of a random password nobody knows.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0bY5pYQ1nq3mwnSaBBD5J5WQ0mG5QpZJ1uoUa3o5Y9I";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0bY5pYQ1nq3mwnSaBBD5J5WQ0mG5QpZJ1uoUa3o5Y9I";
 
 #[cfg(test)]
 mod tests {
@@ -51,9 +50,6 @@ mod tests {
         assert!(verify(Some(h.clone()), "correct horse battery".into()).await);
         assert!(!verify(Some(h), "wrong horse battery".into()).await);
         assert!(!verify(None, "correct horse battery".into()).await);
-        assert!(
-            PasswordHash::new(DUMMY_HASH).is_ok(),
-            "the dummy hash must parse, or unknown emails answer faster"
-        );
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok(), "the dummy hash must parse, or unknown emails answer faster");
     }
 }

@@ -87,22 +87,11 @@ pub async fn start(
         PersonKind::Member => MEMBER_TTL_MS,
         PersonKind::Guest => GUEST_TTL_MS,
     };
-    let session = Session {
-        id_hash: cookie.id_hash(),
-        person_id,
-        kind,
-        space_id,
-        created_at: now,
-        expires_at: now + ttl,
-    };
+    let session =
+        Session { id_hash: cookie.id_hash(), person_id, kind, space_id, created_at: now, expires_at: now + ttl };
     state.store.create_session(&session).await?;
     let max_age = (kind == PersonKind::Member).then_some(ttl / 1000);
-    let header = cookies::set(
-        COOKIE,
-        cookie.0.expose_secret(),
-        max_age,
-        state.config.secure_cookies(),
-    );
+    let header = cookies::set(COOKIE, cookie.0.expose_secret(), max_age, state.config.secure_cookies());
     Ok((Visitor { session, cookie }, header))
 }
 
@@ -111,23 +100,14 @@ async fn find(parts: &Parts, state: &AppState) -> Result<Option<Visitor>, ApiErr
     let Some(value) = cookies::get(&parts.headers, COOKIE) else {
         return Ok(None);
     };
-    let session = state
-        .store
-        .session(&hash_cookie(&value), state.clock.now())
-        .await?;
-    Ok(session.map(|session| Visitor {
-        session,
-        cookie: SessionCookie(SecretString::from(value)),
-    }))
+    let session = state.store.session(&hash_cookie(&value), state.clock.now()).await?;
+    Ok(session.map(|session| Visitor { session, cookie: SessionCookie(SecretString::from(value)) }))
 }
 
 impl FromRequestParts<AppState> for Visitor {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         find(parts, state).await?.ok_or_else(ApiError::unauthorized)
     }
 }
@@ -135,10 +115,7 @@ impl FromRequestParts<AppState> for Visitor {
 impl OptionalFromRequestParts<AppState> for Visitor {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
         find(parts, state).await
     }
 }
@@ -150,30 +127,15 @@ pub struct CsrfChecked(pub Visitor);
 impl FromRequestParts<AppState> for CsrfChecked {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let visitor =
-            <Visitor as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
-        let given = parts
-            .headers
-            .get(csrf::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if visitor.cookie.verify_csrf(given) {
-            Ok(CsrfChecked(visitor))
-        } else {
-            Err(ApiError::csrf())
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let visitor = <Visitor as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        let given = parts.headers.get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if visitor.cookie.verify_csrf(given) { Ok(CsrfChecked(visitor)) } else { Err(ApiError::csrf()) }
     }
 }
 
 /// The pre-login CSRF seed: the `kehai_csrf` cookie, or a new one to set.
-pub fn pre_session_seed(
-    parts_headers: &axum::http::HeaderMap,
-    secure: bool,
-) -> (String, Option<HeaderValue>) {
+pub fn pre_session_seed(parts_headers: &axum::http::HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
     match cookies::get(parts_headers, csrf::PRE_SESSION_COOKIE).filter(|v| v.len() >= 32) {
         Some(seed) => (seed, None),
         None => {

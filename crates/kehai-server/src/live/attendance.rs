@@ -34,23 +34,11 @@ impl Attendance {
     /// `here_gauge` follows the number of avatars here, across spaces.
     pub fn new(here_gauge: Gauge) -> (Arc<Self>, mpsc::UnboundedReceiver<Departure>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Arc::new(Attendance {
-                open: Mutex::default(),
-                departures: tx,
-                here_gauge,
-            }),
-            rx,
-        )
+        (Arc::new(Attendance { open: Mutex::default(), departures: tx, here_gauge }), rx)
     }
 
     /// Counts one more open page; the flag says whether the person just arrived.
-    pub fn enter(
-        self: &Arc<Self>,
-        space_id: SpaceId,
-        person_id: PersonId,
-        kind: PersonKind,
-    ) -> (Presence, bool) {
+    pub fn enter(self: &Arc<Self>, space_id: SpaceId, person_id: PersonId, kind: PersonKind) -> (Presence, bool) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry((space_id, person_id)).or_insert(0);
         *n += 1;
@@ -58,22 +46,11 @@ impl Attendance {
         if arrived {
             self.here_gauge.inc();
         }
-        (
-            Presence {
-                attendance: Arc::clone(self),
-                space_id,
-                person_id,
-                kind,
-            },
-            arrived,
-        )
+        (Presence { attendance: Arc::clone(self), space_id, person_id, kind }, arrived)
     }
 
     pub fn is_here(&self, space_id: SpaceId, person_id: PersonId) -> bool {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&(space_id, person_id))
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(space_id, person_id))
     }
 
     fn leave(&self, space_id: SpaceId, person_id: PersonId, kind: PersonKind) {
@@ -84,11 +61,7 @@ impl Attendance {
         if *n == 0 {
             open.remove(&key);
             self.here_gauge.dec();
-            let _ = self.departures.send(Departure {
-                space_id,
-                person_id,
-                kind,
-            });
+            let _ = self.departures.send(Departure { space_id, person_id, kind });
         }
     }
 }
@@ -104,8 +77,7 @@ pub struct Presence {
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        self.attendance
-            .leave(self.space_id, self.person_id, self.kind);
+        self.attendance.leave(self.space_id, self.person_id, self.kind);
     }
 }
 
@@ -130,13 +102,6 @@ mod tests {
         drop(second);
         assert!(!a.is_here(s, p));
         assert_eq!(gauge.get(), 0);
-        assert_eq!(
-            departures.try_recv().unwrap(),
-            Departure {
-                space_id: s,
-                person_id: p,
-                kind: PersonKind::Member
-            }
-        );
+        assert_eq!(departures.try_recv().unwrap(), Departure { space_id: s, person_id: p, kind: PersonKind::Member });
     }
 }

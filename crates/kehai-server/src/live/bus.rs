@@ -49,9 +49,7 @@ pub struct InProcessBus {
 
 impl InProcessBus {
     pub fn new(capacity: usize) -> Self {
-        InProcessBus {
-            tx: broadcast::channel(capacity).0,
-        }
+        InProcessBus { tx: broadcast::channel(capacity).0 }
     }
 }
 

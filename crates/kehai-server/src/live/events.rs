@@ -21,9 +21,7 @@ use super::{
     bus::SpaceEvent,
     hub::{Feed, Numbered, Start},
 };
-use crate::{
-    access, auth::Visitor, error::ApiError, ops::OpenStream, state::AppState, view::AvatarView,
-};
+use crate::{access, auth::Visitor, error::ApiError, ops::OpenStream, state::AppState, view::AvatarView};
 
 /// How often an idle stream sends a comment, which also notices closed connections.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -44,11 +42,7 @@ pub async fn stream(
     let space = admitted.space;
     let person = admitted.visitor.person_id();
 
-    let (presence, arrived) =
-        state
-            .live
-            .attendance
-            .enter(space.id, person, admitted.visitor.session.kind);
+    let (presence, arrived) = state.live.attendance.enter(space.id, person, admitted.visitor.session.kind);
     if arrived && let Some(avatar) = state.store.avatar(space.id, person).await? {
         state.live.publish_avatar(&avatar);
     }
@@ -117,22 +111,15 @@ impl StreamState {
 fn frame(state: &AppState, e: &Numbered) -> Event {
     let (name, data) = match &*e.event {
         SpaceEvent::Avatar(view) => ("avatar", serde_json::to_string(view)),
-        SpaceEvent::Left { person_id } => (
-            "left",
-            serde_json::to_string(&serde_json::json!({ "person_id": person_id })),
-        ),
+        SpaceEvent::Left { person_id } => {
+            ("left", serde_json::to_string(&serde_json::json!({ "person_id": person_id })))
+        }
     };
-    Event::default()
-        .event(name)
-        .id(state.live.hub.event_id(e.n))
-        .data(data.unwrap_or_default())
+    Event::default().event(name).id(state.live.hub.event_id(e.n)).data(data.unwrap_or_default())
 }
 
 async fn snapshot(state: &AppState, space: &Space, n: u64) -> Result<Event, ApiError> {
     let avatars = crate::api::avatars::visible_avatars(state, space).await?;
     let data = serde_json::to_string(&Snapshot { avatars }).map_err(ApiError::internal)?;
-    Ok(Event::default()
-        .event("snapshot")
-        .id(state.live.hub.event_id(n))
-        .data(data))
+    Ok(Event::default().event("snapshot").id(state.live.hub.event_id(n)).data(data))
 }

@@ -50,11 +50,7 @@ struct Channel {
 
 impl Channel {
     fn new() -> Self {
-        Channel {
-            last: 0,
-            recent: VecDeque::with_capacity(16),
-            tx: broadcast::channel(HISTORY).0,
-        }
+        Channel { last: 0, recent: VecDeque::with_capacity(16), tx: broadcast::channel(HISTORY).0 }
     }
 }
 
@@ -65,18 +61,13 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
+        f.debug_struct("Hub").field("epoch", &self.epoch).finish_non_exhaustive()
     }
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub {
-            epoch: format!("{:08x}", rand::random::<u32>()),
-            spaces: Mutex::default(),
-        }
+        Hub { epoch: format!("{:08x}", rand::random::<u32>()), spaces: Mutex::default() }
     }
 }
 
@@ -90,10 +81,7 @@ impl Hub {
         let mut spaces = self.lock();
         let channel = spaces.entry(message.space_id).or_insert_with(Channel::new);
         channel.last += 1;
-        let numbered = Numbered {
-            n: channel.last,
-            event: Arc::new(message.event),
-        };
+        let numbered = Numbered { n: channel.last, event: Arc::new(message.event) };
         if channel.recent.len() == HISTORY {
             channel.recent.pop_front();
         }
@@ -115,20 +103,13 @@ impl Hub {
 
     /// Subscribes to a space. Atomic with respect to [`Hub::deliver`]: every event is either in
     /// the returned start or arrives on the receiver, never both, never neither.
-    pub fn join(
-        &self,
-        space_id: SpaceId,
-        last_event_id: Option<&str>,
-    ) -> (Start, broadcast::Receiver<Feed>) {
+    pub fn join(&self, space_id: SpaceId, last_event_id: Option<&str>) -> (Start, broadcast::Receiver<Feed>) {
         let mut spaces = self.lock();
         let channel = spaces.entry(space_id).or_insert_with(Channel::new);
         let rx = channel.tx.subscribe();
         let start = match last_event_id.and_then(|id| self.parse_id(id)) {
             Some(n) if n == channel.last => Start::Replay(Vec::new()),
-            Some(n)
-                if n < channel.last
-                    && channel.recent.front().is_some_and(|first| first.n <= n + 1) =>
-            {
+            Some(n) if n < channel.last && channel.recent.front().is_some_and(|first| first.n <= n + 1) => {
                 Start::Replay(channel.recent.iter().filter(|e| e.n > n).cloned().collect())
             }
             _ => Start::Snapshot { n: channel.last },
@@ -161,9 +142,7 @@ mod tests {
     use crate::live::bus::SpaceEvent;
 
     fn left(i: u32) -> SpaceEvent {
-        SpaceEvent::Left {
-            person_id: i.to_string(),
-        }
+        SpaceEvent::Left { person_id: i.to_string() }
     }
 
     #[test]
@@ -173,32 +152,15 @@ mod tests {
         let (start, _rx) = hub.join(s, None);
         assert!(matches!(start, Start::Snapshot { n: 0 }));
         for i in 1..=3 {
-            hub.deliver(BusMessage {
-                space_id: s,
-                event: left(i),
-            });
+            hub.deliver(BusMessage { space_id: s, event: left(i) });
         }
         let (start, _) = hub.join(s, Some(&hub.event_id(1)));
-        let Start::Replay(events) = start else {
-            panic!("expected a replay")
-        };
+        let Start::Replay(events) = start else { panic!("expected a replay") };
         assert_eq!(events.iter().map(|e| e.n).collect::<Vec<_>>(), vec![2, 3]);
         assert!(matches!(hub.join(s, Some(&hub.event_id(3))).0, Start::Replay(v) if v.is_empty()));
-        assert!(
-            matches!(hub.join(s, Some("deadbeef-2")).0, Start::Snapshot { n: 3 }),
-            "another process's id"
-        );
-        assert!(
-            matches!(
-                hub.join(s, Some(&hub.event_id(9))).0,
-                Start::Snapshot { n: 3 }
-            ),
-            "an id from the future"
-        );
-        assert!(matches!(
-            hub.join(s, Some("garbage")).0,
-            Start::Snapshot { n: 3 }
-        ));
+        assert!(matches!(hub.join(s, Some("deadbeef-2")).0, Start::Snapshot { n: 3 }), "another process's id");
+        assert!(matches!(hub.join(s, Some(&hub.event_id(9))).0, Start::Snapshot { n: 3 }), "an id from the future");
+        assert!(matches!(hub.join(s, Some("garbage")).0, Start::Snapshot { n: 3 }));
     }
 
     #[test]
@@ -206,46 +168,26 @@ mod tests {
         let hub = Hub::default();
         let s = SpaceId::new();
         for i in 0..(HISTORY as u32 + 10) {
-            hub.deliver(BusMessage {
-                space_id: s,
-                event: left(i),
-            });
+            hub.deliver(BusMessage { space_id: s, event: left(i) });
         }
-        assert!(matches!(
-            hub.join(s, Some(&hub.event_id(2))).0,
-            Start::Snapshot { .. }
-        ));
+        assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Snapshot { .. }));
         let recent = HISTORY as u64;
-        assert!(
-            matches!(hub.join(s, Some(&hub.event_id(recent))).0, Start::Replay(v) if v.len() == 10)
-        );
+        assert!(matches!(hub.join(s, Some(&hub.event_id(recent))).0, Start::Replay(v) if v.len() == 10));
     }
 
     #[test]
     fn ids_from_before_a_resync_lead_to_a_snapshot() {
         let hub = Hub::default();
         let s = SpaceId::new();
-        hub.deliver(BusMessage {
-            space_id: s,
-            event: left(1),
-        });
+        hub.deliver(BusMessage { space_id: s, event: left(1) });
         let before = hub.event_id(1);
         hub.resync_all();
-        assert!(matches!(
-            hub.join(s, Some(&before)).0,
-            Start::Snapshot { n: 2 }
-        ));
+        assert!(matches!(hub.join(s, Some(&before)).0, Start::Snapshot { n: 2 }));
         // A page that took the snapshot after the resync is current.
         assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.is_empty()));
-        hub.deliver(BusMessage {
-            space_id: s,
-            event: left(3),
-        });
+        hub.deliver(BusMessage { space_id: s, event: left(3) });
         assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.len() == 1));
-        assert!(matches!(
-            hub.join(s, Some(&before)).0,
-            Start::Snapshot { n: 3 }
-        ));
+        assert!(matches!(hub.join(s, Some(&before)).0, Start::Snapshot { n: 3 }));
     }
 
     #[tokio::test]
@@ -253,13 +195,8 @@ mod tests {
         let hub = Hub::default();
         let s = SpaceId::new();
         let (_, mut rx) = hub.join(s, None);
-        hub.deliver(BusMessage {
-            space_id: s,
-            event: left(7),
-        });
-        let Feed::Event(e) = rx.recv().await.unwrap() else {
-            panic!("expected an event")
-        };
+        hub.deliver(BusMessage { space_id: s, event: left(7) });
+        let Feed::Event(e) = rx.recv().await.unwrap() else { panic!("expected an event") };
         assert_eq!(e.n, 1);
         assert_eq!(*e.event, left(7));
         hub.resync_all();

@@ -49,55 +49,34 @@ pub struct LiveWorker {
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live")
-            .field("hub", &self.hub)
-            .finish_non_exhaustive()
+        f.debug_struct("Live").field("hub", &self.hub).finish_non_exhaustive()
     }
 }
 
 impl Live {
     /// A live side on `bus`; `here_gauge` follows the number of avatars here.
-    pub fn new(
-        bus: Arc<dyn Bus>,
-        here_gauge: prometheus_client::metrics::gauge::Gauge,
-    ) -> (Live, LiveWorker) {
+    pub fn new(bus: Arc<dyn Bus>, here_gauge: prometheus_client::metrics::gauge::Gauge) -> (Live, LiveWorker) {
         let (attendance, departures) = Attendance::new(here_gauge);
-        let live = Live {
-            bus,
-            hub: Arc::new(Hub::default()),
-            attendance,
-            sessions: Arc::default(),
-        };
+        let live = Live { bus, hub: Arc::new(Hub::default()), attendance, sessions: Arc::default() };
         (live, LiveWorker { departures })
     }
 
     /// The view of `avatar` as pages show it now.
     pub fn view(&self, avatar: &Avatar) -> AvatarView {
-        AvatarView::new(
-            avatar,
-            self.attendance.is_here(avatar.space_id, avatar.person_id),
-        )
+        AvatarView::new(avatar, self.attendance.is_here(avatar.space_id, avatar.person_id))
     }
 
     /// Tells every open page of the avatar's space about its current state.
     pub fn publish_avatar(&self, avatar: &Avatar) {
         let view = self.view(avatar);
         if AvatarView::visible(avatar, view.here) {
-            self.bus.publish(BusMessage {
-                space_id: avatar.space_id,
-                event: SpaceEvent::Avatar(Box::new(view)),
-            });
+            self.bus.publish(BusMessage { space_id: avatar.space_id, event: SpaceEvent::Avatar(Box::new(view)) });
         }
     }
 
     /// Tells every open page that a guest left.
     pub fn publish_left(&self, space_id: SpaceId, person_id: PersonId) {
-        self.bus.publish(BusMessage {
-            space_id,
-            event: SpaceEvent::Left {
-                person_id: person_id.to_string(),
-            },
-        });
+        self.bus.publish(BusMessage { space_id, event: SpaceEvent::Left { person_id: person_id.to_string() } });
     }
 }
 

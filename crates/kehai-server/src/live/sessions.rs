@@ -19,11 +19,7 @@ impl SessionStreams {
 
     /// Closes every stream of the session.
     pub fn end(&self, id_hash: &str) {
-        let removed = self
-            .by_session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id_hash);
+        let removed = self.by_session.lock().unwrap_or_else(|p| p.into_inner()).remove(id_hash);
         if let Some(token) = removed {
             token.cancel();
         }
@@ -41,9 +37,6 @@ mod tests {
         s.end("a");
         assert!(a1.is_cancelled() && a2.is_cancelled());
         assert!(!b.is_cancelled());
-        assert!(
-            !s.token("a").is_cancelled(),
-            "a later session with the same hash starts afresh"
-        );
+        assert!(!s.token("a").is_cancelled(), "a later session with the same hash starts afresh");
     }
 }

@@ -85,15 +85,7 @@ pub async fn form(
     {
         return see_other(&format!("/s/{}", space.slug));
     }
-    page(
-        &state,
-        t,
-        &headers,
-        &space,
-        StatusCode::OK,
-        String::new(),
-        None,
-    )
+    page(&state, t, &headers, &space, StatusCode::OK, String::new(), None)
 }
 
 #[derive(Deserialize)]
@@ -136,15 +128,7 @@ pub async fn join(
     }
     let Ok(name) = DisplayName::parse(&form.display_name) else {
         let invalid = t.get("guest.invalid_name");
-        return page(
-            &state,
-            t,
-            &headers,
-            &space,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            form.display_name,
-            Some(invalid),
-        );
+        return page(&state, t, &headers, &space, StatusCode::UNPROCESSABLE_ENTITY, form.display_name, Some(invalid));
     };
     // Someone already in this space has nothing to join.
     if let Some(v) = visitor.clone()
@@ -154,32 +138,15 @@ pub async fn join(
     }
     if !state.login_limiter.allow_client(client) {
         let limited = t.get("login.rate_limited");
-        return page(
-            &state,
-            t,
-            &headers,
-            &space,
-            StatusCode::TOO_MANY_REQUESTS,
-            form.display_name,
-            Some(limited),
-        );
+        return page(&state, t, &headers, &space, StatusCode::TOO_MANY_REQUESTS, form.display_name, Some(limited));
     }
     // Joining starts a new session: whatever session the browser had ends.
     if let Some(old) = visitor {
         state.end_session(&old.session.id_hash).await;
     }
     let guest = PersonId::new();
-    if let Err(e) = state
-        .store
-        .create_guest(
-            &Guest {
-                id: guest,
-                space_id: space.id,
-                display_name: name,
-            },
-            state.clock.now(),
-        )
-        .await
+    if let Err(e) =
+        state.store.create_guest(&Guest { id: guest, space_id: space.id, display_name: name }, state.clock.now()).await
     {
         tracing::error!(error = %e, "could not create a guest");
         return PageError::Internal.render(t);

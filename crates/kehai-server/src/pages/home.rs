@@ -18,11 +18,7 @@ struct HomePage<'a> {
     spaces: Vec<(String, String)>,
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Lang(lang): Lang,
-    visitor: Option<Visitor>,
-) -> Response {
+pub async fn show(State(state): State<AppState>, Lang(lang): Lang, visitor: Option<Visitor>) -> Response {
     let t = state.catalogs.get(lang);
     let Some(visitor) = visitor else {
         return see_other("/login");
@@ -36,18 +32,8 @@ pub async fn show(
     }
     match state.store.spaces_of(visitor.person_id()).await {
         Ok(spaces) => {
-            let spaces = spaces
-                .into_iter()
-                .map(|s| (s.slug.to_string(), s.name.as_str().to_owned()))
-                .collect();
-            render(
-                StatusCode::OK,
-                &HomePage {
-                    t,
-                    csrf: visitor.cookie.csrf_token(),
-                    spaces,
-                },
-            )
+            let spaces = spaces.into_iter().map(|s| (s.slug.to_string(), s.name.as_str().to_owned())).collect();
+            render(StatusCode::OK, &HomePage { t, csrf: visitor.cookie.csrf_token(), spaces })
         }
         Err(e) => {
             tracing::error!(error = %e, "could not list spaces");

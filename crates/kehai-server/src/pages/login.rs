@@ -50,9 +50,7 @@ pub struct NextQuery {
 async fn guest_link(state: &AppState, next: &str) -> Option<String> {
     let slug = next.strip_prefix("/s/")?.split(['/', '?']).next()?;
     let space = access::space(state, slug).await.ok()??;
-    space
-        .allow_guests
-        .then(|| format!("/s/{}/guest", space.slug))
+    space.allow_guests.then(|| format!("/s/{}/guest", space.slug))
 }
 
 async fn page(
@@ -73,9 +71,7 @@ async fn page(
             csrf: csrf::token_for(&seed),
             keep_query: format!(
                 "{}&",
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("next", &next)
-                    .finish()
+                url::form_urlencoded::Serializer::new(String::new()).append_pair("next", &next).finish()
             ),
             next,
             email,
@@ -101,16 +97,7 @@ pub async fn form(
         return see_other(&next);
     }
     let t = state.catalogs.get(lang);
-    page(
-        &state,
-        t,
-        &headers,
-        StatusCode::OK,
-        next,
-        String::new(),
-        None,
-    )
-    .await
+    page(&state, t, &headers, StatusCode::OK, next, String::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -141,31 +128,13 @@ pub async fn submit(
     let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
     if !csrf::verify(&seed, &form.csrf) {
         let expired = t.get("login.expired");
-        return page(
-            &state,
-            t,
-            &headers,
-            StatusCode::FORBIDDEN,
-            next,
-            form.email,
-            Some(expired),
-        )
-        .await;
+        return page(&state, t, &headers, StatusCode::FORBIDDEN, next, form.email, Some(expired)).await;
     }
     let email_key = form.email.trim().to_lowercase();
     if !state.login_limiter.allow(client, &email_key) {
         tracing::warn!(client = %client, "login rate limit reached");
         let limited = t.get("login.rate_limited");
-        return page(
-            &state,
-            t,
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            form.email,
-            Some(limited),
-        )
-        .await;
+        return page(&state, t, &headers, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited)).await;
     }
     let account = match Email::parse(&form.email) {
         Ok(email) => match state.store.account_by_email(&email).await {
@@ -181,16 +150,7 @@ pub async fn submit(
     let ok = password::verify(hash, form.password).await;
     let Some(account) = account.filter(|_| ok) else {
         let failed = t.get("login.failed");
-        return page(
-            &state,
-            t,
-            &headers,
-            StatusCode::UNAUTHORIZED,
-            next,
-            form.email,
-            Some(failed),
-        )
-        .await;
+        return page(&state, t, &headers, StatusCode::UNAUTHORIZED, next, form.email, Some(failed)).await;
     };
     // A new session id at every login; the previous one (member or guest) ends.
     if let Some(old) = visitor {
@@ -230,9 +190,6 @@ pub async fn logout(
     }
     state.end_session(&visitor.session.id_hash).await;
     let mut response = see_other("/login");
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::clear(session::COOKIE, state.config.secure_cookies()),
-    );
+    response.headers_mut().append(header::SET_COOKIE, cookies::clear(session::COOKIE, state.config.secure_cookies()));
     response
 }

@@ -37,10 +37,7 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             i18n::vary(response.headers_mut());
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
+            response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
             response
         }
         Err(e) => {
@@ -73,52 +70,19 @@ pub enum PageError {
 impl PageError {
     pub fn render(self, t: &Catalog) -> Response {
         let (status, title_key, message_key, link, link_key) = match self {
-            PageError::NoPage => (
-                StatusCode::NOT_FOUND,
-                "error.not_found_title",
-                "error.no_page",
-                "/",
-                "error.home",
-            ),
-            PageError::NoSpace => (
-                StatusCode::NOT_FOUND,
-                "error.not_found_title",
-                "error.no_space",
-                "/",
-                "error.home",
-            ),
-            PageError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "error.forbidden_title",
-                "error.forbidden",
-                "/",
-                "error.home",
-            ),
-            PageError::GuestsNotAllowed => (
-                StatusCode::FORBIDDEN,
-                "error.forbidden_title",
-                "error.guests_not_allowed",
-                "/login",
-                "error.login",
-            ),
-            PageError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error.title",
-                "error.internal",
-                "/",
-                "error.home",
-            ),
+            PageError::NoPage => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_page", "/", "error.home"),
+            PageError::NoSpace => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_space", "/", "error.home"),
+            PageError::Forbidden => {
+                (StatusCode::FORBIDDEN, "error.forbidden_title", "error.forbidden", "/", "error.home")
+            }
+            PageError::GuestsNotAllowed => {
+                (StatusCode::FORBIDDEN, "error.forbidden_title", "error.guests_not_allowed", "/login", "error.login")
+            }
+            PageError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "error.title", "error.internal", "/", "error.home")
+            }
         };
-        render(
-            status,
-            &ErrorPage {
-                t,
-                title_key,
-                message_key,
-                link,
-                link_key,
-            },
-        )
+        render(status, &ErrorPage { t, title_key, message_key, link, link_key })
     }
 }
 
@@ -127,10 +91,7 @@ impl PageError {
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.chars().any(char::is_control) =>
+            if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) =>
         {
             n.to_owned()
         }
@@ -150,14 +111,7 @@ mod tests {
     #[test]
     fn next_stays_on_site() {
         assert_eq!(safe_next(Some("/s/demo")), "/s/demo");
-        for bad in [
-            "//evil.example",
-            "https://evil.example",
-            "/\\evil.example",
-            "evil",
-            "/\nx",
-            "",
-        ] {
+        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "evil", "/\nx", ""] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");

@@ -19,11 +19,11 @@ use crate::{
 
 /// The emoji offered in the picker (any other single emoji can be typed).
 const EMOJI_CHOICES: &[&str] = &[
-    "😀", "😊", "😎", "🤓", "🤔", "😴", "🤒", "🥳", "😅", "🙂", "🙃", "😇", "🤫", "🤐", "😷", "🥱",
-    "👍", "👋", "🙏", "💪", "👀", "🧠", "✍️", "🙋", "💻", "🖥️", "⌨️", "📱", "📞", "📅", "📝", "📚",
-    "📦", "🔧", "🔍", "💡", "📊", "🎧", "🎤", "🎨", "☕", "🍵", "🍱", "🍙", "🍜", "🍰", "🍺", "🍷",
-    "🏠", "🏢", "🚃", "🚗", "✈️", "🏖️", "🏝️", "🏃", "🚶", "🧘", "🌸", "🌿", "☀️", "🌙", "⭐", "🔥",
-    "❤️", "💙", "💚", "💛", "✅", "❌", "⚠️", "⛔", "🔴", "🟢", "🟡", "⏳", "💤", "🎉", "🎂", "🐱",
+    "😀", "😊", "😎", "🤓", "🤔", "😴", "🤒", "🥳", "😅", "🙂", "🙃", "😇", "🤫", "🤐", "😷", "🥱", "👍", "👋", "🙏",
+    "💪", "👀", "🧠", "✍️", "🙋", "💻", "🖥️", "⌨️", "📱", "📞", "📅", "📝", "📚", "📦", "🔧", "🔍", "💡", "📊", "🎧",
+    "🎤", "🎨", "☕", "🍵", "🍱", "🍙", "🍜", "🍰", "🍺", "🍷", "🏠", "🏢", "🚃", "🚗", "✈️", "🏖️", "🏝️", "🏃", "🚶",
+    "🧘", "🌸", "🌿", "☀️", "🌙", "⭐", "🔥", "❤️", "💙", "💚", "💛", "✅", "❌", "⚠️", "⛔", "🔴", "🟢", "🟡", "⏳",
+    "💤", "🎉", "🎂", "🐱",
 ];
 
 #[derive(Template)]
@@ -51,9 +51,7 @@ struct PageData<'a> {
 
 /// JSON that is safe inside `<script type="application/json">`: no `<`, so no `</script>`.
 fn script_json(value: &impl Serialize) -> String {
-    serde_json::to_string(value)
-        .unwrap_or_else(|_| "{}".into())
-        .replace('<', "\\u003c")
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into()).replace('<', "\\u003c")
 }
 
 pub async fn show(
@@ -93,10 +91,7 @@ pub async fn show(
         lang: lang.code(),
         strings: t.script_strings(),
     });
-    let emoji_choices = EMOJI_CHOICES
-        .iter()
-        .map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e)))
-        .collect();
+    let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,
         &SpacePage {
@@ -119,13 +114,8 @@ mod tests {
     #[test]
     fn every_choice_is_a_valid_emoji() {
         for e in EMOJI_CHOICES {
-            let parsed =
-                kehai_core::Emoji::parse(e).unwrap_or_else(|_| panic!("{e} is not an emoji"));
-            assert_eq!(
-                parsed.as_str(),
-                *e,
-                "{e} is not in its stored form, so the picker would not mark it"
-            );
+            let parsed = kehai_core::Emoji::parse(e).unwrap_or_else(|_| panic!("{e} is not an emoji"));
+            assert_eq!(parsed.as_str(), *e, "{e} is not in its stored form, so the picker would not mark it");
         }
     }
 

@@ -7,16 +7,8 @@ use crate::support::{TestApp, find};
 
 async fn error_code(r: reqwest::Response) -> String {
     let body: Value = r.json().await.expect("error body is JSON");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_owned()
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body["error"]["code"].as_str().expect("error.code").to_owned()
 }
 
 #[tokio::test]
@@ -27,10 +19,7 @@ async fn own_emoji_is_set_and_cleared() {
     let r = alice.put_me("alpha", json!({"emoji": "🌸"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let me: Value = r.json().await.unwrap();
-    assert_eq!(
-        (me["emoji"].as_str(), me["own_emoji"].as_str()),
-        (Some("🌸"), Some("🌸"))
-    );
+    assert_eq!((me["emoji"].as_str(), me["own_emoji"].as_str()), (Some("🌸"), Some("🌸")));
 
     let bob = app.member("bob@example.com").await;
     let seen = bob.avatars("alpha").await;
@@ -40,21 +29,13 @@ async fn own_emoji_is_set_and_cleared() {
     assert_eq!(a["presence"], Value::Null);
 
     // Renaming leaves the emoji; null clears it.
-    let r = alice
-        .put_me("alpha", json!({"display_name": "Alicia"}))
-        .await;
+    let r = alice.put_me("alpha", json!({"display_name": "Alicia"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = alice.put_me("alpha", json!({"emoji": null})).await;
     let me: Value = r.json().await.unwrap();
-    assert_eq!(
-        (me["display_name"].as_str(), &me["emoji"]),
-        (Some("Alicia"), &Value::Null)
-    );
+    assert_eq!((me["display_name"].as_str(), &me["emoji"]), (Some("Alicia"), &Value::Null));
     let seen = bob.avatars("alpha").await;
-    assert_eq!(
-        find(&seen, "Alicia").expect("renamed")["own_emoji"],
-        Value::Null
-    );
+    assert_eq!(find(&seen, "Alicia").expect("renamed")["own_emoji"], Value::Null);
 }
 
 #[tokio::test]
@@ -68,14 +49,8 @@ async fn invalid_values_are_refused_with_their_code() {
         (json!({"emoji": "😀😀"}), "invalid_emoji"),
         (json!({"emoji": ""}), "invalid_emoji"),
         (json!({"display_name": ""}), "invalid_display_name"),
-        (
-            json!({"display_name": "x".repeat(65)}),
-            "invalid_display_name",
-        ),
-        (
-            json!({"display_name": "ok", "emoji": "nope"}),
-            "invalid_emoji",
-        ),
+        (json!({"display_name": "x".repeat(65)}), "invalid_display_name"),
+        (json!({"display_name": "ok", "emoji": "nope"}), "invalid_emoji"),
         (json!({"emoji": 5}), "invalid_body"),
         (json!({"colour": "red"}), "invalid_body"),
     ] {
@@ -103,19 +78,13 @@ async fn malformed_and_oversized_bodies_are_answered_4xx_and_nothing_is_stored()
             .body(body)
             .send()
     };
-    let r = put(b"{\"emoji\": ".to_vec(), "application/json")
-        .await
-        .unwrap();
+    let r = put(b"{\"emoji\": ".to_vec(), "application/json").await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(r).await, "invalid_json");
-    let r = put(b"emoji=x".to_vec(), "application/x-www-form-urlencoded")
-        .await
-        .unwrap();
+    let r = put(b"emoji=x".to_vec(), "application/x-www-form-urlencoded").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(r).await, "unsupported_media_type");
-    let r = put(vec![0xff, 0xfe, 0x00], "application/json")
-        .await
-        .unwrap();
+    let r = put(vec![0xff, 0xfe, 0x00], "application/json").await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let mut huge = b"{\"display_name\": \"".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 200 * 1024));
@@ -134,10 +103,7 @@ async fn mutations_need_the_csrf_token() {
     let mut alice = app.member("alice@example.com").await;
     alice.load_space("alpha").await;
     for token in [None, Some("forged"), Some("")] {
-        let mut req = alice
-            .http
-            .put(alice.url("/api/spaces/alpha/me"))
-            .json(&json!({"emoji": "🔥"}));
+        let mut req = alice.http.put(alice.url("/api/spaces/alpha/me")).json(&json!({"emoji": "🔥"}));
         if let Some(t) = token {
             req = req.header("x-csrf-token", t);
         }
@@ -157,10 +123,7 @@ async fn mutations_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        find(&alice.avatars("alpha").await, "Alice").unwrap()["own_emoji"],
-        Value::Null
-    );
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["own_emoji"], Value::Null);
 }
 
 #[tokio::test]
@@ -177,12 +140,7 @@ async fn one_space_cannot_reach_another() {
     // Alice's own valid CSRF token does not open beta.
     let r = alice.put_me("beta", json!({"emoji": "🔥"})).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = alice
-        .http
-        .get(alice.url("/s/beta/events"))
-        .send()
-        .await
-        .unwrap();
+    let r = alice.http.get(alice.url("/s/beta/events")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(alice.get("/s/beta").await.status(), StatusCode::FORBIDDEN);
     let seen = carol.avatars("beta").await;
@@ -200,12 +158,7 @@ async fn one_space_cannot_reach_another() {
 async fn a_wrong_method_is_answered_with_a_code() {
     let app = TestApp::start().await;
     let alice = app.member("alice@example.com").await;
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/alpha/me"))
-        .send()
-        .await
-        .unwrap();
+    let r = alice.http.delete(alice.url("/api/spaces/alpha/me")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(r).await, "method_not_allowed");
 }

@@ -5,10 +5,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, find};
 
 fn avatars(e: &crate::support::Sse) -> Vec<Value> {
-    e.data["avatars"]
-        .as_array()
-        .expect("snapshot avatars")
-        .clone()
+    e.data["avatars"].as_array().expect("snapshot avatars").clone()
 }
 
 #[tokio::test]
@@ -26,11 +23,7 @@ async fn a_second_client_sees_changes_live() {
     assert_eq!(find(&snapshot, "Alice").expect("Alice")["here"], false);
 
     alice.put_me("alpha", json!({"emoji": "🍵"})).await;
-    let e = stream
-        .wait_for("Alice 🍵", |e| {
-            e.event == "avatar" && e.data["emoji"] == "🍵"
-        })
-        .await;
+    let e = stream.wait_for("Alice 🍵", |e| e.event == "avatar" && e.data["emoji"] == "🍵").await;
     assert_eq!(e.data["display_name"], "Alice");
     assert!(e.id.is_some());
     alice.put_me("alpha", json!({"emoji": null})).await;
@@ -50,43 +43,20 @@ async fn here_while_the_page_is_open_and_guests_vanish_when_they_leave() {
 
     let alice = app.member("alice@example.com").await;
     let alice_page = alice.events("alpha", None).await;
-    watching
-        .wait_for("Alice here", |e| {
-            e.data["display_name"] == "Alice" && e.data["here"] == true
-        })
-        .await;
-    assert_eq!(
-        find(&bob.avatars("alpha").await, "Alice").unwrap()["here"],
-        true
-    );
+    watching.wait_for("Alice here", |e| e.data["display_name"] == "Alice" && e.data["here"] == true).await;
+    assert_eq!(find(&bob.avatars("alpha").await, "Alice").unwrap()["here"], true);
     drop(alice_page);
-    watching
-        .wait_for("Alice away", |e| {
-            e.data["display_name"] == "Alice" && e.data["here"] == false
-        })
-        .await;
-    assert_eq!(
-        find(&bob.avatars("alpha").await, "Alice").expect("members stay listed")["here"],
-        false
-    );
+    watching.wait_for("Alice away", |e| e.data["display_name"] == "Alice" && e.data["here"] == false).await;
+    assert_eq!(find(&bob.avatars("alpha").await, "Alice").expect("members stay listed")["here"], false);
 
     let guest = app.guest("Visitor").await;
     let guest_page = guest.events("alpha", None).await;
-    let arrived = watching
-        .wait_for("guest here", |e| e.data["display_name"] == "Visitor")
-        .await;
+    let arrived = watching.wait_for("guest here", |e| e.data["display_name"] == "Visitor").await;
     assert_eq!(arrived.data["kind"], "guest");
     let id = arrived.data["person_id"].clone();
     drop(guest_page);
-    watching
-        .wait_for("guest left", |e| {
-            e.event == "left" && e.data["person_id"] == id
-        })
-        .await;
-    assert!(
-        find(&bob.avatars("alpha").await, "Visitor").is_none(),
-        "guests disappear when they leave"
-    );
+    watching.wait_for("guest left", |e| e.event == "left" && e.data["person_id"] == id).await;
+    assert!(find(&bob.avatars("alpha").await, "Visitor").is_none(), "guests disappear when they leave");
 }
 
 #[tokio::test]
@@ -113,11 +83,7 @@ async fn a_reconnecting_page_catches_up() {
             break;
         }
     }
-    assert_eq!(
-        seen,
-        vec!["🌙", "☀️"],
-        "missed events are replayed in order"
-    );
+    assert_eq!(seen, vec!["🌙", "☀️"], "missed events are replayed in order");
 
     // An id the server does not know gets a fresh snapshot.
     let mut fresh = bob.events("alpha", Some("00000000-1")).await;
@@ -141,23 +107,12 @@ async fn logging_out_closes_the_pages_of_that_session() {
     let mut alice = app.member("alice@example.com").await;
     alice.load_space("alpha").await;
     let mut alice_page = alice.events("alpha", None).await;
-    watching
-        .wait_for("Alice here", |e| {
-            e.data["display_name"] == "Alice" && e.data["here"] == true
-        })
-        .await;
+    watching.wait_for("Alice here", |e| e.data["display_name"] == "Alice" && e.data["here"] == true).await;
 
     let csrf = alice.csrf.clone().unwrap();
     alice.post_form("/logout", &[("csrf", &csrf)]).await;
-    assert!(
-        alice_page.closes_within(5).await,
-        "the logged-out page's stream must close"
-    );
-    watching
-        .wait_for("Alice away", |e| {
-            e.data["display_name"] == "Alice" && e.data["here"] == false
-        })
-        .await;
+    assert!(alice_page.closes_within(5).await, "the logged-out page's stream must close");
+    watching.wait_for("Alice away", |e| e.data["display_name"] == "Alice" && e.data["here"] == false).await;
 }
 
 #[tokio::test]
@@ -167,33 +122,18 @@ async fn guests_leave_when_their_session_expires() {
     let mut watching = bob.events("alpha", None).await;
     let guest = app.guest("Visitor").await;
     let mut guest_page = guest.events("alpha", None).await;
-    let arrived = watching
-        .wait_for("guest here", |e| e.data["display_name"] == "Visitor")
-        .await;
+    let arrived = watching.wait_for("guest here", |e| e.data["display_name"] == "Visitor").await;
     let id = arrived.data["person_id"].clone();
 
     // A day later the guest's session has expired; the periodic purge notices.
     app.clock.advance(25 * 3600 * 1000);
     app.state.purge_expired_sessions().await;
-    watching
-        .wait_for("guest left", |e| {
-            e.event == "left" && e.data["person_id"] == id
-        })
-        .await;
-    assert!(
-        guest_page.closes_within(5).await,
-        "the expired session's stream must close"
-    );
-    assert_eq!(
-        guest.get("/api/spaces/alpha/avatars").await.status(),
-        reqwest::StatusCode::UNAUTHORIZED
-    );
+    watching.wait_for("guest left", |e| e.event == "left" && e.data["person_id"] == id).await;
+    assert!(guest_page.closes_within(5).await, "the expired session's stream must close");
+    assert_eq!(guest.get("/api/spaces/alpha/avatars").await.status(), reqwest::StatusCode::UNAUTHORIZED);
     assert!(find(&bob.avatars("alpha").await, "Visitor").is_none());
     assert!(
-        app.stored_avatars("alpha")
-            .await
-            .iter()
-            .all(|a| a.display_name.as_str() != "Visitor"),
+        app.stored_avatars("alpha").await.iter().all(|a| a.display_name.as_str() != "Visitor"),
         "the guest's avatar is deleted with the session"
     );
 }

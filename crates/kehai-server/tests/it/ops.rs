@@ -25,25 +25,15 @@ async fn on_postgresql_readiness_follows_the_database() {
     };
     let mut alice = app.member("alice@example.com").await;
     alice.load_space("alpha").await;
-    assert_eq!(
-        alice.put_me("alpha", json!({"emoji": "🐘"})).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        crate::support::find(&alice.avatars("alpha").await, "Alice").unwrap()["own_emoji"],
-        "🐘"
-    );
+    assert_eq!(alice.put_me("alpha", json!({"emoji": "🐘"})).await.status(), StatusCode::OK);
+    assert_eq!(crate::support::find(&alice.avatars("alpha").await, "Alice").unwrap()["own_emoji"], "🐘");
     assert_eq!(alice.get("/readyz").await.status(), StatusCode::OK);
 
     let url = std::env::var("KEHAI_TEST_POSTGRES_URL").unwrap();
     crate::support::postgres_admin(&url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
     let r = alice.get("/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        alice.get("/healthz").await.status(),
-        StatusCode::OK,
-        "the process itself is fine"
-    );
+    assert_eq!(alice.get("/healthz").await.status(), StatusCode::OK, "the process itself is fine");
 }
 
 #[tokio::test]
@@ -55,39 +45,22 @@ async fn metrics_count_requests_by_route_streams_and_avatars_here() {
     let mut stream = alice.events("alpha", None).await;
     stream.next(5).await.expect("snapshot");
     let text = alice.get("/metrics").await.text().await.unwrap();
-    let line = |prefix: &str| {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .map(str::to_owned)
-    };
+    let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
     let avatars = line("kehai_http_requests_total{method=\"GET\",route=\"/api/spaces/{slug}/avatars\",status=\"200\"}")
         .unwrap_or_else(|| panic!("no avatars route counter in\n{text}"));
     assert!(avatars.ends_with(" 2"), "{avatars}");
-    assert!(
-        !text.contains("/api/spaces/alpha/"),
-        "raw paths must not become labels"
-    );
-    assert_eq!(
-        line("kehai_event_streams_open ").as_deref(),
-        Some("kehai_event_streams_open 1")
-    );
-    assert_eq!(
-        line("kehai_avatars_here ").as_deref(),
-        Some("kehai_avatars_here 1")
-    );
+    assert!(!text.contains("/api/spaces/alpha/"), "raw paths must not become labels");
+    assert_eq!(line("kehai_event_streams_open ").as_deref(), Some("kehai_event_streams_open 1"));
+    assert_eq!(line("kehai_avatars_here ").as_deref(), Some("kehai_avatars_here 1"));
     drop(stream);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = alice.get("/metrics").await.text().await.unwrap();
-        if text.lines().any(|l| l == "kehai_event_streams_open 0")
-            && text.lines().any(|l| l == "kehai_avatars_here 0")
+        if text.lines().any(|l| l == "kehai_event_streams_open 0") && text.lines().any(|l| l == "kehai_avatars_here 0")
         {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the closed stream is still counted:\n{text}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the closed stream is still counted:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -99,15 +72,9 @@ async fn every_answer_has_a_request_id_and_security_headers() {
     for path in ["/login", "/healthz", "/api/spaces/alpha/avatars", "/nope"] {
         let r = c.get(path).await;
         let h = r.headers();
-        assert!(
-            h.get("x-request-id").is_some_and(|v| !v.is_empty()),
-            "{path}"
-        );
+        assert!(h.get("x-request-id").is_some_and(|v| !v.is_empty()), "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(
-            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
-            "{path}: {csp}"
-        );
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h.get("referrer-policy").is_some());
@@ -133,45 +100,20 @@ async fn openapi_matches_the_routes() {
         for method in ops.as_object().unwrap().keys() {
             documented.push(format!("{} {path}", method.to_uppercase()));
             let url = alice.url(&path.replace("{slug}", "alpha"));
-            let mut req = alice
-                .http
-                .request(method.to_uppercase().parse().unwrap(), url);
-            req = req
-                .header("x-csrf-token", alice.csrf.clone().unwrap())
-                .json(&json!({}));
+            let mut req = alice.http.request(method.to_uppercase().parse().unwrap(), url);
+            req = req.header("x-csrf-token", alice.csrf.clone().unwrap()).json(&json!({}));
             let r = req.send().await.unwrap();
-            assert_ne!(
-                r.status(),
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}"
-            );
-            assert!(
-                r.status().is_success(),
-                "{method} {path} answered {}",
-                r.status()
-            );
+            assert_ne!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(r.status().is_success(), "{method} {path} answered {}", r.status());
         }
     }
     documented.sort();
-    let schemes = doc["components"]["securitySchemes"]
-        .as_object()
-        .expect("security schemes");
+    let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
     assert_eq!(schemes["session"]["name"], "kehai_session");
     assert_eq!(schemes["csrf"]["name"], "X-CSRF-Token");
-    assert_eq!(
-        documented,
-        vec![
-            "GET /api/spaces/{slug}/avatars",
-            "PUT /api/spaces/{slug}/me"
-        ]
-    );
+    assert_eq!(documented, vec!["GET /api/spaces/{slug}/avatars", "PUT /api/spaces/{slug}/me"]);
     // An undocumented method on a documented path is not a route.
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/alpha/me"))
-        .send()
-        .await
-        .unwrap();
+    let r = alice.http.delete(alice.url("/api/spaces/alpha/me")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -181,14 +123,11 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let mut alice = app.member("alice@example.com").await;
     alice.load_space("alpha").await;
     // A request whose body is still arriving when the shutdown begins.
-    let chunks = futures::stream::iter([
-        (Duration::ZERO, "{\"emoji\": "),
-        (Duration::from_millis(800), "\"🌸\"}"),
-    ])
-    .then(|(delay, chunk)| async move {
-        tokio::time::sleep(delay).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let chunks = futures::stream::iter([(Duration::ZERO, "{\"emoji\": "), (Duration::from_millis(800), "\"🌸\"}")])
+        .then(|(delay, chunk)| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>(chunk)
+        });
     let request = alice
         .http
         .put(alice.url("/api/spaces/alpha/me"))
@@ -201,19 +140,13 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     app.shutdown().await.expect("run returns Ok");
     // `run` returned only after the request was handled.
     let stored = app.stored_avatars("alpha").await;
-    let alice_avatar = stored
-        .iter()
-        .find(|a| a.display_name.as_str() == "Alice")
-        .unwrap();
+    let alice_avatar = stored.iter().find(|a| a.display_name.as_str() == "Alice").unwrap();
     assert_eq!(
         alice_avatar.own_emoji.as_ref().map(|e| e.as_str()),
         Some("🌸"),
         "run returned before the request finished"
     );
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
+    let response = in_flight.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(response.status(), StatusCode::OK);
     let avatar: Value = response.json().await.unwrap();
     assert_eq!(avatar["own_emoji"], "🌸");
@@ -227,8 +160,5 @@ async fn graceful_shutdown_closes_streams_and_returns() {
     stream.next(5).await.expect("snapshot");
     app.shutdown().await.expect("run returns Ok");
     assert!(stream.closes_within(5).await, "the stream must end");
-    assert!(
-        reqwest::get(app.url("/healthz")).await.is_err(),
-        "no longer listening"
-    );
+    assert!(reqwest::get(app.url("/healthz")).await.is_err(), "no longer listening");
 }

@@ -63,27 +63,14 @@ impl TestApp {
         };
         adjust(&mut config);
         let store = admin::open_store(&config).await.expect("store");
-        admin::create_space(&*store, "alpha", "Alpha office", true)
-            .await
-            .expect("alpha");
-        admin::create_space(&*store, "beta", "Beta office", false)
-            .await
-            .expect("beta");
+        admin::create_space(&*store, "alpha", "Alpha office", true).await.expect("alpha");
+        admin::create_space(&*store, "beta", "Beta office", false).await.expect("beta");
         for (space, email, name) in [
             ("alpha", "alice@example.com", "Alice"),
             ("alpha", "bob@example.com", "Bob"),
             ("beta", "carol@example.com", "Carol"),
         ] {
-            admin::add_member(
-                &*store,
-                space,
-                email,
-                Some(name),
-                Some(PASSWORD),
-                Role::Member,
-            )
-            .await
-            .expect("member");
+            admin::add_member(&*store, space, email, Some(name), Some(PASSWORD), Role::Member).await.expect("member");
         }
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let app = App::with_store(config, store, clock.clone()).expect("app");
@@ -92,14 +79,7 @@ impl TestApp {
         let server = tokio::spawn(kehai_server::run(app, listener, async move {
             let _ = rx.await;
         }));
-        TestApp {
-            base: format!("http://{addr}"),
-            state,
-            clock,
-            stop: Some(tx),
-            server: Some(server),
-            _dir: dir,
-        }
+        TestApp { base: format!("http://{addr}"), state, clock, stop: Some(tx), server: Some(server), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -109,11 +89,7 @@ impl TestApp {
     /// A browser-like client without a session.
     pub fn client(&self) -> Client {
         Client {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(Policy::none())
-                .build()
-                .expect("client"),
+            http: reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client"),
             base: self.base.clone(),
             csrf: None,
         }
@@ -131,9 +107,7 @@ impl TestApp {
     pub async fn guest(&self, name: &str) -> Client {
         let mut c = self.client();
         let csrf = c.form_csrf("/s/alpha/guest").await;
-        let r = c
-            .post_form("/s/alpha/guest", &[("display_name", name), ("csrf", &csrf)])
-            .await;
+        let r = c.post_form("/s/alpha/guest", &[("display_name", name), ("csrf", &csrf)]).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "guest join failed");
         c.load_space("alpha").await;
         c
@@ -142,13 +116,7 @@ impl TestApp {
     /// The avatars of a space as stored (not as a page sees them).
     pub async fn stored_avatars(&self, slug: &str) -> Vec<kehai_core::Avatar> {
         let slug = kehai_core::SpaceSlug::parse(slug).expect("slug");
-        let space = self
-            .state
-            .store
-            .space_by_slug(&slug)
-            .await
-            .expect("store")
-            .expect("space");
+        let space = self.state.store.space_by_slug(&slug).await.expect("store").expect("space");
         self.state.store.avatars(space.id).await.expect("store")
     }
 
@@ -158,10 +126,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         match self.server.take() {
-            Some(s) => tokio::time::timeout(Duration::from_secs(20), s)
-                .await
-                .expect("shutdown in time")
-                .expect("join"),
+            Some(s) => tokio::time::timeout(Duration::from_secs(20), s).await.expect("shutdown in time").expect("join"),
             None => Ok(()),
         }
     }
@@ -184,33 +149,18 @@ impl Client {
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .expect("POST")
+        self.http.post(self.url(path)).form(form).send().await.expect("POST")
     }
 
     /// The hidden `csrf` field of the form on `path`.
     pub async fn form_csrf(&self, path: &str) -> String {
         let html = self.get(path).await.text().await.expect("html");
-        between(&html, "name=\"csrf\" value=\"", "\"")
-            .unwrap_or_else(|| panic!("no csrf field on {path}"))
+        between(&html, "name=\"csrf\" value=\"", "\"").unwrap_or_else(|| panic!("no csrf field on {path}"))
     }
 
     pub async fn login(&mut self, email: &str, password: &str, next: &str) -> reqwest::Response {
         let csrf = self.form_csrf(&format!("/login?next={next}")).await;
-        self.post_form(
-            "/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf", &csrf),
-                ("next", next),
-            ],
-        )
-        .await
+        self.post_form("/login", &[("email", email), ("password", password), ("csrf", &csrf), ("next", next)]).await
     }
 
     /// Loads a space page and keeps its CSRF token; returns the page's JSON data.
@@ -218,12 +168,8 @@ impl Client {
         let r = self.get(&format!("/s/{slug}")).await;
         assert_eq!(r.status(), StatusCode::OK, "space page {slug}");
         let html = r.text().await.expect("html");
-        let data = between(
-            &html,
-            "<script type=\"application/json\" id=\"page-data\">",
-            "</script>",
-        )
-        .expect("page data");
+        let data =
+            between(&html, "<script type=\"application/json\" id=\"page-data\">", "</script>").expect("page data");
         let data: serde_json::Value = serde_json::from_str(&data).expect("page data is JSON");
         self.csrf = data["csrf"].as_str().map(str::to_owned);
         data
@@ -233,10 +179,7 @@ impl Client {
     pub async fn put_me(&self, slug: &str, body: serde_json::Value) -> reqwest::Response {
         self.http
             .put(self.url(&format!("/api/spaces/{slug}/me")))
-            .header(
-                "x-csrf-token",
-                self.csrf.clone().expect("load the space page first"),
-            )
+            .header("x-csrf-token", self.csrf.clone().expect("load the space page first"))
             .json(&body)
             .send()
             .await
@@ -257,12 +200,7 @@ impl Client {
         }
         let response = req.send().await.expect("events");
         assert_eq!(response.status(), StatusCode::OK, "event stream of {slug}");
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
         Events::read(response)
     }
 }
@@ -309,11 +247,7 @@ impl Events {
                     if line.is_empty() {
                         if !data.is_empty() {
                             let parsed = serde_json::from_str(&data).expect("event data is JSON");
-                            let _ = tx.send(Sse {
-                                event: std::mem::take(&mut event),
-                                id: id.take(),
-                                data: parsed,
-                            });
+                            let _ = tx.send(Sse { event: std::mem::take(&mut event), id: id.take(), data: parsed });
                         }
                         data.clear();
                     } else if let Some(v) = line.strip_prefix("event:") {
@@ -331,10 +265,7 @@ impl Events {
 
     /// The next event within `secs` seconds.
     pub async fn next(&mut self, secs: u64) -> Option<Sse> {
-        tokio::time::timeout(Duration::from_secs(secs), self.rx.recv())
-            .await
-            .ok()
-            .flatten()
+        tokio::time::timeout(Duration::from_secs(secs), self.rx.recv()).await.ok().flatten()
     }
 
     /// Whether the server closes the stream within `secs` seconds (events before that are
@@ -373,11 +304,6 @@ pub fn find<'a>(avatars: &'a [serde_json::Value], name: &str) -> Option<&'a serd
 /// Runs one statement on the PostgreSQL server of `KEHAI_TEST_POSTGRES_URL`.
 pub async fn postgres_admin(url: &str, statement: &str) {
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(url)
-        .await
-        .expect("PostgreSQL reachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-        .execute(&mut admin)
-        .await
-        .expect(statement);
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("PostgreSQL reachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut admin).await.expect(statement);
 }

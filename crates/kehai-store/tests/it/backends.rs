@@ -14,16 +14,9 @@ pub struct TestDb {
 
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = kehai_store::open(&Database::Sqlite(dir.path().join("kehai.db")))
-        .await
-        .expect("open sqlite");
+    let store = kehai_store::open(&Database::Sqlite(dir.path().join("kehai.db"))).await.expect("open sqlite");
     store.migrate().await.expect("migrate sqlite");
-    TestDb {
-        store,
-        _dir: Some(dir),
-        admin_url: None,
-        name: None,
-    }
+    TestDb { store, _dir: Some(dir), admin_url: None, name: None }
 }
 
 /// A fresh PostgreSQL database, or `None` (skip) when none is configured outside CI.
@@ -31,9 +24,7 @@ pub async fn postgres() -> Option<TestDb> {
     let url = match std::env::var("KEHAI_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI=true but KEHAI_TEST_POSTGRES_URL is not set: the PostgreSQL contract cannot be skipped in CI"
-            )
+            panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set: the PostgreSQL contract cannot be skipped in CI")
         }
         _ => {
             eprintln!("skipping PostgreSQL: set KEHAI_TEST_POSTGRES_URL to run it");
@@ -49,16 +40,9 @@ pub async fn postgres() -> Option<TestDb> {
         .await
         .expect("create test database");
     let db_url = with_database(&url, &name);
-    let store = kehai_store::open(&Database::Postgres(db_url))
-        .await
-        .expect("open postgres");
+    let store = kehai_store::open(&Database::Postgres(db_url)).await.expect("open postgres");
     store.migrate().await.expect("migrate postgres");
-    Some(TestDb {
-        store,
-        _dir: None,
-        admin_url: Some(url),
-        name: Some(name),
-    })
+    Some(TestDb { store, _dir: None, admin_url: Some(url), name: Some(name) })
 }
 
 /// `url` with its database name replaced.
@@ -75,11 +59,9 @@ impl TestDb {
         };
         drop(self.store);
         if let Ok(mut admin) = PgConnection::connect(&url).await {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut admin)
+                .await;
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The contract cases, each written once for any [`Store`].
 
 use kehai_core::{
-    Account, DisplayName, Email, Emoji, Guest, Membership, PersonId, PersonKind, PresenceOverride,
-    Role, Space, SpaceId, SpaceName, SpaceSlug,
+    Account, DisplayName, Email, Emoji, Guest, Membership, PersonId, PersonKind, PresenceOverride, Role, Space,
+    SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{AvatarChange, Session, Store, StoreError};
 
@@ -20,14 +20,8 @@ async fn space(store: &dyn Store, slug: &str) -> Space {
 }
 
 async fn account(store: &dyn Store, email: &str) -> Account {
-    let account = Account {
-        id: PersonId::new(),
-        email: Email::parse(email).unwrap(),
-    };
-    store
-        .create_account(&account, "$argon2id$fake", T0)
-        .await
-        .expect("create account");
+    let account = Account { id: PersonId::new(), email: Email::parse(email).unwrap() };
+    store.create_account(&account, "$argon2id$fake", T0).await.expect("create account");
     account
 }
 
@@ -42,86 +36,42 @@ fn emoji(s: &str) -> Emoji {
 async fn member(store: &dyn Store, space: &Space, email: &str, display: &str) -> Account {
     let a = account(store, email).await;
     store
-        .add_member(
-            &Membership {
-                space_id: space.id,
-                account_id: a.id,
-                role: Role::Member,
-            },
-            &name(display),
-            T0,
-        )
+        .add_member(&Membership { space_id: space.id, account_id: a.id, role: Role::Member }, &name(display), T0)
         .await
         .expect("add member");
     a
 }
 
 pub async fn migrations_are_idempotent(store: &dyn Store) {
-    store
-        .migrate()
-        .await
-        .expect("second migration run is a no-op");
+    store.migrate().await.expect("second migration run is a no-op");
     store.ping().await.expect("ping");
 }
 
 pub async fn spaces_are_unique_by_slug(store: &dyn Store) {
     let s = space(store, "office").await;
-    let found = store
-        .space_by_slug(&s.slug)
-        .await
-        .unwrap()
-        .expect("found by slug");
+    let found = store.space_by_slug(&s.slug).await.unwrap().expect("found by slug");
     assert_eq!(found, s);
     assert_eq!(store.space_by_id(s.id).await.unwrap(), Some(s.clone()));
-    let dup = Space {
-        id: SpaceId::new(),
-        ..s
-    };
-    assert!(matches!(
-        store.create_space(&dup, T0).await,
-        Err(StoreError::Conflict("space"))
-    ));
-    assert_eq!(
-        store
-            .space_by_slug(&SpaceSlug::parse("nope").unwrap())
-            .await
-            .unwrap(),
-        None
-    );
+    let dup = Space { id: SpaceId::new(), ..s };
+    assert!(matches!(store.create_space(&dup, T0).await, Err(StoreError::Conflict("space"))));
+    assert_eq!(store.space_by_slug(&SpaceSlug::parse("nope").unwrap()).await.unwrap(), None);
 }
 
 pub async fn accounts_are_unique_case_insensitively(store: &dyn Store) {
     let a = account(store, "Alice@Example.com").await;
-    let (found, hash) = store
-        .account_by_email(&Email::parse("alice@EXAMPLE.com").unwrap())
-        .await
-        .unwrap()
-        .expect("found");
+    let (found, hash) =
+        store.account_by_email(&Email::parse("alice@EXAMPLE.com").unwrap()).await.unwrap().expect("found");
     assert_eq!(found, a);
     assert_eq!(hash, "$argon2id$fake");
-    let dup = Account {
-        id: PersonId::new(),
-        email: Email::parse("ALICE@example.COM").unwrap(),
-    };
-    assert!(matches!(
-        store.create_account(&dup, "x", T0).await,
-        Err(StoreError::Conflict("account"))
-    ));
+    let dup = Account { id: PersonId::new(), email: Email::parse("ALICE@example.COM").unwrap() };
+    assert!(matches!(store.create_account(&dup, "x", T0).await, Err(StoreError::Conflict("account"))));
 }
 
 pub async fn members_get_an_avatar(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = account(store, "a@example.com").await;
     store
-        .add_member(
-            &Membership {
-                space_id: s.id,
-                account_id: a.id,
-                role: Role::Admin,
-            },
-            &name("Alice"),
-            T0,
-        )
+        .add_member(&Membership { space_id: s.id, account_id: a.id, role: Role::Admin }, &name("Alice"), T0)
         .await
         .unwrap();
     assert_eq!(store.role_in(s.id, a.id).await.unwrap(), Some(Role::Admin));
@@ -131,40 +81,19 @@ pub async fn members_get_an_avatar(store: &dyn Store) {
     assert_eq!((avatar.own_emoji, avatar.presence), (None, None));
     let members = store.members(s.id).await.unwrap();
     assert_eq!(members.len(), 1);
-    assert_eq!(
-        (members[0].account.id, members[0].role),
-        (a.id, Role::Admin)
-    );
+    assert_eq!((members[0].account.id, members[0].role), (a.id, Role::Admin));
 }
 
 pub async fn membership_is_unique_and_needs_a_space(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "A").await;
     assert!(matches!(
-        store
-            .add_member(
-                &Membership {
-                    space_id: s.id,
-                    account_id: a.id,
-                    role: Role::Member
-                },
-                &name("A"),
-                T0
-            )
-            .await,
+        store.add_member(&Membership { space_id: s.id, account_id: a.id, role: Role::Member }, &name("A"), T0).await,
         Err(StoreError::Conflict("membership"))
     ));
     assert!(matches!(
         store
-            .add_member(
-                &Membership {
-                    space_id: SpaceId::new(),
-                    account_id: a.id,
-                    role: Role::Member
-                },
-                &name("A"),
-                T0
-            )
+            .add_member(&Membership { space_id: SpaceId::new(), account_id: a.id, role: Role::Member }, &name("A"), T0)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -177,24 +106,10 @@ pub async fn spaces_of_an_account(store: &dyn Store) {
     let _other = space(store, "other").await;
     let a = member(store, &one, "a@example.com", "A").await;
     store
-        .add_member(
-            &Membership {
-                space_id: two.id,
-                account_id: a.id,
-                role: Role::Member,
-            },
-            &name("A"),
-            T0,
-        )
+        .add_member(&Membership { space_id: two.id, account_id: a.id, role: Role::Member }, &name("A"), T0)
         .await
         .unwrap();
-    let slugs: Vec<_> = store
-        .spaces_of(a.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.slug.to_string())
-        .collect();
+    let slugs: Vec<_> = store.spaces_of(a.id).await.unwrap().into_iter().map(|s| s.slug.to_string()).collect();
     assert_eq!(slugs, vec!["one", "two"]);
 }
 
@@ -203,57 +118,26 @@ pub async fn avatar_changes_keep_what_was_not_changed(store: &dyn Store) {
     let a = member(store, &s, "a@example.com", "Alice").await;
     // Applies a change; returns the name and own emoji it left.
     let apply = async |display_name: Option<&str>, own_emoji: Option<Option<&str>>, at: i64| {
-        let change = AvatarChange {
-            display_name: display_name.map(name),
-            own_emoji: own_emoji.map(|e| e.map(emoji)),
-        };
-        let v = store
-            .update_avatar(s.id, a.id, &change, at)
-            .await
-            .unwrap()
-            .expect("updated");
-        assert_eq!(
-            store.avatar(s.id, a.id).await.unwrap().as_ref(),
-            Some(&v),
-            "returned as stored"
-        );
-        (
-            v.display_name.as_str().to_owned(),
-            v.own_emoji.map(|e| e.as_str().to_owned()),
-        )
+        let change = AvatarChange { display_name: display_name.map(name), own_emoji: own_emoji.map(|e| e.map(emoji)) };
+        let v = store.update_avatar(s.id, a.id, &change, at).await.unwrap().expect("updated");
+        assert_eq!(store.avatar(s.id, a.id).await.unwrap().as_ref(), Some(&v), "returned as stored");
+        (v.display_name.as_str().to_owned(), v.own_emoji.map(|e| e.as_str().to_owned()))
     };
-    assert_eq!(
-        apply(None, Some(Some("🌸")), T0 + 1).await,
-        ("Alice".into(), Some("🌸".into()))
-    );
+    assert_eq!(apply(None, Some(Some("🌸")), T0 + 1).await, ("Alice".into(), Some("🌸".into())));
     assert_eq!(
         apply(Some("Alicia"), None, T0 + 2).await,
         ("Alicia".into(), Some("🌸".into())),
         "renaming keeps the emoji"
     );
-    assert_eq!(
-        apply(None, Some(None), T0 + 3).await,
-        ("Alicia".into(), None),
-        "null clears, the name stays"
-    );
+    assert_eq!(apply(None, Some(None), T0 + 3).await, ("Alicia".into(), None), "null clears, the name stays");
     let nothing = AvatarChange::default();
-    assert_eq!(
-        store
-            .update_avatar(s.id, PersonId::new(), &nothing, T0)
-            .await
-            .unwrap(),
-        None,
-        "no such avatar"
-    );
+    assert_eq!(store.update_avatar(s.id, PersonId::new(), &nothing, T0).await.unwrap(), None, "no such avatar");
 }
 
 pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "Alice").await;
-    let mine = AvatarChange {
-        display_name: None,
-        own_emoji: Some(Some(emoji("🌸"))),
-    };
+    let mine = AvatarChange { display_name: None, own_emoji: Some(Some(emoji("🌸"))) };
     store.update_avatar(s.id, a.id, &mine, T0).await.unwrap();
     let busy = PresenceOverride {
         provider: "msteams".into(),
@@ -263,29 +147,14 @@ pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
         emoji: emoji("📅"),
         since: T0 + 5,
     };
-    let v = store
-        .set_presence(s.id, a.id, Some(&busy), T0 + 5)
-        .await
-        .unwrap()
-        .expect("set");
+    let v = store.set_presence(s.id, a.id, Some(&busy), T0 + 5).await.unwrap().expect("set");
     assert_eq!(v.presence.as_ref(), Some(&busy));
     assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("📅"));
     // The member changes their own emoji while the override lasts: it is kept for later.
-    let later = AvatarChange {
-        display_name: None,
-        own_emoji: Some(Some(emoji("🍵"))),
-    };
-    let v = store
-        .update_avatar(s.id, a.id, &later, T0 + 6)
-        .await
-        .unwrap()
-        .expect("updated");
+    let later = AvatarChange { display_name: None, own_emoji: Some(Some(emoji("🍵"))) };
+    let v = store.update_avatar(s.id, a.id, &later, T0 + 6).await.unwrap().expect("updated");
     assert_eq!(v.presence.as_ref(), Some(&busy));
-    let v = store
-        .set_presence(s.id, a.id, None, T0 + 7)
-        .await
-        .unwrap()
-        .expect("cleared");
+    let v = store.set_presence(s.id, a.id, None, T0 + 7).await.unwrap().expect("cleared");
     assert_eq!(v.presence, None);
     assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("🍵"));
 }
@@ -293,17 +162,7 @@ pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
 pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
     let s = space(store, "office").await;
     let g = PersonId::new();
-    store
-        .create_guest(
-            &Guest {
-                id: g,
-                space_id: s.id,
-                display_name: name("Visitor"),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0).await.unwrap();
     let avatar = store.avatar(s.id, g).await.unwrap().expect("guest avatar");
     assert_eq!(avatar.kind, PersonKind::Guest);
     let session = Session {
@@ -315,19 +174,9 @@ pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
         expires_at: T0 + 1000,
     };
     store.create_session(&session).await.unwrap();
-    assert_eq!(
-        store.session("guest-hash", T0).await.unwrap(),
-        Some(session.clone())
-    );
-    assert_eq!(
-        store.delete_session("guest-hash").await.unwrap(),
-        Some(session)
-    );
-    assert_eq!(
-        store.avatar(s.id, g).await.unwrap(),
-        None,
-        "the guest left with their session"
-    );
+    assert_eq!(store.session("guest-hash", T0).await.unwrap(), Some(session.clone()));
+    assert_eq!(store.delete_session("guest-hash").await.unwrap(), Some(session));
+    assert_eq!(store.avatar(s.id, g).await.unwrap(), None, "the guest left with their session");
     assert_eq!(store.session("guest-hash", T0).await.unwrap(), None);
     assert_eq!(store.delete_session("guest-hash").await.unwrap(), None);
 }
@@ -336,17 +185,7 @@ pub async fn expired_sessions_are_not_found_and_are_purged(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "Alice").await;
     let g = PersonId::new();
-    store
-        .create_guest(
-            &Guest {
-                id: g,
-                space_id: s.id,
-                display_name: name("Visitor"),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0).await.unwrap();
     let mk = |hash: &str, person, kind, space_id, expires_at| Session {
         id_hash: hash.into(),
         person_id: person,
@@ -355,42 +194,18 @@ pub async fn expired_sessions_are_not_found_and_are_purged(store: &dyn Store) {
         created_at: T0,
         expires_at,
     };
-    store
-        .create_session(&mk("m-old", a.id, PersonKind::Member, None, T0 + 10))
-        .await
-        .unwrap();
-    store
-        .create_session(&mk("m-new", a.id, PersonKind::Member, None, T0 + 10_000))
-        .await
-        .unwrap();
-    store
-        .create_session(&mk("g-old", g, PersonKind::Guest, Some(s.id), T0 + 10))
-        .await
-        .unwrap();
-    assert!(
-        store.session("m-old", T0 + 10).await.unwrap().is_none(),
-        "expired at its expiry time"
-    );
+    store.create_session(&mk("m-old", a.id, PersonKind::Member, None, T0 + 10)).await.unwrap();
+    store.create_session(&mk("m-new", a.id, PersonKind::Member, None, T0 + 10_000)).await.unwrap();
+    store.create_session(&mk("g-old", g, PersonKind::Guest, Some(s.id), T0 + 10)).await.unwrap();
+    assert!(store.session("m-old", T0 + 10).await.unwrap().is_none(), "expired at its expiry time");
     assert!(store.session("m-old", T0 + 9).await.unwrap().is_some());
-    let mut purged: Vec<_> = store
-        .purge_expired_sessions(T0 + 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id_hash)
-        .collect();
+    let mut purged: Vec<_> =
+        store.purge_expired_sessions(T0 + 10).await.unwrap().into_iter().map(|s| s.id_hash).collect();
     purged.sort();
     assert_eq!(purged, vec!["g-old", "m-old"]);
     assert!(store.session("m-new", T0 + 10).await.unwrap().is_some());
-    assert_eq!(
-        store.avatar(s.id, g).await.unwrap(),
-        None,
-        "the guest left with their session"
-    );
-    assert!(
-        store.avatar(s.id, a.id).await.unwrap().is_some(),
-        "members stay"
-    );
+    assert_eq!(store.avatar(s.id, g).await.unwrap(), None, "the guest left with their session");
+    assert!(store.avatar(s.id, a.id).await.unwrap().is_some(), "members stay");
 }
 
 pub async fn avatars_of_one_space_only(store: &dyn Store) {
@@ -399,47 +214,18 @@ pub async fn avatars_of_one_space_only(store: &dyn Store) {
     let a = member(store, &one, "a@example.com", "Zed").await;
     let b = member(store, &one, "b@example.com", "Amy").await;
     let _c = member(store, &two, "c@example.com", "Cy").await;
-    let names: Vec<_> = store
-        .avatars(one.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| v.display_name.as_str().to_owned())
-        .collect();
+    let names: Vec<_> =
+        store.avatars(one.id).await.unwrap().into_iter().map(|v| v.display_name.as_str().to_owned()).collect();
     assert_eq!(names, vec!["Amy", "Zed"], "ordered by name, only space one");
     let _d = member(store, &one, "d@example.com", "bea").await;
     let _e = member(store, &one, "e@example.com", "Émile").await;
-    let names: Vec<_> = store
-        .avatars(one.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| v.display_name.as_str().to_owned())
-        .collect();
-    assert_eq!(
-        names,
-        vec!["Amy", "bea", "Zed", "Émile"],
-        "case-insensitive, the same in every engine"
-    );
-    let members: Vec<_> = store
-        .members(one.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.display_name.as_str().to_owned())
-        .collect();
+    let names: Vec<_> =
+        store.avatars(one.id).await.unwrap().into_iter().map(|v| v.display_name.as_str().to_owned()).collect();
+    assert_eq!(names, vec!["Amy", "bea", "Zed", "Émile"], "case-insensitive, the same in every engine");
+    let members: Vec<_> =
+        store.members(one.id).await.unwrap().into_iter().map(|m| m.display_name.as_str().to_owned()).collect();
     assert_eq!(members, names);
     assert_eq!(store.avatar(two.id, a.id).await.unwrap(), None);
-    let change = AvatarChange {
-        display_name: Some(name("Hacker")),
-        own_emoji: None,
-    };
-    assert_eq!(
-        store
-            .update_avatar(two.id, b.id, &change, T0)
-            .await
-            .unwrap(),
-        None,
-        "no avatar in the other space"
-    );
+    let change = AvatarChange { display_name: Some(name("Hacker")), own_emoji: None };
+    assert_eq!(store.update_avatar(two.id, b.id, &change, T0).await.unwrap(), None, "no avatar in the other space");
 }

@@ -23,12 +23,7 @@ fn kehai(data: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) 
     }
     let mut child = cmd.spawn().expect("kehai runs");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -45,11 +40,7 @@ fn ok(o: &Output) -> String {
 }
 
 fn fails(o: &Output, says: &str) {
-    assert!(
-        !o.status.success(),
-        "should have failed: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(!o.status.success(), "should have failed: {}", String::from_utf8_lossy(&o.stdout));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(says), "expected {says:?} in: {err}");
 }
@@ -71,17 +62,8 @@ fn every_command_has_help() {
     }
     let add = ok(&kehai(dir.path(), &["member", "add", "--help"], None, &[]));
     assert!(add.contains("--password-env") && add.contains("standard input"));
-    let o = kehai(
-        dir.path(),
-        &["member", "add", "demo", "a@example.com", "--password", "x"],
-        None,
-        &[],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "there is no --password flag: passwords never go on the command line"
-    );
+    let o = kehai(dir.path(), &["member", "add", "demo", "a@example.com", "--password", "x"], None, &[]);
+    assert_eq!(o.status.code(), Some(2), "there is no --password flag: passwords never go on the command line");
 }
 
 #[test]
@@ -91,180 +73,54 @@ fn spaces_and_members_are_administered_with_clear_errors() {
     assert!(ok(&kehai(d, &["migrate"], None, &[])).contains("up to date"));
     assert!(d.join("kehai.db").exists(), "SQLite in the data directory");
 
-    ok(&kehai(
-        d,
-        &[
-            "space",
-            "create",
-            "team",
-            "--name",
-            "The Team",
-            "--allow-guests",
-        ],
-        None,
-        &[],
-    ));
-    fails(
-        &kehai(
-            d,
-            &["space", "create", "team", "--name", "Again"],
-            None,
-            &[],
-        ),
-        "already exists",
-    );
-    fails(
-        &kehai(
-            d,
-            &["space", "create", "Bad Slug", "--name", "x"],
-            None,
-            &[],
-        ),
-        "slug",
-    );
+    ok(&kehai(d, &["space", "create", "team", "--name", "The Team", "--allow-guests"], None, &[]));
+    fails(&kehai(d, &["space", "create", "team", "--name", "Again"], None, &[]), "already exists");
+    fails(&kehai(d, &["space", "create", "Bad Slug", "--name", "x"], None, &[]), "slug");
 
     ok(&kehai(
         d,
-        &[
-            "member",
-            "add",
-            "team",
-            "alice@example.com",
-            "--name",
-            "Alice",
-            "--admin",
-        ],
+        &["member", "add", "team", "alice@example.com", "--name", "Alice", "--admin"],
         Some("a long enough secret\n"),
         &[],
     ));
     ok(&kehai(
         d,
-        &[
-            "member",
-            "add",
-            "team",
-            "bob@example.com",
-            "--password-env",
-            "BOB_PW",
-        ],
+        &["member", "add", "team", "bob@example.com", "--password-env", "BOB_PW"],
         None,
         &[("BOB_PW", "another long secret")],
     ));
     fails(
-        &kehai(
-            d,
-            &["member", "add", "team", "ALICE@example.com"],
-            Some("a long enough secret\n"),
-            &[],
-        ),
+        &kehai(d, &["member", "add", "team", "ALICE@example.com"], Some("a long enough secret\n"), &[]),
         "already a member",
     );
     fails(
-        &kehai(
-            d,
-            &["member", "add", "nowhere", "x@example.com"],
-            Some("a long enough secret\n"),
-            &[],
-        ),
+        &kehai(d, &["member", "add", "nowhere", "x@example.com"], Some("a long enough secret\n"), &[]),
         "there is no space",
     );
+    fails(&kehai(d, &["member", "add", "team", "weak@example.com"], Some("short\n"), &[]), "too weak");
+    fails(&kehai(d, &["member", "add", "team", "empty@example.com"], Some(""), &[]), "empty");
+    fails(&kehai(d, &["member", "add", "team", "not-an-email"], Some("a long enough secret\n"), &[]), "email");
     fails(
-        &kehai(
-            d,
-            &["member", "add", "team", "weak@example.com"],
-            Some("short\n"),
-            &[],
-        ),
-        "too weak",
-    );
-    fails(
-        &kehai(
-            d,
-            &["member", "add", "team", "empty@example.com"],
-            Some(""),
-            &[],
-        ),
-        "empty",
-    );
-    fails(
-        &kehai(
-            d,
-            &["member", "add", "team", "not-an-email"],
-            Some("a long enough secret\n"),
-            &[],
-        ),
-        "email",
-    );
-    fails(
-        &kehai(
-            d,
-            &[
-                "member",
-                "add",
-                "team",
-                "c@example.com",
-                "--password-env",
-                "UNSET_VAR_X",
-            ],
-            None,
-            &[],
-        ),
+        &kehai(d, &["member", "add", "team", "c@example.com", "--password-env", "UNSET_VAR_X"], None, &[]),
         "UNSET_VAR_X",
     );
 
     let list = ok(&kehai(d, &["member", "list", "team"], None, &[]));
     let lines: Vec<_> = list.lines().collect();
-    assert_eq!(
-        lines,
-        vec![
-            "alice@example.com\tadmin\tAlice",
-            "bob@example.com\tmember\tbob"
-        ]
-    );
-    fails(
-        &kehai(d, &["member", "list", "nowhere"], None, &[]),
-        "there is no space",
-    );
+    assert_eq!(lines, vec!["alice@example.com\tadmin\tAlice", "bob@example.com\tmember\tbob"]);
+    fails(&kehai(d, &["member", "list", "nowhere"], None, &[]), "there is no space");
 }
 
 #[test]
 fn invalid_configuration_names_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    fails(
-        &kehai(
-            dir.path(),
-            &["migrate"],
-            None,
-            &[("KEHAI_LISTEN", "nonsense")],
-        ),
-        "KEHAI_LISTEN",
-    );
-    fails(
-        &kehai(
-            dir.path(),
-            &["migrate"],
-            None,
-            &[("KEHAI_LOG_FORMAT", "xml")],
-        ),
-        "KEHAI_LOG_FORMAT",
-    );
-    fails(
-        &kehai(
-            dir.path(),
-            &["--config", "missing.toml", "migrate"],
-            None,
-            &[],
-        ),
-        "missing.toml",
-    );
+    fails(&kehai(dir.path(), &["migrate"], None, &[("KEHAI_LISTEN", "nonsense")]), "KEHAI_LISTEN");
+    fails(&kehai(dir.path(), &["migrate"], None, &[("KEHAI_LOG_FORMAT", "xml")]), "KEHAI_LOG_FORMAT");
+    fails(&kehai(dir.path(), &["--config", "missing.toml", "migrate"], None, &[]), "missing.toml");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]
@@ -291,16 +147,10 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             loop {
-                if reqwest::get(format!("{base}/readyz"))
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
+                if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "demo did not become ready (round {round})"
-                );
+                assert!(Instant::now() < deadline, "demo did not become ready (round {round})");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // Alice logs in with the printed password.
@@ -309,22 +159,8 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap();
-            let html = c
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let csrf = html
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_owned();
+            let html = c.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+            let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
             let r = c
                 .post(format!("{base}/login"))
                 .form(&[
@@ -337,43 +173,18 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "round {round}");
-            let avatars: Vec<serde_json::Value> = c
-                .get(format!("{base}/api/spaces/demo/avatars"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let names: Vec<_> = avatars
-                .iter()
-                .map(|a| a["display_name"].as_str().unwrap())
-                .collect();
+            let avatars: Vec<serde_json::Value> =
+                c.get(format!("{base}/api/spaces/demo/avatars")).send().await.unwrap().json().await.unwrap();
+            let names: Vec<_> = avatars.iter().map(|a| a["display_name"].as_str().unwrap()).collect();
             assert_eq!(names, vec!["Alice", "Bob"]);
             let r = c.get(format!("{base}/s/demo/guest")).send().await.unwrap();
-            assert_eq!(
-                r.status(),
-                reqwest::StatusCode::SEE_OTHER,
-                "a member is sent on to the space"
-            );
+            assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "a member is sent on to the space");
         });
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "demo exits cleanly on SIGTERM");
         let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            printed.contains(&format!("{base}/s/demo")) && printed.contains("kehai-demo-password"),
-            "{printed}"
-        );
-        assert!(
-            dir.path().join("demo-data/kehai.db").exists(),
-            "demo data in ./demo-data"
-        );
+        assert!(printed.contains(&format!("{base}/s/demo")) && printed.contains("kehai-demo-password"), "{printed}");
+        assert!(dir.path().join("demo-data/kehai.db").exists(), "demo data in ./demo-data");
     }
 }

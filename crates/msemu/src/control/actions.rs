@@ -47,10 +47,7 @@ pub fn status_pair(status: &str) -> Result<(String, String), Failure> {
         .map(|(_, a, b)| ((*a).to_owned(), (*b).to_owned()))
         .ok_or_else(|| {
             let known: Vec<_> = STATUSES.iter().map(|s| s.0).collect();
-            (
-                StatusCode::BAD_REQUEST,
-                format!("unknown status {status}; one of {}", known.join(", ")),
-            )
+            (StatusCode::BAD_REQUEST, format!("unknown status {status}; one of {}", known.join(", ")))
         })
 }
 
@@ -109,11 +106,7 @@ pub fn revoke(emu: &Emulator, user: &str) -> Result<(), Failure> {
     let id = user_id(&world, user).ok_or_else(|| no_user(user))?;
     world.revoke_user(id);
     let now = now();
-    for s in world
-        .subscriptions
-        .values_mut()
-        .filter(|s| s.creator_id == id)
-    {
+    for s in world.subscriptions.values_mut().filter(|s| s.creator_id == id) {
         s.authorized_until = s.authorized_until.min(now);
         s.lifecycle_sent = false;
     }
@@ -131,19 +124,13 @@ pub fn withdraw_consents(emu: &Emulator, user: &str) -> Result<(), Failure> {
 /// An administrator consents for the whole tenant, to every app and permission.
 pub fn admin_consent(emu: &Emulator, tenant: &str) -> Result<(), Failure> {
     let mut world = emu.world.lock();
-    let t = world
-        .directory
-        .tenant_mut(tenant)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no tenant {tenant}")))?;
+    let t = world.directory.tenant_mut(tenant).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no tenant {tenant}")))?;
     t.admin_consent_granted = true;
     Ok(())
 }
 
 pub fn rotate_keys(emu: &Emulator) -> Result<String, Failure> {
-    emu.world
-        .keys_mut()
-        .rotate()
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    emu.world.keys_mut().rotate().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(emu.world.keys().current_kid().to_owned())
 }
 
@@ -160,7 +147,5 @@ pub fn add_fault(emu: &Emulator, fault: crate::faults::Fault) -> Result<(), Fail
 
 /// Back to the configured directory with new keys.
 pub fn reset(emu: &Emulator) -> Result<(), Failure> {
-    emu.world
-        .reset(emu.config.directory.clone())
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    emu.world.reset(emu.config.directory.clone()).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -21,20 +21,11 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
         .route("/_emu/api/users/{user}/presence", put(set_presence))
         .route("/_emu/api/users/{user}/activity", post(activity))
         .route("/_emu/api/users/{user}/revoke", post(revoke))
-        .route(
-            "/_emu/api/users/{user}/consents/withdraw",
-            post(withdraw_consents),
-        )
+        .route("/_emu/api/users/{user}/consents/withdraw", post(withdraw_consents))
         .route("/_emu/api/subscriptions", get(subscriptions))
-        .route(
-            "/_emu/api/tenants/{tenant}/admin-consent",
-            post(admin_consent),
-        )
+        .route("/_emu/api/tenants/{tenant}/admin-consent", post(admin_consent))
         .route("/_emu/api/keys/rotate", post(rotate_keys))
-        .route(
-            "/_emu/api/faults",
-            post(add_fault).get(list_faults).delete(clear_faults),
-        )
+        .route("/_emu/api/faults", post(add_fault).get(list_faults).delete(clear_faults))
         .route("/_emu/api/requests", get(requests))
         .route("/_emu/api/reset", post(reset))
 }
@@ -95,10 +86,7 @@ async fn set_presence(
     let pair = match (change.status, change.availability, change.activity) {
         (Some(status), None, None) => actions::status_pair(&status),
         (None, Some(a), Some(b)) => Ok((a, b)),
-        _ => Err((
-            StatusCode::BAD_REQUEST,
-            "give either status or availability and activity".into(),
-        )),
+        _ => Err((StatusCode::BAD_REQUEST, "give either status or availability and activity".into())),
     };
     match pair.and_then(|(a, b)| actions::set_presence(&emu, &user, a, b)) {
         Ok((id, p)) => Json(json!({

@@ -16,10 +16,7 @@ use super::actions;
 use crate::{Emulator, directory::ConsentPolicy, faults::Fault, graph::subscriptions::format_time};
 
 pub fn router() -> axum::Router<Arc<Emulator>> {
-    axum::Router::new()
-        .route("/_emu/", get(show))
-        .route("/_emu", get(show))
-        .route("/_emu/act", post(act))
+    axum::Router::new().route("/_emu/", get(show)).route("/_emu", get(show)).route("/_emu/act", post(act))
 }
 
 struct UserRow {
@@ -64,10 +61,7 @@ struct ControlPage {
     requests: Vec<(String, u64)>,
 }
 
-async fn show(
-    State(emu): State<Arc<Emulator>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn show(State(emu): State<Arc<Emulator>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let mut world = emu.world.lock();
     let users = world.directory.users.clone();
     let users = users
@@ -108,11 +102,7 @@ async fn show(
             id: s.id.to_string(),
             resource: s.resource.clone(),
             expires: format_time(s.expiration),
-            kind: if s.include_resource_data {
-                "rich"
-            } else {
-                "basic"
-            },
+            kind: if s.include_resource_data { "rich" } else { "basic" },
             delivered: s.delivered,
             failed: s.failed_attempts,
             withheld: s.withheld.len(),
@@ -120,11 +110,7 @@ async fn show(
             reauthorizations: s.reauthorizations.len(),
         })
         .collect();
-    let mut requests: Vec<(String, u64)> = world
-        .requests
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    let mut requests: Vec<(String, u64)> = world.requests.iter().map(|(k, v)| (k.clone(), *v)).collect();
     requests.sort();
     let page = ControlPage {
         message: q.get("done").cloned(),
@@ -143,28 +129,15 @@ async fn show(
 }
 
 /// One button of the page; back to the page with what happened.
-async fn act(
-    State(emu): State<Arc<Emulator>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn act(State(emu): State<Arc<Emulator>>, Form(form): Form<HashMap<String, String>>) -> Response {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let result = match field("action") {
         "status" => actions::status_pair(field("status"))
             .and_then(|(a, b)| actions::set_presence(&emu, field("user"), a, b))
-            .map(|(_, p)| {
-                format!(
-                    "{} is now {} / {}",
-                    field("user"),
-                    p.availability,
-                    p.activity
-                )
-            }),
-        "activity" => {
-            actions::activity(&emu, field("user")).map(|()| "activity reported".to_owned())
-        }
+            .map(|(_, p)| format!("{} is now {} / {}", field("user"), p.availability, p.activity)),
+        "activity" => actions::activity(&emu, field("user")).map(|()| "activity reported".to_owned()),
         "revoke" => actions::revoke(&emu, field("user")).map(|()| "tokens revoked".to_owned()),
-        "admin-consent" => actions::admin_consent(&emu, field("tenant"))
-            .map(|()| "admin consent granted".to_owned()),
+        "admin-consent" => actions::admin_consent(&emu, field("tenant")).map(|()| "admin consent granted".to_owned()),
         "rotate-keys" => actions::rotate_keys(&emu).map(|kid| format!("signing with key {kid}")),
         "reset" => actions::reset(&emu).map(|()| "everything was reset".to_owned()),
         "fault" => {

@@ -34,10 +34,7 @@ fn may_read(caller: &Caller, user: Uuid) -> bool {
 /// Presence exists for work and school users of the caller's tenant only.
 fn lookup(emu: &Emulator, caller: &Caller, user: Uuid) -> Result<Presence, GraphError> {
     let mut world = emu.world.lock();
-    let known = world
-        .directory
-        .user(user)
-        .is_some_and(|u| world.directory.tenant_of(u).id == caller.tenant);
+    let known = world.directory.user(user).is_some_and(|u| world.directory.tenant_of(u).id == caller.tenant);
     if !known {
         return Err(GraphError::not_found("user"));
     }
@@ -59,27 +56,19 @@ pub async fn user_presence(
     caller: Caller,
 ) -> Result<Json<Value>, GraphError> {
     let user = Uuid::parse_str(&id).map_err(|_| {
-        GraphError::bad_request(format!(
-            "Invalid user id '{id}': the id must be the user's object id."
-        ))
+        GraphError::bad_request(format!("Invalid user id '{id}': the id must be the user's object id."))
     })?;
     read(&emu, &base, &caller, user)
 }
 
-fn read(
-    emu: &Emulator,
-    base: &BaseUrl,
-    caller: &Caller,
-    user: Uuid,
-) -> Result<Json<Value>, GraphError> {
+fn read(emu: &Emulator, base: &BaseUrl, caller: &Caller, user: Uuid) -> Result<Json<Value>, GraphError> {
     if !may_read(caller, user) {
         return Err(GraphError::forbidden());
     }
     throttle_presence(emu, caller)?;
     let presence = lookup(emu, caller, user)?;
     let mut body = presence_json(user, &presence);
-    body["@odata.context"] =
-        json!(base.join(&format!("/v1.0/$metadata#users('{user}')/presence/$entity")));
+    body["@odata.context"] = json!(base.join(&format!("/v1.0/$metadata#users('{user}')/presence/$entity")));
     Ok(Json(body))
 }
 
@@ -102,15 +91,12 @@ pub async fn by_user_ids(
         return Err(GraphError::forbidden());
     }
     if ids.is_empty() || ids.len() > MAX_IDS {
-        return Err(GraphError::bad_request(format!(
-            "The number of ids must be between 1 and {MAX_IDS}."
-        )));
+        return Err(GraphError::bad_request(format!("The number of ids must be between 1 and {MAX_IDS}.")));
     }
     throttle_presence(&emu, &caller)?;
     let mut value = Vec::new();
     for id in &ids {
-        let user = Uuid::parse_str(id)
-            .map_err(|_| GraphError::bad_request(format!("Invalid user id '{id}'.")))?;
+        let user = Uuid::parse_str(id).map_err(|_| GraphError::bad_request(format!("Invalid user id '{id}'.")))?;
         if let Ok(p) = lookup(&emu, &caller, user) {
             value.push(presence_json(user, &p));
         }
@@ -131,10 +117,7 @@ pub async fn me(
         return Err(GraphError::forbidden());
     }
     let world = emu.world.lock();
-    let user = world
-        .directory
-        .user(caller.user)
-        .ok_or_else(|| GraphError::not_found("user"))?;
+    let user = world.directory.user(caller.user).ok_or_else(|| GraphError::not_found("user"))?;
     Ok(Json(json!({
         "@odata.context": base.join("/v1.0/$metadata#users/$entity"),
         "id": user.id.to_string(),

@@ -27,11 +27,9 @@ const MAX_FILTER_IDS: usize = 650;
 
 /// Graph's date-time format: seven fractional digits, UTC.
 pub fn format_time(unix: i64) -> String {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
-    );
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
     t.format(&format).unwrap_or_default()
 }
 
@@ -52,27 +50,17 @@ pub fn parse_resource(resource: &str) -> Result<Vec<Uuid>, GraphError> {
         ))
     };
     // The filter form also arrives URL-encoded (`id+in+(%27…%27)`, §3.2).
-    let decoded: String =
-        url::form_urlencoded::parse(format!("r={}", resource.replace('&', "%26")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
+    let decoded: String = url::form_urlencoded::parse(format!("r={}", resource.replace('&', "%26")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
     let r = decoded.trim_start_matches('/');
     if let Some(id) = r.strip_prefix("communications/presences/") {
         return Uuid::parse_str(id).map(|u| vec![u]).map_err(|_| invalid());
     }
-    let filter = r
-        .strip_prefix("communications/presences?$filter=")
-        .ok_or_else(invalid)?;
-    let list = filter
-        .trim()
-        .strip_prefix("id in")
-        .ok_or_else(invalid)?
-        .trim();
-    let list = list
-        .strip_prefix('(')
-        .and_then(|l| l.strip_suffix(')'))
-        .ok_or_else(invalid)?;
+    let filter = r.strip_prefix("communications/presences?$filter=").ok_or_else(invalid)?;
+    let list = filter.trim().strip_prefix("id in").ok_or_else(invalid)?.trim();
+    let list = list.strip_prefix('(').and_then(|l| l.strip_suffix(')')).ok_or_else(invalid)?;
     let ids = list
         .split(',')
         .map(|s| s.trim().trim_matches('\'').trim())
@@ -80,9 +68,7 @@ pub fn parse_resource(resource: &str) -> Result<Vec<Uuid>, GraphError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| invalid())?;
     if ids.is_empty() || ids.len() > MAX_FILTER_IDS {
-        return Err(GraphError::bad_request(format!(
-            "A presence subscription covers 1 to {MAX_FILTER_IDS} users."
-        )));
+        return Err(GraphError::bad_request(format!("A presence subscription covers 1 to {MAX_FILTER_IDS} users.")));
     }
     Ok(ids)
 }
@@ -109,29 +95,23 @@ fn subscription_json(base: &BaseUrl, s: &Subscription) -> Value {
 }
 
 fn url_allowed(emu: &Emulator, url: &str, what: &str) -> Result<(), GraphError> {
-    let parsed = url::Url::parse(url)
-        .map_err(|_| GraphError::bad_request(format!("Invalid {what} '{url}'.")))?;
+    let parsed = url::Url::parse(url).map_err(|_| GraphError::bad_request(format!("Invalid {what} '{url}'.")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if emu.config.allow_http_notifications => Ok(()),
-        _ => Err(GraphError::bad_request(format!(
-            "The {what} must use HTTPS."
-        ))),
+        _ => Err(GraphError::bad_request(format!("The {what} must use HTTPS."))),
     }
 }
 
 /// An expiration within the allowed window, from now.
 fn expiration(value: Option<&Value>) -> Result<i64, GraphError> {
-    let text = value
-        .and_then(Value::as_str)
-        .ok_or_else(|| GraphError::bad_request("expirationDateTime is required."))?;
-    let at = parse_time(text)
-        .ok_or_else(|| GraphError::bad_request(format!("Invalid expirationDateTime '{text}'.")))?;
+    let text =
+        value.and_then(Value::as_str).ok_or_else(|| GraphError::bad_request("expirationDateTime is required."))?;
+    let at =
+        parse_time(text).ok_or_else(|| GraphError::bad_request(format!("Invalid expirationDateTime '{text}'.")))?;
     let now = now();
     if at <= now {
-        return Err(GraphError::bad_request(
-            "Subscription expiration must be in the future.",
-        ));
+        return Err(GraphError::bad_request("Subscription expiration must be in the future."));
     }
     if at > now + MAX_MINUTES * 60 + 5 {
         return Err(GraphError::bad_request(format!(
@@ -144,21 +124,17 @@ fn expiration(value: Option<&Value>) -> Result<i64, GraphError> {
 /// The encryption certificate (base64 DER), which must hold an RSA key of 2048–4096 bits.
 fn certificate(value: Option<&Value>) -> Result<Vec<u8>, GraphError> {
     let text = value.and_then(Value::as_str).ok_or_else(|| {
-        GraphError::bad_request("encryptionCertificate and encryptionCertificateId are required when includeResourceData is true.")
+        GraphError::bad_request(
+            "encryptionCertificate and encryptionCertificateId are required when includeResourceData is true.",
+        )
     })?;
-    let der = STANDARD
-        .decode(text.trim())
-        .map_err(|_| GraphError::bad_request("encryptionCertificate is not base64."))?;
+    let der =
+        STANDARD.decode(text.trim()).map_err(|_| GraphError::bad_request("encryptionCertificate is not base64."))?;
     let (n, _) = crate::keys::rsa_components(&der)
         .map_err(|_| GraphError::bad_request("encryptionCertificate is not an RSA certificate."))?;
-    let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(n)
-        .map(|m| m.len() * 8)
-        .unwrap_or(0);
+    let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).map(|m| m.len() * 8).unwrap_or(0);
     if !(2048..=4096).contains(&bits) {
-        return Err(GraphError::bad_request(
-            "The encryption certificate's key must be RSA 2048 to 4096 bits.",
-        ));
+        return Err(GraphError::bad_request("The encryption certificate's key must be RSA 2048 to 4096 bits."));
     }
     Ok(der)
 }
@@ -166,15 +142,10 @@ fn certificate(value: Option<&Value>) -> Result<Vec<u8>, GraphError> {
 /// The validation handshake: `POST url?validationToken=…` must be answered within 10 s with
 /// 200 and the decoded token as plain text.
 async fn handshake(emu: &Emulator, url: &str) -> Result<(), GraphError> {
-    let token = format!(
-        "Validation: Testing client application reachability for subscription Request-Id: {}",
-        Uuid::new_v4()
-    );
-    let mut target =
-        url::Url::parse(url).map_err(|_| GraphError::bad_request("Invalid notificationUrl."))?;
-    target
-        .query_pairs_mut()
-        .append_pair("validationToken", &token);
+    let token =
+        format!("Validation: Testing client application reachability for subscription Request-Id: {}", Uuid::new_v4());
+    let mut target = url::Url::parse(url).map_err(|_| GraphError::bad_request("Invalid notificationUrl."))?;
+    target.query_pairs_mut().append_pair("validationToken", &token);
     let answer = emu
         .http
         .post(target)
@@ -220,9 +191,7 @@ pub async fn create(
         ));
     }
     let field = |k: &str| body.get(k).and_then(Value::as_str);
-    let resource = field("resource")
-        .ok_or_else(|| GraphError::bad_request("resource is required."))?
-        .to_owned();
+    let resource = field("resource").ok_or_else(|| GraphError::bad_request("resource is required."))?.to_owned();
     let users = parse_resource(&resource)?;
     {
         // Every id must be a work or school user of the caller's tenant: a wrong id (an app id,
@@ -243,9 +212,8 @@ pub async fn create(
             "changeType '{change_type}' is not supported for presence: use 'updated'."
         )));
     }
-    let notification_url = field("notificationUrl")
-        .ok_or_else(|| GraphError::bad_request("notificationUrl is required."))?
-        .to_owned();
+    let notification_url =
+        field("notificationUrl").ok_or_else(|| GraphError::bad_request("notificationUrl is required."))?.to_owned();
     url_allowed(&emu, &notification_url, "notificationUrl")?;
     let lifecycle = field("lifecycleNotificationUrl").map(str::to_owned);
     if let Some(l) = &lifecycle {
@@ -253,23 +221,17 @@ pub async fn create(
     }
     let expiration = expiration(body.get("expirationDateTime"))?;
     let client_state = field("clientState").map(str::to_owned);
-    if client_state
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > MAX_CLIENT_STATE)
-    {
-        return Err(GraphError::bad_request(format!(
-            "clientState is longer than {MAX_CLIENT_STATE} characters."
-        )));
+    if client_state.as_ref().is_some_and(|c| c.chars().count() > MAX_CLIENT_STATE) {
+        return Err(GraphError::bad_request(format!("clientState is longer than {MAX_CLIENT_STATE} characters.")));
     }
-    let rich = body
-        .get("includeResourceData")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let rich = body.get("includeResourceData").and_then(Value::as_bool).unwrap_or(false);
     let (certificate, certificate_id) = if rich {
         let der = certificate(body.get("encryptionCertificate"))?;
-        let id = field("encryptionCertificateId")
-            .filter(|i| !i.is_empty() && i.len() <= 128)
-            .ok_or_else(|| GraphError::bad_request("encryptionCertificateId is required when includeResourceData is true (at most 128 characters)."))?;
+        let id = field("encryptionCertificateId").filter(|i| !i.is_empty() && i.len() <= 128).ok_or_else(|| {
+            GraphError::bad_request(
+                "encryptionCertificateId is required when includeResourceData is true (at most 128 characters).",
+            )
+        })?;
         (Some(der), Some(id.to_owned()))
     } else {
         (None, None)
@@ -318,16 +280,15 @@ pub async fn create(
 /// One presence subscription per app per user (§0.2): a live one means 409.
 fn conflict(world: &crate::world::Inner, caller: &Caller) -> Result<(), GraphError> {
     let now = now();
-    match world.subscriptions.values().find(|s| {
-        s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
-    }) {
+    match world
+        .subscriptions
+        .values()
+        .find(|s| s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now)
+    {
         Some(existing) => Err(GraphError::new(
             StatusCode::CONFLICT,
             "Conflict",
-            format!(
-                "Subscription Id {} already exists for the requested combination",
-                existing.id
-            ),
+            format!("Subscription Id {} already exists for the requested combination", existing.id),
         )),
         None => Ok(()),
     }
@@ -340,9 +301,7 @@ fn find(emu: &Emulator, caller: &Caller, id: &str) -> Result<Subscription, Graph
     world
         .subscriptions
         .get(&id)
-        .filter(|s| {
-            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now()
-        })
+        .filter(|s| s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now())
         .cloned()
         .ok_or_else(|| GraphError::not_found("subscription"))
 }
@@ -357,9 +316,7 @@ pub async fn list(
     let value: Vec<Value> = world
         .subscriptions
         .values()
-        .filter(|s| {
-            s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now
-        })
+        .filter(|s| s.application_id == caller.app && s.creator_id == caller.user && s.expiration > now)
         .map(|s| subscription_json(&base, s))
         .collect();
     Json(json!({ "@odata.context": base.join("/v1.0/$metadata#subscriptions"), "value": value }))
@@ -392,35 +349,19 @@ pub async fn update(
         ));
     }
     // Everything that can fail, and the handshake, before touching the stored subscription.
-    let expiration = body
-        .get("expirationDateTime")
-        .map(|v| expiration(Some(v)))
-        .transpose()?;
-    let url = body
-        .get("notificationUrl")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let expiration = body.get("expirationDateTime").map(|v| expiration(Some(v))).transpose()?;
+    let url = body.get("notificationUrl").and_then(Value::as_str).map(str::to_owned);
     if let Some(url) = &url {
         url_allowed(&emu, url, "notificationUrl")?;
         handshake(&emu, url).await?;
     }
-    let certificate = body
-        .get("encryptionCertificate")
-        .map(|c| certificate(Some(c)))
-        .transpose()?;
-    let certificate_id = body
-        .get("encryptionCertificateId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let certificate = body.get("encryptionCertificate").map(|c| certificate(Some(c))).transpose()?;
+    let certificate_id = body.get("encryptionCertificateId").and_then(Value::as_str).map(str::to_owned);
 
     let (json, withheld, target) = {
         let mut world = emu.world.lock();
         // Gone meanwhile (deleted, expired, reset): nothing to update.
-        let Some(s) = world
-            .subscriptions
-            .get_mut(&sub.id)
-            .filter(|s| s.expiration > now())
-        else {
+        let Some(s) = world.subscriptions.get_mut(&sub.id).filter(|s| s.expiration > now()) else {
             return Err(GraphError::not_found("subscription"));
         };
         if let Some(at) = expiration {
@@ -437,11 +378,7 @@ pub async fn update(
         // Any PATCH also reauthorizes with the caller's token.
         s.authorized_until = caller.expires;
         s.lifecycle_sent = false;
-        (
-            subscription_json(&base, s),
-            std::mem::take(&mut s.withheld),
-            s.notification_url.clone(),
-        )
+        (subscription_json(&base, s), std::mem::take(&mut s.withheld), s.notification_url.clone())
     };
     crate::notify::release(&emu, sub.id, &target, withheld);
     Ok(Json(json))
@@ -499,49 +436,23 @@ mod tests {
     fn resources() {
         let a = "2c8e4a60-7d1b-4f3e-9a5c-0b6d8f2e4a71";
         let b = "5d9f1b72-8e2c-4a4f-8b6d-1c7e9a3f5b82";
-        assert_eq!(
-            parse_resource(&format!("communications/presences/{a}"))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            parse_resource(&format!("/communications/presences/{a}"))
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(parse_resource(&format!("communications/presences/{a}")).unwrap().len(), 1);
+        assert_eq!(parse_resource(&format!("/communications/presences/{a}")).unwrap().len(), 1);
         let filter = format!("/communications/presences?$filter=id in ('{a}', '{b}')");
         assert_eq!(parse_resource(&filter).unwrap().len(), 2);
-        for bad in [
-            "me/presence",
-            "communications/presences/not-a-guid",
-            "communications/presences?$filter=id eq 'x'",
-            "",
-        ] {
+        for bad in
+            ["me/presence", "communications/presences/not-a-guid", "communications/presences?$filter=id eq 'x'", ""]
+        {
             assert!(parse_resource(bad).is_err(), "{bad}");
         }
         let many: Vec<String> = (0..651).map(|_| format!("'{}'", Uuid::new_v4())).collect();
-        assert!(
-            parse_resource(&format!(
-                "communications/presences?$filter=id in ({})",
-                many.join(",")
-            ))
-            .is_err()
-        );
+        assert!(parse_resource(&format!("communications/presences?$filter=id in ({})", many.join(","))).is_err());
     }
 
     #[test]
     fn graph_time_format() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00.0000000Z");
-        assert_eq!(
-            parse_time("2023-09-14T10:00:00.0000000Z"),
-            Some(1_694_685_600)
-        );
-        assert_eq!(
-            parse_time("2023-09-14T10:00:00.0000000"),
-            Some(1_694_685_600),
-            "no zone: UTC"
-        );
+        assert_eq!(parse_time("2023-09-14T10:00:00.0000000Z"), Some(1_694_685_600));
+        assert_eq!(parse_time("2023-09-14T10:00:00.0000000"), Some(1_694_685_600), "no zone: UTC");
     }
 }

@@ -64,20 +64,10 @@ pub async fn start(
 ) -> Response {
     let mut world = emu.world.lock();
     let Some(_authority) = Authority::parse(&world.directory, &tenant) else {
-        return Aadsts::new(
-            "invalid_tenant",
-            90002,
-            format!("Tenant '{tenant}' not found."),
-        )
-        .page();
+        return Aadsts::new("invalid_tenant", 90002, format!("Tenant '{tenant}' not found.")).page();
     };
     // Errors that must not be redirected: the redirect URI is not known to be the app's.
-    let Some(app) = q
-        .client_id
-        .as_deref()
-        .and_then(|id| world.directory.app(id))
-        .cloned()
-    else {
+    let Some(app) = q.client_id.as_deref().and_then(|id| world.directory.app(id)).cloned() else {
         return Aadsts::new(
             "unauthorized_client",
             700016,
@@ -110,11 +100,7 @@ pub async fn start(
         ));
     }
     if !matches!(q.response_mode.as_deref(), None | Some("query")) {
-        return fail(Aadsts::new(
-            "invalid_request",
-            900144,
-            "msemu supports response_mode=query only.",
-        ));
+        return fail(Aadsts::new("invalid_request", 900144, "msemu supports response_mode=query only."));
     }
     let Some(scope) = q.scope.as_deref().filter(|s| !s.trim().is_empty()) else {
         return fail(Aadsts::new(
@@ -152,11 +138,7 @@ pub async fn start(
     if let Some(p) = q.prompt.as_deref()
         && !matches!(p, "login" | "none" | "consent" | "select_account")
     {
-        return fail(Aadsts::new(
-            "invalid_request",
-            90023,
-            format!("Invalid prompt value '{p}'."),
-        ));
+        return fail(Aadsts::new("invalid_request", 90023, format!("Invalid prompt value '{p}'.")));
     }
     let flow = Flow {
         tenant_path: tenant.clone(),
@@ -172,23 +154,16 @@ pub async fn start(
         user: None,
         created: now(),
     };
-    let session_user =
-        cookie(&headers, SESSION_COOKIE).and_then(|s| world.sessions.get(&s).copied());
+    let session_user = cookie(&headers, SESSION_COOKIE).and_then(|s| world.sessions.get(&s).copied());
     let flow_id = random_token();
     world.flows.retain(|_, f| now() - f.created < CODE_LIFETIME);
     world.flows.insert(flow_id.clone(), flow.clone());
     match (flow.prompt.as_deref(), session_user) {
         // Already signed in at "Microsoft": no page unless the app asked for one.
-        (None | Some("none") | Some("consent"), Some(user)) => {
-            continue_flow(&mut world, &flow_id, user)
-        }
+        (None | Some("none") | Some("consent"), Some(user)) => continue_flow(&mut world, &flow_id, user),
         (Some("none"), None) => {
             world.flows.remove(&flow_id);
-            fail(Aadsts::new(
-                "login_required",
-                50058,
-                "A silent sign-in request was sent but no user is signed in.",
-            ))
+            fail(Aadsts::new("login_required", 50058, "A silent sign-in request was sent but no user is signed in."))
         }
         _ => sign_in_page(&world, &tenant, &flow_id, None, StatusCode::OK),
     }
@@ -205,20 +180,11 @@ struct SignInPage<'a> {
     error: Option<&'a str>,
 }
 
-fn sign_in_page(
-    world: &Inner,
-    tenant: &str,
-    flow_id: &str,
-    error: Option<&str>,
-    status: StatusCode,
-) -> Response {
+fn sign_in_page(world: &Inner, tenant: &str, flow_id: &str, error: Option<&str>, status: StatusCode) -> Response {
     let Some(flow) = world.flows.get(flow_id) else {
         return expired_flow();
     };
-    let app_name = world
-        .directory
-        .app(&flow.client_id.to_string())
-        .map_or("the application", |a| a.name.as_str());
+    let app_name = world.directory.app(&flow.client_id.to_string()).map_or("the application", |a| a.name.as_str());
     // prompt=login asks for credentials: no account picker then.
     let accounts = if flow.prompt.as_deref() == Some("login") {
         Vec::new()
@@ -228,8 +194,7 @@ fn sign_in_page(
             None => true,
             Some(d) => {
                 let d = d.to_ascii_lowercase();
-                world.directory.tenant_of(u).domain == d
-                    || u.email.to_ascii_lowercase().ends_with(&format!("@{d}"))
+                world.directory.tenant_of(u).domain == d || u.email.to_ascii_lowercase().ends_with(&format!("@{d}"))
             }
         };
         world
@@ -281,10 +246,7 @@ pub async fn sign_in(
     }
     let user = match (&form.account, &form.email) {
         // The account picker: someone already known to this browser.
-        (Some(id), _) => Uuid::parse_str(id)
-            .ok()
-            .and_then(|id| world.directory.user(id))
-            .map(|u| u.id),
+        (Some(id), _) => Uuid::parse_str(id).ok().and_then(|id| world.directory.user(id)).map(|u| u.id),
         (None, Some(email)) => world.directory.user_by_email(email).and_then(|u| {
             let given = form.password.as_deref().unwrap_or("");
             (u.password.as_deref().unwrap_or("") == given).then_some(u.id)
@@ -292,7 +254,8 @@ pub async fn sign_in(
         (None, None) => None,
     };
     let Some(user) = user else {
-        let message = "AADSTS50126: Your account or password is incorrect. If you don't remember your password, reset it now.";
+        let message =
+            "AADSTS50126: Your account or password is incorrect. If you don't remember your password, reset it now.";
         return sign_in_page(&world, &tenant, &form.flow, Some(message), StatusCode::OK);
     };
     let session = random_token();
@@ -336,8 +299,7 @@ fn continue_flow(world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
         return expired_flow();
     };
     let tenant = world.directory.tenant_of(&user).clone();
-    let authority =
-        Authority::parse(&world.directory, &flow.tenant_path).unwrap_or(Authority::Common);
+    let authority = Authority::parse(&world.directory, &flow.tenant_path).unwrap_or(Authority::Common);
     if let Err(code) = authority.admits(&tenant) {
         world.flows.remove(flow_id);
         let e = match code {
@@ -360,17 +322,10 @@ fn continue_flow(world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
         };
         return e.redirect(&flow.redirect_uri, state);
     }
-    let app_name = world
-        .directory
-        .app(&flow.client_id.to_string())
-        .map(|a| a.name.clone())
-        .unwrap_or_default();
+    let app_name = world.directory.app(&flow.client_id.to_string()).map(|a| a.name.clone()).unwrap_or_default();
     let silent = flow.prompt.as_deref() == Some("none");
     // Consent covers scopes: asking for more than was consented asks again.
-    let asked: Vec<String> = scopes::graph(&flow.scopes)
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let asked: Vec<String> = scopes::graph(&flow.scopes).iter().map(|s| (*s).to_owned()).collect();
     let consented = world.consented(user.id, flow.client_id, &asked);
     if tenant.consent == ConsentPolicy::Admin && !consented {
         if silent {
@@ -379,17 +334,11 @@ fn continue_flow(world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
                 .redirect(&flow.redirect_uri, state);
         }
         return render(
-            &ApprovalPage {
-                tenant: &flow.tenant_path,
-                flow: flow_id,
-                app_name: &app_name,
-                email: &user.email,
-            },
+            &ApprovalPage { tenant: &flow.tenant_path, flow: flow_id, app_name: &app_name, email: &user.email },
             StatusCode::OK,
         );
     }
-    let ask = !consented
-        || (tenant.consent == ConsentPolicy::User && flow.prompt.as_deref() == Some("consent"));
+    let ask = !consented || (tenant.consent == ConsentPolicy::User && flow.prompt.as_deref() == Some("consent"));
     if ask {
         if silent {
             world.flows.remove(flow_id);
@@ -400,11 +349,7 @@ fn continue_flow(world: &mut Inner, flow_id: &str, user_id: Uuid) -> Response {
             )
             .redirect(&flow.redirect_uri, state);
         }
-        let permissions = flow
-            .scopes
-            .iter()
-            .map(|s| (s.clone(), scopes::describe(s)))
-            .collect();
+        let permissions = flow.scopes.iter().map(|s| (s.clone(), scopes::describe(s))).collect();
         return render(
             &ConsentPage {
                 tenant: &flow.tenant_path,
@@ -435,15 +380,7 @@ fn issue_code(world: &mut Inner, flow_id: &str) -> Response {
     };
     let code = random_token();
     world.codes.retain(|_, c| now() - c.created < CODE_LIFETIME);
-    world.codes.insert(
-        code.clone(),
-        Code {
-            flow: flow.clone(),
-            user,
-            created: now(),
-            redeemed: false,
-        },
-    );
+    world.codes.insert(code.clone(), Code { flow: flow.clone(), user, created: now(), redeemed: false });
     let Ok(mut url) = url::Url::parse(&flow.redirect_uri) else {
         return expired_flow();
     };
@@ -473,11 +410,7 @@ pub async fn consent(State(emu): State<Arc<Emulator>>, Form(form): Form<ConsentF
         return expired_flow();
     };
     let state = flow.state.as_deref();
-    let app_name = world
-        .directory
-        .app(&flow.client_id.to_string())
-        .map(|a| a.name.clone())
-        .unwrap_or_default();
+    let app_name = world.directory.app(&flow.client_id.to_string()).map(|a| a.name.clone()).unwrap_or_default();
     match form.decision.as_str() {
         "accept" => {
             let admin_tenant = world
@@ -489,32 +422,19 @@ pub async fn consent(State(emu): State<Arc<Emulator>>, Form(form): Form<ConsentF
                 // Users of an admin-consent tenant cannot consent themselves.
                 return StatusCode::FORBIDDEN.into_response();
             }
-            world
-                .consents
-                .entry((user_id, flow.client_id))
-                .or_default()
-                .extend(flow.scopes.iter().cloned());
+            world.consents.entry((user_id, flow.client_id)).or_default().extend(flow.scopes.iter().cloned());
             issue_code(&mut world, &form.flow)
         }
         "back" => {
             world.flows.remove(&form.flow);
-            Aadsts::new("consent_required", 90094, admin_only_message(&app_name))
-                .redirect(&flow.redirect_uri, state)
+            Aadsts::new("consent_required", 90094, admin_only_message(&app_name)).redirect(&flow.redirect_uri, state)
         }
         _ => {
             world.flows.remove(&form.flow);
-            let mut response = Aadsts::new(
-                "access_denied",
-                65004,
-                "User declined to consent to access the app.",
-            )
-            .redirect(&flow.redirect_uri, state);
+            let mut response = Aadsts::new("access_denied", 65004, "User declined to consent to access the app.")
+                .redirect(&flow.redirect_uri, state);
             // Microsoft adds error_subcode=cancel when the person cancels.
-            if let Some(location) = response
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-            {
+            if let Some(location) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) {
                 let with_subcode = format!("{location}&error_subcode=cancel");
                 if let Ok(v) = HeaderValue::from_str(&with_subcode) {
                     response.headers_mut().insert(header::LOCATION, v);
@@ -567,30 +487,16 @@ fn admin_consent_request(
 ) -> Result<AdminConsentRequest, Response> {
     let authority = match Authority::parse(&world.directory, tenant) {
         None => {
-            return Err(Aadsts::new(
-                "invalid_tenant",
-                90002,
-                format!("Tenant '{tenant}' not found."),
-            )
-            .page());
+            return Err(Aadsts::new("invalid_tenant", 90002, format!("Tenant '{tenant}' not found.")).page());
         }
         Some(Authority::Common | Authority::Consumers) => {
             return Err(Aadsts::new("invalid_request", 90130, "Admin consent is not supported on the /common or /consumers endpoints. Use /organizations or a tenant.").page());
         }
         Some(a) => a,
     };
-    let app = q
-        .get("client_id")
-        .and_then(|id| world.directory.app(id))
-        .cloned()
-        .ok_or_else(|| {
-            Aadsts::new(
-                "unauthorized_client",
-                700016,
-                "Application was not found in the directory.",
-            )
-            .page()
-        })?;
+    let app = q.get("client_id").and_then(|id| world.directory.app(id)).cloned().ok_or_else(|| {
+        Aadsts::new("unauthorized_client", 700016, "Application was not found in the directory.").page()
+    })?;
     let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     if !app.redirect_uris.contains(&redirect_uri) {
         return Err(Aadsts::new("invalid_request", 50011, "The redirect URI specified in the request does not match the redirect URIs configured for the application.").page());
@@ -605,37 +511,12 @@ fn admin_consent_request(
         )
         .redirect(&redirect_uri, state.as_deref())
     })?;
-    Ok(AdminConsentRequest {
-        app,
-        authority,
-        redirect_uri,
-        scope,
-        scopes,
-        state,
-    })
+    Ok(AdminConsentRequest { app, authority, redirect_uri, scope, scopes, state })
 }
 
-fn admin_consent_page(
-    tenant: &str,
-    request: &str,
-    r: &AdminConsentRequest,
-    error: Option<&str>,
-) -> Response {
-    let permissions = r
-        .scopes
-        .iter()
-        .map(|s| (s.clone(), scopes::describe(s)))
-        .collect();
-    render(
-        &AdminConsentPage {
-            tenant,
-            request,
-            app_name: &r.app.name,
-            permissions,
-            error,
-        },
-        StatusCode::OK,
-    )
+fn admin_consent_page(tenant: &str, request: &str, r: &AdminConsentRequest, error: Option<&str>) -> Response {
+    let permissions = r.scopes.iter().map(|s| (s.clone(), scopes::describe(s))).collect();
+    render(&AdminConsentPage { tenant, request, app_name: &r.app.name, permissions, error }, StatusCode::OK)
 }
 
 /// `GET /{tenant}/v2.0/adminconsent?client_id&scope&redirect_uri&state`: an administrator grants
@@ -647,12 +528,7 @@ pub async fn admin_consent(
 ) -> Response {
     let world = emu.world.lock();
     match admin_consent_request(&world, &tenant, &q) {
-        Ok(r) => admin_consent_page(
-            &tenant,
-            &serde_json::to_string(&q).unwrap_or_default(),
-            &r,
-            None,
-        ),
+        Ok(r) => admin_consent_page(&tenant, &serde_json::to_string(&q).unwrap_or_default(), &r, None),
         Err(page) => page,
     }
 }
@@ -696,11 +572,7 @@ pub async fn admin_consent_decision(
     };
     if form.decision != "accept" {
         // §6.8: a declined admin consent comes back as consent_required with AADSTS65004.
-        let e = Aadsts::new(
-            "consent_required",
-            65004,
-            "The administrator declined to consent to access the app.",
-        );
+        let e = Aadsts::new("consent_required", 65004, "The administrator declined to consent to access the app.");
         return back(&[("error", e.error), ("error_description", &e.description())]);
     }
     // Only an administrator of the tenant in question may consent for it.
@@ -711,12 +583,11 @@ pub async fn admin_consent_decision(
         .cloned();
     let refusal = match &admin {
         None => Some("AADSTS50126: Your account or password is incorrect."),
-        Some(u) if !u.admin => Some(
-            "AADSTS90093: This account is not an administrator of its organization and cannot consent for it.",
-        ),
+        Some(u) if !u.admin => {
+            Some("AADSTS90093: This account is not an administrator of its organization and cannot consent for it.")
+        }
         Some(u)
-            if r.authority.admits(world.directory.tenant_of(u)).is_err()
-                || world.directory.tenant_of(u).personal =>
+            if r.authority.admits(world.directory.tenant_of(u)).is_err() || world.directory.tenant_of(u).personal =>
         {
             Some("AADSTS50020: This account is not from the organization this consent is for.")
         }
@@ -729,14 +600,7 @@ pub async fn admin_consent_decision(
         return expired_flow();
     };
     let tenant_id = world.directory.tenant_of(&admin).id;
-    let granted: Vec<String> = scopes::graph(&r.scopes)
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    world
-        .admin_consents
-        .entry((tenant_id, r.app.client_id))
-        .or_default()
-        .extend(granted);
+    let granted: Vec<String> = scopes::graph(&r.scopes).iter().map(|s| (*s).to_owned()).collect();
+    world.admin_consents.entry((tenant_id, r.app.client_id)).or_default().extend(granted);
     back(&[("tenant", &tenant_id.to_string()), ("scope", &r.scope)])
 }

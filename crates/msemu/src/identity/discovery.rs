@@ -13,11 +13,7 @@ use super::{Authority, errors::Aadsts};
 use crate::{BaseUrl, Emulator};
 
 fn unknown_tenant(tenant: &str) -> Response {
-    let e = Aadsts::new(
-        "invalid_tenant",
-        90002,
-        format!("Tenant '{tenant}' not found."),
-    );
+    let e = Aadsts::new("invalid_tenant", 90002, format!("Tenant '{tenant}' not found."));
     (axum::http::StatusCode::BAD_REQUEST, e.json()).into_response()
 }
 

@@ -23,11 +23,7 @@ pub struct Aadsts {
 
 impl Aadsts {
     pub fn new(error: &'static str, code: u32, message: impl Into<String>) -> Self {
-        Aadsts {
-            error,
-            code,
-            message: message.into(),
-        }
+        Aadsts { error, code, message: message.into() }
     }
 
     /// `AADSTS<code>: <message>`.
@@ -40,11 +36,7 @@ impl Aadsts {
         let trace_id = uuid::Uuid::new_v4();
         let correlation_id = uuid::Uuid::new_v4();
         let timestamp = timestamp();
-        let status = if self.error == "invalid_client" {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = if self.error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
         let body = json!({
             "error": self.error,
             "error_description": format!(
@@ -79,10 +71,7 @@ impl Aadsts {
 
     /// Microsoft's error page, for errors that must not be sent to an unverified redirect URI.
     pub fn page(&self) -> Response {
-        let page = ErrorPage {
-            code: self.code,
-            message: &self.message,
-        };
+        let page = ErrorPage { code: self.code, message: &self.message };
         match page.render() {
             Ok(html) => (StatusCode::BAD_REQUEST, Html(html)).into_response(),
             Err(_) => (StatusCode::BAD_REQUEST, self.description()).into_response(),
@@ -100,16 +89,11 @@ struct ErrorPage<'a> {
 /// Microsoft's timestamp format: `2016-01-09 02:02:12Z`.
 pub fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
     now.format(&format).unwrap_or_default()
 }
 
 /// `302 Found` to `location`, as Microsoft redirects (a form post becomes a GET).
 pub fn found(location: &str) -> Response {
-    (
-        StatusCode::FOUND,
-        [(axum::http::header::LOCATION, location.to_owned())],
-    )
-        .into_response()
+    (StatusCode::FOUND, [(axum::http::header::LOCATION, location.to_owned())]).into_response()
 }

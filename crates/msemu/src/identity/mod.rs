@@ -20,20 +20,14 @@ use crate::{
 
 pub fn router() -> axum::Router<Arc<Emulator>> {
     axum::Router::new()
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
         .route("/{tenant}/discovery/keys", get(discovery::keys))
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::start))
         .route("/{tenant}/login", post(authorize::sign_in))
         .route("/{tenant}/consent", post(authorize::consent))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
-        .route(
-            "/{tenant}/v2.0/adminconsent",
-            get(authorize::admin_consent).post(authorize::admin_consent_decision),
-        )
+        .route("/{tenant}/v2.0/adminconsent", get(authorize::admin_consent).post(authorize::admin_consent_decision))
 }
 
 /// What the `{tenant}` segment of a URL names.

@@ -11,14 +11,8 @@ pub const GRAPH: &str = "https://graph.microsoft.com";
 pub const GRAPH_PERMISSIONS: &[(&str, &str)] = &[
     ("User.Read", "Sign you in and read your profile"),
     ("Presence.Read", "Read your presence information"),
-    (
-        "Presence.Read.All",
-        "Read presence information of all users in your organization",
-    ),
-    (
-        "Presence.ReadWrite",
-        "Read and write your presence information",
-    ),
+    ("Presence.Read.All", "Read presence information of all users in your organization"),
+    ("Presence.ReadWrite", "Read and write your presence information"),
     ("Calendars.Read", "Read your calendars"),
 ];
 
@@ -29,10 +23,7 @@ pub fn describe(scope: &str) -> &'static str {
         "profile" => "View your basic profile",
         "email" => "View your email address",
         "offline_access" => "Maintain access to data you have given it access to",
-        other => GRAPH_PERMISSIONS
-            .iter()
-            .find(|(p, _)| *p == other)
-            .map_or("Access your data", |(_, d)| d),
+        other => GRAPH_PERMISSIONS.iter().find(|(p, _)| *p == other).map_or("Access your data", |(_, d)| d),
     }
 }
 
@@ -41,14 +32,8 @@ pub fn describe(scope: &str) -> &'static str {
 pub fn parse(scope: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in scope.split_whitespace() {
-        let short = s
-            .strip_prefix(GRAPH)
-            .map(|p| p.trim_start_matches('/'))
-            .unwrap_or(s);
-        let known = OIDC
-            .iter()
-            .chain(GRAPH_PERMISSIONS.iter().map(|(p, _)| p))
-            .find(|k| k.eq_ignore_ascii_case(short));
+        let short = s.strip_prefix(GRAPH).map(|p| p.trim_start_matches('/')).unwrap_or(s);
+        let known = OIDC.iter().chain(GRAPH_PERMISSIONS.iter().map(|(p, _)| p)).find(|k| k.eq_ignore_ascii_case(short));
         match known {
             Some(k) if !out.iter().any(|o: &String| o == k) => out.push((*k).to_owned()),
             Some(_) => {}
@@ -61,25 +46,13 @@ pub fn parse(scope: &str) -> Result<Vec<String>, String> {
 
 /// The Graph permissions among `scopes` (what goes into an access token's `scp`).
 pub fn graph(scopes: &[String]) -> Vec<&str> {
-    scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !OIDC.contains(s))
-        .collect()
+    scopes.iter().map(String::as_str).filter(|s| !OIDC.contains(s)).collect()
 }
 
 /// The `scope` a token response reports: Graph permissions with their resource, then OIDC.
 pub fn granted(scopes: &[String]) -> String {
-    let mut out: Vec<String> = graph(scopes)
-        .iter()
-        .map(|p| format!("{GRAPH}/{p}"))
-        .collect();
-    out.extend(
-        scopes
-            .iter()
-            .filter(|s| OIDC.contains(&s.as_str()) && *s != "offline_access")
-            .cloned(),
-    );
+    let mut out: Vec<String> = graph(scopes).iter().map(|p| format!("{GRAPH}/{p}")).collect();
+    out.extend(scopes.iter().filter(|s| OIDC.contains(&s.as_str()) && *s != "offline_access").cloned());
     out.join(" ")
 }
 
@@ -89,21 +62,11 @@ mod tests {
 
     #[test]
     fn scopes_are_normalised() {
-        let s = parse("openid email offline_access https://graph.microsoft.com/Presence.Read.All")
-            .unwrap();
-        assert_eq!(
-            s,
-            vec!["openid", "email", "offline_access", "Presence.Read.All"]
-        );
-        assert_eq!(
-            parse("presence.read.all User.Read user.read").unwrap(),
-            vec!["Presence.Read.All", "User.Read"]
-        );
+        let s = parse("openid email offline_access https://graph.microsoft.com/Presence.Read.All").unwrap();
+        assert_eq!(s, vec!["openid", "email", "offline_access", "Presence.Read.All"]);
+        assert_eq!(parse("presence.read.all User.Read user.read").unwrap(), vec!["Presence.Read.All", "User.Read"]);
         assert_eq!(parse("openid Mail.Send").unwrap_err(), "Mail.Send");
         assert_eq!(graph(&s), vec!["Presence.Read.All"]);
-        assert_eq!(
-            granted(&s),
-            "https://graph.microsoft.com/Presence.Read.All openid email"
-        );
+        assert_eq!(granted(&s), "https://graph.microsoft.com/Presence.Read.All openid email");
     }
 }

@@ -28,35 +28,20 @@ pub async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let Some(authority) = super::Authority::parse(&emu.world.lock().directory, &tenant) else {
-        return Aadsts::new(
-            "invalid_request",
-            90002,
-            format!("Tenant '{tenant}' not found."),
-        )
-        .json();
+        return Aadsts::new("invalid_request", 90002, format!("Tenant '{tenant}' not found.")).json();
     };
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     // Client authentication: client_secret_post or client_secret_basic.
     let (client_id, secret) = match basic_auth(&headers) {
         Some((id, secret)) => (Some(id), Some(secret)),
-        None => (
-            field("client_id").map(str::to_owned),
-            field("client_secret").map(str::to_owned),
-        ),
+        None => (field("client_id").map(str::to_owned), field("client_secret").map(str::to_owned)),
     };
     let world = emu.world.lock();
-    let Some(app) = client_id
-        .as_deref()
-        .and_then(|id| world.directory.app(id))
-        .cloned()
-    else {
+    let Some(app) = client_id.as_deref().and_then(|id| world.directory.app(id)).cloned() else {
         return Aadsts::new(
             "unauthorized_client",
             700016,
-            format!(
-                "Application with identifier '{}' was not found in the directory.",
-                client_id.unwrap_or_default()
-            ),
+            format!("Application with identifier '{}' was not found in the directory.", client_id.unwrap_or_default()),
         )
         .json();
     };
@@ -101,18 +86,11 @@ pub async fn token(
 }
 
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Basic ")?;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
+    let unescape =
+        |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
     Some((unescape(id)?, unescape(secret)?))
 }
 
@@ -131,10 +109,7 @@ fn authorization_code(
     let mut world = emu.world.lock();
     let code = field("code");
     let Some(grant) = world.codes.get_mut(code) else {
-        return Err(invalid_grant(
-            70000,
-            "The provided value for the 'code' parameter is not valid.",
-        ));
+        return Err(invalid_grant(70000, "The provided value for the 'code' parameter is not valid."));
     };
     if grant.redeemed {
         return Err(invalid_grant(
@@ -149,10 +124,7 @@ fn authorization_code(
         ));
     }
     if grant.flow.client_id != app.client_id {
-        return Err(invalid_grant(
-            70000,
-            "The provided authorization code was issued to another client.",
-        ));
+        return Err(invalid_grant(70000, "The provided authorization code was issued to another client."));
     }
     if field("redirect_uri") != grant.flow.redirect_uri {
         return Err(invalid_grant(
@@ -168,10 +140,7 @@ fn authorization_code(
             "The request body must contain the following parameter: 'code_verifier'.",
         ));
     }
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
     if challenge != grant.flow.code_challenge {
         return Err(invalid_grant(
             501481,
@@ -181,11 +150,8 @@ fn authorization_code(
     // A code is good once, even if what follows fails.
     grant.redeemed = true;
     let (flow, user_id) = (grant.flow.clone(), grant.user);
-    let user = world
-        .directory
-        .user(user_id)
-        .cloned()
-        .ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
+    let user =
+        world.directory.user(user_id).cloned().ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
     let tenant = world.directory.tenant_of(&user).clone();
     admits(authority, &tenant, &user.email)?;
     let grant = tokens::Grant {
@@ -196,8 +162,7 @@ fn authorization_code(
         tenant_path: &flow.tenant_path,
         nonce: flow.nonce.as_deref(),
     };
-    tokens::issue(emu, &mut world, base, grant)
-        .map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
+    tokens::issue(emu, &mut world, base, grant).map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
 }
 
 fn refresh(
@@ -216,10 +181,7 @@ fn refresh(
         ));
     };
     if grant.client_id != app.client_id {
-        return Err(invalid_grant(
-            70000,
-            "The refresh token was issued to a different client.",
-        ));
+        return Err(invalid_grant(70000, "The refresh token was issued to a different client."));
     }
     if grant.revoked {
         return Err(invalid_grant(
@@ -238,20 +200,14 @@ fn refresh(
             ),
         ));
     }
-    let user = world
-        .directory
-        .user(grant.user)
-        .cloned()
-        .ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
+    let user =
+        world.directory.user(grant.user).cloned().ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
     let tenant = world.directory.tenant_of(&user).clone();
     admits(authority, &tenant, &user.email)?;
     let consent_kept = world.consented(
         user.id,
         app.client_id,
-        &scopes::graph(&grant.scopes)
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect::<Vec<_>>(),
+        &scopes::graph(&grant.scopes).iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
     );
     if !consent_kept {
         return Err(invalid_grant(
@@ -270,20 +226,15 @@ fn refresh(
                 Aadsts::new(
                     "invalid_scope",
                     70011,
-                    format!(
-                        "The provided value for the input parameter 'scope' is not valid: '{s}'."
-                    ),
+                    format!("The provided value for the input parameter 'scope' is not valid: '{s}'."),
                 )
             })?;
-            if let Some(extra) = asked
-                .iter()
-                .find(|s| !grant.scopes.contains(s) && *s != "offline_access" && *s != "openid")
+            if let Some(extra) =
+                asked.iter().find(|s| !grant.scopes.contains(s) && *s != "offline_access" && *s != "openid")
             {
                 return Err(invalid_grant(
                     65001,
-                    format!(
-                        "The user or administrator has not consented to use the application for '{extra}'."
-                    ),
+                    format!("The user or administrator has not consented to use the application for '{extra}'."),
                 ));
             }
             asked
@@ -305,16 +256,11 @@ fn refresh(
         tenant_path: &grant.tenant_path,
         nonce: None,
     };
-    tokens::issue(emu, &mut world, base, grant)
-        .map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
+    tokens::issue(emu, &mut world, base, grant).map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
 }
 
 /// The token endpoint's URL decides whose tokens it gives, as `/authorize` does (§6.1, §6.6).
-fn admits(
-    authority: super::Authority,
-    tenant: &crate::directory::Tenant,
-    email: &str,
-) -> Result<(), Aadsts> {
+fn admits(authority: super::Authority, tenant: &crate::directory::Tenant, email: &str) -> Result<(), Aadsts> {
     authority.admits(tenant).map_err(|code| match code {
         500208 => Aadsts::new("invalid_grant", 500208, format!("The domain is not a valid login domain for the account type: '{email}' is a personal Microsoft account.")),
         _ => Aadsts::new("invalid_grant", 50020, format!("User account '{email}' does not exist in the tenant of this endpoint.")),

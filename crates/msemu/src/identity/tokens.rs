@@ -33,14 +33,8 @@ pub struct AccessClaims {
 
 /// `sub` is pairwise: the same person has a different `sub` in each app.
 fn pairwise_sub(user: Uuid, client_id: Uuid) -> String {
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{user}:{client_id}").as_bytes(),
-    );
-    base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        &digest.as_ref()[..24],
-    )
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{user}:{client_id}").as_bytes());
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest.as_ref()[..24])
 }
 
 /// What a token response is for.
@@ -56,20 +50,8 @@ pub struct Grant<'a> {
 }
 
 /// The successful token response for a grant, registering a new refresh token.
-pub fn issue(
-    emu: &Emulator,
-    world: &mut Inner,
-    base: &BaseUrl,
-    grant: Grant<'_>,
-) -> anyhow::Result<Value> {
-    let Grant {
-        user,
-        tenant,
-        client_id,
-        scopes,
-        tenant_path,
-        nonce,
-    } = grant;
+pub fn issue(emu: &Emulator, world: &mut Inner, base: &BaseUrl, grant: Grant<'_>) -> anyhow::Result<Value> {
+    let Grant { user, tenant, client_id, scopes, tenant_path, nonce } = grant;
     let now = now();
     let lifetime = emu.config.access_token_lifetime.as_secs() as i64;
     let has = |s: &str| scopes.iter().any(|x| x == s);
@@ -89,12 +71,8 @@ pub fn issue(
         ver: "1.0".to_owned(),
     };
     world.access_tokens.retain(|_, (_, exp)| *exp > now);
-    world
-        .revoked_access
-        .retain(|uti| world.access_tokens.contains_key(uti));
-    world
-        .access_tokens
-        .insert(access.uti.clone(), (user.id, access.exp));
+    world.revoked_access.retain(|uti| world.access_tokens.contains_key(uti));
+    world.access_tokens.insert(access.uti.clone(), (user.id, access.exp));
     let mut response = json!({
         "token_type": "Bearer",
         "scope": scopes::granted(scopes),
@@ -145,9 +123,7 @@ pub fn issue(
             id["email"] = Value::String(user.email.clone());
         }
         if tenant.personal {
-            id["idp"] = Value::String(
-                "https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/".to_owned(),
-            );
+            id["idp"] = Value::String("https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/".to_owned());
         }
         response["id_token"] = Value::String(keys.sign(&id)?);
     }

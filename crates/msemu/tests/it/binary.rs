@@ -7,53 +7,30 @@ use std::{
 
 #[tokio::test]
 async fn the_binary_serves_the_built_in_directory_on_the_port_given() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_msemu"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert!(first.contains(&format!("127.0.0.1:{port}")), "{first}");
-    let doc: serde_json::Value = reqwest::get(format!(
-        "http://127.0.0.1:{port}/organizations/v2.0/.well-known/openid-configuration"
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(
-        doc["issuer"],
-        format!("http://127.0.0.1:{port}/{{tenantid}}/v2.0")
-    );
-    let users: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/_emu/api/users"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        users["users"]
-            .as_array()
+    let doc: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/organizations/v2.0/.well-known/openid-configuration"))
+            .await
             .unwrap()
-            .iter()
-            .any(|u| u["email"] == "alice@example.com")
-    );
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(doc["issuer"], format!("http://127.0.0.1:{port}/{{tenantid}}/v2.0"));
+    let users: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/_emu/api/users")).await.unwrap().json().await.unwrap();
+    assert!(users["users"].as_array().unwrap().iter().any(|u| u["email"] == "alice@example.com"));
     child.kill().unwrap();
     let _ = child.wait();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_msemu"))
-        .args(["--directory", "/nonexistent.toml"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_msemu")).args(["--directory", "/nonexistent.toml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
 }

@@ -10,16 +10,8 @@ use crate::{support::*, webhook::Webhook};
 
 const SCOPE: &str = "openid offline_access https://graph.microsoft.com/Presence.Read.All";
 
-async fn control(
-    emu: &msemu::Running,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new().request(
-        method.parse().unwrap(),
-        emu.url(&format!("/_emu/api{path}")),
-    );
+async fn control(emu: &msemu::Running, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method.parse().unwrap(), emu.url(&format!("/_emu/api{path}")));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -47,28 +39,13 @@ async fn subscribe(emu: &msemu::Running, hook: &Webhook, token: &str, user: &str
 }
 
 fn id_of(emu: &msemu::Running, email: &str) -> String {
-    emu.emulator
-        .world
-        .lock()
-        .directory
-        .user_by_email(email)
-        .unwrap()
-        .id
-        .to_string()
+    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
 }
 
 async fn presence_of(emu: &msemu::Running, email: &str) -> (String, String) {
     let (_, users) = control(emu, "GET", "/users", None).await;
-    let u = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == email)
-        .unwrap();
-    (
-        u["availability"].as_str().unwrap().to_owned(),
-        u["activity"].as_str().unwrap().to_owned(),
-    )
+    let u = users["users"].as_array().unwrap().iter().find(|u| u["email"] == email).unwrap();
+    (u["availability"].as_str().unwrap().to_owned(), u["activity"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test]
@@ -84,10 +61,7 @@ async fn idle_users_go_away_and_activity_brings_them_back() {
     set_status(&emu, "alice@example.com", "Available").await;
     hook.next().await; // Available
     hook.next().await; // Away, by idle
-    assert_eq!(
-        presence_of(&emu, "alice@example.com").await,
-        ("Away".into(), "Away".into())
-    );
+    assert_eq!(presence_of(&emu, "alice@example.com").await, ("Away".into(), "Away".into()));
     let (status, _) = control(&emu, "POST", "/users/alice@example.com/activity", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     hook.next().await;
@@ -113,10 +87,7 @@ async fn lapsing_authorization_sends_reauthorization_required_and_withholds_unti
     let lifecycle = hook.next_lifecycle().await;
     let item = &lifecycle["value"][0];
     assert_eq!(
-        (
-            item["lifecycleEvent"].as_str(),
-            item["subscriptionId"].as_str()
-        ),
+        (item["lifecycleEvent"].as_str(), item["subscriptionId"].as_str()),
         (Some("reauthorizationRequired"), sub["id"].as_str())
     );
     assert_eq!(item["clientState"], "cs");
@@ -125,9 +96,7 @@ async fn lapsing_authorization_sends_reauthorization_required_and_withholds_unti
     tokio::time::sleep(Duration::from_millis(2200)).await;
     set_status(&emu, "alice@example.com", "Busy").await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(700), hook.rx.recv())
-            .await
-            .is_err(),
+        tokio::time::timeout(Duration::from_millis(700), hook.rx.recv()).await.is_err(),
         "withheld while unauthorized"
     );
     // …and delivered once the app reauthorizes with a fresh token.
@@ -156,19 +125,8 @@ async fn request_faults_answer_429_503_or_hang() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "graph", "kind": "unavailable"})),
-    )
-    .await;
-    let get = || {
-        reqwest::Client::new()
-            .get(emu.url("/v1.0/me/presence"))
-            .bearer_auth(&token)
-            .send()
-    };
+    control(&emu, "POST", "/faults", Some(json!({"target": "graph", "kind": "unavailable"}))).await;
+    let get = || reqwest::Client::new().get(emu.url("/v1.0/me/presence")).bearer_auth(&token).send();
     for expected in [429, 429, 503, 200] {
         let r = get().await.unwrap();
         assert_eq!(r.status().as_u16(), expected);
@@ -178,29 +136,11 @@ async fn request_faults_answer_429_503_or_hang() {
     }
     assert_eq!(r_retry(&emu, &token).await, "7", "Retry-After as asked");
 
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "token", "kind": "throttle"})),
-    )
-    .await;
+    control(&emu, "POST", "/faults", Some(json!({"target": "token", "kind": "throttle"}))).await;
     let (status, body) = token_refresh_attempt(&emu).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("temporarily_unavailable")
-        )
-    );
+    assert_eq!((status, body["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("temporarily_unavailable")));
 
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "graph", "kind": "hang", "delay_ms": 5000})),
-    )
-    .await;
+    control(&emu, "POST", "/faults", Some(json!({"target": "graph", "kind": "hang", "delay_ms": 5000}))).await;
     let hung = reqwest::Client::new()
         .get(emu.url("/v1.0/me/presence"))
         .bearer_auth(&token)
@@ -209,50 +149,17 @@ async fn request_faults_answer_429_503_or_hang() {
         .await;
     assert!(hung.is_err_and(|e| e.is_timeout()));
 
-    let (status, _) = control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "graph", "kind": "drop"})),
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "notification faults do not apply to requests"
-    );
+    let (status, _) = control(&emu, "POST", "/faults", Some(json!({"target": "graph", "kind": "drop"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "notification faults do not apply to requests");
 
     let (_, counts) = control(&emu, "GET", "/requests", None).await;
-    assert!(
-        counts["requests"]["GET /v1.0/me/presence"]
-            .as_u64()
-            .unwrap()
-            >= 5,
-        "{counts}"
-    );
-    assert!(
-        counts["requests"]["POST /{tenant}/oauth2/v2.0/token"]
-            .as_u64()
-            .unwrap()
-            >= 2,
-        "{counts}"
-    );
+    assert!(counts["requests"]["GET /v1.0/me/presence"].as_u64().unwrap() >= 5, "{counts}");
+    assert!(counts["requests"]["POST /{tenant}/oauth2/v2.0/token"].as_u64().unwrap() >= 2, "{counts}");
 }
 
 async fn r_retry(emu: &msemu::Running, token: &str) -> String {
-    control(
-        emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "graph", "kind": "throttle", "retry_after": 7})),
-    )
-    .await;
-    let r = reqwest::Client::new()
-        .get(emu.url("/v1.0/me/presence"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    control(emu, "POST", "/faults", Some(json!({"target": "graph", "kind": "throttle", "retry_after": 7}))).await;
+    let r = reqwest::Client::new().get(emu.url("/v1.0/me/presence")).bearer_auth(token).send().await.unwrap();
     r.headers()["retry-after"].to_str().unwrap().to_owned()
 }
 
@@ -280,48 +187,20 @@ async fn notification_faults_drop_duplicate_and_reorder() {
     let seq = |n: &Value| n["value"][0]["subscriptionId"].as_str().map(str::to_owned);
     let _ = seq;
 
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "notifications", "kind": "drop"})),
-    )
-    .await;
+    control(&emu, "POST", "/faults", Some(json!({"target": "notifications", "kind": "drop"}))).await;
     set_status(&emu, "alice@example.com", "Busy").await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), hook.rx.recv())
-            .await
-            .is_err(),
-        "dropped"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(500), hook.rx.recv()).await.is_err(), "dropped");
 
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "notifications", "kind": "duplicate"})),
-    )
-    .await;
+    control(&emu, "POST", "/faults", Some(json!({"target": "notifications", "kind": "duplicate"}))).await;
     set_status(&emu, "alice@example.com", "BeRightBack").await;
     let (a, b) = (hook.next().await, hook.next().await);
     assert_eq!(a, b, "the same notification twice");
 
     // Reorder: the first change arrives after the second. Basic notifications carry no presence,
     // so tell them apart by delivery count at msemu.
-    control(
-        &emu,
-        "POST",
-        "/faults",
-        Some(json!({"target": "notifications", "kind": "reorder"})),
-    )
-    .await;
+    control(&emu, "POST", "/faults", Some(json!({"target": "notifications", "kind": "reorder"}))).await;
     set_status(&emu, "alice@example.com", "InAMeeting").await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), hook.rx.recv())
-            .await
-            .is_err(),
-        "held back"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), hook.rx.recv()).await.is_err(), "held back");
     set_status(&emu, "alice@example.com", "InACall").await;
     hook.next().await;
     hook.next().await;
@@ -336,47 +215,20 @@ async fn reset_forgets_everything() {
     let hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     subscribe(&emu, &hook, &token, &id_of(&emu, "alice@example.com")).await;
-    let old_keys: Value = reqwest::get(emu.url("/common/discovery/v2.0/keys"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        control(&emu, "POST", "/reset", None).await.0,
-        StatusCode::NO_CONTENT
-    );
+    let old_keys: Value = reqwest::get(emu.url("/common/discovery/v2.0/keys")).await.unwrap().json().await.unwrap();
+    assert_eq!(control(&emu, "POST", "/reset", None).await.0, StatusCode::NO_CONTENT);
     let (_, subs) = control(&emu, "GET", "/subscriptions", None).await;
     assert_eq!(subs["subscriptions"].as_array().unwrap().len(), 0);
-    let new_keys: Value = reqwest::get(emu.url("/common/discovery/v2.0/keys"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let new_keys: Value = reqwest::get(emu.url("/common/discovery/v2.0/keys")).await.unwrap().json().await.unwrap();
     assert_ne!(old_keys["keys"][0]["kid"], new_keys["keys"][0]["kid"]);
-    let r = reqwest::Client::new()
-        .get(emu.url("/v1.0/me/presence"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::UNAUTHORIZED,
-        "tokens of the old keys no longer verify"
-    );
+    let r = reqwest::Client::new().get(emu.url("/v1.0/me/presence")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "tokens of the old keys no longer verify");
 }
 
 #[tokio::test]
 async fn the_control_page_sets_a_status_with_one_click() {
     let emu = start().await;
-    let html = reqwest::get(emu.url("/_emu/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = reqwest::get(emu.url("/_emu/")).await.unwrap().text().await.unwrap();
     for status in [
         "Available",
         "Busy",
@@ -389,10 +241,7 @@ async fn the_control_page_sets_a_status_with_one_click() {
         "Presenting",
         "OutOfOffice",
     ] {
-        assert!(
-            html.contains(&format!("value=\"{status}\"")),
-            "a button for {status}"
-        );
+        assert!(html.contains(&format!("value=\"{status}\"")), "a button for {status}");
     }
     assert!(html.contains("alice@example.com") && html.contains("Grant admin consent"));
     let alice = id_of(&emu, "alice@example.com");
@@ -401,24 +250,12 @@ async fn the_control_page_sets_a_status_with_one_click() {
         .build()
         .unwrap()
         .post(emu.url("/_emu/act"))
-        .form(&[
-            ("action", "status"),
-            ("user", alice.as_str()),
-            ("status", "DoNotDisturb"),
-        ])
+        .form(&[("action", "status"), ("user", alice.as_str()), ("status", "DoNotDisturb")])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        presence_of(&emu, "alice@example.com").await,
-        ("DoNotDisturb".into(), "DoNotDisturb".into())
-    );
-    let page = reqwest::get(emu.url(r.headers()["location"].to_str().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(presence_of(&emu, "alice@example.com").await, ("DoNotDisturb".into(), "DoNotDisturb".into()));
+    let page = reqwest::get(emu.url(r.headers()["location"].to_str().unwrap())).await.unwrap().text().await.unwrap();
     assert!(page.contains("is now DoNotDisturb / DoNotDisturb"));
 }

@@ -15,14 +15,7 @@ use crate::{
 const PRESENCE: &str = "openid offline_access https://graph.microsoft.com/Presence.Read.All";
 
 fn user(emu: &msemu::Running, email: &str) -> String {
-    emu.emulator
-        .world
-        .lock()
-        .directory
-        .user_by_email(email)
-        .unwrap()
-        .id
-        .to_string()
+    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
 }
 
 fn in_minutes(m: i64) -> String {
@@ -55,38 +48,14 @@ async fn consent_covers_scopes_not_just_the_app() {
     let emu = start().await;
     let b = browser();
     let (_, challenge) = pkce();
-    code_for(
-        &emu,
-        &b,
-        "organizations",
-        "openid User.Read",
-        &challenge,
-        "alice@example.com",
-        "alice-password",
-    )
-    .await;
+    code_for(&emu, &b, "organizations", "openid User.Read", &challenge, "alice@example.com", "alice-password").await;
     // Signed in and consented to User.Read only: a silent request for presence needs consent.
-    let params = get(
-        &b,
-        &authorize_url(
-            &emu,
-            "organizations",
-            PRESENCE,
-            &challenge,
-            &[("prompt", "none")],
-        ),
-    )
-    .await
-    .redirect();
+    let params =
+        get(&b, &authorize_url(&emu, "organizations", PRESENCE, &challenge, &[("prompt", "none")])).await.redirect();
     assert_eq!(params["error"], "consent_required");
     assert!(params["error_description"].starts_with("AADSTS65001: "));
     // Interactively, the consent page asks for the new permission.
-    let page = get(
-        &b,
-        &authorize_url(&emu, "organizations", PRESENCE, &challenge, &[]),
-    )
-    .await
-    .page();
+    let page = get(&b, &authorize_url(&emu, "organizations", PRESENCE, &challenge, &[])).await.page();
     assert!(page.contains("Read presence information of all users in your organization"));
 }
 
@@ -94,16 +63,8 @@ async fn consent_covers_scopes_not_just_the_app() {
 async fn withdrawn_consent_stops_refreshes() {
     let emu = start().await;
     let (verifier, challenge) = pkce();
-    let code = code_for(
-        &emu,
-        &browser(),
-        "organizations",
-        PRESENCE,
-        &challenge,
-        "alice@example.com",
-        "alice-password",
-    )
-    .await;
+    let code =
+        code_for(&emu, &browser(), "organizations", PRESENCE, &challenge, "alice@example.com", "alice-password").await;
     let (_, body) = redeem(&emu, "organizations", &code, &verifier).await;
     let r = reqwest::Client::new()
         .post(emu.url("/_emu/api/users/alice@example.com/consents/withdraw"))
@@ -130,16 +91,7 @@ async fn withdrawn_consent_stops_refreshes() {
 async fn the_token_endpoints_url_decides_whose_tokens_it_gives() {
     let emu = start().await;
     let (verifier, challenge) = pkce();
-    let code = code_for(
-        &emu,
-        &browser(),
-        "common",
-        PRESENCE,
-        &challenge,
-        "pat@outlook.example",
-        "pat-password",
-    )
-    .await;
+    let code = code_for(&emu, &browser(), "common", PRESENCE, &challenge, "pat@outlook.example", "pat-password").await;
     // A personal account's code cannot be redeemed at the work-and-school endpoint.
     let (status, body) = redeem(&emu, "organizations", &code, &verifier).await;
     assert_eq!((status, aadsts(&body)), (StatusCode::BAD_REQUEST, 500208));
@@ -151,16 +103,7 @@ async fn the_token_endpoints_url_decides_whose_tokens_it_gives() {
 async fn graph_presence_is_for_work_and_school_accounts_only() {
     let emu = start().await;
     let (verifier, challenge) = pkce();
-    let code = code_for(
-        &emu,
-        &browser(),
-        "common",
-        PRESENCE,
-        &challenge,
-        "pat@outlook.example",
-        "pat-password",
-    )
-    .await;
+    let code = code_for(&emu, &browser(), "common", PRESENCE, &challenge, "pat@outlook.example", "pat-password").await;
     let (_, body) = redeem(&emu, "common", &code, &verifier).await;
     let r = reqwest::Client::new()
         .get(emu.url("/v1.0/me/presence"))
@@ -180,16 +123,10 @@ async fn subscriptions_belong_to_their_user_and_name_real_users() {
     let alice = user(&emu, "alice@example.com");
 
     // Ids that are no user of the caller's tenant are refused, not silently dead.
-    for wrong in [
-        uuid::Uuid::new_v4().to_string(),
-        user(&emu, "erin@fabrikam.example"),
-    ] {
-        let (status, _) = subscribe(
-            &emu,
-            &alice_token,
-            presence_subscription(&hook, format!("communications/presences/{wrong}")),
-        )
-        .await;
+    for wrong in [uuid::Uuid::new_v4().to_string(), user(&emu, "erin@fabrikam.example")] {
+        let (status, _) =
+            subscribe(&emu, &alice_token, presence_subscription(&hook, format!("communications/presences/{wrong}")))
+                .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{wrong}");
     }
     // The URL-encoded filter form is understood.
@@ -212,13 +149,7 @@ async fn subscriptions_belong_to_their_user_and_name_real_users() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
     }
     // Renewing needs the permission that creating needed.
-    let weak = access_token(
-        &emu,
-        "alice@example.com",
-        "alice-password",
-        "openid User.Read",
-    )
-    .await;
+    let weak = access_token(&emu, "alice@example.com", "alice-password", "openid User.Read").await;
     let r = reqwest::Client::new()
         .patch(emu.url(&format!("/v1.0/subscriptions/{id}")))
         .bearer_auth(&weak)
@@ -235,16 +166,9 @@ async fn a_handshake_must_answer_plain_text() {
     let json_hook = Webhook::start_with(0, Handshake::WrongType).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", PRESENCE).await;
     let alice = user(&emu, "alice@example.com");
-    let (status, body) = subscribe(
-        &emu,
-        &token,
-        presence_subscription(&json_hook, format!("communications/presences/{alice}")),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("InvalidRequest"))
-    );
+    let (status, body) =
+        subscribe(&emu, &token, presence_subscription(&json_hook, format!("communications/presences/{alice}"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")));
 }
 
 #[tokio::test]
@@ -253,29 +177,16 @@ async fn revocation_reaches_subscriptions() {
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", PRESENCE).await;
     let alice = user(&emu, "alice@example.com");
-    let (status, sub) = subscribe(
-        &emu,
-        &token,
-        presence_subscription(&hook, format!("communications/presences/{alice}")),
-    )
-    .await;
+    let (status, sub) =
+        subscribe(&emu, &token, presence_subscription(&hook, format!("communications/presences/{alice}"))).await;
     assert_eq!(status, StatusCode::CREATED);
-    reqwest::Client::new()
-        .post(emu.url("/_emu/api/users/alice@example.com/revoke"))
-        .send()
-        .await
-        .unwrap();
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     let lifecycle = hook.next_lifecycle().await;
-    assert_eq!(
-        lifecycle["value"][0]["lifecycleEvent"],
-        "reauthorizationRequired"
-    );
+    assert_eq!(lifecycle["value"][0]["lifecycleEvent"], "reauthorizationRequired");
     assert_eq!(lifecycle["value"][0]["subscriptionId"], sub["id"]);
     set_status(&emu, "alice@example.com", "Busy").await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(600), hook.rx.recv())
-            .await
-            .is_err(),
+        tokio::time::timeout(Duration::from_millis(600), hook.rx.recv()).await.is_err(),
         "withheld after revocation"
     );
 }
@@ -284,22 +195,11 @@ async fn revocation_reaches_subscriptions() {
 async fn rich_subscription(emu: &msemu::Running, hook: &Webhook) -> rcgen::KeyPair {
     let token = access_token(emu, "alice@example.com", "alice-password", PRESENCE).await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let mut body = presence_subscription(
-        hook,
-        format!(
-            "communications/presences/{}",
-            user(emu, "alice@example.com")
-        ),
-    );
+    let cert = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&key).unwrap();
+    let mut body = presence_subscription(hook, format!("communications/presences/{}", user(emu, "alice@example.com")));
     body["includeResourceData"] = json!(true);
-    body["encryptionCertificate"] = json!(base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        cert.der()
-    ));
+    body["encryptionCertificate"] =
+        json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert.der()));
     body["encryptionCertificateId"] = json!("c1");
     assert_eq!(subscribe(emu, &token, body).await.0, StatusCode::CREATED);
     key
@@ -307,10 +207,7 @@ async fn rich_subscription(emu: &msemu::Running, hook: &Webhook) -> rcgen::KeyPa
 
 fn sequence_of(key: &rcgen::KeyPair, n: &Value) -> String {
     let plain = crate::rich::decrypt(&key.serialize_der(), &n["value"][0]["encryptedContent"]);
-    serde_json::from_slice::<Value>(&plain).unwrap()["sequenceNumber"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    serde_json::from_slice::<Value>(&plain).unwrap()["sequenceNumber"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -320,49 +217,20 @@ async fn reorder_and_delay_faults_do_what_they_say() {
     let key = rich_subscription(&emu, &hook).await;
     let fault = |kind: &str, extra: Value| {
         let mut f = json!({"target": "notifications", "kind": kind});
-        f.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        f.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let url = emu.url("/_emu/api/faults");
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .json(&f)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { reqwest::Client::new().post(url).json(&f).send().await.unwrap().status() }
     };
     assert_eq!(fault("reorder", json!({})).await, StatusCode::NO_CONTENT);
-    let first = set_status(&emu, "alice@example.com", "InAMeeting").await["sequenceNumber"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = set_status(&emu, "alice@example.com", "InACall").await["sequenceNumber"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let arrived = [
-        sequence_of(&key, &hook.next().await),
-        sequence_of(&key, &hook.next().await),
-    ];
-    assert_eq!(
-        arrived,
-        [second, first],
-        "the first change arrives after the second"
-    );
+    let first =
+        set_status(&emu, "alice@example.com", "InAMeeting").await["sequenceNumber"].as_str().unwrap().to_owned();
+    let second = set_status(&emu, "alice@example.com", "InACall").await["sequenceNumber"].as_str().unwrap().to_owned();
+    let arrived = [sequence_of(&key, &hook.next().await), sequence_of(&key, &hook.next().await)];
+    assert_eq!(arrived, [second, first], "the first change arrives after the second");
 
-    assert_eq!(
-        fault("delay", json!({"delay_ms": 800})).await,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(fault("delay", json!({"delay_ms": 800})).await, StatusCode::NO_CONTENT);
     let started = std::time::Instant::now();
     set_status(&emu, "alice@example.com", "Busy").await;
     hook.next().await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(800),
-        "delayed by {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(800), "delayed by {:?}", started.elapsed());
 }

@@ -15,17 +15,12 @@ pub async fn start() -> Running {
 
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
     let mut directory = Directory::default();
-    directory.apps[0]
-        .redirect_uris
-        .push(REDIRECT_URI.to_owned());
+    directory.apps[0].redirect_uris.push(REDIRECT_URI.to_owned());
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         directory,
         allow_http_notifications: true,
-        delivery: msemu::Delivery {
-            retry_base: std::time::Duration::from_millis(50),
-            ..msemu::Delivery::default()
-        },
+        delivery: msemu::Delivery { retry_base: std::time::Duration::from_millis(50), ..msemu::Delivery::default() },
         ..Config::default()
     };
     adjust(&mut config);
@@ -34,39 +29,23 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
 
 pub fn app(emu: &Running) -> (String, String) {
     let d = emu.emulator.world.lock();
-    (
-        d.directory.apps[0].client_id.to_string(),
-        d.directory.apps[0].client_secret.clone(),
-    )
+    (d.directory.apps[0].client_id.to_string(), d.directory.apps[0].client_secret.clone())
 }
 
 /// A browser: keeps msemu's cookies, does not follow redirects (the test reads them).
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
 }
 
 /// A PKCE pair: (verifier, S256 challenge).
 pub fn pkce() -> (String, String) {
     let verifier = format!("verifier-{}-{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
     (verifier, challenge)
 }
 
 /// The authorize URL for the test app.
-pub fn authorize_url(
-    emu: &Running,
-    tenant: &str,
-    scope: &str,
-    challenge: &str,
-    extra: &[(&str, &str)],
-) -> String {
+pub fn authorize_url(emu: &Running, tenant: &str, scope: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
     let (client_id, _) = app(emu);
     let mut url = url::Url::parse(&emu.url(&format!("/{tenant}/oauth2/v2.0/authorize"))).unwrap();
     url.query_pairs_mut()
@@ -95,11 +74,7 @@ pub fn redirect_params(r: &reqwest::Response) -> std::collections::HashMap<Strin
     assert_eq!(r.status(), StatusCode::FOUND, "expected a redirect");
     let location = r.headers()["location"].to_str().unwrap();
     assert!(location.starts_with(REDIRECT_URI), "{location}");
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
 }
 
 /// What a page step answered.
@@ -151,29 +126,14 @@ pub async fn sign_in(
     password: &str,
 ) -> Step {
     let flow = input(html, "flow").expect("a sign-in form");
-    post(
-        browser,
-        &emu.url(&format!("/{tenant}/login")),
-        &[("flow", &flow), ("email", email), ("password", password)],
-    )
-    .await
+    post(browser, &emu.url(&format!("/{tenant}/login")), &[("flow", &flow), ("email", email), ("password", password)])
+        .await
 }
 
 /// Answers the consent page `html`.
-pub async fn decide(
-    emu: &Running,
-    browser: &reqwest::Client,
-    tenant: &str,
-    html: &str,
-    decision: &str,
-) -> Step {
+pub async fn decide(emu: &Running, browser: &reqwest::Client, tenant: &str, html: &str, decision: &str) -> Step {
     let flow = input(html, "flow").expect("a consent form");
-    post(
-        browser,
-        &emu.url(&format!("/{tenant}/consent")),
-        &[("flow", &flow), ("decision", decision)],
-    )
-    .await
+    post(browser, &emu.url(&format!("/{tenant}/consent")), &[("flow", &flow), ("decision", decision)]).await
 }
 
 /// The whole interactive flow for a user who consents; returns the code.
@@ -190,36 +150,22 @@ pub async fn code_for(
         // Already signed in at msemu, and consented: straight back to the app.
         Step::Redirect(p) => p,
         Step::Page(page) => match sign_in(emu, browser, tenant, &page, email, password).await {
-            Step::Page(consent) => decide(emu, browser, tenant, &consent, "accept")
-                .await
-                .redirect(),
+            Step::Page(consent) => decide(emu, browser, tenant, &consent, "accept").await.redirect(),
             Step::Redirect(p) => p,
         },
     };
     assert_eq!(params.get("state").map(String::as_str), Some("st-123"));
-    params
-        .get("code")
-        .unwrap_or_else(|| panic!("no code: {params:?}"))
-        .clone()
+    params.get("code").unwrap_or_else(|| panic!("no code: {params:?}")).clone()
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub async fn token(emu: &Running, tenant: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(emu.url(&format!("/{tenant}/oauth2/v2.0/token")))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        reqwest::Client::new().post(emu.url(&format!("/{tenant}/oauth2/v2.0/token"))).form(form).send().await.unwrap();
     (r.status(), r.json().await.unwrap())
 }
 
-pub async fn redeem(
-    emu: &Running,
-    tenant: &str,
-    code: &str,
-    verifier: &str,
-) -> (StatusCode, Value) {
+pub async fn redeem(emu: &Running, tenant: &str, code: &str, verifier: &str) -> (StatusCode, Value) {
     let (client_id, secret) = app(emu);
     token(
         emu,
@@ -244,39 +190,18 @@ pub fn claims(jwt: &str) -> Value {
 
 /// Asserts Microsoft's token-endpoint error shape and returns the AADSTS code.
 pub fn aadsts(body: &Value) -> u64 {
-    for field in [
-        "error",
-        "error_description",
-        "timestamp",
-        "trace_id",
-        "correlation_id",
-    ] {
+    for field in ["error", "error_description", "timestamp", "trace_id", "correlation_id"] {
         assert!(body[field].is_string(), "missing {field}: {body}");
     }
     let code = body["error_codes"][0].as_u64().expect("error_codes");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("AADSTS{code}: ")),
-        "{body}"
-    );
+    assert!(body["error_description"].as_str().unwrap().starts_with(&format!("AADSTS{code}: ")), "{body}");
     code
 }
 
 /// An access token for `email` with `scope`, through the whole interactive flow.
 pub async fn access_token(emu: &Running, email: &str, password: &str, scope: &str) -> String {
     let (verifier, challenge) = pkce();
-    let code = code_for(
-        emu,
-        &browser(),
-        "organizations",
-        scope,
-        &challenge,
-        email,
-        password,
-    )
-    .await;
+    let code = code_for(emu, &browser(), "organizations", scope, &challenge, email, password).await;
     let (status, body) = redeem(emu, "organizations", &code, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["access_token"].as_str().unwrap().to_owned()

@@ -105,22 +105,13 @@ impl Webhook {
             fail_first: Arc::new(AtomicUsize::new(fail_first)),
             handshake,
         };
-        let app = Router::new()
-            .route("/hook", post(receive))
-            .route("/lifecycle", post(receive))
-            .with_state(hook);
+        let app = Router::new().route("/hook", post(receive)).route("/lifecycle", post(receive)).with_state(hook);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Webhook {
-            url,
-            rx,
-            lifecycle_rx,
-            handshakes,
-            server,
-        }
+        Webhook { url, rx, lifecycle_rx, handshakes, server }
     }
 
     pub fn lifecycle_url(&self) -> String {
