@@ -20,28 +20,6 @@ async fn control(emu: &msemu::Running, method: &str, path: &str, body: Option<Va
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn subscribe(emu: &msemu::Running, hook: &Webhook, token: &str, user: &str) -> Value {
-    let expiry = (time::OffsetDateTime::now_utc() + time::Duration::minutes(59))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let r = reqwest::Client::new()
-        .post(emu.url("/v1.0/subscriptions"))
-        .bearer_auth(token)
-        .json(&json!({
-            "changeType": "updated", "notificationUrl": hook.url, "lifecycleNotificationUrl": hook.lifecycle_url(),
-            "resource": format!("communications/presences/{user}"), "expirationDateTime": expiry, "clientState": "cs",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.unwrap()
-}
-
-fn id_of(emu: &msemu::Running, email: &str) -> String {
-    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
-}
-
 async fn presence_of(emu: &msemu::Running, email: &str) -> (String, String) {
     let (_, users) = control(emu, "GET", "/users", None).await;
     let u = users["users"].as_array().unwrap().iter().find(|u| u["email"] == email).unwrap();
@@ -57,7 +35,7 @@ async fn idle_users_go_away_and_activity_brings_them_back() {
     .await;
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
-    subscribe(&emu, &hook, &token, &id_of(&emu, "alice@example.com")).await;
+    subscribe_to(&emu, &hook, &token, &user_id(&emu, "alice@example.com")).await;
     set_status(&emu, "alice@example.com", "Available").await;
     hook.next().await; // Available
     hook.next().await; // Away, by idle
@@ -82,15 +60,15 @@ async fn lapsing_authorization_sends_reauthorization_required_and_withholds_unti
     .await;
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
-    let alice = id_of(&emu, "alice@example.com");
-    let sub = subscribe(&emu, &hook, &token, &alice).await;
+    let alice = user_id(&emu, "alice@example.com");
+    let sub = subscribe_to(&emu, &hook, &token, &alice).await;
     let lifecycle = hook.next_lifecycle().await;
     let item = &lifecycle["value"][0];
     assert_eq!(
         (item["lifecycleEvent"].as_str(), item["subscriptionId"].as_str()),
         (Some("reauthorizationRequired"), sub["id"].as_str())
     );
-    assert_eq!(item["clientState"], "cs");
+    assert_eq!(item["clientState"], "secret-client-state");
 
     // After the token lapses, changes are withheld…
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -183,7 +161,7 @@ async fn notification_faults_drop_duplicate_and_reorder() {
     let emu = start().await;
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
-    subscribe(&emu, &hook, &token, &id_of(&emu, "alice@example.com")).await;
+    subscribe_to(&emu, &hook, &token, &user_id(&emu, "alice@example.com")).await;
     let seq = |n: &Value| n["value"][0]["subscriptionId"].as_str().map(str::to_owned);
     let _ = seq;
 
@@ -214,7 +192,7 @@ async fn reset_forgets_everything() {
     let emu = start().await;
     let hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
-    subscribe(&emu, &hook, &token, &id_of(&emu, "alice@example.com")).await;
+    subscribe_to(&emu, &hook, &token, &user_id(&emu, "alice@example.com")).await;
     let old_keys: Value = reqwest::get(emu.url("/common/discovery/v2.0/keys")).await.unwrap().json().await.unwrap();
     assert_eq!(control(&emu, "POST", "/reset", None).await.0, StatusCode::NO_CONTENT);
     let (_, subs) = control(&emu, "GET", "/subscriptions", None).await;
@@ -244,7 +222,7 @@ async fn the_control_page_sets_a_status_with_one_click() {
         assert!(html.contains(&format!("value=\"{status}\"")), "a button for {status}");
     }
     assert!(html.contains("alice@example.com") && html.contains("Grant admin consent"));
-    let alice = id_of(&emu, "alice@example.com");
+    let alice = user_id(&emu, "alice@example.com");
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

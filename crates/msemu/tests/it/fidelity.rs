@@ -14,35 +14,6 @@ use crate::{
 
 const PRESENCE: &str = "openid offline_access https://graph.microsoft.com/Presence.Read.All";
 
-fn user(emu: &msemu::Running, email: &str) -> String {
-    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
-}
-
-fn in_minutes(m: i64) -> String {
-    (time::OffsetDateTime::now_utc() + time::Duration::minutes(m))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-async fn subscribe(emu: &msemu::Running, token: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(emu.url("/v1.0/subscriptions"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-fn presence_subscription(hook: &Webhook, resource: String) -> Value {
-    json!({
-        "changeType": "updated", "notificationUrl": hook.url, "lifecycleNotificationUrl": hook.lifecycle_url(),
-        "resource": resource, "expirationDateTime": in_minutes(59), "clientState": "cs",
-    })
-}
-
 #[tokio::test]
 async fn consent_covers_scopes_not_just_the_app() {
     let emu = start().await;
@@ -120,18 +91,18 @@ async fn subscriptions_belong_to_their_user_and_name_real_users() {
     let hook = Webhook::start().await;
     let alice_token = access_token(&emu, "alice@example.com", "alice-password", PRESENCE).await;
     let bob_token = access_token(&emu, "bob@example.com", "bob-password", PRESENCE).await;
-    let alice = user(&emu, "alice@example.com");
+    let alice = user_id(&emu, "alice@example.com");
 
     // Ids that are no user of the caller's tenant are refused, not silently dead.
-    for wrong in [uuid::Uuid::new_v4().to_string(), user(&emu, "erin@fabrikam.example")] {
+    for wrong in [uuid::Uuid::new_v4().to_string(), user_id(&emu, "erin@fabrikam.example")] {
         let (status, _) =
-            subscribe(&emu, &alice_token, presence_subscription(&hook, format!("communications/presences/{wrong}")))
+            subscribe(&emu, &alice_token, presence_subscription(&hook, &format!("communications/presences/{wrong}")))
                 .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{wrong}");
     }
     // The URL-encoded filter form is understood.
     let encoded = format!("communications/presences?$filter=id+in+(%27{alice}%27)");
-    let (status, sub) = subscribe(&emu, &alice_token, presence_subscription(&hook, encoded)).await;
+    let (status, sub) = subscribe(&emu, &alice_token, presence_subscription(&hook, &encoded)).await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     let id = sub["id"].as_str().unwrap();
     // Another user of the same app cannot see, renew or delete it.
@@ -165,9 +136,9 @@ async fn a_handshake_must_answer_plain_text() {
     let emu = start().await;
     let json_hook = Webhook::start_with(0, Handshake::WrongType).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", PRESENCE).await;
-    let alice = user(&emu, "alice@example.com");
+    let alice = user_id(&emu, "alice@example.com");
     let (status, body) =
-        subscribe(&emu, &token, presence_subscription(&json_hook, format!("communications/presences/{alice}"))).await;
+        subscribe(&emu, &token, presence_subscription(&json_hook, &format!("communications/presences/{alice}"))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")));
 }
 
@@ -176,9 +147,9 @@ async fn revocation_reaches_subscriptions() {
     let emu = start_with(|c| c.tick = Duration::from_millis(200)).await;
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", PRESENCE).await;
-    let alice = user(&emu, "alice@example.com");
+    let alice = user_id(&emu, "alice@example.com");
     let (status, sub) =
-        subscribe(&emu, &token, presence_subscription(&hook, format!("communications/presences/{alice}"))).await;
+        subscribe(&emu, &token, presence_subscription(&hook, &format!("communications/presences/{alice}"))).await;
     assert_eq!(status, StatusCode::CREATED);
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     let lifecycle = hook.next_lifecycle().await;
@@ -196,7 +167,8 @@ async fn rich_subscription(emu: &msemu::Running, hook: &Webhook) -> rcgen::KeyPa
     let token = access_token(emu, "alice@example.com", "alice-password", PRESENCE).await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&key).unwrap();
-    let mut body = presence_subscription(hook, format!("communications/presences/{}", user(emu, "alice@example.com")));
+    let mut body =
+        presence_subscription(hook, &format!("communications/presences/{}", user_id(emu, "alice@example.com")));
     body["includeResourceData"] = json!(true);
     body["encryptionCertificate"] =
         json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert.der()));

@@ -26,15 +26,6 @@ async fn graph(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
 }
 
-fn user_id(emu: &msemu::Running, email: &str) -> String {
-    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
-}
-
-fn in_minutes(minutes: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
 fn graph_error(body: &Value) -> String {
     assert!(body["error"]["message"].is_string() && body["error"]["innerError"]["request-id"].is_string(), "{body}");
     body["error"]["code"].as_str().unwrap().to_owned()
@@ -117,16 +108,8 @@ async fn presence_requests_are_throttled_per_app_and_tenant() {
     assert!((1..=30).contains(&retry_after));
 }
 
-fn basic_subscription(emu: &msemu::Running, hook: &Webhook, user: &str) -> Value {
-    let _ = emu;
-    json!({
-        "changeType": "updated",
-        "notificationUrl": hook.url,
-        "lifecycleNotificationUrl": hook.lifecycle_url(),
-        "resource": format!("communications/presences/{user}"),
-        "expirationDateTime": in_minutes(59),
-        "clientState": "secret-client-state",
-    })
+fn basic_subscription(hook: &Webhook, user: &str) -> Value {
+    presence_subscription(hook, &format!("communications/presences/{user}"))
 }
 
 #[tokio::test]
@@ -135,8 +118,7 @@ async fn a_basic_subscription_is_validated_then_notified() {
     let mut hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
-    let (status, sub, _) =
-        graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&emu, &hook, &alice))).await;
+    let (status, sub, _) = graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&hook, &alice))).await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     assert_eq!(hook.handshakes(), 2, "both the notification and the lifecycle URL are validated");
     let (client_id, _) = app(&emu);
@@ -157,7 +139,7 @@ async fn a_basic_subscription_is_validated_then_notified() {
 
     // A second presence subscription of the same app for the same user conflicts.
     let (status, body, _) =
-        graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&emu, &hook, &alice))).await;
+        graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&hook, &alice))).await;
     assert_eq!((status, graph_error(&body).as_str()), (StatusCode::CONFLICT, "Conflict"));
     assert!(body["error"]["message"].as_str().unwrap().contains("already exists for the requested combination"));
 }
@@ -168,7 +150,7 @@ async fn subscription_rules_are_enforced() {
     let hook = Webhook::start().await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
-    let base = basic_subscription(&emu, &hook, &alice);
+    let base = basic_subscription(&hook, &alice);
     let with = |key: &str, value: Value| {
         let mut b = base.clone();
         b[key] = value;
@@ -227,8 +209,7 @@ async fn subscription_rules_are_enforced() {
     // Delegated Presence.Read.All is required.
     let weak = access_token(&emu, "bob@example.com", "bob-password", "openid User.Read").await;
     let bob = user_id(&emu, "bob@example.com");
-    let (status, _, _) =
-        graph(&emu, "POST", "/subscriptions", &weak, Some(basic_subscription(&emu, &hook, &bob))).await;
+    let (status, _, _) = graph(&emu, "POST", "/subscriptions", &weak, Some(basic_subscription(&hook, &bob))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -238,8 +219,7 @@ async fn failed_handshakes_and_plain_http_are_refused() {
     let bad = Webhook::start_with(0, crate::webhook::Handshake::WrongBody).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
-    let (status, body, _) =
-        graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&emu, &bad, &alice))).await;
+    let (status, body, _) = graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&bad, &alice))).await;
     assert_eq!((status, graph_error(&body).as_str()), (StatusCode::BAD_REQUEST, "InvalidRequest"));
     assert!(body["error"]["message"].as_str().unwrap().starts_with("Subscription validation request failed."));
 
@@ -247,7 +227,7 @@ async fn failed_handshakes_and_plain_http_are_refused() {
     let hook = Webhook::start().await;
     let token = access_token(&strict, "alice@example.com", "alice-password", SCOPE).await;
     let (status, _, _) =
-        graph(&strict, "POST", "/subscriptions", &token, Some(basic_subscription(&strict, &hook, &alice))).await;
+        graph(&strict, "POST", "/subscriptions", &token, Some(basic_subscription(&hook, &alice))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "http:// only for local use");
     assert_eq!(hook.handshakes(), 0);
 }
@@ -258,8 +238,7 @@ async fn undelivered_notifications_are_retried() {
     let mut hook = Webhook::start_with(2, crate::webhook::Handshake::Right).await;
     let token = access_token(&emu, "alice@example.com", "alice-password", SCOPE).await;
     let alice = user_id(&emu, "alice@example.com");
-    let (status, _, _) =
-        graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&emu, &hook, &alice))).await;
+    let (status, _, _) = graph(&emu, "POST", "/subscriptions", &token, Some(basic_subscription(&hook, &alice))).await;
     assert_eq!(status, StatusCode::CREATED);
     set_status(&emu, "alice@example.com", "BeRightBack").await;
     let n = hook.next().await;

@@ -218,3 +218,48 @@ pub async fn set_status(emu: &Running, user: &str, status: &str) -> Value {
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
+
+/// A user's object id.
+pub fn user_id(emu: &Running, email: &str) -> String {
+    emu.emulator.world.lock().directory.user_by_email(email).unwrap().id.to_string()
+}
+
+/// A time `minutes` from now, as Graph takes it.
+pub fn in_minutes(minutes: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A presence subscription request for `resource` delivered to `hook`.
+pub fn presence_subscription(hook: &crate::webhook::Webhook, resource: &str) -> Value {
+    serde_json::json!({
+        "changeType": "updated",
+        "notificationUrl": hook.url,
+        "lifecycleNotificationUrl": hook.lifecycle_url(),
+        "resource": resource,
+        "expirationDateTime": in_minutes(59),
+        "clientState": "secret-client-state",
+    })
+}
+
+/// `POST /v1.0/subscriptions`.
+pub async fn subscribe(emu: &Running, token: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(emu.url("/v1.0/subscriptions"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Subscribes `hook` to `user`'s presence; the subscription must be created.
+pub async fn subscribe_to(emu: &Running, hook: &crate::webhook::Webhook, token: &str, user: &str) -> Value {
+    let (status, sub) =
+        subscribe(emu, token, presence_subscription(hook, &format!("communications/presences/{user}"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    sub
+}
