@@ -183,13 +183,7 @@ pub async fn create(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, GraphError> {
     let Json(body) = body.map_err(|e| GraphError::bad_request(e.body_text()))?;
-    if !caller.has("Presence.Read.All") {
-        return Err(GraphError::new(
-            StatusCode::FORBIDDEN,
-            "ExtensionError",
-            "Operation: Create; Exception: [Status Code: Forbidden; Reason: Presence subscriptions need the delegated permission Presence.Read.All.]",
-        ));
-    }
+    require_presence_permission(&caller, "Create")?;
     let field = |k: &str| body.get(k).and_then(Value::as_str);
     let resource = field("resource").ok_or_else(|| GraphError::bad_request("resource is required."))?.to_owned();
     let users = parse_resource(&resource)?;
@@ -341,7 +335,7 @@ pub async fn update(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, GraphError> {
     let Json(body) = body.map_err(|e| GraphError::bad_request(e.body_text()))?;
-    require_presence_permission(&caller)?;
+    require_presence_permission(&caller, "Update")?;
     let sub = find(&emu, &caller, &id)?;
     if body.get("lifecycleNotificationUrl").is_some() && sub.lifecycle_notification_url.is_none() {
         return Err(GraphError::bad_request(
@@ -384,15 +378,17 @@ pub async fn update(
     Ok(Json(json))
 }
 
-/// Renewing or reauthorizing a presence subscription needs the same permission as creating it.
-fn require_presence_permission(caller: &Caller) -> Result<(), GraphError> {
+/// Creating, renewing or reauthorizing a presence subscription needs delegated Presence.Read.All.
+fn require_presence_permission(caller: &Caller, operation: &str) -> Result<(), GraphError> {
     if caller.has("Presence.Read.All") {
         Ok(())
     } else {
         Err(GraphError::new(
             StatusCode::FORBIDDEN,
             "ExtensionError",
-            "Operation: Update; Exception: [Status Code: Forbidden; Reason: Presence subscriptions need the delegated permission Presence.Read.All.]",
+            format!(
+                "Operation: {operation}; Exception: [Status Code: Forbidden; Reason: Presence subscriptions need the delegated permission Presence.Read.All.]"
+            ),
         ))
     }
 }
@@ -412,7 +408,7 @@ pub async fn reauthorize(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<StatusCode, GraphError> {
-    require_presence_permission(&caller)?;
+    require_presence_permission(&caller, "Reauthorize")?;
     let sub = find(&emu, &caller, &id)?;
     let withheld = {
         let mut world = emu.world.lock();
