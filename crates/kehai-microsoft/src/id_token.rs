@@ -1,0 +1,143 @@
+//! Id-token validation: RS256 against the tenant's published keys (cached, re-fetched once when
+//! a token names an unknown key), `iss` equal to the metadata's issuer template with the token's
+//! own `tid` (Microsoft's multi-tenant endpoints publish `…/{tenantid}/v2.0` literally), `aud`,
+//! `nonce`, and `exp`/`nbf` with a small skew.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tokio::sync::RwLock;
+
+use crate::{MicrosoftConfig, MicrosoftError, http};
+
+/// Clocks may disagree this much.
+const SKEW_SECONDS: u64 = 120;
+
+/// What kehai takes from an id token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdClaims {
+    /// The tenant of the account (`9188040d-…` for personal accounts).
+    pub tid: String,
+    /// Pairwise subject.
+    pub sub: String,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Jwk {
+    kid: String,
+    n: String,
+    e: String,
+}
+
+#[derive(Default)]
+struct Cache {
+    metadata: Option<Metadata>,
+    keys: Vec<Jwk>,
+}
+
+/// Validates id tokens of one app; keeps the metadata and keys it fetched.
+#[derive(Clone)]
+pub struct IdTokenValidator {
+    config: MicrosoftConfig,
+    http: reqwest::Client,
+    cache: Arc<RwLock<Cache>>,
+}
+
+impl std::fmt::Debug for IdTokenValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenValidator").field("tenant", &self.config.tenant).finish_non_exhaustive()
+    }
+}
+
+fn refuse(why: impl Into<String>) -> MicrosoftError {
+    MicrosoftError::IdToken(why.into())
+}
+
+impl IdTokenValidator {
+    pub fn new(config: MicrosoftConfig) -> Self {
+        IdTokenValidator { config, http: http::client(), cache: Arc::default() }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, MicrosoftError> {
+        let response =
+            self.http.get(url).send().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(MicrosoftError::Transport(format!("{url} answered {}", response.status())));
+        }
+        response.json().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))
+    }
+
+    async fn metadata(&self) -> Result<Metadata, MicrosoftError> {
+        if let Some(m) = self.cache.read().await.metadata.clone() {
+            return Ok(m);
+        }
+        let url = self.config.login(&format!("/{}/v2.0/.well-known/openid-configuration", self.config.tenant));
+        let metadata: Metadata = self.get(&url).await?;
+        self.cache.write().await.metadata = Some(metadata.clone());
+        Ok(metadata)
+    }
+
+    /// The key `kid`; the key set is fetched again once if it does not have it (keys rotate).
+    async fn key(&self, kid: &str) -> Result<DecodingKey, MicrosoftError> {
+        let find =
+            |keys: &[Jwk]| keys.iter().find(|k| k.kid == kid).map(|k| DecodingKey::from_rsa_components(&k.n, &k.e));
+        if let Some(key) = find(&self.cache.read().await.keys) {
+            return key.map_err(|e| refuse(format!("unusable key: {e}")));
+        }
+        #[derive(Deserialize)]
+        struct Jwks {
+            keys: Vec<Value>,
+        }
+        let jwks: Jwks = self.get(&self.metadata().await?.jwks_uri).await?;
+        // Keys of other types (or without n/e) are not ours to use.
+        let keys: Vec<Jwk> = jwks.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
+        let found = find(&keys);
+        self.cache.write().await.keys = keys;
+        found
+            .ok_or_else(|| refuse(format!("signed with an unknown key {kid}")))?
+            .map_err(|e| refuse(format!("unusable key: {e}")))
+    }
+
+    /// Checks an id token for this app and the `nonce` of its sign-in.
+    pub async fn validate(&self, token: &str, nonce: &SecretString) -> Result<IdClaims, MicrosoftError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| refuse(format!("malformed: {e}")))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(refuse("not RS256"));
+        }
+        let kid = header.kid.ok_or_else(|| refuse("no kid"))?;
+        let key = self.key(&kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[&self.config.client_id]);
+        validation.leeway = SKEW_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims =
+            jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| refuse(format!("{e}")))?.claims;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let tid = text("tid").ok_or_else(|| refuse("no tid"))?;
+        let expected_issuer = self.metadata().await?.issuer.replace("{tenantid}", tid);
+        if text("iss") != Some(expected_issuer.as_str()) {
+            return Err(refuse("wrong issuer"));
+        }
+        let given = text("nonce").unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(nonce.expose_secret().as_bytes())) {
+            return Err(refuse("wrong nonce"));
+        }
+        Ok(IdClaims {
+            tid: tid.to_owned(),
+            sub: text("sub").unwrap_or_default().to_owned(),
+            email: text("email").map(str::to_owned),
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! The authorization-code flow with PKCE against the Microsoft identity platform v2.0:
+//! building the authorize URL, redeeming the code, refreshing.
+
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::{MicrosoftConfig, MicrosoftError, SCOPES, http};
+
+/// What Microsoft's token response adds to the standard fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MicrosoftFields {
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for MicrosoftFields {}
+
+type TokenBody = StandardTokenResponse<MicrosoftFields, BasicTokenType>;
+type Client = oauth2::Client<
+    BasicErrorResponse,
+    TokenBody,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// Tokens from the identity platform. `Debug` shows none of them.
+#[derive(Clone)]
+pub struct Tokens {
+    pub access_token: SecretString,
+    /// Present when `offline_access` was granted; it rotates on every refresh (store the new one).
+    pub refresh_token: Option<SecretString>,
+    pub id_token: Option<String>,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("expires_in", &self.expires_in).finish_non_exhaustive()
+    }
+}
+
+/// A sign-in about to start: the URL to send the browser to, and what to keep (server side)
+/// to finish it. `Debug` shows only the URL's host.
+pub struct AuthorizationRequest {
+    pub url: url::Url,
+    pub state: SecretString,
+    pub nonce: SecretString,
+    pub pkce_verifier: SecretString,
+}
+
+impl std::fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationRequest").field("host", &self.url.host_str()).finish_non_exhaustive()
+    }
+}
+
+/// The identity platform for one app registration.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    config: MicrosoftConfig,
+    http: reqwest::Client,
+}
+
+impl Identity {
+    pub fn new(config: MicrosoftConfig) -> Self {
+        Identity { config, http: http::client() }
+    }
+
+    pub fn config(&self) -> &MicrosoftConfig {
+        &self.config
+    }
+
+    fn client(&self, redirect_uri: &str) -> Result<Client, MicrosoftError> {
+        let bad = |what: &str| MicrosoftError::Transport(format!("invalid {what} URL"));
+        let tenant = &self.config.tenant;
+        Ok(oauth2::Client::new(ClientId::new(self.config.client_id.clone()))
+            .set_client_secret(ClientSecret::new(self.config.client_secret.expose_secret().to_owned()))
+            .set_auth_uri(
+                AuthUrl::new(self.config.login(&format!("/{tenant}/oauth2/v2.0/authorize")))
+                    .map_err(|_| bad("authorize"))?,
+            )
+            .set_token_uri(
+                TokenUrl::new(self.config.login(&format!("/{tenant}/oauth2/v2.0/token"))).map_err(|_| bad("token"))?,
+            )
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| bad("redirect"))?)
+            // client_secret_post, as Microsoft documents it.
+            .set_auth_type(AuthType::RequestBody))
+    }
+
+    /// The authorize URL for kehai's scopes with a fresh state, nonce and PKCE (S256) pair, and
+    /// `prompt=select_account` so that a person can always pick another account (S8).
+    pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest, MicrosoftError> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = CsrfToken::new_random().secret().to_owned();
+        let (url, state) = self
+            .client(redirect_uri)?
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
+            .set_pkce_challenge(challenge)
+            .add_extra_param("nonce", &nonce)
+            .add_extra_param("prompt", "select_account")
+            .add_extra_param("response_mode", "query")
+            .url();
+        Ok(AuthorizationRequest {
+            url,
+            state: SecretString::from(state.secret().to_owned()),
+            nonce: SecretString::from(nonce),
+            pkce_verifier: SecretString::from(verifier.secret().to_owned()),
+        })
+    }
+
+    /// Redeems an authorization code (with the PKCE verifier and the client secret).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &SecretString,
+        redirect_uri: &str,
+    ) -> Result<Tokens, MicrosoftError> {
+        let response = self
+            .client(redirect_uri)?
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose_secret().to_owned()))
+            .request_async(&http::for_oauth(&self.http))
+            .await;
+        tokens(response)
+    }
+
+    /// Trades a refresh token for new tokens (including a new refresh token).
+    pub async fn refresh(&self, refresh_token: &SecretString, redirect_uri: &str) -> Result<Tokens, MicrosoftError> {
+        let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let response = self
+            .client(redirect_uri)?
+            .exchange_refresh_token(&refresh)
+            .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
+            .request_async(&http::for_oauth(&self.http))
+            .await;
+        tokens(response)
+    }
+
+    /// The admin-consent URL an administrator opens to approve kehai for their organization (S17).
+    pub fn admin_consent_url(&self, redirect_uri: &str, state: &str) -> String {
+        let mut url = url::Url::parse(&self.config.login(&format!("/{}/v2.0/adminconsent", self.config.tenant)))
+            .unwrap_or_else(|_| self.config.login_url.clone());
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("scope", "https://graph.microsoft.com/Presence.Read.All")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state);
+        url.to_string()
+    }
+}
+
+type TokenResult = Result<TokenBody, RequestTokenError<http::TransportError, BasicErrorResponse>>;
+
+fn tokens(response: TokenResult) -> Result<Tokens, MicrosoftError> {
+    match response {
+        Ok(body) => Ok(Tokens {
+            access_token: SecretString::from(body.access_token().secret().to_owned()),
+            refresh_token: body.refresh_token().map(|r| SecretString::from(r.secret().to_owned())),
+            id_token: body.extra_fields().id_token.clone(),
+            expires_in: body.expires_in().map_or(3600, |d| d.as_secs()),
+        }),
+        Err(RequestTokenError::ServerResponse(e)) => {
+            Err(MicrosoftError::identity(e.error().as_ref(), e.error_description().map_or("", String::as_str)))
+        }
+        Err(RequestTokenError::Request(e)) => Err(e.into()),
+        Err(RequestTokenError::Parse(e, _)) => {
+            Err(MicrosoftError::Transport(format!("unreadable token response: {e}")))
+        }
+        Err(RequestTokenError::Other(e)) => Err(MicrosoftError::Transport(e)),
+    }
+}
