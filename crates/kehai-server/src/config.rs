@@ -31,6 +31,10 @@ pub struct Config {
     /// directory.
     #[serde(skip_serializing)]
     pub database_url: Option<SecretString>,
+    /// `KEHAI_SECRET_KEY`: the master key sealing tokens at rest (base64 of 32 bytes). Unset:
+    /// `<data dir>/secret.key`, created on first start with mode 0600.
+    #[serde(skip_serializing)]
+    pub secret_key: Option<SecretString>,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -65,6 +69,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: Url::parse("http://127.0.0.1:8080").expect("constant URL"),
             database_url: None,
+            secret_key: None,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -81,6 +86,7 @@ pub const SETTINGS: &[&str] = &[
     "listen",
     "public_url",
     "database_url",
+    "secret_key",
     "data_dir",
     "log_format",
     "log",
@@ -198,6 +204,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url.as_str())
             .field("database", &self.database())
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
@@ -292,7 +299,7 @@ mod tests {
                 .lines()
                 .find(|l| l.starts_with(&format!("| `KEHAI_{}` | `{key}` |", key.to_uppercase())))
                 .unwrap_or_else(|| panic!("docs/configuration.md has no row for {key}"));
-            let default = match &defaults[key] {
+            let default = match &defaults.get(key).cloned().unwrap_or_default() {
                 serde_json::Value::Null => "*(unset)*".to_owned(),
                 serde_json::Value::String(s) => format!("`{}`", s.trim_end_matches('/')),
                 other => format!("`{other}`"),
@@ -308,6 +315,7 @@ mod tests {
         let serialized = serde_json::to_value(Config::default()).expect("serializes");
         let mut fields: Vec<&str> = serialized.as_object().expect("object").keys().map(String::as_str).collect();
         fields.push("database_url"); // never serialized: it may hold a password
+        fields.push("secret_key"); // never serialized: it is a key
         fields.sort_unstable();
         let mut listed = SETTINGS.to_vec();
         listed.sort_unstable();

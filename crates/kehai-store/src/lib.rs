@@ -10,6 +10,7 @@
 //! ([`kehai_core`]) validated, and reports conflicts and missing rows as [`StoreError`]s.
 
 mod records;
+pub mod secrets;
 mod sql;
 
 use std::{path::PathBuf, sync::Arc};

@@ -188,3 +188,14 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
         assert!(dir.path().join("demo-data/kehai.db").exists(), "demo data in ./demo-data");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn serve_refuses_a_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.key"), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    std::fs::set_permissions(dir.path().join("secret.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", "127.0.0.1:0")]);
+    fails(&o, "chmod 600");
+}

@@ -1,0 +1,123 @@
+//! The master key that seals secrets at rest: `KEHAI_SECRET_KEY` (base64 of 32 bytes), or the
+//! file `<data dir>/secret.key`, generated with mode 0600 on first start. Start-up refuses a key
+//! file that other users can read: whoever reads it reads every stored token.
+
+use std::path::{Path, PathBuf};
+
+use kehai_store::secrets::{MasterKey, SecretError};
+use secrecy::ExposeSecret;
+
+use crate::Config;
+
+/// Why there is no usable master key, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("invalid configuration: setting `secret_key` (KEHAI_SECRET_KEY): {0}")]
+    BadSetting(SecretError),
+    #[error("the key file {0} is not a valid key: {1}")]
+    BadFile(PathBuf, SecretError),
+    #[error("the key file {path} can be read by other users (mode {mode:o}): run `chmod 600 {path}`", path = .0.display(), mode = .1)]
+    Exposed(PathBuf, u32),
+    #[error("cannot use the key file {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// The key file's place.
+pub fn key_file(config: &Config) -> PathBuf {
+    config.data_dir.join("secret.key")
+}
+
+/// The configured master key, creating the key file if there is neither setting nor file.
+pub fn load(config: &Config) -> Result<MasterKey, KeyError> {
+    if let Some(text) = &config.secret_key {
+        return MasterKey::from_base64(text.expose_secret()).map_err(KeyError::BadSetting);
+    }
+    let path = key_file(config);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            refuse_if_exposed(&path)?;
+            MasterKey::from_base64(&text).map_err(|e| KeyError::BadFile(path.clone(), e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
+        Err(e) => Err(KeyError::Io(path, e)),
+    }
+}
+
+#[cfg(unix)]
+fn refuse_if_exposed(path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_err(|e| KeyError::Io(path.to_owned(), e))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 { Err(KeyError::Exposed(path.to_owned(), mode)) } else { Ok(()) }
+}
+
+#[cfg(not(unix))]
+fn refuse_if_exposed(_: &Path) -> Result<(), KeyError> {
+    Ok(())
+}
+
+/// Writes a new key, readable by the owner only from the first byte (no window where others
+/// could read it).
+fn create(path: &Path) -> Result<MasterKey, KeyError> {
+    use std::io::Write;
+    let io = |e| KeyError::Io(path.to_owned(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let key = MasterKey::generate().map_err(|e| KeyError::BadFile(path.to_owned(), e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(key.to_base64().expose_secret().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    tracing::info!(path = %path.display(), "created the master key file");
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        Config { data_dir: dir.to_owned(), ..Config::default() }
+    }
+
+    #[test]
+    fn the_key_file_is_made_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load(&config(dir.path())).unwrap();
+        let again = load(&config(dir.path())).unwrap();
+        assert_eq!(first.to_base64().expose_secret(), again.to_base64().expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(key_file(&config(dir.path()))).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        load(&config(dir.path())).unwrap();
+        let path = key_file(&config(dir.path()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&config(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("chmod 600") && err.contains("644"), "{err}");
+    }
+
+    #[test]
+    fn the_setting_wins_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate().unwrap();
+        let mut c = config(dir.path());
+        c.secret_key = Some(key.to_base64());
+        assert_eq!(load(&c).unwrap().to_base64().expose_secret(), key.to_base64().expose_secret());
+        assert!(!key_file(&c).exists(), "no file when the setting is given");
+        c.secret_key = Some("too short".to_owned().into());
+        assert!(load(&c).unwrap_err().to_string().contains("KEHAI_SECRET_KEY"));
+    }
+}

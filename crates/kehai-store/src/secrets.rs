@@ -1,0 +1,148 @@
+//! Secrets at rest: tokens and client states are sealed with AES-256-GCM under the master key
+//! before they reach the database, with the identity of their row as associated data — so a
+//! ciphertext copied into another row (another person's connection) does not open there.
+//!
+//! Sealed form: `v1.<base64(nonce ‖ ciphertext ‖ tag)>`, the version naming the format.
+
+use aws_lc_rs::{
+    aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
+    rand::{SecureRandom, SystemRandom},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use secrecy::{ExposeSecret, SecretString};
+
+const PREFIX: &str = "v1.";
+
+/// Why a master key or a sealed value is unusable. Never includes key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the master key must be 32 bytes, base64-encoded")]
+    BadKey,
+    #[error("a sealed secret does not open (wrong key, wrong row, or altered)")]
+    DoesNotOpen,
+    #[error("no randomness available")]
+    NoRandomness,
+}
+
+/// The 32-byte master key. `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Result<MasterKey, SecretError> {
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).map_err(|_| SecretError::NoRandomness)?;
+        Ok(MasterKey(key))
+    }
+
+    pub fn from_base64(text: &str) -> Result<MasterKey, SecretError> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| SecretError::BadKey)?;
+        Ok(MasterKey(bytes.try_into().map_err(|_| SecretError::BadKey)?))
+    }
+
+    /// The key as base64, for writing the key file.
+    pub fn to_base64(&self) -> SecretString {
+        SecretString::from(STANDARD.encode(self.0))
+    }
+}
+
+/// Seals and opens secrets under one master key.
+pub struct SecretBox {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox { .. }")
+    }
+}
+
+impl SecretBox {
+    pub fn new(key: &MasterKey) -> SecretBox {
+        let unbound = UnboundKey::new(&AES_256_GCM, &key.0).expect("AES-256 takes 32-byte keys");
+        SecretBox { key: LessSafeKey::new(unbound) }
+    }
+
+    /// Seals `secret` for the row named by `row` (e.g. `connection:<id>:refresh_token`).
+    pub fn seal(&self, secret: &SecretString, row: &str) -> Result<String, SecretError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::NoRandomness)?;
+        let mut data = secret.expose_secret().as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(row.as_bytes()), &mut data)
+            .map_err(|_| SecretError::DoesNotOpen)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(format!("{PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens what [`SecretBox::seal`] sealed for the same `row`.
+    pub fn open(&self, sealed: &str, row: &str) -> Result<SecretString, SecretError> {
+        let bytes =
+            sealed.strip_prefix(PREFIX).and_then(|b| STANDARD.decode(b).ok()).ok_or(SecretError::DoesNotOpen)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(SecretError::DoesNotOpen);
+        }
+        let (nonce, rest) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::DoesNotOpen)?;
+        let mut data = rest.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(row.as_bytes()), &mut data)
+            .map_err(|_| SecretError::DoesNotOpen)?;
+        String::from_utf8(plain.to_vec()).map(SecretString::from).map_err(|_| SecretError::DoesNotOpen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    #[test]
+    fn seals_and_opens_for_the_same_row_only() {
+        let key = MasterKey::generate().unwrap();
+        let b = SecretBox::new(&key);
+        let sealed = b.seal(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
+        assert!(sealed.starts_with("v1.") && !sealed.contains("refresh-token-value"));
+        assert_eq!(b.open(&sealed, "connection:1:refresh_token").unwrap().expose_secret(), "refresh-token-value");
+        assert_eq!(b.open(&sealed, "connection:2:refresh_token").unwrap_err(), SecretError::DoesNotOpen, "another row");
+        let again = b.seal(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
+        assert_ne!(sealed, again, "a fresh nonce every time");
+    }
+
+    #[test]
+    fn altered_or_foreign_ciphertexts_do_not_open() {
+        let b = SecretBox::new(&MasterKey::generate().unwrap());
+        let sealed = b.seal(&secret("x"), "row").unwrap();
+        let mut raw = STANDARD.decode(&sealed[3..]).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert!(b.open(&format!("v1.{}", STANDARD.encode(raw)), "row").is_err());
+        assert!(SecretBox::new(&MasterKey::generate().unwrap()).open(&sealed, "row").is_err(), "another key");
+        for junk in ["", "v1.", "v1.AAAA", "v2.whatever", "plain text"] {
+            assert!(b.open(junk, "row").is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn keys_come_as_32_bytes_of_base64_and_never_print() {
+        let key = MasterKey::generate().unwrap();
+        let text = key.to_base64();
+        let again = MasterKey::from_base64(text.expose_secret()).unwrap();
+        let sealed = SecretBox::new(&key).seal(&secret("v"), "r").unwrap();
+        assert_eq!(SecretBox::new(&again).open(&sealed, "r").unwrap().expose_secret(), "v");
+        assert_eq!(MasterKey::from_base64("c2hvcnQ=").unwrap_err(), SecretError::BadKey);
+        assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), SecretError::BadKey);
+        assert!(!format!("{key:?}").contains(text.expose_secret()));
+    }
+}
