@@ -35,6 +35,20 @@ pub struct Config {
     /// `<data dir>/secret.key`, created on first start with mode 0600.
     #[serde(skip_serializing)]
     pub secret_key: Option<SecretString>,
+    /// `KEHAI_MS_CLIENT_ID`: the application (client) id of kehai's Microsoft Entra app
+    /// registration. Without it (and the secret) the Teams integration is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ms_client_id: Option<String>,
+    /// `KEHAI_MS_CLIENT_SECRET`: that app registration's client secret.
+    #[serde(skip_serializing)]
+    pub ms_client_secret: Option<SecretString>,
+    /// `KEHAI_MS_LOGIN_URL`: the Microsoft identity platform.
+    pub ms_login_url: Url,
+    /// `KEHAI_MS_GRAPH_URL`: Microsoft Graph.
+    pub ms_graph_url: Url,
+    /// `KEHAI_MS_TENANT`: `organizations` (work and school accounts of any organization), or one
+    /// tenant's id or domain to admit only that organization.
+    pub ms_tenant: String,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -70,6 +84,11 @@ impl Default for Config {
             public_url: Url::parse("http://127.0.0.1:8080").expect("constant URL"),
             database_url: None,
             secret_key: None,
+            ms_client_id: None,
+            ms_client_secret: None,
+            ms_login_url: Url::parse("https://login.microsoftonline.com").expect("constant URL"),
+            ms_graph_url: Url::parse("https://graph.microsoft.com").expect("constant URL"),
+            ms_tenant: "organizations".to_owned(),
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -87,6 +106,11 @@ pub const SETTINGS: &[&str] = &[
     "public_url",
     "database_url",
     "secret_key",
+    "ms_client_id",
+    "ms_client_secret",
+    "ms_login_url",
+    "ms_graph_url",
+    "ms_tenant",
     "data_dir",
     "log_format",
     "log",
@@ -174,6 +198,24 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into()));
         }
+        if self.ms_client_id.is_some() != self.ms_client_secret.is_some() {
+            return Err(ConfigError(
+                "settings `ms_client_id` and `ms_client_secret` (KEHAI_MS_CLIENT_ID, KEHAI_MS_CLIENT_SECRET): give both, or neither to turn the Teams integration off".into(),
+            ));
+        }
+        for (name, url) in [
+            ("ms_login_url (KEHAI_MS_LOGIN_URL)", &self.ms_login_url),
+            ("ms_graph_url (KEHAI_MS_GRAPH_URL)", &self.ms_graph_url),
+        ] {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(ConfigError(format!("setting `{name}`: must be an http:// or https:// URL")));
+            }
+        }
+        if self.ms_tenant.trim().is_empty() || self.ms_tenant.contains('/') {
+            return Err(ConfigError(
+                "setting `ms_tenant` (KEHAI_MS_TENANT): a tenant id, domain or `organizations`".into(),
+            ));
+        }
         if self.log.trim().is_empty() {
             return Err(ConfigError("setting `log` (KEHAI_LOG): must not be empty".into()));
         }
@@ -192,6 +234,17 @@ impl Config {
         }
     }
 
+    /// The Microsoft side, when the Teams integration is configured.
+    pub fn microsoft(&self) -> Option<kehai_microsoft::MicrosoftConfig> {
+        Some(kehai_microsoft::MicrosoftConfig {
+            login_url: self.ms_login_url.clone(),
+            graph_url: self.ms_graph_url.clone(),
+            tenant: self.ms_tenant.clone(),
+            client_id: self.ms_client_id.clone()?,
+            client_secret: self.ms_client_secret.clone()?,
+        })
+    }
+
     /// Whether cookies must carry `Secure`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
@@ -205,6 +258,11 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url.as_str())
             .field("database", &self.database())
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("ms_client_id", &self.ms_client_id)
+            .field("ms_client_secret", &self.ms_client_secret.as_ref().map(|_| "<redacted>"))
+            .field("ms_login_url", &self.ms_login_url.as_str())
+            .field("ms_graph_url", &self.ms_graph_url.as_str())
+            .field("ms_tenant", &self.ms_tenant)
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
@@ -269,6 +327,8 @@ mod tests {
             ("KEHAI_DATABASE_URL", "mysql://x", "KEHAI_DATABASE_URL"),
             ("KEHAI_LOG_FORMAT", "xml", "KEHAI_LOG_FORMAT"),
             ("KEHAI_LOGIN_ATTEMPTS_PER_MINUTE", "0", "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE"),
+            ("KEHAI_MS_CLIENT_ID", "only-the-id", "KEHAI_MS_CLIENT_SECRET"),
+            ("KEHAI_MS_LOGIN_URL", "ftp://x", "KEHAI_MS_LOGIN_URL"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);
@@ -316,6 +376,8 @@ mod tests {
         let mut fields: Vec<&str> = serialized.as_object().expect("object").keys().map(String::as_str).collect();
         fields.push("database_url"); // never serialized: it may hold a password
         fields.push("secret_key"); // never serialized: it is a key
+        fields.push("ms_client_id"); // not serialized when unset
+        fields.push("ms_client_secret"); // never serialized: it is a secret
         fields.sort_unstable();
         let mut listed = SETTINGS.to_vec();
         listed.sort_unstable();

@@ -29,6 +29,7 @@ pub mod pages;
 pub mod security;
 pub mod state;
 pub mod view;
+pub mod webhooks;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -62,6 +63,7 @@ impl App {
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
+            .merge(webhooks::router())
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());

@@ -35,6 +35,8 @@ struct SpacePage<'a> {
     my_name: String,
     csrf: String,
     is_guest: bool,
+    /// Whether the Microsoft Teams integration is configured on this server.
+    teams_configured: bool,
     emoji_choices: Vec<(&'static str, &'static str)>,
     page_data: String,
 }
@@ -101,6 +103,7 @@ pub async fn show(
             my_name,
             csrf,
             is_guest,
+            teams_configured: state.config.microsoft().is_some(),
             emoji_choices,
             page_data,
         },

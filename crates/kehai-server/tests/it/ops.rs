@@ -162,3 +162,19 @@ async fn graceful_shutdown_closes_streams_and_returns() {
     assert!(stream.closes_within(5).await, "the stream must end");
     assert!(reqwest::get(app.url("/healthz")).await.is_err(), "no longer listening");
 }
+
+/// Graph's validation handshake on both webhook paths (protocol doc §3.1).
+#[tokio::test]
+async fn webhooks_answer_the_validation_handshake() {
+    let app = TestApp::start().await;
+    let token = "Validation: Testing client application reachability for subscription Request-Id: 7f1c <b>&</b>";
+    for path in ["/webhooks/msgraph", "/webhooks/msgraph/lifecycle"] {
+        let mut url = url::Url::parse(&app.url(path)).unwrap();
+        url.query_pairs_mut().append_pair("validationToken", token);
+        let r =
+            reqwest::Client::new().post(url).header("content-type", "text/plain; charset=utf-8").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert_eq!(r.text().await.unwrap(), token, "{path}: the decoded token, verbatim");
+    }
+}
