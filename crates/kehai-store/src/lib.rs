@@ -9,6 +9,7 @@
 //! The store knows nothing of HTTP or sessions' cookies: it stores what the domain
 //! ([`kehai_core`]) validated, and reports conflicts and missing rows as [`StoreError`]s.
 
+mod microsoft;
 mod records;
 pub mod secrets;
 mod sql;
@@ -21,6 +22,9 @@ use kehai_core::{
     SpaceSlug,
 };
 
+pub use microsoft::{
+    Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
+};
 pub use records::{AvatarChange, Member, Session};
 
 /// What can go wrong in the store, as callers need to tell it apart.
@@ -133,6 +137,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<Session>>;
     /// Ends a session. A guest's session takes the guest and their avatar with it.
     async fn delete_session(&self, id_hash: &str) -> Result<Option<Session>>;
-    /// Ends every session expired at `now` (and their guests); returns them.
+    /// Ends every session expired at `now` (and their guests); returns them. Expired sign-ins
+    /// in progress go too.
     async fn purge_expired_sessions(&self, now: Millis) -> Result<Vec<Session>>;
+
+    // Microsoft Teams connections.
+    /// Creates or replaces a connection (by id). `Conflict("microsoft account")` when another
+    /// member already connected the same Microsoft account.
+    async fn save_connection(&self, connection: &Connection) -> Result<()>;
+    async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>>;
+    async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
+    /// Deletes a connection with its spaces.
+    async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
+    /// Uses a connection in a space, ON or OFF.
+    async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()>;
+    /// Stops using a connection in a space; returns how many spaces still use it.
+    async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize>;
+    /// The spaces a connection is used in, with their toggle.
+    async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>>;
+
+    // Sign-ins in progress.
+    async fn create_oauth_state(&self, state: &OAuthState) -> Result<()>;
+    /// Takes (and deletes) a sign-in: it can be used once. Expired ones are deleted and `None`.
+    async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>>;
+
+    // Encryption certificates.
+    async fn add_certificate(&self, certificate: &EncryptionCertificate) -> Result<()>;
+    /// The newest certificate not retired.
+    async fn current_certificate(&self) -> Result<Option<EncryptionCertificate>>;
+    async fn certificate(&self, id: &str) -> Result<Option<EncryptionCertificate>>;
 }

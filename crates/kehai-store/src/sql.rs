@@ -18,7 +18,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::{AvatarChange, Member, Result, Session, Store, StoreError};
+use crate::{
+    AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState, Result, Sealed,
+    Session, Store, StoreError, SubscriptionRecord,
+};
 
 /// SQLite in one file: WAL for concurrent readers, one writer connection.
 pub(crate) struct SqliteStore {
@@ -220,6 +223,106 @@ macro_rules! avatar_columns {
     () => {
         "space_id, person_id, kind, display_name, own_emoji, presence_provider, presence_availability, \
          presence_activity, presence_label, presence_emoji, presence_since"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    id: String,
+    account_id: String,
+    ms_tenant_id: String,
+    ms_user_id: String,
+    access_token: String,
+    access_expires_at: i64,
+    refresh_token: Option<String>,
+    refresh_expires_at: Option<i64>,
+    subscription_id: Option<String>,
+    subscription_expires_at: Option<i64>,
+    client_state: Option<String>,
+    state: String,
+    last_error: Option<String>,
+    connected_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ConnectionRow> for Connection {
+    type Error = StoreError;
+    fn try_from(r: ConnectionRow) -> Result<Connection> {
+        let subscription = match (r.subscription_id, r.subscription_expires_at, r.client_state) {
+            (Some(id), Some(expires_at), Some(cs)) => {
+                Some(SubscriptionRecord { id, expires_at, client_state: Sealed(cs) })
+            }
+            _ => None,
+        };
+        Ok(Connection {
+            id: ConnectionId(uuid(&r.id, "connection id")?),
+            account_id: PersonId(uuid(&r.account_id, "account id")?),
+            ms_tenant_id: r.ms_tenant_id,
+            ms_user_id: r.ms_user_id,
+            access_token: Sealed(r.access_token),
+            access_expires_at: r.access_expires_at,
+            refresh_token: r.refresh_token.map(Sealed),
+            refresh_expires_at: r.refresh_expires_at,
+            subscription,
+            state: ConnectionState::parse(&r.state).ok_or(StoreError::Corrupt("connection state"))?,
+            last_error: r.last_error,
+            connected_at: r.connected_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OAuthStateRow {
+    state_hash: String,
+    session_hash: String,
+    space_id: String,
+    nonce: String,
+    pkce_verifier: String,
+    expires_at: i64,
+}
+
+impl TryFrom<OAuthStateRow> for OAuthState {
+    type Error = StoreError;
+    fn try_from(r: OAuthStateRow) -> Result<OAuthState> {
+        Ok(OAuthState {
+            state_hash: r.state_hash,
+            session_hash: r.session_hash,
+            space_id: SpaceId(uuid(&r.space_id, "space id")?),
+            nonce: Sealed(r.nonce),
+            pkce_verifier: Sealed(r.pkce_verifier),
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CertificateRow {
+    id: String,
+    certificate: String,
+    private_key: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl From<CertificateRow> for EncryptionCertificate {
+    fn from(r: CertificateRow) -> Self {
+        EncryptionCertificate {
+            id: r.id,
+            certificate: r.certificate,
+            private_key: Sealed(r.private_key),
+            created_at: r.created_at,
+            retired_at: r.retired_at,
+        }
+    }
+}
+
+/// The columns [`ConnectionRow`] reads.
+macro_rules! connection_columns {
+    () => {
+        "id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, refresh_token, \
+         refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \
+         connected_at, updated_at"
     };
 }
 
@@ -537,8 +640,164 @@ macro_rules! impl_store {
                 for (space, guest) in sessions.iter().filter_map(Session::guest) {
                     remove_guest(&mut tx, space, guest).await?;
                 }
+                sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(sessions)
+            }
+
+            async fn save_connection(&self, c: &Connection) -> Result<()> {
+                let sub = c.subscription.as_ref();
+                sqlx::query(concat!(
+                    "INSERT INTO ms_connections (", connection_columns!(), ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
+                     access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
+                     subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15"
+                ))
+                .bind(c.id.0.to_string())
+                .bind(c.account_id.0.to_string())
+                .bind(&c.ms_tenant_id)
+                .bind(&c.ms_user_id)
+                .bind(&c.access_token.0)
+                .bind(c.access_expires_at)
+                .bind(c.refresh_token.as_ref().map(|t| t.0.clone()))
+                .bind(c.refresh_expires_at)
+                .bind(sub.map(|s| s.id.clone()))
+                .bind(sub.map(|s| s.expires_at))
+                .bind(sub.map(|s| s.client_state.0.clone()))
+                .bind(c.state.as_str())
+                .bind(c.last_error.clone())
+                .bind(c.connected_at)
+                .bind(c.updated_at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "microsoft account", "account"))?;
+                Ok(())
+            }
+
+            async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE account_id = $1"))
+                    .bind(account.0.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Connection::try_from)
+                    .transpose()
+            }
+
+            async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE subscription_id = $1"))
+                    .bind(subscription_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Connection::try_from)
+                    .transpose()
+            }
+
+            async fn delete_connection(&self, id: ConnectionId) -> Result<()> {
+                sqlx::query("DELETE FROM ms_connections WHERE id = $1").bind(id.0.to_string()).execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO ms_connection_spaces (connection_id, space_id, enabled) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connection_id, space_id) DO UPDATE SET enabled = $3",
+                )
+                .bind(id.0.to_string())
+                .bind(space.0.to_string())
+                .bind(enabled)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "connection space", "connection or space"))?;
+                Ok(())
+            }
+
+            async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("DELETE FROM ms_connection_spaces WHERE connection_id = $1 AND space_id = $2")
+                    .bind(id.0.to_string())
+                    .bind(space.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ms_connection_spaces WHERE connection_id = $1")
+                    .bind(id.0.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(usize::try_from(left).unwrap_or(0))
+            }
+
+            async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>> {
+                let rows: Vec<(String, bool)> =
+                    sqlx::query_as("SELECT space_id, enabled FROM ms_connection_spaces WHERE connection_id = $1 ORDER BY space_id")
+                        .bind(id.0.to_string())
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.into_iter().map(|(s, e)| Ok((SpaceId(uuid(&s, "space id")?), e))).collect()
+            }
+
+            async fn create_oauth_state(&self, st: &OAuthState) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO oauth_states (state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&st.state_hash)
+                .bind(&st.session_hash)
+                .bind(st.space_id.0.to_string())
+                .bind(&st.nonce.0)
+                .bind(&st.pkce_verifier.0)
+                .bind(st.expires_at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "sign-in", "space"))?;
+                Ok(())
+            }
+
+            async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>> {
+                let row = sqlx::query_as::<_, OAuthStateRow>(
+                    "DELETE FROM oauth_states WHERE state_hash = $1 \
+                     RETURNING state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at",
+                )
+                .bind(state_hash)
+                .fetch_optional(self.writer())
+                .await?;
+                row.map(OAuthState::try_from).transpose().map(|s| s.filter(|s| s.expires_at > now))
+            }
+
+            async fn add_certificate(&self, c: &EncryptionCertificate) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO encryption_certificates (id, certificate, private_key, created_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&c.id)
+                .bind(&c.certificate)
+                .bind(&c.private_key.0)
+                .bind(c.created_at)
+                .bind(c.retired_at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "certificate", "certificate"))?;
+                Ok(())
+            }
+
+            async fn current_certificate(&self) -> Result<Option<EncryptionCertificate>> {
+                Ok(sqlx::query_as::<_, CertificateRow>(
+                    "SELECT id, certificate, private_key, created_at, retired_at FROM encryption_certificates \
+                     WHERE retired_at IS NULL ORDER BY created_at DESC, id LIMIT 1",
+                )
+                .fetch_optional(self.reader())
+                .await?
+                .map(EncryptionCertificate::from))
+            }
+
+            async fn certificate(&self, id: &str) -> Result<Option<EncryptionCertificate>> {
+                Ok(sqlx::query_as::<_, CertificateRow>(
+                    "SELECT id, certificate, private_key, created_at, retired_at FROM encryption_certificates WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?
+                .map(EncryptionCertificate::from))
             }
         }
 

@@ -53,6 +53,11 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl TestDb {
+    /// The SQLite file, for tests that inspect it.
+    pub fn path(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|d| d.path().join("kehai.db"))
+    }
+
     pub async fn drop_database(self) {
         let (Some(url), Some(name)) = (self.admin_url, self.name) else {
             return;

@@ -4,7 +4,10 @@ use kehai_core::{
     Account, DisplayName, Email, Emoji, Guest, Membership, PersonId, PersonKind, PresenceOverride, Role, Space,
     SpaceId, SpaceName, SpaceSlug,
 };
-use kehai_store::{AvatarChange, Session, Store, StoreError};
+use kehai_store::{
+    AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, Session, Store,
+    StoreError, SubscriptionRecord,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -228,4 +231,109 @@ pub async fn avatars_of_one_space_only(store: &dyn Store) {
     assert_eq!(store.avatar(two.id, a.id).await.unwrap(), None);
     let change = AvatarChange { display_name: Some(name("Hacker")), own_emoji: None };
     assert_eq!(store.update_avatar(two.id, b.id, &change, T0).await.unwrap(), None, "no avatar in the other space");
+}
+
+fn connection(account: PersonId, ms_user: &str) -> Connection {
+    Connection {
+        id: ConnectionId::new(),
+        account_id: account,
+        ms_tenant_id: "6f1a9c2e-4b7d-4e8a-9c3f-2d5b8e7a1c40".into(),
+        ms_user_id: ms_user.into(),
+        access_token: Sealed("v1.sealed-access".into()),
+        access_expires_at: T0 + 3_600_000,
+        refresh_token: Some(Sealed("v1.sealed-refresh".into())),
+        refresh_expires_at: Some(T0 + 90 * 86_400_000),
+        subscription: None,
+        state: ConnectionState::Connected,
+        last_error: None,
+        connected_at: T0,
+        updated_at: T0,
+    }
+}
+
+pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let b = member(store, &s, "b@example.com", "B").await;
+    let mut c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    assert_eq!(store.connection_of(a.id).await.unwrap(), Some(c.clone()));
+    // Updating keeps the row: new tokens, a subscription, a state.
+    c.access_token = Sealed("v1.sealed-access-2".into());
+    c.subscription = Some(SubscriptionRecord {
+        id: "sub-1".into(),
+        expires_at: T0 + 59 * 60_000,
+        client_state: Sealed("v1.cs".into()),
+    });
+    c.state = ConnectionState::NeedsReconnect;
+    c.last_error = Some("Microsoft refused the sign-in".into());
+    c.updated_at = T0 + 1;
+    store.save_connection(&c).await.unwrap();
+    assert_eq!(store.connection_of(a.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection_by_subscription("sub-1").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection_by_subscription("sub-2").await.unwrap(), None);
+    // The same Microsoft account cannot be connected by another member.
+    let taken = connection(b.id, "ms-user-a");
+    assert!(matches!(store.save_connection(&taken).await, Err(StoreError::Conflict("microsoft account"))));
+    store.delete_connection(c.id).await.unwrap();
+    assert_eq!(store.connection_of(a.id).await.unwrap(), None);
+    store.save_connection(&taken).await.unwrap();
+}
+
+pub async fn connections_are_used_per_space_with_a_toggle(store: &dyn Store) {
+    let one = space(store, "one").await;
+    let two = space(store, "two").await;
+    let a = member(store, &one, "a@example.com", "A").await;
+    let c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    store.set_connection_space(c.id, one.id, true).await.unwrap();
+    store.set_connection_space(c.id, two.id, true).await.unwrap();
+    store.set_connection_space(c.id, two.id, false).await.unwrap();
+    let mut spaces = store.connection_spaces(c.id).await.unwrap();
+    spaces.sort_by_key(|(s, _)| s.0);
+    let mut expected = vec![(one.id, true), (two.id, false)];
+    expected.sort_by_key(|(s, _)| s.0);
+    assert_eq!(spaces, expected);
+    assert_eq!(store.remove_connection_space(c.id, two.id).await.unwrap(), 1);
+    assert_eq!(store.remove_connection_space(c.id, one.id).await.unwrap(), 0);
+    assert!(matches!(store.set_connection_space(c.id, SpaceId::new(), true).await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn sign_ins_in_progress_are_single_use_and_expire(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let st = OAuthState {
+        state_hash: "hash-1".into(),
+        session_hash: "session-1".into(),
+        space_id: s.id,
+        nonce: Sealed("v1.nonce".into()),
+        pkce_verifier: Sealed("v1.verifier".into()),
+        expires_at: T0 + 600_000,
+    };
+    store.create_oauth_state(&st).await.unwrap();
+    assert_eq!(store.take_oauth_state("hash-1", T0).await.unwrap(), Some(st.clone()));
+    assert_eq!(store.take_oauth_state("hash-1", T0).await.unwrap(), None, "used once");
+    let late = OAuthState { state_hash: "hash-2".into(), ..st.clone() };
+    store.create_oauth_state(&late).await.unwrap();
+    assert_eq!(store.take_oauth_state("hash-2", T0 + 600_000).await.unwrap(), None, "expired");
+    let purged = OAuthState { state_hash: "hash-3".into(), ..st };
+    store.create_oauth_state(&purged).await.unwrap();
+    store.purge_expired_sessions(T0 + 600_000).await.unwrap();
+    assert_eq!(store.take_oauth_state("hash-3", T0).await.unwrap(), None, "purged with the expired sessions");
+}
+
+pub async fn the_newest_live_certificate_is_current(store: &dyn Store) {
+    assert_eq!(store.current_certificate().await.unwrap(), None);
+    let old = EncryptionCertificate {
+        id: "cert-1".into(),
+        certificate: "MIIB".into(),
+        private_key: Sealed("v1.key".into()),
+        created_at: T0,
+        retired_at: None,
+    };
+    let new = EncryptionCertificate { id: "cert-2".into(), created_at: T0 + 1, ..old.clone() };
+    store.add_certificate(&old).await.unwrap();
+    store.add_certificate(&new).await.unwrap();
+    assert_eq!(store.current_certificate().await.unwrap(), Some(new));
+    assert_eq!(store.certificate("cert-1").await.unwrap(), Some(old.clone()));
+    assert!(matches!(store.add_certificate(&old).await, Err(StoreError::Conflict(_))));
 }

@@ -7,6 +7,7 @@
 
 mod backends;
 mod contract;
+mod privacy;
 
 /// Generates one test per contract case and back end.
 macro_rules! contract_suite {
@@ -52,4 +53,8 @@ contract_suite!(
     guests_live_as_long_as_their_session,
     expired_sessions_are_not_found_and_are_purged,
     avatars_of_one_space_only,
+    connections_are_saved_found_and_one_per_microsoft_account,
+    connections_are_used_per_space_with_a_toggle,
+    sign_ins_in_progress_are_single_use_and_expire,
+    the_newest_live_certificate_is_current,
 );

@@ -1,0 +1,110 @@
+//! Records of the Microsoft Teams integration: connections, the spaces they are used in,
+//! sign-ins in progress and encryption certificates. Secret fields are [`Sealed`]: the store
+//! keeps them as given and never sees them in clear.
+
+use kehai_core::{Millis, PersonId, SpaceId};
+
+/// A value sealed by [`crate::secrets::SecretBox`]. `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(pub String);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub uuid::Uuid);
+
+impl ConnectionId {
+    pub fn new() -> Self {
+        ConnectionId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for ConnectionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How a connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// Microsoft refused the refresh token: the member must sign in again.
+    NeedsReconnect,
+    /// Something else failed; `last_error` says what.
+    Error,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Connected => "connected",
+            ConnectionState::NeedsReconnect => "needs_reconnect",
+            ConnectionState::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "connected" => Some(ConnectionState::Connected),
+            "needs_reconnect" => Some(ConnectionState::NeedsReconnect),
+            "error" => Some(ConnectionState::Error),
+            _ => None,
+        }
+    }
+}
+
+/// The Graph subscription of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub expires_at: Millis,
+    pub client_state: Sealed,
+}
+
+/// A member's connection to their Microsoft account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub account_id: PersonId,
+    pub ms_tenant_id: String,
+    pub ms_user_id: String,
+    pub access_token: Sealed,
+    pub access_expires_at: Millis,
+    pub refresh_token: Option<Sealed>,
+    pub refresh_expires_at: Option<Millis>,
+    pub subscription: Option<SubscriptionRecord>,
+    pub state: ConnectionState,
+    pub last_error: Option<String>,
+    pub connected_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A sign-in in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    /// SHA-256 of the `state` parameter.
+    pub state_hash: String,
+    /// The session that started it: only that session may finish it.
+    pub session_hash: String,
+    pub space_id: SpaceId,
+    pub nonce: Sealed,
+    pub pkce_verifier: Sealed,
+    pub expires_at: Millis,
+}
+
+/// A certificate Graph encrypts rich notifications for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionCertificate {
+    pub id: String,
+    /// Base64 DER.
+    pub certificate: String,
+    /// Sealed PKCS#8.
+    pub private_key: Sealed,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
+}
