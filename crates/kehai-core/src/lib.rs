@@ -16,6 +16,7 @@ mod account;
 mod avatar;
 mod invalid;
 mod person;
+pub mod presence;
 mod space;
 
 pub use account::{Account, Email, Membership, NewPassword, Role};

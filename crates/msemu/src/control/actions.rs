@@ -21,7 +21,7 @@ pub const STATUSES: &[(&str, &str, &str)] = &[
     ("InAMeeting", "Busy", "InAMeeting"),
     ("InACall", "Busy", "InACall"),
     ("Presenting", "DoNotDisturb", "Presenting"),
-    ("OutOfOffice", "Away", "OutOfOffice"),
+    ("OutOfOffice", "Offline", "OutOfOffice"),
 ];
 
 /// Why an operation could not be done: an HTTP status and words.
