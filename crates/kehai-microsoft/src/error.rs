@@ -41,12 +41,17 @@ impl MicrosoftError {
         }
     }
 
-    /// An identity error from Microsoft's `error` and `error_description`.
-    pub(crate) fn identity(error: &str, description: &str) -> Self {
-        let code = description
+    /// The AADSTS code at the start of an `error_description` (`AADSTS50173: …`).
+    pub fn identity_code(description: &str) -> Option<u32> {
+        description
             .strip_prefix("AADSTS")
             .and_then(|rest| rest.split(':').next())
-            .and_then(|digits| digits.parse().ok());
+            .and_then(|digits| digits.parse().ok())
+    }
+
+    /// An identity error from Microsoft's `error` and `error_description`.
+    pub(crate) fn identity(error: &str, description: &str) -> Self {
+        let code = Self::identity_code(description);
         // Microsoft appends trace and correlation ids after the first line.
         let description = description.lines().next().unwrap_or("").to_owned();
         MicrosoftError::Identity { error: error.to_owned(), code, description }

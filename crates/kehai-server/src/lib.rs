@@ -28,6 +28,7 @@ pub mod ops;
 pub mod pages;
 pub mod security;
 pub mod state;
+pub mod teams;
 pub mod view;
 pub mod webhooks;
 
@@ -64,6 +65,7 @@ impl App {
             .merge(live::router())
             .merge(ops::router())
             .merge(webhooks::router())
+            .merge(teams::router())
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());

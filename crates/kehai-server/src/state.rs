@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<LoginLimiter>,
     pub catalogs: Arc<Catalogs>,
+    /// The Microsoft Teams integration, when configured.
+    pub teams: Option<Arc<crate::teams::Teams>>,
     /// Seals tokens and client states before they are stored.
     pub secrets: Arc<kehai_store::secrets::SecretBox>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
@@ -40,6 +42,7 @@ pub struct Background {
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
+        let teams = crate::teams::Teams::from_config(&config);
         let metrics = Metrics::new();
         let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
         let state = AppState {
@@ -51,6 +54,8 @@ impl AppState {
             metrics,
             catalogs: Arc::new(Catalogs::load()?),
             secrets: Arc::new(kehai_store::secrets::SecretBox::new(&master_key)),
+            teams,
+
             shutdown: CancellationToken::new(),
         };
         Ok((state, Background { live: worker }))

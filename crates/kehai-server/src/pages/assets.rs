@@ -10,6 +10,7 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
         "space.js" => (include_str!("../../static/space.js"), "text/javascript; charset=utf-8"),
+        "popup.js" => (include_str!("../../static/popup.js"), "text/javascript; charset=utf-8"),
         _ => return crate::error::not_found().await.into_response(),
     };
     let mut response = (StatusCode::OK, body).into_response();

@@ -8,3 +8,4 @@ mod live;
 mod ops;
 mod pages;
 mod support;
+mod teams;

@@ -1,0 +1,85 @@
+//! The Microsoft Teams integration (S1–S22): a member connects their work or school Microsoft
+//! account in a popup ([`connect`]), kehai subscribes to their presence with Graph, and their
+//! avatar follows it.
+//!
+//! [`Teams`] holds the Microsoft clients (from `kehai-microsoft`) and the URLs Microsoft calls
+//! back; it exists only when the server is configured with an app registration.
+
+pub mod certificates;
+pub mod connect;
+
+use std::sync::Arc;
+
+use kehai_core::{PersonId, PresenceOverride, presence::teams_override};
+use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence};
+use kehai_store::ConnectionId;
+
+use crate::{Config, state::AppState};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/integrations/msteams/connect", axum::routing::get(connect::start))
+        .route("/integrations/msteams/callback", axum::routing::get(connect::callback))
+}
+
+/// The configured Microsoft side.
+#[derive(Debug)]
+pub struct Teams {
+    pub identity: Identity,
+    pub id_tokens: IdTokenValidator,
+    pub graph: Graph,
+    /// `{public}/integrations/msteams/callback`: registered with the app.
+    pub redirect_uri: String,
+    /// `{public}/webhooks/msgraph` and `…/lifecycle`.
+    pub notification_url: String,
+    pub lifecycle_url: String,
+}
+
+impl Teams {
+    /// The integration, if the configuration names an app registration.
+    pub fn from_config(config: &Config) -> Option<Arc<Teams>> {
+        let microsoft: MicrosoftConfig = config.microsoft()?;
+        let public = config.public_url.as_str().trim_end_matches('/').to_owned();
+        Some(Arc::new(Teams {
+            identity: Identity::new(microsoft.clone()),
+            id_tokens: IdTokenValidator::new(microsoft.clone()),
+            graph: Graph::new(microsoft),
+            redirect_uri: format!("{public}/integrations/msteams/callback"),
+            notification_url: format!("{public}/webhooks/msgraph"),
+            lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
+        }))
+    }
+}
+
+/// The avatar override a Teams presence gives (`None`: the own emoji shows).
+pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride> {
+    let ooo = presence.out_of_office_settings.as_ref().is_some_and(|o| o.is_out_of_office);
+    teams_override(&presence.availability, &presence.activity, ooo).map(|shown| PresenceOverride {
+        provider: "msteams".to_owned(),
+        availability: presence.availability.clone(),
+        activity: presence.activity.clone(),
+        label: shown.label(),
+        emoji: shown.emoji,
+        since,
+    })
+}
+
+/// Shows `presence` on the member's avatar in every space where the connection is ON.
+pub async fn show_presence(state: &AppState, connection: ConnectionId, account: PersonId, presence: &Presence) {
+    let now = state.clock.now();
+    let over = override_for(presence, now);
+    let spaces = match state.store.connection_spaces(connection).await {
+        Ok(spaces) => spaces,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the connection's spaces");
+            return;
+        }
+    };
+    for (space, _) in spaces.into_iter().filter(|(_, on)| *on) {
+        match state.store.set_presence(space, account, over.as_ref(), now).await {
+            Ok(Some(avatar)) => state.live.publish_avatar(&avatar),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not show a presence"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Connecting Microsoft Teams against msemu, as a member's browser does it: kehai's connect
+//! link, msemu's sign-in and consent pages, and back to kehai's callback.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestApp, find};
+
+/// kehai configured with msemu's app, and msemu knowing kehai's callback.
+async fn start() -> (TestApp, msemu::Running) {
+    let mut directory = msemu::Directory::default();
+    directory.apps[0].redirect_uris.clear();
+    let emu = msemu::Emulator::start(msemu::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        directory,
+        allow_http_notifications: true,
+        ..msemu::Config::default()
+    })
+    .await
+    .unwrap();
+    let app_reg = emu.emulator.world.lock().directory.apps[0].clone();
+    let base = emu.base_url.clone();
+    let app = TestApp::start_with(|c| {
+        c.ms_client_id = Some(app_reg.client_id.to_string());
+        c.ms_client_secret = Some(app_reg.client_secret.clone().into());
+        c.ms_login_url = base.clone();
+        c.ms_graph_url = base;
+    })
+    .await;
+    emu.emulator.world.lock().directory.apps[0].redirect_uris.push(app.url("/integrations/msteams/callback"));
+    (app, emu)
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    crate::support::between(html, &format!("name=\"{name}\" value=\""), "\"")
+        .unwrap_or_else(|| panic!("no {name}:\n{html}"))
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").unwrap_or_else(|| panic!("no redirect ({})", r.status())).to_str().unwrap().to_owned()
+}
+
+/// Walks the popup: connect → msemu sign-in (→ consent) → back to kehai. Returns msemu's last
+/// redirect (to kehai's callback).
+async fn sign_in_at_microsoft(c: &Client, emu: &msemu::Running, email: &str, password: &str, decision: &str) -> String {
+    let r = c.get("/integrations/msteams/connect?space=alpha").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&r);
+    assert!(authorize.starts_with(emu.base_url.as_str()), "{authorize}");
+    let page = c.http.get(&authorize).send().await.unwrap().text().await.unwrap();
+    let mut answer = c
+        .http
+        .post(emu.url("/organizations/login"))
+        .form(&[("flow", hidden(&page, "flow").as_str()), ("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    if answer.status() == StatusCode::OK {
+        let consent = answer.text().await.unwrap();
+        answer = c
+            .http
+            .post(emu.url("/organizations/consent"))
+            .form(&[("flow", hidden(&consent, "flow").as_str()), ("decision", decision)])
+            .send()
+            .await
+            .unwrap();
+    }
+    location(&answer)
+}
+
+/// Follows msemu's redirect to kehai's callback: the page the popup ends on.
+async fn back_to_kehai(c: &Client, callback: &str) -> (StatusCode, String) {
+    let r = c.http.get(callback).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+fn outcome(html: &str) -> String {
+    crate::support::between(html, "data-outcome=\"", "\"").expect("a result page")
+}
+
+async fn set_status(emu: &msemu::Running, email: &str, status: &str) {
+    let r = reqwest::Client::new()
+        .put(emu.url(&format!("/_emu/api/users/{email}/presence")))
+        .json(&json!({ "status": status }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn subscriptions(emu: &msemu::Running) -> Vec<Value> {
+    let v: Value = reqwest::get(emu.url("/_emu/api/subscriptions")).await.unwrap().json().await.unwrap();
+    v["subscriptions"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_member_connects_and_the_avatar_shows_the_current_presence() {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    assert!(callback.starts_with(&app.url("/integrations/msteams/callback")), "{callback}");
+    let (status, html) = back_to_kehai(&alice, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::OK, "connected"));
+    assert!(html.contains("Authentication complete") && html.contains("/static/popup.js"));
+
+    // Stored: sealed tokens, the subscription.
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let connection = app.state.store.connection_of(account).await.unwrap().expect("a connection");
+    let ms_alice = emu.emulator.world.lock().directory.user_by_email("alice@example.com").unwrap().id.to_string();
+    assert_eq!(connection.ms_user_id, ms_alice);
+    assert!(
+        connection.access_token.0.starts_with("v1.") && connection.refresh_token.as_ref().unwrap().0.starts_with("v1.")
+    );
+    assert_eq!(connection.state, kehai_store::ConnectionState::Connected);
+    let subscription = connection.subscription.expect("subscribed");
+
+    // At msemu: one rich presence subscription for Alice, pointing at kehai's webhooks.
+    let subs = subscriptions(&emu).await;
+    assert_eq!(subs.len(), 1);
+    let s = &subs[0];
+    assert_eq!(s["id"], subscription.id);
+    assert_eq!(s["resource"], format!("communications/presences/{ms_alice}"));
+    assert_eq!(s["notificationUrl"], app.url("/webhooks/msgraph"));
+    assert_eq!(s["lifecycleNotificationUrl"], app.url("/webhooks/msgraph/lifecycle"));
+    assert_eq!(s["includeResourceData"], true);
+    assert!(s["encryptionCertificateId"].as_str().unwrap().starts_with("kehai-"));
+    assert_eq!(s["hasClientState"], true);
+
+    // The avatar shows Busy at once, and Alice's own emoji is untouched.
+    let avatars = alice.avatars("alpha").await;
+    let a = find(&avatars, "Alice").unwrap();
+    assert_eq!(a["emoji"], "🔴");
+    assert_eq!(a["presence"]["label"], "Microsoft Teams: 取り込み中 / Busy");
+    assert_eq!(a["own_emoji"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_personal_account_is_refused_and_nothing_is_stored() {
+    let (app, emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    let callback = sign_in_at_microsoft(&alice, &emu, "pat@outlook.example", "pat-password", "accept").await;
+    let (status, html) = back_to_kehai(&alice, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::FORBIDDEN, "personal"));
+    assert!(html.contains("Only work or school (business) Microsoft accounts can be connected"));
+    assert!(subscriptions(&emu).await.is_empty());
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    assert!(app.state.store.connection_of(account).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_organization_that_needs_admin_consent_gets_the_admin_link_then_connects() {
+    let (app, emu) = start().await;
+    let bob = app.member("bob@example.com").await;
+    let callback = sign_in_at_microsoft(&bob, &emu, "erin@fabrikam.example", "erin-password", "back").await;
+    let (status, html) = back_to_kehai(&bob, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::OK, "admin-approval"));
+    let admin_url = crate::support::between(&html, "id=\"admin-url\" class=\"copy-source\" readonly value=\"", "\"")
+        .unwrap()
+        .replace("&#38;", "&");
+    let parsed = url::Url::parse(&admin_url).unwrap();
+    assert!(parsed.path().ends_with("/organizations/v2.0/adminconsent"));
+    let q: HashMap<String, String> = parsed.query_pairs().into_owned().collect();
+    assert_eq!(q["scope"], "https://graph.microsoft.com/Presence.Read.All");
+    assert_eq!(q["redirect_uri"], app.url("/integrations/msteams/callback"));
+    assert!(html.contains("id=\"copy-admin-url\""));
+
+    // An administrator approves; Erin (as Bob's Microsoft account) connects.
+    reqwest::Client::new().post(emu.url("/_emu/api/tenants/fabrikam/admin-consent")).send().await.unwrap();
+    let callback = sign_in_at_microsoft(&bob, &emu, "erin@fabrikam.example", "erin-password", "accept").await;
+    let (status, html) = back_to_kehai(&bob, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::OK, "connected"));
+}
+
+#[tokio::test]
+async fn sign_in_links_are_single_use_and_bound_to_their_session() {
+    let (app, emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    // Another member's browser cannot finish Alice's sign-in…
+    let bob = app.member("bob@example.com").await;
+    let (status, html) = back_to_kehai(&bob, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::BAD_REQUEST, "expired"));
+    // …and the state is used up by that attempt.
+    let (_, html) = back_to_kehai(&alice, &callback).await;
+    assert_eq!(outcome(&html), "expired");
+    assert!(subscriptions(&emu).await.is_empty(), "nothing stored");
+    let (_, html) = back_to_kehai(&alice, &app.url("/integrations/msteams/callback?state=forged&code=x")).await;
+    assert_eq!(outcome(&html), "expired");
+    let (_, html) = back_to_kehai(&alice, &app.url("/integrations/msteams/callback")).await;
+    assert_eq!(outcome(&html), "expired");
+}
+
+#[tokio::test]
+async fn cancelling_changes_nothing() {
+    let (app, emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "cancel").await;
+    let (_, html) = back_to_kehai(&alice, &callback).await;
+    assert_eq!(outcome(&html), "cancelled");
+    assert!(subscriptions(&emu).await.is_empty());
+}
+
+#[tokio::test]
+async fn guests_and_outsiders_cannot_connect() {
+    let (app, _emu) = start().await;
+    let guest = app.guest("Visitor").await;
+    let r = guest.get("/integrations/msteams/connect?space=alpha").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(outcome(&r.text().await.unwrap()), "members-only");
+    let carol = app.member("carol@example.com").await;
+    assert_eq!(carol.get("/integrations/msteams/connect?space=alpha").await.status(), StatusCode::FORBIDDEN);
+    let anonymous = app.client().get("/integrations/msteams/connect?space=alpha").await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+}
