@@ -5,6 +5,7 @@
 
 pub mod avatars;
 pub mod openapi;
+pub mod teams;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub fn router() -> axum::Router<AppState> {
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(avatars::list))
         .routes(routes!(avatars::update_me))
+        .routes(routes!(teams::status, teams::toggle, teams::disconnect))
         .split_for_parts();
     let document = Arc::new(document);
     router.route("/openapi.json", get(move || openapi::serve(Arc::clone(&document))))

@@ -7,6 +7,7 @@
 
 pub mod certificates;
 pub mod connect;
+pub mod tokens;
 
 use std::sync::Arc;
 

@@ -218,3 +218,105 @@ async fn guests_and_outsiders_cannot_connect() {
     let anonymous = app.client().get("/integrations/msteams/connect?space=alpha").await;
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 }
+
+async fn card(c: &Client) -> Value {
+    let r = c.get("/api/spaces/alpha/integrations/msteams").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn connected(app: &TestApp, emu: &msemu::Running, email: &str, password: &str) -> Client {
+    let mut c = app.member(email).await;
+    c.load_space("alpha").await;
+    let callback = sign_in_at_microsoft(&c, emu, email, password, "accept").await;
+    assert_eq!(outcome(&back_to_kehai(&c, &callback).await.1), "connected");
+    c
+}
+
+#[tokio::test]
+async fn the_toggle_pauses_and_resumes_the_presence_in_this_space() {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "DoNotDisturb").await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    alice.put_me("alpha", json!({"emoji": "🌸"})).await;
+    assert_eq!(card(&alice).await["state"], "not_connected");
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    back_to_kehai(&alice, &callback).await;
+    assert_eq!(card(&alice).await["state"], "connected");
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "⛔");
+
+    let toggle = |on: bool| {
+        let c = &alice;
+        async move {
+            c.http
+                .put(c.url("/api/spaces/alpha/integrations/msteams"))
+                .header("x-csrf-token", c.csrf.clone().unwrap())
+                .json(&json!({ "enabled": on }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = toggle(false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "paused");
+    let a = find(&alice.avatars("alpha").await, "Alice").unwrap().clone();
+    assert_eq!((a["emoji"].as_str(), &a["presence"]), (Some("🌸"), &Value::Null), "OFF: the own emoji at once");
+
+    set_status(&emu, "alice@example.com", "InACall").await;
+    let r = toggle(true).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "connected");
+    assert_eq!(
+        find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"],
+        "📞",
+        "ON: the current presence at once"
+    );
+
+    // Without the CSRF token nothing changes.
+    let r = alice
+        .http
+        .put(alice.url("/api/spaces/alpha/integrations/msteams"))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(card(&alice).await["state"], "connected");
+}
+
+#[tokio::test]
+async fn disconnecting_deletes_the_subscription_and_the_tokens_and_connecting_again_works() {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    assert_eq!(subscriptions(&emu).await.len(), 1);
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/alpha/integrations/msteams"))
+        .header("x-csrf-token", alice.csrf.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "not_connected");
+    assert!(subscriptions(&emu).await.is_empty(), "deleted at Microsoft");
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    assert!(app.state.store.connection_of(account).await.unwrap().is_none(), "tokens erased");
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"], Value::Null);
+
+    // S13: connecting again works.
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    assert_eq!(outcome(&back_to_kehai(&alice, &callback).await.1), "connected");
+    assert_eq!(subscriptions(&emu).await.len(), 1);
+}
+
+#[tokio::test]
+async fn guests_get_no_card() {
+    let (app, _emu) = start().await;
+    let guest = app.guest("Visitor").await;
+    let r = guest.get("/api/spaces/alpha/integrations/msteams").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "members_only");
+}
