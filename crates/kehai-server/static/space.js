@@ -333,6 +333,7 @@
     otherInput.value = button ? '' : own;
     setPending(own, button);
     showError(null);
+    refreshTeams();
     dialog.showModal();
     nameInput.focus();
   }
@@ -399,8 +400,116 @@
     }
   });
 
-  // Integrations (Microsoft Teams connect/toggle/disconnect) will get a render function here,
-  // drawing into $('integrations') and calling api().
+  // ---- Microsoft Teams card (Status section) ------------------------------------------------
+  // The card asks the server for its state in this space and draws the matching actions:
+  // Connect (a popup to Microsoft), Enable in this space, the ON/OFF toggle, Disconnect (with a
+  // confirmation). The popup's last page tells us it finished (postMessage, our origin only).
+
+  const teamsCard = $('teams-card');
+  const teamsPath = `/api/spaces/${encodeURIComponent(space)}/integrations/msteams`;
+
+  function teamsButton(text, onClick, primary) {
+    const b = el('button', primary ? 'primary' : null, text);
+    b.type = 'button';
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  function formatSince(ms) {
+    try {
+      return new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(ms));
+    } catch {
+      return new Date(ms).toLocaleString();
+    }
+  }
+
+  function renderTeams(status) {
+    if (!teamsCard) return;
+    teamsCard.dataset.state = status.state;
+    const stateText = $('teams-state');
+    const actions = $('teams-actions');
+    actions.replaceChildren();
+    const texts = {
+      not_configured: t('teams_not_configured'),
+      not_connected: t('teams_not_connected'),
+      available: t('teams_available'),
+      connected: t('teams_connected', { since: status.connected_since ? formatSince(status.connected_since) : '' }),
+      paused: t('teams_paused'),
+      needs_reconnect: t('teams_needs_reconnect'),
+      error: t('teams_error', { error: status.last_error || '' }),
+    };
+    stateText.textContent = texts[status.state] || status.state;
+    if (['not_connected', 'needs_reconnect', 'error'].includes(status.state)) {
+      actions.append(teamsButton(t('teams_connect'), openTeamsPopup, true));
+    }
+    if (status.state === 'available') {
+      actions.append(teamsButton(t('teams_enable_here'), () => setTeams(true), true));
+    }
+    if (status.state === 'connected' || status.state === 'paused') {
+      const label = el('label', 'switch');
+      const toggle = el('input');
+      toggle.type = 'checkbox';
+      toggle.setAttribute('role', 'switch');
+      toggle.id = 'teams-toggle';
+      toggle.checked = status.state === 'connected';
+      toggle.addEventListener('change', () => setTeams(toggle.checked));
+      label.append(toggle, el('span', null, t('teams_toggle')));
+      actions.append(label);
+    }
+    if (['connected', 'paused', 'available', 'needs_reconnect', 'error'].includes(status.state)) {
+      actions.append(teamsButton(t('teams_disconnect'), confirmDisconnect));
+    }
+  }
+
+  async function refreshTeams() {
+    if (!teamsCard) return;
+    try {
+      renderTeams(await api('GET', teamsPath));
+    } catch (error) {
+      $('teams-state').textContent = error.message;
+    }
+  }
+
+  async function setTeams(enabled) {
+    try {
+      renderTeams(await api('PUT', teamsPath, { enabled }));
+    } catch (error) {
+      showError(error.message);
+      refreshTeams();
+    }
+  }
+
+  function openTeamsPopup() {
+    const url = `/integrations/msteams/connect?space=${encodeURIComponent(space)}`;
+    const popup = window.open(url, 'kehai-msteams', 'popup,width=520,height=700');
+    if (!popup) showError(t('teams_popup_blocked'));
+  }
+
+  const disconnectDialog = $('teams-disconnect-dialog');
+  function confirmDisconnect() {
+    if (!disconnectDialog) return;
+    disconnectDialog.returnValue = '';
+    disconnectDialog.showModal();
+  }
+  if (disconnectDialog) {
+    disconnectDialog.addEventListener('close', async () => {
+      if (disconnectDialog.returnValue !== 'disconnect') return;
+      try {
+        renderTeams(await api('DELETE', teamsPath));
+        announce(t('teams_now_disconnected'));
+      } catch (error) {
+        showError(error.message);
+      }
+    });
+  }
+
+  // The popup finished: show the new state without a reload (S5).
+  window.addEventListener('message', (event) => {
+    if (event.origin !== window.location.origin || !event.data || event.data.type !== 'kehai:msteams') return;
+    refreshTeams().then(() => {
+      if (event.data.outcome === 'connected') announce(t('teams_now_connected'));
+    });
+  });
 
   // ---- Live updates ------------------------------------------------------------------------
 

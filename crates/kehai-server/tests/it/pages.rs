@@ -111,6 +111,7 @@ async fn the_language_switch_keeps_where_the_login_goes_next() {
 async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured() {
     let app = TestApp::start().await;
     let html = app.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
+    assert!(html.contains("data-state=\"not-configured\""));
     assert!(html.contains("The Microsoft Teams integration is not configured on this server."));
     let configured = TestApp::start_with(|c| {
         c.ms_client_id = Some("0d8b6f4a-2c1e-4f3a-9b5d-7e9f1a3c5b6d".into());
@@ -118,5 +119,7 @@ async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured
     })
     .await;
     let html = configured.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
-    assert!(!html.contains("not configured on this server"));
+    assert!(!html.contains("data-state=\"not-configured\""));
+    assert!(html.contains("id=\"teams-card\" data-state=\"loading\""), "the card the script fills");
+    assert!(html.contains("never your calendar"), "what kehai can and cannot see (S18)");
 }
