@@ -274,6 +274,15 @@ async fn finish(
     let now = state.clock.now();
     let account = visitor.person_id();
     let existing = state.store.connection_of(account).await.map_err(|_| Outcome::Unavailable)?;
+    // Another Microsoft account than before (S8): its old subscription goes (best effort; an
+    // orphan lapses within the hour and its notifications are ignored).
+    if let Some(mut old) = existing.clone().filter(|c| c.ms_user_id != presence.id)
+        && let Some(sub) = old.subscription.clone()
+        && let Ok(token) = super::tokens::access_token(state, teams, &mut old).await
+        && let Err(e) = teams.graph.delete_subscription(&token, &sub.id).await
+    {
+        tracing::warn!(error = %e, "the previous account's subscription could not be deleted");
+    }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
     let seal = |value: &SecretString, what: &str| {
         state.secrets.seal(value, &format!("connection:{}:{what}", id.0)).map(Sealed).map_err(|_| Outcome::Unavailable)

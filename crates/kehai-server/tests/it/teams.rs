@@ -320,3 +320,138 @@ async fn guests_get_no_card() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "members_only");
 }
+
+/// Adds Alice to a second space, `gamma`.
+async fn alice_in_gamma(app: &TestApp) {
+    let store = &*app.state.store;
+    kehai_server::admin::create_space(store, "gamma", "Gamma office", false).await.unwrap();
+    kehai_server::admin::add_member(store, "gamma", "alice@example.com", Some("Alice"), None, kehai_core::Role::Member)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_sign_in_serves_several_spaces_with_one_subscription() {
+    let (app, emu) = start().await;
+    alice_in_gamma(&app).await;
+    set_status(&emu, "alice@example.com", "BeRightBack").await;
+    let mut alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.load_space("gamma").await;
+    let gamma_card = alice.get("/api/spaces/gamma/integrations/msteams").await.json::<Value>().await.unwrap();
+    assert_eq!(gamma_card["state"], "available", "connected elsewhere: enable here");
+    let r = alice
+        .http
+        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
+        .header("x-csrf-token", alice.csrf.clone().unwrap())
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "connected");
+    assert_eq!(find(&alice.avatars("gamma").await, "Alice").unwrap()["emoji"], "⏳");
+    assert_eq!(subscriptions(&emu).await.len(), 1, "one subscription whatever the number of spaces");
+}
+
+#[tokio::test]
+async fn an_existing_subscription_after_a_crash_is_replaced() {
+    let (app, emu) = start().await;
+    connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let old = subscriptions(&emu).await[0]["id"].clone();
+    // kehai lost its record (say, a crash before it was written) but Graph kept the subscription.
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let connection = app.state.store.connection_of(account).await.unwrap().unwrap();
+    app.state.store.delete_connection(connection.id).await.unwrap();
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let subs = subscriptions(&emu).await;
+    assert_eq!(subs.len(), 1);
+    assert_ne!(subs[0]["id"], old, "replaced, since its clientState is unknown");
+    assert_eq!(card(&alice).await["state"], "connected");
+}
+
+#[tokio::test]
+async fn reconnecting_with_another_account_moves_the_subscription() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    // S8: the account picker is offered every time; Alice picks her colleague Bob's account.
+    let callback = sign_in_at_microsoft(&alice, &emu, "bob@example.com", "bob-password", "accept").await;
+    assert_eq!(outcome(&back_to_kehai(&alice, &callback).await.1), "connected");
+    let ms_bob = emu.emulator.world.lock().directory.user_by_email("bob@example.com").unwrap().id.to_string();
+    let subs = subscriptions(&emu).await;
+    assert_eq!(subs.len(), 1, "the previous account's subscription is gone");
+    assert_eq!(subs[0]["resource"], format!("communications/presences/{ms_bob}"));
+}
+
+#[tokio::test]
+async fn disconnecting_works_even_when_microsoft_is_down() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    reqwest::Client::new()
+        .post(emu.url("/_emu/api/faults"))
+        .json(&json!({"target": "graph", "kind": "unavailable", "count": 5}))
+        .send()
+        .await
+        .unwrap();
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/alpha/integrations/msteams"))
+        .header("x-csrf-token", alice.csrf.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "not_connected", "local data erased anyway");
+    assert_eq!(subscriptions(&emu).await.len(), 1, "the orphan lapses by itself");
+}
+
+#[tokio::test]
+async fn a_revoked_sign_in_shows_needs_reconnect() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
+    // The access token is due for a refresh (as if an hour had passed); the refresh is refused.
+    app.clock.advance(3600 * 1000);
+    let r = alice
+        .http
+        .put(alice.url("/api/spaces/alpha/integrations/msteams"))
+        .header("x-csrf-token", alice.csrf.clone().unwrap())
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "needs_reconnect");
+    let c = card(&alice).await;
+    assert!(c["last_error"].as_str().unwrap().contains("Connect again"));
+}
+
+#[tokio::test]
+async fn no_token_is_stored_in_plain_text() {
+    let (app, emu) = start().await;
+    connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let refresh_tokens: Vec<String> = emu.emulator.world.lock().refresh_tokens.keys().cloned().collect();
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let c = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let access = app.state.secrets.open(&c.access_token.0, &format!("connection:{}:access_token", c.id.0)).unwrap();
+    let client_state = app
+        .state
+        .secrets
+        .open(&c.subscription.unwrap().client_state.0, &format!("connection:{}:client_state", c.id.0))
+        .unwrap();
+    let mut secrets = refresh_tokens;
+    secrets.push(secrecy::ExposeSecret::expose_secret(&access).to_owned());
+    secrets.push(secrecy::ExposeSecret::expose_secret(&client_state).to_owned());
+    // Every file of the database (main file and WAL).
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&app.state.config.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("kehai.db") {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(bytes.len() > 1000, "the database was read");
+    for secret in &secrets {
+        assert!(secret.len() > 20);
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "a token or client state is in the database in plain text");
+    }
+}
