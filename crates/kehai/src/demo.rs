@@ -1,8 +1,10 @@
 //! `kehai demo`: a ready-to-try office on this machine.
 //!
 //! Creates (if absent) the space `demo` that allows guests, with members alice@example.com and
-//! bob@example.com, then serves and prints where to go. The data lives in `./demo-data` unless
-//! KEHAI_DATA_DIR (or the config file) says otherwise, so a second start reuses it.
+//! bob@example.com, starts msemu (the emulated Microsoft) in the same process and points the
+//! Teams integration at it — unless KEHAI_MS_* name a real app registration — then serves and
+//! prints where to go. The data lives in `./demo-data` unless KEHAI_DATA_DIR (or the config
+//! file) says otherwise, so a second start reuses it.
 
 use std::path::PathBuf;
 
@@ -13,7 +15,7 @@ use kehai_server::{Config, admin, admin::AdminError};
 pub const DEMO_PASSWORD: &str = "kehai-demo-password";
 const MEMBERS: &[(&str, &str)] = &[("alice@example.com", "Alice"), ("bob@example.com", "Bob")];
 
-pub async fn run(mut config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyhow::Result<()> {
     if config.data_dir == Config::default().data_dir && std::env::var_os("KEHAI_DATA_DIR").is_none() {
         config.data_dir = PathBuf::from("./demo-data");
     }
@@ -31,6 +33,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     }
     drop(store);
     let base = config.public_url.as_str().trim_end_matches('/').to_owned();
+    let emulator =
+        if config.microsoft().is_none() { Some(start_msemu(&mut config, msemu_listen, &base).await?) } else { None };
     println!();
     println!("  kehai demo is starting (data in {})", config.data_dir.display());
     println!();
@@ -38,10 +42,41 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     println!("  Members:  alice@example.com / {DEMO_PASSWORD}");
     println!("            bob@example.com   / {DEMO_PASSWORD}");
     println!("  Guests:   {base}/s/demo/guest");
+    if let Some(emu) = &emulator {
+        let control = format!("{}/_emu/", emu.base_url.as_str().trim_end_matches('/'));
+        println!("  Teams:    {control}  (the emulated Microsoft: set Alice's Teams status here)");
+        println!("            Microsoft sign-in: alice@example.com / alice-password");
+    }
     println!();
-    println!("  Try: log in as Alice in one browser and join as a guest in another (or a private");
-    println!("  window); click your avatar, then the pencil, and pick an emoji — the other window");
-    println!("  follows live. Stop with Ctrl-C.");
+    println!("  Try: log in as Alice, click your avatar, then the pencil: pick an emoji, or connect");
+    println!("  Microsoft Teams under Status; then set her Teams status on the Teams page. Join as a");
+    println!("  guest in a private window to watch. Stop with Ctrl-C.");
     println!();
     crate::serve(config).await
+}
+
+/// Starts the emulated Microsoft, with the demo's app registration accepting this server's
+/// callback, and points the Teams settings at it.
+async fn start_msemu(config: &mut Config, listen: std::net::SocketAddr, base: &str) -> anyhow::Result<msemu::Running> {
+    let mut directory = msemu::Directory::default();
+    let app = directory.apps.first_mut().ok_or_else(|| anyhow::anyhow!("msemu's directory has no app"))?;
+    app.redirect_uris = vec![format!("{base}/integrations/msteams/callback")];
+    let (client_id, secret) = (app.client_id.to_string(), app.client_secret.clone());
+    let emu = msemu::Emulator::start(msemu::Config {
+        listen,
+        directory,
+        allow_http_notifications: true,
+        ..msemu::Config::default()
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start the emulated Microsoft on {listen} ({e}); choose another address with --msemu-listen"
+        )
+    })?;
+    config.ms_client_id = Some(client_id);
+    config.ms_client_secret = Some(secret.into());
+    config.ms_login_url = emu.base_url.clone();
+    config.ms_graph_url = emu.base_url.clone();
+    Ok(emu)
 }

@@ -30,8 +30,13 @@ struct Cli {
 enum Command {
     /// Serve kehai (migrates the database first).
     Serve,
-    /// Run a demo: a `demo` space with guests allowed and two members, served locally.
-    Demo,
+    /// Run a demo: a `demo` space with guests allowed and two members, served locally, with an
+    /// emulated Microsoft (msemu) for the Teams integration.
+    Demo {
+        /// Where the emulated Microsoft listens (its control page is /_emu/ there).
+        #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDRESS")]
+        msemu_listen: std::net::SocketAddr,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage spaces.
@@ -111,7 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config)?;
             serve(config).await
         }
-        Command::Demo => demo::run(config).await,
+        Command::Demo { msemu_listen } => demo::run(config, msemu_listen).await,
         Command::Migrate => {
             admin::open_store(&config).await?;
             println!("database is up to date");

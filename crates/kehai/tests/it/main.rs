@@ -128,9 +128,10 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let msemu_port = free_port();
     let start = |dir: &Path| {
         Command::new(env!("CARGO_BIN_EXE_kehai"))
-            .arg("demo")
+            .args(["demo", "--msemu-listen", &format!("127.0.0.1:{msemu_port}")])
             .current_dir(dir)
             .env_remove("KEHAI_DATA_DIR")
             .env_remove("KEHAI_DATABASE_URL")
@@ -179,12 +180,24 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
             assert_eq!(names, vec!["Alice", "Bob"]);
             let r = c.get(format!("{base}/s/demo/guest")).send().await.unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "a member is sent on to the space");
+            // The Teams integration points at the emulated Microsoft, whose control page is up.
+            let page = c.get(format!("{base}/s/demo")).send().await.unwrap().text().await.unwrap();
+            assert!(page.contains("id=\"teams-card\""), "Teams is configured in the demo");
+            let r = c.get(format!("{base}/integrations/msteams/connect?space=demo")).send().await.unwrap();
+            let to = r.headers()["location"].to_str().unwrap().to_owned();
+            assert!(
+                to.starts_with(&format!("http://127.0.0.1:{msemu_port}/organizations/oauth2/v2.0/authorize")),
+                "{to}"
+            );
+            let control = reqwest::get(format!("http://127.0.0.1:{msemu_port}/_emu/")).await.unwrap();
+            assert!(control.status().is_success());
         });
         assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "demo exits cleanly on SIGTERM");
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains(&format!("{base}/s/demo")) && printed.contains("kehai-demo-password"), "{printed}");
+        assert!(printed.contains(&format!("http://127.0.0.1:{msemu_port}/_emu/")), "{printed}");
         assert!(dir.path().join("demo-data/kehai.db").exists(), "demo data in ./demo-data");
     }
 }
@@ -198,4 +211,19 @@ fn serve_refuses_a_key_file_others_can_read() {
     std::fs::set_permissions(dir.path().join("secret.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", "127.0.0.1:0")]);
     fails(&o, "chmod 600");
+}
+
+#[test]
+fn demo_says_which_address_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let o = kehai(
+        dir.path(),
+        &["demo", "--msemu-listen", &format!("127.0.0.1:{port}")],
+        None,
+        &[("KEHAI_LISTEN", &format!("127.0.0.1:{}", free_port()))],
+    );
+    fails(&o, "--msemu-listen");
+    drop(taken);
 }
