@@ -58,19 +58,12 @@ fn refuse_if_exposed(_: &Path) -> Result<(), KeyError> {
 /// Writes a new key, readable by the owner only from the first byte (no window where others
 /// could read it).
 fn create(path: &Path) -> Result<MasterKey, KeyError> {
-    use std::io::Write;
     let io = |e| KeyError::Io(path.to_owned(), e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let key = MasterKey::generate().map_err(|e| KeyError::BadFile(path.to_owned(), e))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(key.to_base64().expose_secret().as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    write_private(path, &key)?;
     tracing::info!(path = %path.display(), "created the master key file");
     Ok(key)
 }
@@ -120,4 +113,75 @@ mod tests {
         c.secret_key = Some("too short".to_owned().into());
         assert!(load(&c).unwrap_err().to_string().contains("KEHAI_SECRET_KEY"));
     }
+}
+
+/// What `kehai keys rotate` did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// How many sealed values were re-sealed.
+    pub values: usize,
+    /// Where the new key now is: the key file, or `None` when it came from a variable.
+    pub file: Option<PathBuf>,
+}
+
+/// Re-seals every stored secret under a new master key, in one transaction. With a key file,
+/// the new key replaces it just before the transaction commits (written beside it first, then
+/// renamed over it; put back if the commit fails). With `KEHAI_SECRET_KEY`, the new key is
+/// `new_key` (from the variable the operator named); they set KEHAI_SECRET_KEY to it afterwards.
+pub async fn rotate(
+    config: &Config,
+    store: &dyn kehai_store::Store,
+    new_key: Option<MasterKey>,
+) -> anyhow::Result<Rotated> {
+    use kehai_store::secrets::SecretBox;
+    let old = load(config)?;
+    let (new, file) = match (&config.secret_key, new_key) {
+        (Some(_), Some(key)) => (key, None),
+        (Some(_), None) => anyhow::bail!(
+            "the master key comes from KEHAI_SECRET_KEY: give the new one with --new-key-env VAR (e.g. from `openssl rand -base64 32`)"
+        ),
+        (None, Some(key)) => (key, Some(key_file(config))),
+        (None, None) => (MasterKey::generate()?, Some(key_file(config))),
+    };
+    let (old_box, new_box) = (SecretBox::new(&old), SecretBox::new(&new));
+    let rekey = |label: &str, sealed: &str| new_box.seal(&old_box.open(sealed, label)?, label);
+    let staged = file.as_ref().map(|f| f.with_extension("key.new"));
+    if let Some(staged) = &staged {
+        write_private(staged, &new)?;
+    }
+    let put_in_place = || match (&staged, &file) {
+        (Some(staged), Some(file)) => {
+            std::fs::rename(staged, file).map_err(|e| format!("cannot replace {}: {e}", file.display()))
+        }
+        _ => Ok(()),
+    };
+    match store.reseal(&rekey, &put_in_place).await {
+        Ok(values) => Ok(Rotated { values, file }),
+        Err(e) => {
+            // The transaction rolled back: the old key must be the one in place.
+            if let Some(file) = &file
+                && std::fs::read_to_string(file).ok().as_deref() != Some(old.to_base64().expose_secret())
+            {
+                let _ = std::fs::remove_file(file);
+                write_private(file, &old)?;
+            }
+            if let Some(staged) = &staged {
+                let _ = std::fs::remove_file(staged);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Writes a key file readable by its owner only.
+fn write_private(path: &Path, key: &MasterKey) -> Result<(), KeyError> {
+    use std::io::Write;
+    let io = |e| KeyError::Io(path.to_owned(), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(key.to_base64().expose_secret().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
 }

@@ -44,6 +44,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A sealed value did not open, or the new key could not be put in place.
+    #[error("re-sealing failed: {0}")]
+    Reseal(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -166,4 +169,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The newest certificate not retired.
     async fn current_certificate(&self) -> Result<Option<EncryptionCertificate>>;
     async fn certificate(&self, id: &str) -> Result<Option<EncryptionCertificate>>;
+
+    /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
+    /// value's row label ([`secrets::row_label`]) and sealed text and returns the new sealed
+    /// text; `before_commit` runs last (the new key is put in place there) and can still abort.
+    /// Returns how many values were re-sealed.
+    async fn reseal(
+        &self,
+        rekey: &(dyn for<'a, 'b> Fn(&'a str, &'b str) -> Result<String, secrets::SecretError> + Send + Sync),
+        before_commit: &(dyn Fn() -> std::result::Result<(), String> + Send + Sync),
+    ) -> Result<usize>;
 }

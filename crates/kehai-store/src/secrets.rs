@@ -13,6 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 const PREFIX: &str = "v1.";
 
+/// The associated data that binds a sealed value to its row: `{kind}:{id}:{column}`, e.g.
+/// `connection:<uuid>:refresh_token`. Everyone who seals or opens uses this one function.
+pub fn row_label(kind: &str, id: &str, column: &str) -> String {
+    format!("{kind}:{id}:{column}")
+}
+
 /// Why a master key or a sealed value is unusable. Never includes key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {

@@ -45,6 +45,23 @@ enum Command {
     /// Manage the members of a space.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Manage the master key that seals tokens at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-seal every stored secret under a new master key, in one transaction.
+    ///
+    /// With the key file (<data dir>/secret.key) a new key is generated and replaces it. With
+    /// KEHAI_SECRET_KEY, give the new key in another variable (--new-key-env) and set
+    /// KEHAI_SECRET_KEY to it afterwards. Stop kehai first.
+    Rotate {
+        /// Read the new key (base64 of 32 bytes) from this environment variable.
+        #[arg(long, value_name = "VAR")]
+        new_key_env: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +158,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let role = if is_admin { Role::Admin } else { Role::Member };
             let member = admin::add_member(&*store, &space, &email, name.as_deref(), password.as_deref(), role).await?;
             println!("added {} to {} as {}", member.account.email.as_str(), space, member.role.as_str());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { new_key_env }) => {
+            let new_key = match new_key_env {
+                Some(var) => {
+                    let text =
+                        std::env::var(&var).with_context(|| format!("the environment variable {var} is not set"))?;
+                    Some(kehai_store::secrets::MasterKey::from_base64(&text).with_context(|| format!("{var}"))?)
+                }
+                None => None,
+            };
+            let store = admin::open_store(&config).await?;
+            let rotated = kehai_server::keys::rotate(&config, &*store, new_key).await?;
+            match rotated.file {
+                Some(file) => println!("re-sealed {} values; the new key is in {}", rotated.values, file.display()),
+                None => println!("re-sealed {} values; now set KEHAI_SECRET_KEY to the new key", rotated.values),
+            }
             Ok(())
         }
         Command::Member(MemberCommand::List { space }) => {

@@ -19,8 +19,10 @@ pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
     let cert = params.self_signed(&key).map_err(ApiError::internal)?;
     let id = format!("kehai-{}", uuid::Uuid::new_v4());
     let private_key = SecretString::from(STANDARD.encode(key.serialize_der()));
-    let sealed =
-        state.secrets.seal(&private_key, &format!("certificate:{id}:private_key")).map_err(ApiError::internal)?;
+    let sealed = state
+        .secrets
+        .seal(&private_key, &kehai_store::secrets::row_label("certificate", &id, "private_key"))
+        .map_err(ApiError::internal)?;
     let record = EncryptionCertificate {
         id: id.clone(),
         certificate: STANDARD.encode(cert.der()),

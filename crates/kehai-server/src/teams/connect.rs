@@ -16,7 +16,9 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use kehai_core::SpaceSlug;
 use kehai_microsoft::{CONSUMER_TENANT, MicrosoftError, NewSubscription};
-use kehai_store::{Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, SubscriptionRecord};
+use kehai_store::{
+    Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, SubscriptionRecord, secrets::row_label,
+};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -148,8 +150,9 @@ pub async fn start(
         }
     };
     let state_hash = hash(request.state.expose_secret());
-    let seal =
-        |value: &SecretString, what: &str| state.secrets.seal(value, &format!("oauth:{state_hash}:{what}")).map(Sealed);
+    let seal = |value: &SecretString, what: &str| {
+        state.secrets.seal(value, &row_label("oauth", &state_hash, what)).map(Sealed)
+    };
     let (Ok(nonce), Ok(verifier)) = (seal(&request.nonce, "nonce"), seal(&request.pkce_verifier, "pkce_verifier"))
     else {
         return crate::pages::PageError::Internal.render(t);
@@ -254,7 +257,7 @@ async fn finish(
     code: &str,
 ) -> Result<(), Outcome> {
     let open = |sealed: &Sealed, what: &str| {
-        state.secrets.open(&sealed.0, &format!("oauth:{}:{what}", sign_in.state_hash)).map_err(|_| Outcome::Expired)
+        state.secrets.open(&sealed.0, &row_label("oauth", &sign_in.state_hash, what)).map_err(|_| Outcome::Expired)
     };
     let verifier = open(&sign_in.pkce_verifier, "pkce_verifier")?;
     let nonce = open(&sign_in.nonce, "nonce")?;
@@ -285,7 +288,11 @@ async fn finish(
     }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
     let seal = |value: &SecretString, what: &str| {
-        state.secrets.seal(value, &format!("connection:{}:{what}", id.0)).map(Sealed).map_err(|_| Outcome::Unavailable)
+        state
+            .secrets
+            .seal(value, &row_label("connection", &id.0.to_string(), what))
+            .map(Sealed)
+            .map_err(|_| Outcome::Unavailable)
     };
     let mut connection = Connection {
         id,
@@ -374,7 +381,7 @@ async fn subscribe(
     };
     let sealed = state
         .secrets
-        .seal(&client_state, &format!("connection:{}:client_state", connection.0))
+        .seal(&client_state, &row_label("connection", &connection.0.to_string(), "client_state"))
         .map_err(|e| MicrosoftError::Transport(e.to_string()))?;
     Ok(SubscriptionRecord { id: created.id, expires_at, client_state: Sealed(sealed) })
 }

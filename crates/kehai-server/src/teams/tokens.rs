@@ -27,7 +27,8 @@ pub async fn access_token(
     teams: &Teams,
     connection: &mut Connection,
 ) -> Result<SecretString, TokenError> {
-    let row = |what: &str| format!("connection:{}:{what}", connection.id.0);
+    let id = connection.id.0.to_string();
+    let row = |what: &str| kehai_store::secrets::row_label("connection", &id, what);
     let now = state.clock.now();
     if connection.access_expires_at - MARGIN_MS > now {
         return state

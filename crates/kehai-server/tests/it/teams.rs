@@ -455,3 +455,23 @@ async fn no_token_is_stored_in_plain_text() {
         assert!(!found, "a token or client state is in the database in plain text");
     }
 }
+
+#[tokio::test]
+async fn rotating_the_master_key_reseals_every_token() {
+    let (app, emu) = start().await;
+    connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let before = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let label = kehai_store::secrets::row_label("connection", &before.id.0.to_string(), "refresh_token");
+    let plain = app.state.secrets.open(&before.refresh_token.clone().unwrap().0, &label).unwrap();
+
+    let rotated = kehai_server::keys::rotate(&app.state.config, &*app.state.store, None).await.unwrap();
+    assert!(rotated.values >= 4, "tokens, client state and the certificate's key: {}", rotated.values);
+    let after = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let sealed = after.refresh_token.unwrap().0;
+    assert!(app.state.secrets.open(&sealed, &label).is_err(), "the old key no longer opens it");
+    let new_key = kehai_server::keys::load(&app.state.config).unwrap();
+    let opened = kehai_store::secrets::SecretBox::new(&new_key).open(&sealed, &label).unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), secrecy::ExposeSecret::expose_secret(&plain));
+}

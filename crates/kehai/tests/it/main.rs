@@ -56,6 +56,7 @@ fn every_command_has_help() {
         vec!["space", "create", "--help"],
         vec!["member", "add", "--help"],
         vec!["member", "list", "--help"],
+        vec!["keys", "rotate", "--help"],
     ] {
         let out = ok(&kehai(dir.path(), &args, None, &[]));
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -226,4 +227,24 @@ fn demo_says_which_address_is_taken() {
     );
     fails(&o, "--msemu-listen");
     drop(taken);
+}
+
+#[test]
+fn keys_rotate_replaces_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&kehai(dir.path(), &["migrate"], None, &[]));
+    // The first start makes the key; rotating replaces it.
+    let o = kehai(dir.path(), &["keys", "rotate"], None, &[]);
+    let first = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    assert!(ok(&o).contains("re-sealed 0 values"));
+    ok(&kehai(dir.path(), &["keys", "rotate"], None, &[]));
+    let second = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    assert_ne!(first, second);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let env_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    fails(&kehai(dir.path(), &["keys", "rotate"], None, &[("KEHAI_SECRET_KEY", env_key)]), "--new-key-env");
 }
