@@ -165,7 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(var) => {
                     let text =
                         std::env::var(&var).with_context(|| format!("the environment variable {var} is not set"))?;
-                    Some(kehai_store::secrets::MasterKey::from_base64(&text).with_context(|| format!("{var}"))?)
+                    Some(
+                        kehai_store::secrets::MasterKey::from_base64(&text)
+                            .with_context(|| format!("the environment variable {var} holds no valid key"))?,
+                    )
                 }
                 None => None,
             };
