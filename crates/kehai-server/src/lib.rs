@@ -50,7 +50,15 @@ impl App {
     /// Opens and migrates the database and builds the router.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = admin::open_store(&config).await?;
-        Self::with_store(config, store, Arc::new(clock::SystemClock))
+        let app = Self::with_store(config, store, Arc::new(clock::SystemClock))?;
+        if app.state.teams.is_some() {
+            // The encryption certificate exists from the first start on (its id goes to Graph
+            // with every subscription).
+            teams::certificates::current(&app.state)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot make the encryption certificate: {}", e.message))?;
+        }
+        Ok(app)
     }
 
     /// Builds the application on an already opened store and a clock.

@@ -475,3 +475,14 @@ async fn rotating_the_master_key_reseals_every_token() {
     let opened = kehai_store::secrets::SecretBox::new(&new_key).open(&sealed, &label).unwrap();
     assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), secrecy::ExposeSecret::expose_secret(&plain));
 }
+
+#[tokio::test]
+async fn a_sign_in_older_than_ten_minutes_has_expired() {
+    let (app, emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    app.clock.advance(10 * 60 * 1000 + 1);
+    let (status, html) = back_to_kehai(&alice, &callback).await;
+    assert_eq!((status, outcome(&html).as_str()), (StatusCode::BAD_REQUEST, "expired"));
+    assert!(subscriptions(&emu).await.is_empty(), "nothing stored");
+}
