@@ -20,6 +20,14 @@ pub enum KeyError {
     Exposed(PathBuf, u32),
     #[error("cannot use the key file {0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error(
+        "a `kehai keys rotate` was interrupted: {} holds the previous key. If kehai cannot open its secrets with \
+         secret.key, put that file back as secret.key; then delete it",
+        .0.display()
+    )]
+    Interrupted(PathBuf),
+    #[error("the master key does not open the secrets in the database: restore the right key file or KEHAI_SECRET_KEY")]
+    WrongKey,
 }
 
 /// The key file's place.
@@ -33,6 +41,10 @@ pub fn load(config: &Config) -> Result<MasterKey, KeyError> {
         return MasterKey::from_base64(text.expose_secret()).map_err(KeyError::BadSetting);
     }
     let path = key_file(config);
+    let interrupted = path.with_extension("key.old");
+    if interrupted.exists() {
+        return Err(KeyError::Interrupted(interrupted));
+    }
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             refuse_if_exposed(&path)?;
@@ -149,14 +161,22 @@ pub async fn rotate(
     if let Some(staged) = &staged {
         write_private(staged, &new)?;
     }
-    let put_in_place = || match (&staged, &file) {
-        (Some(staged), Some(file)) => {
+    // The old key stays beside the new one until the commit: a crash in between leaves both.
+    let backup = file.as_ref().map(|f| f.with_extension("key.old"));
+    let put_in_place = || match (&staged, &file, &backup) {
+        (Some(staged), Some(file), Some(backup)) => {
+            std::fs::copy(file, backup).map_err(|e| format!("cannot keep the old key in {}: {e}", backup.display()))?;
             std::fs::rename(staged, file).map_err(|e| format!("cannot replace {}: {e}", file.display()))
         }
         _ => Ok(()),
     };
     match store.reseal(&rekey, &put_in_place).await {
-        Ok(values) => Ok(Rotated { values, file }),
+        Ok(values) => {
+            if let Some(backup) = &backup {
+                let _ = std::fs::remove_file(backup);
+            }
+            Ok(Rotated { values, file })
+        }
         Err(e) => {
             // The transaction rolled back: the old key must be the one in place.
             if let Some(file) = &file
@@ -165,8 +185,8 @@ pub async fn rotate(
                 let _ = std::fs::remove_file(file);
                 write_private(file, &old)?;
             }
-            if let Some(staged) = &staged {
-                let _ = std::fs::remove_file(staged);
+            for leftover in staged.iter().chain(backup.iter()) {
+                let _ = std::fs::remove_file(leftover);
             }
             Err(e.into())
         }
@@ -184,4 +204,16 @@ fn write_private(path: &Path, key: &MasterKey) -> Result<(), KeyError> {
     let mut file = options.open(path).map_err(io)?;
     file.write_all(key.to_base64().expose_secret().as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
+}
+
+/// Refuses a master key that does not open what the database holds (a lost key file replaced by
+/// a new one, the wrong KEHAI_SECRET_KEY): better to stop than to lose every connection quietly.
+pub async fn check_opens(state: &crate::AppState) -> Result<(), anyhow::Error> {
+    if let Some(cert) = state.store.current_certificate().await? {
+        let label = kehai_store::secrets::row_label("certificate", &cert.id, "private_key");
+        if state.secrets.open(&cert.private_key.0, &label).is_err() {
+            return Err(KeyError::WrongKey.into());
+        }
+    }
+    Ok(())
 }

@@ -51,6 +51,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = admin::open_store(&config).await?;
         let app = Self::with_store(config, store, Arc::new(clock::SystemClock))?;
+        keys::check_opens(&app.state).await?;
         if app.state.teams.is_some() {
             // The encryption certificate exists from the first start on (its id goes to Graph
             // with every subscription).

@@ -456,7 +456,7 @@
       label.append(toggle, el('span', null, t('teams_toggle')));
       actions.append(label);
     }
-    if (['connected', 'paused', 'available', 'needs_reconnect', 'error'].includes(status.state)) {
+    if (status.used_here) {
       actions.append(teamsButton(t('teams_disconnect'), confirmDisconnect));
     }
   }

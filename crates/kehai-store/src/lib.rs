@@ -24,6 +24,7 @@ use kehai_core::{
 
 pub use microsoft::{
     Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
+    TokenUpdate,
 };
 pub use records::{AvatarChange, Member, Session};
 
@@ -149,12 +150,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// member already connected the same Microsoft account.
     async fn save_connection(&self, connection: &Connection) -> Result<()>;
     async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>>;
+    /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
+    /// false when the connection is gone.
+    async fn update_connection_tokens(&self, id: ConnectionId, tokens: &TokenUpdate) -> Result<bool>;
+    /// Sets a connection's state and last error; false when the connection is gone.
+    async fn set_connection_state(
+        &self,
+        id: ConnectionId,
+        state: ConnectionState,
+        last_error: Option<&str>,
+        now: Millis,
+    ) -> Result<bool>;
     async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
     /// Deletes a connection with its spaces.
     async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
     /// Uses a connection in a space, ON or OFF.
     async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()>;
-    /// Stops using a connection in a space; returns how many spaces still use it.
+    /// Stops using a connection in a space; returns how many spaces still use it. The connection
+    /// row is locked meanwhile, so that two spaces let go at once still see the true count.
     async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize>;
     /// The spaces a connection is used in, with their toggle.
     async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>>;

@@ -108,3 +108,13 @@ pub struct EncryptionCertificate {
     pub created_at: Millis,
     pub retired_at: Option<Millis>,
 }
+
+/// Tokens from a refresh: the new access token and the rotated refresh token, written together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUpdate {
+    pub access_token: Sealed,
+    pub access_expires_at: Millis,
+    pub refresh_token: Option<Sealed>,
+    pub refresh_expires_at: Option<Millis>,
+    pub updated_at: Millis,
+}

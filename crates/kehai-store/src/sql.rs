@@ -20,7 +20,7 @@ use sqlx::{
 
 use crate::{
     AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState, Result, Sealed,
-    Session, Store, StoreError, SubscriptionRecord,
+    Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 /// SQLite in one file: WAL for concurrent readers, one writer connection.
@@ -327,7 +327,9 @@ macro_rules! connection_columns {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $backend:literal, $migrator:expr) => {
+    // `$lock`: how the engine locks a row it read for the rest of the transaction (PostgreSQL:
+    // FOR UPDATE; SQLite has one writer, which already serializes).
+    ($store:ty, $backend:literal, $migrator:expr, $lock:literal) => {
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -684,6 +686,40 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            async fn update_connection_tokens(&self, id: ConnectionId, t: &TokenUpdate) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET access_token = $2, access_expires_at = $3, \
+                     refresh_token = COALESCE($4, refresh_token), refresh_expires_at = COALESCE($5, refresh_expires_at), \
+                     updated_at = $6 WHERE id = $1",
+                )
+                .bind(id.0.to_string())
+                .bind(&t.access_token.0)
+                .bind(t.access_expires_at)
+                .bind(t.refresh_token.as_ref().map(|r| r.0.clone()))
+                .bind(t.refresh_expires_at)
+                .bind(t.updated_at)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_connection_state(
+                &self,
+                id: ConnectionId,
+                state: ConnectionState,
+                last_error: Option<&str>,
+                now: Millis,
+            ) -> Result<bool> {
+                let done = sqlx::query("UPDATE ms_connections SET state = $2, last_error = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id.0.to_string())
+                    .bind(state.as_str())
+                    .bind(last_error)
+                    .bind(now)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE subscription_id = $1"))
                     .bind(subscription_id)
@@ -714,6 +750,10 @@ macro_rules! impl_store {
 
             async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize> {
                 let mut tx = self.writer().begin().await?;
+                sqlx::query(concat!("SELECT id FROM ms_connections WHERE id = $1", $lock))
+                    .bind(id.0.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 sqlx::query("DELETE FROM ms_connection_spaces WHERE connection_id = $1 AND space_id = $2")
                     .bind(id.0.to_string())
                     .bind(space.0.to_string())
@@ -886,11 +926,11 @@ macro_rules! define_remove_guest {
 mod sqlite_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Sqlite);
-    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));
+    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"), "");
 }
 
 mod postgres_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Postgres);
-    impl_store!(PostgresStore, "postgres", sqlx::migrate!("migrations/postgres"));
+    impl_store!(PostgresStore, "postgres", sqlx::migrate!("migrations/postgres"), " FOR UPDATE");
 }

@@ -29,6 +29,8 @@ pub struct TeamsStatus {
     pub connected_since: Option<i64>,
     /// Plain words about the last problem.
     pub last_error: Option<String>,
+    /// Whether this space uses the connection (ON or OFF); disconnecting applies only then.
+    pub used_here: bool,
 }
 
 fn members_only() -> ApiError {
@@ -45,10 +47,20 @@ async fn member(state: &AppState, slug: &str, visitor: Visitor) -> Result<Admitt
 
 async fn status_of(state: &AppState, admitted: &Admitted) -> Result<TeamsStatus, ApiError> {
     if state.teams.is_none() {
-        return Ok(TeamsStatus { state: "not_configured".into(), connected_since: None, last_error: None });
+        return Ok(TeamsStatus {
+            state: "not_configured".into(),
+            connected_since: None,
+            last_error: None,
+            used_here: false,
+        });
     }
     let Some(c) = state.store.connection_of(admitted.visitor.person_id()).await? else {
-        return Ok(TeamsStatus { state: "not_connected".into(), connected_since: None, last_error: None });
+        return Ok(TeamsStatus {
+            state: "not_connected".into(),
+            connected_since: None,
+            last_error: None,
+            used_here: false,
+        });
     };
     let here =
         state.store.connection_spaces(c.id).await?.into_iter().find(|(s, _)| *s == admitted.space.id).map(|(_, on)| on);
@@ -59,7 +71,12 @@ async fn status_of(state: &AppState, admitted: &Admitted) -> Result<TeamsStatus,
         (ConnectionState::Connected, Some(true)) => "connected",
         (ConnectionState::Connected, Some(false)) => "paused",
     };
-    Ok(TeamsStatus { state: name.into(), connected_since: Some(c.connected_at), last_error: c.last_error })
+    Ok(TeamsStatus {
+        state: name.into(),
+        connected_since: Some(c.connected_at),
+        last_error: c.last_error,
+        used_here: here.is_some(),
+    })
 }
 
 /// The Teams card for this space.
@@ -111,7 +128,7 @@ async fn connection(state: &AppState, admitted: &Admitted) -> Result<Connection,
         (status = 200, description = "The card's new state", body = TeamsStatus),
         (status = 403, description = "A guest, no access, or no CSRF token", body = ErrorBody),
         (status = 404, description = "No such space", body = ErrorBody),
-        (status = 409, description = "Not connected", body = ErrorBody),
+        (status = 409, description = "Not connected, or OFF in a space that does not use it", body = ErrorBody),
         (status = 422, description = "Not a toggle", body = ErrorBody),
     ),
     tag = "integrations"
@@ -129,6 +146,9 @@ pub async fn toggle(
         .clone()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_configured", "Microsoft Teams is not configured"))?;
     let mut connection = connection(&state, &admitted).await?;
+    if !enabled && !used_here(&state, &connection, &admitted).await? {
+        return Err(not_used_here());
+    }
     state.store.set_connection_space(connection.id, admitted.space.id, enabled).await?;
     let account = admitted.visitor.person_id();
     if enabled {
@@ -143,6 +163,14 @@ pub async fn toggle(
         clear_presence(&state, &admitted).await?;
     }
     Ok(Json(status_of(&state, &admitted).await?))
+}
+
+fn not_used_here() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "not_used_here", "this space does not use the Microsoft Teams connection")
+}
+
+async fn used_here(state: &AppState, connection: &Connection, admitted: &Admitted) -> Result<bool, ApiError> {
+    Ok(state.store.connection_spaces(connection.id).await?.iter().any(|(s, _)| *s == admitted.space.id))
 }
 
 async fn clear_presence(state: &AppState, admitted: &Admitted) -> Result<(), ApiError> {
@@ -165,7 +193,7 @@ async fn clear_presence(state: &AppState, admitted: &Admitted) -> Result<(), Api
         (status = 200, description = "The card's new state", body = TeamsStatus),
         (status = 403, description = "A guest, no access, or no CSRF token", body = ErrorBody),
         (status = 404, description = "No such space", body = ErrorBody),
-        (status = 409, description = "Not connected", body = ErrorBody),
+        (status = 409, description = "Not connected, or not used in this space", body = ErrorBody),
     ),
     tag = "integrations"
 )]
@@ -176,6 +204,9 @@ pub async fn disconnect(
 ) -> Result<Json<TeamsStatus>, ApiError> {
     let admitted = member(&state, &slug, visitor).await?;
     let mut connection = connection(&state, &admitted).await?;
+    if !used_here(&state, &connection, &admitted).await? {
+        return Err(not_used_here());
+    }
     let left = state.store.remove_connection_space(connection.id, admitted.space.id).await?;
     clear_presence(&state, &admitted).await?;
     if left == 0 {

@@ -37,8 +37,7 @@ use crate::{
 const SIGN_IN_MS: i64 = 10 * 60 * 1000;
 /// Subscriptions are made for 59 minutes (Graph allows 60).
 const SUBSCRIPTION_MS: i64 = 59 * 60 * 1000;
-/// Microsoft's refresh tokens lapse after 90 days unused.
-const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
+use super::tokens::REFRESH_MS;
 
 #[derive(Template)]
 #[template(path = "teams_result.html")]
@@ -172,7 +171,8 @@ pub async fn start(
     see_other(request.url.as_str())
 }
 
-#[derive(Debug, Deserialize)]
+/// Microsoft's answer. No `Debug`: it holds the code and the state.
+#[derive(Deserialize)]
 pub struct CallbackQuery {
     state: Option<String>,
     code: Option<String>,
@@ -263,6 +263,10 @@ async fn finish(
     let nonce = open(&sign_in.nonce, "nonce")?;
     let failed = |e: MicrosoftError| match e {
         MicrosoftError::Transport(_) => Outcome::Unavailable,
+        // The token endpoint's refusals mean what the authorize endpoint's do.
+        MicrosoftError::Identity { error, description, .. } => {
+            refusal(teams, &error, &description, None, &sign_in.state_hash)
+        }
         other => Outcome::Failed { code: other.aadsts(), error: error_name(&other) },
     };
     let tokens = teams.identity.exchange_code(code, &verifier, &teams.redirect_uri).await.map_err(failed)?;
@@ -277,14 +281,19 @@ async fn finish(
     let now = state.clock.now();
     let account = visitor.person_id();
     let existing = state.store.connection_of(account).await.map_err(|_| Outcome::Unavailable)?;
-    // Another Microsoft account than before (S8): its old subscription goes (best effort; an
-    // orphan lapses within the hour and its notifications are ignored).
+    // Still a member of the space the sign-in was for?
+    if !matches!(state.store.role_in(sign_in.space_id, account).await, Ok(Some(_))) {
+        return Err(Outcome::Expired);
+    }
+    // Another Microsoft account than before (S8): its old subscription goes once the new
+    // connection is stored (best effort; an orphan lapses within the hour and its notifications
+    // are ignored). Its token is fetched now, before the new one replaces it.
+    let mut old_subscription = None;
     if let Some(mut old) = existing.clone().filter(|c| c.ms_user_id != presence.id)
         && let Some(sub) = old.subscription.clone()
         && let Ok(token) = super::tokens::access_token(state, teams, &mut old).await
-        && let Err(e) = teams.graph.delete_subscription(&token, &sub.id).await
     {
-        tracing::warn!(error = %e, "the previous account's subscription could not be deleted");
+        old_subscription = Some((token, sub.id));
     }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
     let seal = |value: &SecretString, what: &str| {
@@ -318,6 +327,11 @@ async fn finish(
         }
     }
     state.store.set_connection_space(connection.id, sign_in.space_id, true).await.map_err(|_| Outcome::Unavailable)?;
+    if let Some((token, id)) = old_subscription
+        && let Err(e) = teams.graph.delete_subscription(&token, &id).await
+    {
+        tracing::warn!(error = %e, "the previous account's subscription could not be deleted");
+    }
 
     match subscribe(state, teams, &tokens.access_token, &presence.id, connection.id).await {
         Ok(record) => connection.subscription = Some(record),
@@ -327,7 +341,13 @@ async fn finish(
             connection.last_error = Some("Microsoft did not accept kehai's subscription to presence changes.".into());
         }
     }
-    state.store.save_connection(&connection).await.map_err(|_| Outcome::Unavailable)?;
+    if state.store.save_connection(&connection).await.is_err() {
+        // Not recorded: do not leave a subscription nobody knows about.
+        if let Some(sub) = &connection.subscription {
+            let _ = teams.graph.delete_subscription(&tokens.access_token, &sub.id).await;
+        }
+        return Err(Outcome::Unavailable);
+    }
     super::show_presence(state, connection.id, account, &presence).await;
     tracing::info!(account = %account, "Microsoft Teams connected");
     Ok(())

@@ -1,9 +1,10 @@
 //! A connection's access token, refreshed when it is about to lapse. The rotated refresh token
-//! is stored together with the new access token, in one write. A refused refresh (revoked,
-//! expired, consent withdrawn) marks the connection Needs reconnect.
+//! is stored together with the new access token, in one write that only updates an existing
+//! connection (a connection deleted meanwhile stays deleted). A refresh Microsoft refuses for
+//! good marks the connection Needs reconnect; a refused client secret marks it Error.
 
 use kehai_microsoft::MicrosoftError;
-use kehai_store::{Connection, ConnectionState, Sealed};
+use kehai_store::{Connection, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
 use secrecy::SecretString;
 
 use super::Teams;
@@ -11,14 +12,26 @@ use crate::state::AppState;
 
 /// Refresh this long before the access token lapses.
 const MARGIN_MS: i64 = 5 * 60 * 1000;
+/// Microsoft's refresh tokens lapse after 90 days unused.
+pub const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
 
 /// Why no token could be had.
 #[derive(Debug)]
 pub enum TokenError {
-    /// Microsoft refused the refresh token: the member must connect again.
+    /// Microsoft refused the sign-in for good: the member must connect again.
     NeedsReconnect,
-    /// Anything else (Microsoft unreachable, storage): try later.
+    /// Anything else (Microsoft unreachable, the connection gone): try later.
     Unavailable(String),
+}
+
+/// Whether an identity error means only a new interactive sign-in helps.
+fn needs_sign_in(e: &MicrosoftError) -> bool {
+    match e {
+        MicrosoftError::Identity { error, .. } => {
+            matches!(error.as_str(), "invalid_grant" | "interaction_required" | "consent_required" | "login_required")
+        }
+        _ => false,
+    }
 }
 
 /// A usable access token for `connection` (refreshing and storing it if needed).
@@ -28,41 +41,70 @@ pub async fn access_token(
     connection: &mut Connection,
 ) -> Result<SecretString, TokenError> {
     let id = connection.id.0.to_string();
-    let row = |what: &str| kehai_store::secrets::row_label("connection", &id, what);
+    let row = |what: &str| row_label("connection", &id, what);
     let now = state.clock.now();
+    let unopenable = |_| TokenError::NeedsReconnect;
     if connection.access_expires_at - MARGIN_MS > now {
-        return state
-            .secrets
-            .open(&connection.access_token.0, &row("access_token"))
-            .map_err(|e| TokenError::Unavailable(e.to_string()));
+        // A value that does not open (a lost or wrong master key) can only be fixed by a new sign-in.
+        return state.secrets.open(&connection.access_token.0, &row("access_token")).map_err(unopenable);
     }
     let Some(refresh) = &connection.refresh_token else {
         return Err(TokenError::NeedsReconnect);
     };
-    let refresh =
-        state.secrets.open(&refresh.0, &row("refresh_token")).map_err(|e| TokenError::Unavailable(e.to_string()))?;
+    let refresh = state.secrets.open(&refresh.0, &row("refresh_token")).map_err(unopenable)?;
     match teams.identity.refresh(&refresh, &teams.redirect_uri).await {
         Ok(tokens) => {
             let seal = |v: &SecretString, what: &str| {
                 state.secrets.seal(v, &row(what)).map(Sealed).map_err(|e| TokenError::Unavailable(e.to_string()))
             };
-            connection.access_token = seal(&tokens.access_token, "access_token")?;
-            connection.access_expires_at = now + i64::try_from(tokens.expires_in).unwrap_or(3600) * 1000;
-            if let Some(r) = &tokens.refresh_token {
-                connection.refresh_token = Some(seal(r, "refresh_token")?);
+            let update = TokenUpdate {
+                access_token: seal(&tokens.access_token, "access_token")?,
+                access_expires_at: now + i64::try_from(tokens.expires_in).unwrap_or(3600) * 1000,
+                refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
+                refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
+                updated_at: now,
+            };
+            let stored = state
+                .store
+                .update_connection_tokens(connection.id, &update)
+                .await
+                .map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            if !stored {
+                return Err(TokenError::Unavailable("the connection was removed meanwhile".into()));
             }
-            connection.updated_at = now;
-            state.store.save_connection(connection).await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            connection.access_token = update.access_token;
+            connection.access_expires_at = update.access_expires_at;
+            if update.refresh_token.is_some() {
+                connection.refresh_token = update.refresh_token;
+                connection.refresh_expires_at = update.refresh_expires_at;
+            }
             Ok(tokens.access_token)
         }
-        Err(e) if e.is_invalid_grant() => {
-            connection.state = ConnectionState::NeedsReconnect;
-            connection.last_error = Some("Microsoft no longer accepts kehai's sign-in. Connect again.".into());
-            connection.updated_at = now;
-            let _ = state.store.save_connection(connection).await;
+        Err(e) if needs_sign_in(&e) => {
+            mark(
+                state,
+                connection,
+                ConnectionState::NeedsReconnect,
+                "Microsoft no longer accepts kehai's sign-in. Connect again.",
+            )
+            .await;
             Err(TokenError::NeedsReconnect)
         }
-        Err(MicrosoftError::Transport(e)) => Err(TokenError::Unavailable(e)),
+        Err(e @ MicrosoftError::Identity { .. })
+            if e.aadsts().is_some_and(|c| matches!(c, 7000215 | 7000222 | 700016)) =>
+        {
+            // The server's own app registration is refused: for the operator to fix.
+            mark(state, connection, ConnectionState::Error, "kehai's Microsoft app registration was refused (client secret or app id). Tell your kehai administrator.").await;
+            Err(TokenError::Unavailable(e.to_string()))
+        }
         Err(e) => Err(TokenError::Unavailable(e.to_string())),
+    }
+}
+
+async fn mark(state: &AppState, connection: &mut Connection, to: ConnectionState, why: &str) {
+    connection.state = to;
+    connection.last_error = Some(why.to_owned());
+    if let Err(e) = state.store.set_connection_state(connection.id, to, Some(why), state.clock.now()).await {
+        tracing::warn!(error = %e, "could not record a connection's state");
     }
 }

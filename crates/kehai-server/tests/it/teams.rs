@@ -486,3 +486,62 @@ async fn a_sign_in_older_than_ten_minutes_has_expired() {
     assert_eq!((status, outcome(&html).as_str()), (StatusCode::BAD_REQUEST, "expired"));
     assert!(subscriptions(&emu).await.is_empty(), "nothing stored");
 }
+
+#[tokio::test]
+async fn a_master_key_that_does_not_open_the_database_stops_the_start() {
+    let (app, emu) = start().await;
+    connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let mut config = (*app.state.config).clone();
+    config.secret_key = Some(kehai_store::secrets::MasterKey::generate().unwrap().to_base64());
+    let err = kehai_server::App::build(config).await.err().expect("refused").to_string();
+    assert!(err.contains("does not open the secrets"), "{err}");
+    // The right key starts.
+    assert!(kehai_server::App::build((*app.state.config).clone()).await.is_ok());
+}
+
+#[tokio::test]
+async fn disconnect_and_off_apply_only_where_the_connection_is_used() {
+    let (app, emu) = start().await;
+    alice_in_gamma(&app).await;
+    let mut alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.load_space("gamma").await;
+    let c = alice.get("/api/spaces/gamma/integrations/msteams").await.json::<Value>().await.unwrap();
+    assert_eq!((c["state"].as_str(), c["used_here"].as_bool()), (Some("available"), Some(false)));
+    let csrf = alice.csrf.clone().unwrap();
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/gamma/integrations/msteams"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_used_here");
+    let r = alice
+        .http
+        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // Enabled in gamma, then disconnected from gamma: alpha keeps it, and the subscription stays.
+    alice
+        .http
+        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let r = alice
+        .http
+        .delete(alice.url("/api/spaces/gamma/integrations/msteams"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "available");
+    assert_eq!(subscriptions(&emu).await.len(), 1, "alpha still uses it");
+}

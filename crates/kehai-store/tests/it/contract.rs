@@ -6,7 +6,7 @@ use kehai_core::{
 };
 use kehai_store::{
     AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, Session, Store,
-    StoreError, SubscriptionRecord,
+    StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -336,4 +336,29 @@ pub async fn the_newest_live_certificate_is_current(store: &dyn Store) {
     assert_eq!(store.current_certificate().await.unwrap(), Some(new));
     assert_eq!(store.certificate("cert-1").await.unwrap(), Some(old.clone()));
     assert!(matches!(store.add_certificate(&old).await, Err(StoreError::Conflict(_))));
+}
+
+pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    let update = TokenUpdate {
+        access_token: Sealed("v1.new-access".into()),
+        access_expires_at: T0 + 7_200_000,
+        refresh_token: None,
+        refresh_expires_at: None,
+        updated_at: T0 + 5,
+    };
+    assert!(store.update_connection_tokens(c.id, &update).await.unwrap());
+    let stored = store.connection_of(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.access_token, update.access_token);
+    assert_eq!(stored.refresh_token, c.refresh_token, "no new refresh token: the old one stays");
+    assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("refused"), T0 + 6).await.unwrap());
+    let stored = store.connection_of(a.id).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.last_error.as_deref()), (ConnectionState::NeedsReconnect, Some("refused")));
+    store.delete_connection(c.id).await.unwrap();
+    assert!(!store.update_connection_tokens(c.id, &update).await.unwrap(), "a deleted connection stays deleted");
+    assert!(!store.set_connection_state(c.id, ConnectionState::Error, None, T0).await.unwrap());
+    assert_eq!(store.connection_of(a.id).await.unwrap(), None);
 }

@@ -57,4 +57,5 @@ contract_suite!(
     connections_are_used_per_space_with_a_toggle,
     sign_ins_in_progress_are_single_use_and_expire,
     the_newest_live_certificate_is_current,
+    refreshed_tokens_update_but_never_recreate_a_connection,
 );

@@ -248,3 +248,12 @@ fn keys_rotate_replaces_the_key_file() {
     let env_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     fails(&kehai(dir.path(), &["keys", "rotate"], None, &[("KEHAI_SECRET_KEY", env_key)]), "--new-key-env");
 }
+
+#[test]
+fn an_interrupted_key_rotation_stops_the_start_with_instructions() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&kehai(dir.path(), &["keys", "rotate"], None, &[]));
+    std::fs::copy(dir.path().join("secret.key"), dir.path().join("secret.key.old")).unwrap();
+    let o = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", "127.0.0.1:0")]);
+    fails(&o, "interrupted");
+}
