@@ -11,6 +11,7 @@ mod graph;
 mod http;
 mod id_token;
 mod identity;
+pub mod notifications;
 
 use secrecy::SecretString;
 use url::Url;
