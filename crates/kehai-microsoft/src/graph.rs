@@ -143,6 +143,11 @@ impl Graph {
         Self::parse(self.call(Method::GET, "/me/presence", access_token, None).await?)
     }
 
+    /// A user's presence (for basic notifications, which carry none).
+    pub async fn presence_of(&self, access_token: &SecretString, user_id: &str) -> Result<Presence, MicrosoftError> {
+        Self::parse(self.call(Method::GET, &format!("/users/{user_id}/presence"), access_token, None).await?)
+    }
+
     pub async fn create_subscription(
         &self,
         access_token: &SecretString,

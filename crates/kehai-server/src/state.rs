@@ -26,6 +26,8 @@ pub struct AppState {
     pub catalogs: Arc<Catalogs>,
     /// The Microsoft Teams integration, when configured.
     pub teams: Option<Arc<crate::teams::Teams>>,
+    /// Change notifications waiting to be processed (the webhook answers at once).
+    pub notifications: tokio::sync::mpsc::Sender<kehai_microsoft::notifications::NotificationBatch>,
     /// Seals tokens and client states before they are stored.
     pub secrets: Arc<kehai_store::secrets::SecretBox>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
@@ -37,12 +39,14 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct Background {
     live: LiveWorker,
+    notifications: tokio::sync::mpsc::Receiver<kehai_microsoft::notifications::NotificationBatch>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
         let teams = crate::teams::Teams::from_config(&config);
+        let (notifications, queue) = tokio::sync::mpsc::channel(crate::webhooks::QUEUE);
         let metrics = Metrics::new();
         let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
         let state = AppState {
@@ -55,10 +59,11 @@ impl AppState {
             catalogs: Arc::new(Catalogs::load()?),
             secrets: Arc::new(kehai_store::secrets::SecretBox::new(&master_key)),
             teams,
+            notifications,
 
             shutdown: CancellationToken::new(),
         };
-        Ok((state, Background { live: worker }))
+        Ok((state, Background { live: worker, notifications: queue }))
     }
 
     /// Ends expired sessions; guests among them leave their space.
@@ -91,6 +96,7 @@ impl Background {
     /// Starts the background work (live fan-out, session purge) until `stop` is cancelled.
     pub fn spawn(self, state: &AppState, stop: CancellationToken) {
         self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
+        crate::webhooks::spawn_worker(state.clone(), self.notifications, stop.clone());
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

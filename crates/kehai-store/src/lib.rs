@@ -153,6 +153,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
     /// false when the connection is gone.
     async fn update_connection_tokens(&self, id: ConnectionId, tokens: &TokenUpdate) -> Result<bool>;
+    /// Records `sequence` as the last applied presence of a connection if it is newer than the
+    /// one recorded (text order) — atomically, so that a stale or duplicate notification never
+    /// wins. False when it is not newer (or the connection is gone).
+    async fn advance_sequence(&self, id: ConnectionId, sequence: &str) -> Result<bool>;
     /// Sets a connection's state and last error; false when the connection is gone.
     async fn set_connection_state(
         &self,

@@ -80,6 +80,8 @@ pub struct Connection {
     pub subscription: Option<SubscriptionRecord>,
     pub state: ConnectionState,
     pub last_error: Option<String>,
+    /// The presence sequence number last applied (Graph's sortable `sequenceNumber`).
+    pub last_sequence: Option<String>,
     pub connected_at: Millis,
     pub updated_at: Millis,
 }

@@ -241,6 +241,7 @@ struct ConnectionRow {
     client_state: Option<String>,
     state: String,
     last_error: Option<String>,
+    last_sequence: Option<String>,
     connected_at: i64,
     updated_at: i64,
 }
@@ -266,6 +267,7 @@ impl TryFrom<ConnectionRow> for Connection {
             subscription,
             state: ConnectionState::parse(&r.state).ok_or(StoreError::Corrupt("connection state"))?,
             last_error: r.last_error,
+            last_sequence: r.last_sequence,
             connected_at: r.connected_at,
             updated_at: r.updated_at,
         })
@@ -322,7 +324,7 @@ macro_rules! connection_columns {
     () => {
         "id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, refresh_token, \
          refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \
-         connected_at, updated_at"
+         connected_at, updated_at, last_sequence"
     };
 }
 
@@ -651,10 +653,11 @@ macro_rules! impl_store {
                 let sub = c.subscription.as_ref();
                 sqlx::query(concat!(
                     "INSERT INTO ms_connections (", connection_columns!(), ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                      ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
                      access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
-                     subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15"
+                     subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
+                     last_sequence = $16"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -671,6 +674,7 @@ macro_rules! impl_store {
                 .bind(c.last_error.clone())
                 .bind(c.connected_at)
                 .bind(c.updated_at)
+                .bind(c.last_sequence.clone())
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "microsoft account", "account"))?;
@@ -701,6 +705,28 @@ macro_rules! impl_store {
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn advance_sequence(&self, id: ConnectionId, sequence: &str) -> Result<bool> {
+                // Compared in Rust (byte order, the same in both engines; SQL text comparison
+                // follows the database's collation), then set only if unchanged meanwhile.
+                let mut tx = self.writer().begin().await?;
+                let current: Option<Option<String>> =
+                    sqlx::query_scalar(concat!("SELECT last_sequence FROM ms_connections WHERE id = $1", $lock))
+                        .bind(id.0.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(current) = current else { return Ok(false) };
+                if current.as_deref().is_some_and(|c| c.as_bytes() >= sequence.as_bytes()) {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE ms_connections SET last_sequence = $2 WHERE id = $1")
+                    .bind(id.0.to_string())
+                    .bind(sequence)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn set_connection_state(

@@ -315,6 +315,7 @@ async fn finish(
         subscription: None,
         state: ConnectionState::Connected,
         last_error: None,
+        last_sequence: presence.sequence_number.clone(),
         connected_at: existing.as_ref().filter(|c| c.ms_user_id == presence.id).map_or(now, |c| c.connected_at),
         updated_at: now,
     };

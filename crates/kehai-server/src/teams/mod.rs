@@ -7,12 +7,13 @@
 
 pub mod certificates;
 pub mod connect;
+pub mod sync;
 pub mod tokens;
 
 use std::sync::Arc;
 
 use kehai_core::{PersonId, PresenceOverride, presence::teams_override};
-use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence};
+use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence, notifications::ValidationTokens};
 use kehai_store::ConnectionId;
 
 use crate::{Config, state::AppState};
@@ -29,6 +30,7 @@ pub struct Teams {
     pub identity: Identity,
     pub id_tokens: IdTokenValidator,
     pub graph: Graph,
+    pub validation_tokens: ValidationTokens,
     /// `{public}/integrations/msteams/callback`: registered with the app.
     pub redirect_uri: String,
     /// `{public}/webhooks/msgraph` and `…/lifecycle`.
@@ -44,7 +46,8 @@ impl Teams {
         Some(Arc::new(Teams {
             identity: Identity::new(microsoft.clone()),
             id_tokens: IdTokenValidator::new(microsoft.clone()),
-            graph: Graph::new(microsoft),
+            graph: Graph::new(microsoft.clone()),
+            validation_tokens: ValidationTokens::new(microsoft),
             redirect_uri: format!("{public}/integrations/msteams/callback"),
             notification_url: format!("{public}/webhooks/msgraph"),
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),

@@ -2,32 +2,79 @@
 //! `POST /webhooks/msgraph/lifecycle` (lifecycle notifications).
 //!
 //! Both answer Graph's validation handshake (protocol doc §3.1): a POST with
-//! `?validationToken=…` is answered within Graph's 10 s with 200, `text/plain` and the decoded
-//! token. Processing the notifications themselves belongs to the sync engine.
+//! `?validationToken=…` is answered with 200, `text/plain` and the decoded token. Otherwise the
+//! JSON body (at most 1 MiB) is parsed and handed to a bounded queue, and the answer is 202 at
+//! once — Graph slows and then drops endpoints slower than 3 s (§3.4). A full queue answers 503
+//! so that Graph retries: nothing is dropped silently.
 
 use std::collections::HashMap;
 
 use axum::{
-    extract::Query,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
+use kehai_microsoft::notifications::NotificationBatch;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
+
+/// Notification bodies are small; Graph batches at most a few hundred items.
+const MAX_BODY: usize = 1024 * 1024;
+/// Batches waiting to be processed before the webhook answers 503.
+pub const QUEUE: usize = 1024;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/webhooks/msgraph", post(notification))
         .route("/webhooks/msgraph/lifecycle", post(notification))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// The handshake; anything else is accepted (and, until the sync engine, ignored).
-async fn notification(Query(query): Query<HashMap<String, String>>) -> Response {
-    match query.get("validationToken") {
-        // The query is already URL-decoded, as Graph requires of the answer. Plain text: the
-        // token is echoed verbatim and must not be interpreted as markup.
-        Some(token) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response(),
-        None => StatusCode::ACCEPTED.into_response(),
+async fn notification(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(token) = query.get("validationToken") {
+        // Already URL-decoded, as Graph requires; plain text, never markup.
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response();
     }
+    let batch: NotificationBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_notification",
+                "not a change-notification collection",
+            )
+            .into_response();
+        }
+    };
+    match state.notifications.try_send(batch) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!("the notification queue is full: asking Graph to retry");
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Processes queued notifications until `stop`.
+pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                _ = stop.cancelled() => break,
+                b = queue.recv() => match b { Some(b) => b, None => break },
+            };
+            if let Some(teams) = state.teams.clone() {
+                crate::teams::sync::process(&state, &teams, batch).await;
+            }
+        }
+    });
 }

@@ -545,3 +545,123 @@ async fn disconnect_and_off_apply_only_where_the_connection_is_used() {
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "available");
     assert_eq!(subscriptions(&emu).await.len(), 1, "alpha still uses it");
 }
+
+/// Polls Alice's avatar in alpha until it shows `emoji` (Graph pushes; kehai applies in the
+/// background).
+async fn avatar_becomes(c: &Client, emoji: &str) -> Value {
+    for _ in 0..100 {
+        let a = find(&c.avatars("alpha").await, "Alice").unwrap().clone();
+        if a["emoji"] == emoji {
+            return a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("Alice's avatar never showed {emoji}");
+}
+
+#[tokio::test]
+async fn a_presence_change_at_microsoft_reaches_the_avatar_through_a_rich_notification() {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.put_me("alpha", json!({"emoji": "🌸"})).await;
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🌸");
+
+    set_status(&emu, "alice@example.com", "InAMeeting").await;
+    let a = avatar_becomes(&alice, "📅").await;
+    assert_eq!(a["own_emoji"], "🌸");
+    let delivered = subscriptions(&emu).await[0]["delivered"].as_u64().unwrap();
+    assert!(delivered >= 1, "pushed by a notification, not read: {delivered}");
+
+    set_status(&emu, "alice@example.com", "BeRightBack").await;
+    avatar_becomes(&alice, "⏳").await;
+    // Available gives the member's own emoji back.
+    set_status(&emu, "alice@example.com", "Available").await;
+    avatar_becomes(&alice, "🌸").await;
+}
+
+/// A basic (resource-data-free) notification for Alice's subscription, as Graph would send it.
+async fn basic_notification(
+    app: &TestApp,
+    client_state: Option<&str>,
+) -> kehai_microsoft::notifications::NotificationBatch {
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let connection = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let subscription = connection.subscription.unwrap();
+    let genuine = app
+        .state
+        .secrets
+        .open(
+            &subscription.client_state.0,
+            &kehai_store::secrets::row_label("connection", &connection.id.0.to_string(), "client_state"),
+        )
+        .unwrap();
+    let client_state =
+        client_state.map_or_else(|| secrecy::ExposeSecret::expose_secret(&genuine).to_owned(), str::to_owned);
+    serde_json::from_value(json!({"value": [{
+        "subscriptionId": subscription.id,
+        "clientState": client_state,
+        "changeType": "updated",
+        "resource": format!("communications/presences/{}", connection.ms_user_id),
+        "resourceData": {"id": connection.ms_user_id},
+        "tenantId": connection.ms_tenant_id,
+    }]}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn notifications_are_checked_and_applied_once_in_order() {
+    use kehai_server::teams::sync::{Dropped, process};
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let teams = app.state.teams.clone().unwrap();
+
+    // A forged clientState changes nothing, even though Graph now says Away.
+    {
+        let mut world = emu.emulator.world.lock();
+        let id = world.directory.user_by_email("alice@example.com").unwrap().id;
+        let sequence = world.next_sequence();
+        let p = world.presences.get_mut(&id).unwrap();
+        p.availability = "Away".into();
+        p.activity = "Away".into();
+        p.sequence = sequence;
+    }
+    let forged = basic_notification(&app, Some("guessed")).await;
+    assert_eq!(process(&app.state, &teams, forged).await, vec![Err(Dropped::ClientState)]);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
+
+    // A genuine basic notification: kehai reads the presence from Graph.
+    let genuine = basic_notification(&app, None).await;
+    assert_eq!(process(&app.state, &teams, genuine.clone()).await, vec![Ok(())]);
+    // Delivered again (Graph retries): the same sequence number is not applied twice.
+    assert_eq!(process(&app.state, &teams, genuine).await, vec![Err(Dropped::Stale)]);
+
+    // An unknown subscription, and a rich notification without a valid validation token.
+    let mut unknown = basic_notification(&app, None).await;
+    unknown.value[0].subscription_id = "00000000-0000-0000-0000-000000000000".into();
+    assert_eq!(process(&app.state, &teams, unknown).await, vec![Err(Dropped::UnknownSubscription)]);
+    let mut unsigned = basic_notification(&app, None).await;
+    unsigned.value[0].encrypted_content = Some(kehai_microsoft::notifications::EncryptedContent {
+        data: "AA==".into(),
+        data_signature: "AA==".into(),
+        data_key: "AA==".into(),
+        encryption_certificate_id: "kehai-x".into(),
+        encryption_certificate_thumbprint: None,
+    });
+    unsigned.validation_tokens = Some(vec!["not.a.jwt".into()]);
+    assert_eq!(process(&app.state, &teams, unsigned).await, vec![Err(Dropped::ValidationToken)]);
+}
+
+#[tokio::test]
+async fn the_webhook_queues_notifications_and_refuses_malformed_bodies() {
+    let (app, _emu) = start().await;
+    let c = reqwest::Client::new();
+    let r =
+        c.post(app.url("/webhooks/msgraph")).body("{").header("content-type", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_notification");
+    let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}

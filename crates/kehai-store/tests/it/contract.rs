@@ -246,9 +246,24 @@ fn connection(account: PersonId, ms_user: &str) -> Connection {
         subscription: None,
         state: ConnectionState::Connected,
         last_error: None,
+        last_sequence: None,
         connected_at: T0,
         updated_at: T0,
     }
+}
+
+pub async fn presence_sequences_only_move_forward(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    assert!(store.advance_sequence(c.id, "C0002").await.unwrap());
+    assert!(!store.advance_sequence(c.id, "C0002").await.unwrap(), "a duplicate");
+    assert!(!store.advance_sequence(c.id, "C0001").await.unwrap(), "an older one");
+    assert!(store.advance_sequence(c.id, "C0010").await.unwrap());
+    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
+    store.delete_connection(c.id).await.unwrap();
+    assert!(!store.advance_sequence(c.id, "C0011").await.unwrap());
 }
 
 pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {

@@ -58,4 +58,5 @@ contract_suite!(
     sign_ins_in_progress_are_single_use_and_expire,
     the_newest_live_certificate_is_current,
     refreshed_tokens_update_but_never_recreate_a_connection,
+    presence_sequences_only_move_forward,
 );
