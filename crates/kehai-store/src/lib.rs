@@ -166,6 +166,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Millis,
     ) -> Result<bool>;
     async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
+    /// Records a connection's renewed or new subscription; false when the connection is gone.
+    async fn set_connection_subscription(
+        &self,
+        id: ConnectionId,
+        subscription: &SubscriptionRecord,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Connected connections whose subscription lapses before `before`, the soonest first.
+    async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>>;
     /// Deletes a connection with its spaces.
     async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
     /// Uses a connection in a space, ON or OFF.

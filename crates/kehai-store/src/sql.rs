@@ -729,6 +729,41 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
+            async fn set_connection_subscription(
+                &self,
+                id: ConnectionId,
+                subscription: &SubscriptionRecord,
+                now: Millis,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
+                     updated_at = $5 WHERE id = $1",
+                )
+                .bind(id.0.to_string())
+                .bind(&subscription.id)
+                .bind(subscription.expires_at)
+                .bind(&subscription.client_state.0)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM ms_connections \
+                     WHERE state = 'connected' AND subscription_expires_at < $1 \
+                     ORDER BY subscription_expires_at LIMIT $2"
+                ))
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(Connection::try_from)
+                .collect()
+            }
+
             async fn set_connection_state(
                 &self,
                 id: ConnectionId,

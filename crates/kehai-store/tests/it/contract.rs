@@ -266,6 +266,44 @@ pub async fn presence_sequences_only_move_forward(store: &dyn Store) {
     assert!(!store.advance_sequence(c.id, "C0011").await.unwrap());
 }
 
+pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let (a, b, c) = (
+        member(store, &s, "a@example.com", "A").await,
+        member(store, &s, "b@example.com", "B").await,
+        member(store, &s, "c@example.com", "C").await,
+    );
+    let record = |id: &str, expires_at| SubscriptionRecord {
+        id: id.into(),
+        expires_at,
+        client_state: Sealed(format!("v1.sealed-{id}")),
+    };
+    let (mut ca, mut cb, mut cc) = (connection(a.id, "ms-a"), connection(b.id, "ms-b"), connection(c.id, "ms-c"));
+    ca.subscription = Some(record("sub-a", T0 + 600_000));
+    cb.subscription = Some(record("sub-b", T0 + 60_000));
+    cc.subscription = Some(record("sub-c", T0 + 30_000));
+    cc.state = ConnectionState::NeedsReconnect;
+    for x in [&ca, &cb, &cc] {
+        store.save_connection(x).await.unwrap();
+    }
+    let due = |v: Vec<Connection>| v.into_iter().map(|x| x.subscription.unwrap().id).collect::<Vec<_>>();
+    // Needs-reconnect connections cannot renew: not listed.
+    assert_eq!(due(store.subscriptions_expiring(T0 + 3_600_000, 10).await.unwrap()), ["sub-b", "sub-a"]);
+    assert_eq!(due(store.subscriptions_expiring(T0 + 100_000, 10).await.unwrap()), ["sub-b"]);
+    assert_eq!(due(store.subscriptions_expiring(T0 + 3_600_000, 1).await.unwrap()), ["sub-b"]);
+
+    // Renewed (same id, later expiry) and recreated (a new id).
+    assert!(store.set_connection_subscription(cb.id, &record("sub-b", T0 + 3_540_000), T0 + 1).await.unwrap());
+    assert!(store.set_connection_subscription(ca.id, &record("sub-a2", T0 + 3_540_000), T0 + 1).await.unwrap());
+    assert_eq!(due(store.subscriptions_expiring(T0 + 3_000_000, 10).await.unwrap()), Vec::<String>::new());
+    assert_eq!(store.connection_by_subscription("sub-a").await.unwrap(), None);
+    let found = store.connection_by_subscription("sub-a2").await.unwrap().unwrap();
+    assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
+    assert_eq!(found.updated_at, T0 + 1);
+    store.delete_connection(ca.id).await.unwrap();
+    assert!(!store.set_connection_subscription(ca.id, &record("sub-a3", T0), T0).await.unwrap());
+}
+
 pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "A").await;

@@ -59,4 +59,5 @@ contract_suite!(
     the_newest_live_certificate_is_current,
     refreshed_tokens_update_but_never_recreate_a_connection,
     presence_sequences_only_move_forward,
+    subscriptions_are_renewed_and_found_before_they_lapse,
 );
