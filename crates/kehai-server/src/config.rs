@@ -49,6 +49,9 @@ pub struct Config {
     /// `KEHAI_MS_TENANT`: `organizations` (work and school accounts of any organization), or one
     /// tenant's id or domain to admit only that organization.
     pub ms_tenant: String,
+    /// `KEHAI_MS_NOTIFICATIONS`: `rich` (the presence arrives encrypted in the notification, S21)
+    /// or `basic` (the notification only says that it changed; kehai then reads it from Graph).
+    pub ms_notifications: NotificationMode,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -67,6 +70,16 @@ pub struct Config {
     /// `KEHAI_SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may take to finish after
     /// SIGTERM/SIGINT before the process exits anyway.
     pub shutdown_grace_seconds: u64,
+}
+
+/// What Graph's presence notifications carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationMode {
+    /// Resource data encrypted for kehai's certificate: no Graph read per change.
+    Rich,
+    /// No resource data: every notification is followed by a presence read.
+    Basic,
 }
 
 /// How logs are written.
@@ -89,6 +102,7 @@ impl Default for Config {
             ms_login_url: Url::parse("https://login.microsoftonline.com").expect("constant URL"),
             ms_graph_url: Url::parse("https://graph.microsoft.com").expect("constant URL"),
             ms_tenant: "organizations".to_owned(),
+            ms_notifications: NotificationMode::Rich,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -111,6 +125,7 @@ pub const SETTINGS: &[&str] = &[
     "ms_login_url",
     "ms_graph_url",
     "ms_tenant",
+    "ms_notifications",
     "data_dir",
     "log_format",
     "log",

@@ -60,6 +60,11 @@ struct HttpLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// kehai's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +73,13 @@ pub struct Metrics {
     event_streams: Gauge,
     /// Avatars whose person has the space page open, across spaces.
     pub avatars_here: Gauge,
+    /// Change notifications received at the webhooks (items, not POSTs).
+    pub notifications_received: Counter,
+    /// Notifications whose presence was applied.
+    pub notifications_applied: Counter,
+    notifications_dropped: Family<ReasonLabels, Counter>,
+    /// Notification batches waiting for the worker.
+    pub notification_queue: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,7 +101,42 @@ impl Metrics {
         registry.register("http_request_duration_seconds", "HTTP answer time by route pattern", http_seconds.clone());
         registry.register("event_streams_open", "Open live event streams", event_streams.clone());
         registry.register("avatars_here", "Avatars whose person has the space open", avatars_here.clone());
-        Arc::new(Metrics { registry, http_requests, http_seconds, event_streams, avatars_here })
+        let notifications_received = Counter::default();
+        let notifications_applied = Counter::default();
+        let notifications_dropped = Family::<ReasonLabels, Counter>::default();
+        let notification_queue = Gauge::default();
+        registry.register(
+            "notifications_received",
+            "Graph change notifications received",
+            notifications_received.clone(),
+        );
+        registry.register(
+            "notifications_applied",
+            "Notifications whose presence was applied",
+            notifications_applied.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Notifications not applied, by reason",
+            notifications_dropped.clone(),
+        );
+        registry.register("notification_queue_depth", "Notification batches waiting", notification_queue.clone());
+        Arc::new(Metrics {
+            registry,
+            http_requests,
+            http_seconds,
+            event_streams,
+            avatars_here,
+            notifications_received,
+            notifications_applied,
+            notifications_dropped,
+            notification_queue,
+        })
+    }
+
+    /// Counts a notification that was not applied, by its reason's stable name.
+    pub fn notification_dropped(&self, reason: &'static str) {
+        self.notifications_dropped.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Counts an open event stream until the returned guard drops.

@@ -97,6 +97,7 @@ impl Background {
     pub fn spawn(self, state: &AppState, stop: CancellationToken) {
         self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
         crate::webhooks::spawn_worker(state.clone(), self.notifications, stop.clone());
+        crate::teams::upkeep::spawn(state.clone(), stop.clone());
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

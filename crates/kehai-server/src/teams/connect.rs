@@ -15,10 +15,8 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use kehai_core::SpaceSlug;
-use kehai_microsoft::{CONSUMER_TENANT, MicrosoftError, NewSubscription};
-use kehai_store::{
-    Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, SubscriptionRecord, secrets::row_label,
-};
+use kehai_microsoft::{CONSUMER_TENANT, MicrosoftError};
+use kehai_store::{Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, secrets::row_label};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -35,8 +33,6 @@ use crate::{
 
 /// A sign-in must come back within ten minutes.
 const SIGN_IN_MS: i64 = 10 * 60 * 1000;
-/// Subscriptions are made for 59 minutes (Graph allows 60).
-const SUBSCRIPTION_MS: i64 = 59 * 60 * 1000;
 use super::tokens::REFRESH_MS;
 
 #[derive(Template)]
@@ -103,7 +99,7 @@ fn hash(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
 }
 
-fn random(bytes: usize) -> String {
+pub(super) fn random(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
@@ -334,7 +330,7 @@ async fn finish(
         tracing::warn!(error = %e, "the previous account's subscription could not be deleted");
     }
 
-    match subscribe(state, teams, &tokens.access_token, &presence.id, connection.id).await {
+    match super::upkeep::subscribe(state, teams, &tokens.access_token, &presence.id, connection.id).await {
         Ok(record) => connection.subscription = Some(record),
         Err(e) => {
             tracing::warn!(error = %e, "could not subscribe to presence changes");
@@ -362,47 +358,4 @@ fn error_name(e: &MicrosoftError) -> String {
         MicrosoftError::IdToken(_) => "invalid_id_token".into(),
         MicrosoftError::Transport(_) => "unavailable".into(),
     }
-}
-
-/// Creates the presence subscription (rich: encrypted for kehai's certificate). A 409 means
-/// one exists already (after a crash, say): it is replaced, as its clientState is unknown.
-async fn subscribe(
-    state: &AppState,
-    teams: &Teams,
-    access: &SecretString,
-    user: &str,
-    connection: ConnectionId,
-) -> Result<SubscriptionRecord, MicrosoftError> {
-    let (cert_id, cert) =
-        super::certificates::current(state).await.map_err(|e| MicrosoftError::Transport(e.message))?;
-    let client_state = SecretString::from(random(32));
-    let expires_at = state.clock.now() + SUBSCRIPTION_MS;
-    let expiration = time::OffsetDateTime::from_unix_timestamp(expires_at / 1000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
-    let new = NewSubscription {
-        resource: format!("communications/presences/{user}"),
-        notification_url: teams.notification_url.clone(),
-        lifecycle_notification_url: Some(teams.lifecycle_url.clone()),
-        expiration,
-        client_state: client_state.clone(),
-        encryption_certificate: Some((cert, cert_id)),
-    };
-    let created = match teams.graph.create_subscription(access, &new).await {
-        Err(MicrosoftError::Graph { status: 409, .. }) => {
-            for old in teams.graph.subscriptions(access).await? {
-                if old.resource.contains(user) {
-                    teams.graph.delete_subscription(access, &old.id).await?;
-                }
-            }
-            teams.graph.create_subscription(access, &new).await?
-        }
-        other => other?,
-    };
-    let sealed = state
-        .secrets
-        .seal(&client_state, &row_label("connection", &connection.0.to_string(), "client_state"))
-        .map_err(|e| MicrosoftError::Transport(e.to_string()))?;
-    Ok(SubscriptionRecord { id: created.id, expires_at, client_state: Sealed(sealed) })
 }

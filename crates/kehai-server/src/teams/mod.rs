@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod connect;
 pub mod sync;
 pub mod tokens;
+pub mod upkeep;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct Teams {
     /// `{public}/webhooks/msgraph` and `…/lifecycle`.
     pub notification_url: String,
     pub lifecycle_url: String,
+    /// Whether new subscriptions ask for encrypted resource data.
+    pub rich: bool,
 }
 
 impl Teams {
@@ -51,6 +54,7 @@ impl Teams {
             redirect_uri: format!("{public}/integrations/msteams/callback"),
             notification_url: format!("{public}/webhooks/msgraph"),
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
+            rich: config.ms_notifications == crate::config::NotificationMode::Rich,
         }))
     }
 }

@@ -8,22 +8,42 @@ use kehai_microsoft::{
     Presence,
     notifications::{ChangeNotification, NotificationBatch, decrypt},
 };
-use kehai_store::secrets::row_label;
+use kehai_store::{Connection, secrets::row_label};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::Teams;
+use super::{Teams, upkeep};
 use crate::state::AppState;
 
-/// Why a notification was not applied (logged; metrics later).
+/// Why a notification was not applied (logged, and counted in `kehai_notifications_dropped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
+    /// No connection has this subscription (or the presence is someone else's).
     UnknownSubscription,
+    /// The clientState does not match the subscription's.
     ClientState,
+    /// A rich notification without valid validation tokens from Graph.
     ValidationToken,
+    /// The HMAC or the decryption failed, or the certificate is unknown.
     Decryption,
+    /// Not newer than the presence already applied (a duplicate or a late re-delivery).
     Stale,
+    /// kehai's database or Microsoft could not be reached.
     Unavailable,
+}
+
+impl Dropped {
+    /// The stable name used as the metric's `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dropped::UnknownSubscription => "unknown_subscription",
+            Dropped::ClientState => "client_state",
+            Dropped::ValidationToken => "validation_token",
+            Dropped::Decryption => "decryption",
+            Dropped::Stale => "stale",
+            Dropped::Unavailable => "unavailable",
+        }
+    }
 }
 
 /// Processes one POST's notifications.
@@ -33,9 +53,16 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
     let tokens_ok = if rich { verified(teams, batch.validation_tokens.as_deref()).await } else { true };
     let mut outcomes = Vec::with_capacity(batch.value.len());
     for notification in batch.value {
+        state.metrics.notifications_received.inc();
         let outcome = one(state, teams, &notification, tokens_ok).await;
-        if let Err(why) = outcome {
-            tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
+        match outcome {
+            Ok(()) => {
+                state.metrics.notifications_applied.inc();
+            }
+            Err(why) => {
+                state.metrics.notification_dropped(why.reason());
+                tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
+            }
         }
         outcomes.push(outcome);
     }
@@ -70,9 +97,8 @@ async fn one(state: &AppState, teams: &Teams, n: &ChangeNotification, tokens_ok:
     if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         return Err(Dropped::ClientState);
     }
-    if n.lifecycle_event.is_some() {
-        // Lifecycle events (reauthorization) are the subscription upkeep's.
-        return Ok(());
+    if let Some(event) = &n.lifecycle_event {
+        return lifecycle(state, teams, connection, event).await;
     }
     let presence: Presence = match &n.encrypted_content {
         Some(content) => {
@@ -104,12 +130,50 @@ async fn one(state: &AppState, teams: &Teams, n: &ChangeNotification, tokens_ok:
     if presence.id != connection.ms_user_id {
         return Err(Dropped::UnknownSubscription);
     }
+    apply(state, &connection, &presence).await
+}
+
+/// Shows a presence if it is newer than the one applied.
+async fn apply(state: &AppState, connection: &Connection, presence: &Presence) -> Result<(), Dropped> {
     // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
     if let Some(sequence) = &presence.sequence_number
         && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?
     {
         return Err(Dropped::Stale);
     }
-    super::show_presence(state, connection.id, connection.account_id, &presence).await;
+    super::show_presence(state, connection.id, connection.account_id, presence).await;
     Ok(())
+}
+
+/// Lifecycle notifications (protocol doc §5): `reauthorizationRequired` renews (a `PATCH`
+/// reauthorizes too), `subscriptionRemoved` subscribes anew, `missed` re-reads the presence.
+async fn lifecycle(state: &AppState, teams: &Teams, mut connection: Connection, event: &str) -> Result<(), Dropped> {
+    let unavailable = |e: String| {
+        tracing::warn!(error = %e, event, "a lifecycle notification could not be acted on");
+        Dropped::Unavailable
+    };
+    match event {
+        "reauthorizationRequired" => upkeep::renew(state, teams, connection).await.map(|_| ()).map_err(unavailable),
+        "subscriptionRemoved" => {
+            let token = super::tokens::access_token(state, teams, &mut connection)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            upkeep::recreate(state, teams, &connection, &token).await.map(|_| ()).map_err(unavailable)
+        }
+        "missed" => {
+            let token = super::tokens::access_token(state, teams, &mut connection)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let presence = teams
+                .graph
+                .presence_of(&token, &connection.ms_user_id)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            apply(state, &connection, &presence).await
+        }
+        other => {
+            tracing::info!(event = other, "an unknown lifecycle event: ignored");
+            Ok(())
+        }
+    }
 }

@@ -24,6 +24,15 @@ pub enum TokenError {
     Unavailable(String),
 }
 
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::NeedsReconnect => f.write_str("Microsoft no longer accepts the sign-in"),
+            TokenError::Unavailable(why) => write!(f, "no access token: {why}"),
+        }
+    }
+}
+
 /// Whether an identity error means only a new interactive sign-in helps.
 fn needs_sign_in(e: &MicrosoftError) -> bool {
     match e {

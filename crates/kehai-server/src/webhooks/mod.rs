@@ -55,7 +55,10 @@ async fn notification(
         }
     };
     match state.notifications.try_send(batch) {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Ok(()) => {
+            queue_depth(&state);
+            StatusCode::ACCEPTED.into_response()
+        }
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!("the notification queue is full: asking Graph to retry");
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
@@ -72,9 +75,16 @@ pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch
                 _ = stop.cancelled() => break,
                 b = queue.recv() => match b { Some(b) => b, None => break },
             };
+            queue_depth(&state);
             if let Some(teams) = state.teams.clone() {
                 crate::teams::sync::process(&state, &teams, batch).await;
             }
         }
     });
+}
+
+/// Publishes how many batches wait (the sender sees the queue's free capacity).
+fn queue_depth(state: &AppState) {
+    let waiting = state.notifications.max_capacity() - state.notifications.capacity();
+    state.metrics.notification_queue.set(i64::try_from(waiting).unwrap_or(i64::MAX));
 }

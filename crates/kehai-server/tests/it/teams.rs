@@ -6,20 +6,30 @@ use std::collections::HashMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use kehai_server::config::NotificationMode;
+
 use crate::support::{Client, TestApp, find};
 
 /// kehai configured with msemu's app, and msemu knowing kehai's callback.
 async fn start() -> (TestApp, msemu::Running) {
+    start_in(NotificationMode::Rich).await
+}
+
+async fn start_in(mode: NotificationMode) -> (TestApp, msemu::Running) {
+    start_custom(mode, |_| {}).await
+}
+
+async fn start_custom(mode: NotificationMode, emulator: impl FnOnce(&mut msemu::Config)) -> (TestApp, msemu::Running) {
     let mut directory = msemu::Directory::default();
     directory.apps[0].redirect_uris.clear();
-    let emu = msemu::Emulator::start(msemu::Config {
+    let mut config = msemu::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         directory,
         allow_http_notifications: true,
         ..msemu::Config::default()
-    })
-    .await
-    .unwrap();
+    };
+    emulator(&mut config);
+    let emu = msemu::Emulator::start(config).await.unwrap();
     let app_reg = emu.emulator.world.lock().directory.apps[0].clone();
     let base = emu.base_url.clone();
     let app = TestApp::start_with(|c| {
@@ -27,6 +37,7 @@ async fn start() -> (TestApp, msemu::Running) {
         c.ms_client_secret = Some(app_reg.client_secret.clone().into());
         c.ms_login_url = base.clone();
         c.ms_graph_url = base;
+        c.ms_notifications = mode;
     })
     .await;
     emu.emulator.world.lock().directory.apps[0].redirect_uris.push(app.url("/integrations/msteams/callback"));
@@ -585,18 +596,9 @@ async fn basic_notification(
     app: &TestApp,
     client_state: Option<&str>,
 ) -> kehai_microsoft::notifications::NotificationBatch {
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
-    let connection = app.state.store.connection_of(account).await.unwrap().unwrap();
-    let subscription = connection.subscription.unwrap();
-    let genuine = app
-        .state
-        .secrets
-        .open(
-            &subscription.client_state.0,
-            &kehai_store::secrets::row_label("connection", &connection.id.0.to_string(), "client_state"),
-        )
-        .unwrap();
+    let connection = alice_connection(app).await;
+    let subscription = connection.subscription.clone().unwrap();
+    let genuine = opened(app, &connection, &subscription.client_state, "client_state");
     let client_state =
         client_state.map_or_else(|| secrecy::ExposeSecret::expose_secret(&genuine).to_owned(), str::to_owned);
     serde_json::from_value(json!({"value": [{
@@ -613,21 +615,10 @@ async fn basic_notification(
 #[tokio::test]
 async fn notifications_are_checked_and_applied_once_in_order() {
     use kehai_server::teams::sync::{Dropped, process};
-    let (app, emu) = start().await;
-    set_status(&emu, "alice@example.com", "Busy").await;
-    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    let teams = app.state.teams.clone().unwrap();
+    let (app, emu, alice, teams) = alice_connected_while("Busy").await;
 
     // A forged clientState changes nothing, even though Graph now says Away.
-    {
-        let mut world = emu.emulator.world.lock();
-        let id = world.directory.user_by_email("alice@example.com").unwrap().id;
-        let sequence = world.next_sequence();
-        let p = world.presences.get_mut(&id).unwrap();
-        p.availability = "Away".into();
-        p.activity = "Away".into();
-        p.sequence = sequence;
-    }
+    quietly_set(&emu, "alice@example.com", "Away");
     let forged = basic_notification(&app, Some("guessed")).await;
     assert_eq!(process(&app.state, &teams, forged).await, vec![Err(Dropped::ClientState)]);
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
@@ -652,6 +643,19 @@ async fn notifications_are_checked_and_applied_once_in_order() {
     });
     unsigned.validation_tokens = Some(vec!["not.a.jwt".into()]);
     assert_eq!(process(&app.state, &teams, unsigned).await, vec![Err(Dropped::ValidationToken)]);
+
+    // Each counted by its reason.
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "kehai_notifications_received_total 5",
+        "kehai_notifications_applied_total 1",
+        "kehai_notifications_dropped_total{reason=\"client_state\"} 1",
+        "kehai_notifications_dropped_total{reason=\"stale\"} 1",
+        "kehai_notifications_dropped_total{reason=\"unknown_subscription\"} 1",
+        "kehai_notifications_dropped_total{reason=\"validation_token\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -664,4 +668,178 @@ async fn the_webhook_queues_notifications_and_refuses_malformed_bodies() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_notification");
     let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+/// Every row of the product's table, each through a real notification from msemu, in the given
+/// mode. Consecutive rows show different emoji, so each wait proves a new notification applied.
+async fn every_row_of_the_table(mode: NotificationMode) {
+    let (app, emu) = start_in(mode).await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.put_me("alpha", json!({"emoji": "🌸"})).await;
+    assert_eq!(subscriptions(&emu).await[0]["includeResourceData"], mode == NotificationMode::Rich);
+    let rows = [
+        ("Busy", "InAMeeting", "📅", Some("Microsoft Teams: 会議参加中 / In a meeting")),
+        ("Busy", "InACall", "📞", Some("Microsoft Teams: 通話中 / In a call")),
+        ("DoNotDisturb", "Presenting", "🖥️", Some("Microsoft Teams: 発表中 / Presenting")),
+        ("Busy", "InAConferenceCall", "📞", Some("Microsoft Teams: 通話中 / In a call")),
+        ("DoNotDisturb", "DoNotDisturb", "⛔", Some("Microsoft Teams: 応答不可 / Do not disturb")),
+        ("Busy", "Busy", "🔴", Some("Microsoft Teams: 取り込み中 / Busy")),
+        ("Available", "Available", "🌸", None),
+        ("BeRightBack", "BeRightBack", "⏳", Some("Microsoft Teams: 一時退席中 / Be right back")),
+        ("Away", "Away", "💤", Some("Microsoft Teams: 離席中 / Away")),
+        ("Offline", "OutOfOffice", "🏝️", Some("Microsoft Teams: 外出中 / Out of office")),
+        ("Offline", "Offline", "🌸", None),
+    ];
+    for (availability, activity, emoji, label) in rows {
+        let r = reqwest::Client::new()
+            .put(emu.url("/_emu/api/users/alice@example.com/presence"))
+            .json(&json!({ "availability": availability, "activity": activity }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let a = avatar_becomes(&alice, emoji).await;
+        assert_eq!(a["presence"]["label"].as_str(), label, "{availability}/{activity}");
+        assert_eq!(a["own_emoji"], "🌸");
+    }
+    let subscription = &subscriptions(&emu).await[0];
+    assert!(subscription["delivered"].as_u64().unwrap() >= 11, "{subscription}");
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("kehai_notifications_dropped_total{"), "{metrics}");
+}
+
+#[tokio::test]
+async fn every_row_of_the_table_through_rich_notifications() {
+    every_row_of_the_table(NotificationMode::Rich).await;
+}
+
+#[tokio::test]
+async fn every_row_of_the_table_through_basic_notifications() {
+    every_row_of_the_table(NotificationMode::Basic).await;
+}
+
+/// Changes a presence at msemu without any notification (as if it were missed).
+fn quietly_set(emu: &msemu::Running, email: &str, availability: &str) {
+    let mut world = emu.emulator.world.lock();
+    let id = world.directory.user_by_email(email).unwrap().id;
+    let sequence = world.next_sequence();
+    let p = world.presences.get_mut(&id).unwrap();
+    p.availability = availability.into();
+    p.activity = availability.into();
+    p.sequence = sequence;
+}
+
+async fn alice_connection(app: &TestApp) -> kehai_store::Connection {
+    let account =
+        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    app.state.store.connection_of(account).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn reauthorization_required_renews_the_subscription() {
+    // msemu asks for reauthorization as soon as a subscription exists (its lead exceeds the
+    // subscription's life), as Graph does when the access token behind it is about to lapse.
+    let (app, emu) = start_custom(NotificationMode::Rich, |c| {
+        c.reauthorization_lead = std::time::Duration::from_secs(3 * 3600);
+        c.tick = std::time::Duration::from_millis(200);
+    })
+    .await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let before = alice_connection(&app).await.subscription.unwrap();
+    let mut renewed = None;
+    for _ in 0..100 {
+        let s = subscriptions(&emu).await[0].clone();
+        if s["renewals"].as_u64().unwrap() >= 1 {
+            renewed = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let renewed = renewed.expect("kehai renewed the subscription after reauthorizationRequired");
+    assert_eq!(renewed["id"], before.id, "the same subscription, renewed");
+    assert!(renewed["lifecycleDelivered"].as_u64().unwrap() >= 1);
+    assert_eq!(renewed["reauthorizations"], 0, "a PATCH reauthorizes: no separate reauthorize call");
+    assert_eq!(subscriptions(&emu).await.len(), 1);
+    // Notifications still arrive.
+    set_status(&emu, "alice@example.com", "Busy").await;
+    avatar_becomes(&alice, "🔴").await;
+}
+
+#[tokio::test]
+async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
+    use kehai_server::teams::upkeep::{recreate, sweep};
+    let (app, emu, alice, teams) = alice_connected_while("Available").await;
+    let now = app.state.clock.now();
+
+    // Fresh (59 minutes left): nothing to do.
+    assert_eq!(sweep(&app.state, &teams).await, 0);
+    assert_eq!(subscriptions(&emu).await[0]["renewals"], 0);
+
+    // Five minutes left: renewed to about 59 minutes from now.
+    let mut connection = alice_connection(&app).await;
+    let mut record = connection.subscription.clone().unwrap();
+    record.expires_at = now + 5 * 60_000;
+    app.state.store.set_connection_subscription(connection.id, &record, now).await.unwrap();
+    assert_eq!(sweep(&app.state, &teams).await, 1);
+    assert_eq!(subscriptions(&emu).await[0]["renewals"], 1);
+    let expires_at = alice_connection(&app).await.subscription.unwrap().expires_at;
+    assert!(expires_at > now + 58 * 60_000, "{}", expires_at - now);
+
+    // Graph lost it (404 on renewal) while Alice became Busy: a new subscription, the
+    // presence read again, and notifications flow through the new one.
+    emu.emulator.world.lock().subscriptions.clear();
+    quietly_set(&emu, "alice@example.com", "Busy");
+    record.expires_at = now + 60_000;
+    app.state.store.set_connection_subscription(connection.id, &record, now).await.unwrap();
+    assert_eq!(sweep(&app.state, &teams).await, 1);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
+    let subs = subscriptions(&emu).await;
+    assert_eq!(subs.len(), 1);
+    let stored = alice_connection(&app).await.subscription.unwrap();
+    assert_eq!(subs[0]["id"], stored.id);
+    assert_ne!(stored.id, record.id);
+    set_status(&emu, "alice@example.com", "AppearAway").await;
+    avatar_becomes(&alice, "💤").await;
+
+    // `subscriptionRemoved` arrives: the same.
+    emu.emulator.world.lock().subscriptions.clear();
+    quietly_set(&emu, "alice@example.com", "DoNotDisturb");
+    let mut removed = basic_notification(&app, None).await;
+    removed.value[0].lifecycle_event = Some("subscriptionRemoved".into());
+    let outcomes = kehai_server::teams::sync::process(&app.state, &teams, removed).await;
+    assert_eq!(outcomes, vec![Ok(())]);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "⛔");
+    assert_eq!(subscriptions(&emu).await.len(), 1);
+
+    // A connection removed meanwhile leaves no subscription behind.
+    connection = alice_connection(&app).await;
+    let token = opened(&app, &connection, &connection.access_token, "access_token");
+    app.state.store.delete_connection(connection.id).await.unwrap();
+    emu.emulator.world.lock().subscriptions.clear();
+    assert!(recreate(&app.state, &teams, &connection, &token).await.is_err());
+    assert!(subscriptions(&emu).await.is_empty());
+}
+
+/// kehai and msemu with Alice connected while her presence is `status`, and the integration.
+async fn alice_connected_while(
+    status: &str,
+) -> (TestApp, msemu::Running, Client, std::sync::Arc<kehai_server::teams::Teams>) {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", status).await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let teams = app.state.teams.clone().unwrap();
+    (app, emu, alice, teams)
+}
+
+/// A sealed value of a connection's row, opened.
+fn opened(
+    app: &TestApp,
+    connection: &kehai_store::Connection,
+    sealed: &kehai_store::Sealed,
+    column: &str,
+) -> secrecy::SecretString {
+    let label = kehai_store::secrets::row_label("connection", &connection.id.0.to_string(), column);
+    app.state.secrets.open(&sealed.0, &label).unwrap()
 }
