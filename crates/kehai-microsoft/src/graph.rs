@@ -148,6 +148,25 @@ impl Graph {
         Self::parse(self.call(Method::GET, &format!("/users/{user_id}/presence"), access_token, None).await?)
     }
 
+    /// Most ids `POST /communications/getPresencesByUserId` accepts at once.
+    pub const PRESENCE_BATCH: usize = 650;
+
+    /// Several users' presences in one request (at most [`Self::PRESENCE_BATCH`] ids, all of the
+    /// token's tenant); users Graph does not know are left out of the answer.
+    pub async fn presences_by_user_id(
+        &self,
+        access_token: &SecretString,
+        user_ids: &[String],
+    ) -> Result<Vec<Presence>, MicrosoftError> {
+        #[derive(Deserialize)]
+        struct List {
+            value: Vec<Presence>,
+        }
+        let body = serde_json::json!({ "ids": user_ids });
+        let answer = self.call(Method::POST, "/communications/getPresencesByUserId", access_token, Some(body)).await?;
+        Ok(Self::parse::<List>(answer)?.value)
+    }
+
     pub async fn create_subscription(
         &self,
         access_token: &SecretString,

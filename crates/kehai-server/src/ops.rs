@@ -80,6 +80,10 @@ pub struct Metrics {
     notifications_dropped: Family<ReasonLabels, Counter>,
     /// Notification batches waiting for the worker.
     pub notification_queue: Gauge,
+    /// Subscriptions the reconciliation made anew.
+    pub subscription_repairs: Counter,
+    /// Presences the reconciliation found changed unnoticed.
+    pub presence_repairs: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +125,18 @@ impl Metrics {
             notifications_dropped.clone(),
         );
         registry.register("notification_queue_depth", "Notification batches waiting", notification_queue.clone());
+        let subscription_repairs = Counter::default();
+        let presence_repairs = Counter::default();
+        registry.register(
+            "subscription_repairs",
+            "Subscriptions the reconciliation made anew",
+            subscription_repairs.clone(),
+        );
+        registry.register(
+            "presence_repairs",
+            "Presences the reconciliation found changed unnoticed",
+            presence_repairs.clone(),
+        );
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -131,6 +147,8 @@ impl Metrics {
             notifications_applied,
             notifications_dropped,
             notification_queue,
+            subscription_repairs,
+            presence_repairs,
         })
     }
 

@@ -173,6 +173,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         subscription: &SubscriptionRecord,
         now: Millis,
     ) -> Result<bool>;
+    /// Connected connections in id order, `limit` at a time after `after` (keyset paging).
+    async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;
     /// Connected connections whose subscription lapses before `before`, the soonest first.
     async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>>;
     /// Deletes a connection with its spaces.

@@ -749,6 +749,19 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM ms_connections \
+                     WHERE state = 'connected' AND id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after.map(|a| a.0.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(StoreError::from)
+                .and_then(connections)
+            }
+
             async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!(
                     "SELECT ", connection_columns!(), " FROM ms_connections \
@@ -758,10 +771,9 @@ macro_rules! impl_store {
                 .bind(before)
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
-                .await?
-                .into_iter()
-                .map(Connection::try_from)
-                .collect()
+                .await
+                .map_err(StoreError::from)
+                .and_then(connections)
             }
 
             async fn set_connection_state(
@@ -994,4 +1006,9 @@ mod postgres_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Postgres);
     impl_store!(PostgresStore, "postgres", sqlx::migrate!("migrations/postgres"), " FOR UPDATE");
+}
+
+/// Rows of `ms_connections` as connections.
+fn connections(rows: Vec<ConnectionRow>) -> Result<Vec<Connection>> {
+    rows.into_iter().map(Connection::try_from).collect()
 }

@@ -7,6 +7,7 @@
 
 pub mod certificates;
 pub mod connect;
+pub mod heal;
 pub mod sync;
 pub mod tokens;
 pub mod upkeep;

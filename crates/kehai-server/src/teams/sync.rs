@@ -134,7 +134,7 @@ async fn one(state: &AppState, teams: &Teams, n: &ChangeNotification, tokens_ok:
 }
 
 /// Shows a presence if it is newer than the one applied.
-async fn apply(state: &AppState, connection: &Connection, presence: &Presence) -> Result<(), Dropped> {
+pub(super) async fn apply(state: &AppState, connection: &Connection, presence: &Presence) -> Result<(), Dropped> {
     // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
     if let Some(sequence) = &presence.sequence_number
         && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?

@@ -26,6 +26,8 @@ const LEAD_MS: i64 = 20 * 60 * 1000;
 const SPREAD_MS: i64 = 10 * 60 * 1000;
 /// How often the sweep looks for subscriptions to renew.
 const SWEEP: Duration = Duration::from_secs(60);
+/// Sweeps between reconciliations.
+const RECONCILE_EVERY: u64 = 5;
 /// Connections renewed per sweep at most (the rest wait for the next sweep).
 const BATCH: u32 = 200;
 
@@ -161,15 +163,21 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     done
 }
 
-/// Sweeps every minute until `stop`.
+/// Until `stop`: a reconciliation at once (presences changed while kehai was down), then the
+/// renewal sweep every minute and a reconciliation every fifth minute — one task, so the two
+/// never renew or recreate the same subscription at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
     tokio::spawn(async move {
-        loop {
-            sweep(&state, &teams).await;
+        super::heal::reconcile(&state, &teams).await;
+        for minute in 1u64.. {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(SWEEP) => {}
+            }
+            sweep(&state, &teams).await;
+            if minute % RECONCILE_EVERY == 0 {
+                super::heal::reconcile(&state, &teams).await;
             }
         }
     });

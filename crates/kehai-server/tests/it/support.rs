@@ -22,6 +22,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +64,7 @@ impl TestApp {
         };
         adjust(&mut config);
         let store = admin::open_store(&config).await.expect("store");
+        let saved = config.clone();
         admin::create_space(&*store, "alpha", "Alpha office", true).await.expect("alpha");
         admin::create_space(&*store, "beta", "Beta office", false).await.expect("beta");
         for (space, email, name) in [
@@ -73,13 +75,26 @@ impl TestApp {
             admin::add_member(&*store, space, email, Some(name), Some(PASSWORD), Role::Member).await.expect("member");
         }
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let app = App::with_store(config, store, clock.clone()).expect("app");
-        let state = app.state.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(kehai_server::run(app, listener, async move {
-            let _ = rx.await;
-        }));
-        TestApp { base: format!("http://{addr}"), state, clock, stop: Some(tx), server: Some(server), _dir: dir }
+        let (state, stop, server) = serve(config, store, clock.clone(), listener);
+        TestApp {
+            base: format!("http://{addr}"),
+            state,
+            clock,
+            stop: Some(stop),
+            server: Some(server),
+            config: saved,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server and starts it again on the same address, data and database — as an
+    /// operator's restart does.
+    pub async fn restart(&mut self) {
+        self.shutdown().await.expect("shutdown");
+        let listener = TcpListener::bind(self.config.listen).await.expect("the same address again");
+        let store = admin::open_store(&self.config).await.expect("store");
+        let (state, stop, server) = serve(self.config.clone(), store, self.clock.clone(), listener);
+        (self.state, self.stop, self.server) = (state, Some(stop), Some(server));
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,6 +145,23 @@ impl TestApp {
             None => Ok(()),
         }
     }
+}
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+fn serve(
+    config: Config,
+    store: Arc<dyn kehai_store::Store>,
+    clock: Arc<ManualClock>,
+    listener: TcpListener,
+) -> (AppState, Stop, JoinHandle<anyhow::Result<()>>) {
+    let app = App::with_store(config, store, clock).expect("app");
+    let state = app.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kehai_server::run(app, listener, async move {
+        let _ = rx.await;
+    }));
+    (state, tx, server)
 }
 
 pub struct Client {

@@ -292,6 +292,15 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     assert_eq!(due(store.subscriptions_expiring(T0 + 100_000, 10).await.unwrap()), ["sub-b"]);
     assert_eq!(due(store.subscriptions_expiring(T0 + 3_600_000, 1).await.unwrap()), ["sub-b"]);
 
+    // Connected ones, page by page in id order.
+    let first = store.connected_connections(None, 1).await.unwrap();
+    let rest = store.connected_connections(Some(first[0].id), 10).await.unwrap();
+    let paged: Vec<ConnectionId> = first.iter().chain(&rest).map(|x| x.id).collect();
+    let mut expected = vec![ca.id, cb.id];
+    expected.sort_by_key(|i| i.0.to_string());
+    assert_eq!(paged, expected, "the needs-reconnect one is left out");
+    assert!(store.connected_connections(Some(expected[1]), 10).await.unwrap().is_empty());
+
     // Renewed (same id, later expiry) and recreated (a new id).
     assert!(store.set_connection_subscription(cb.id, &record("sub-b", T0 + 3_540_000), T0 + 1).await.unwrap());
     assert!(store.set_connection_subscription(ca.id, &record("sub-a2", T0 + 3_540_000), T0 + 1).await.unwrap());
