@@ -166,10 +166,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Millis,
     ) -> Result<bool>;
     async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
-    /// Records a connection's renewed or new subscription; false when the connection is gone.
+    /// Records a connection's renewed or new subscription, if its subscription is still
+    /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
+    /// False when it is not, or the connection is gone.
     async fn set_connection_subscription(
         &self,
         id: ConnectionId,
+        replacing: Option<&str>,
         subscription: &SubscriptionRecord,
         now: Millis,
     ) -> Result<bool>;

@@ -732,18 +732,20 @@ macro_rules! impl_store {
             async fn set_connection_subscription(
                 &self,
                 id: ConnectionId,
+                replacing: Option<&str>,
                 subscription: &SubscriptionRecord,
                 now: Millis,
             ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
-                     updated_at = $5 WHERE id = $1",
+                     updated_at = $5 WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
                 )
                 .bind(id.0.to_string())
                 .bind(&subscription.id)
                 .bind(subscription.expires_at)
                 .bind(&subscription.client_state.0)
                 .bind(now)
+                .bind(replacing)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)

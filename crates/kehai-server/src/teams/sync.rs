@@ -8,7 +8,7 @@ use kehai_microsoft::{
     Presence,
     notifications::{ChangeNotification, NotificationBatch, decrypt},
 };
-use kehai_store::{Connection, secrets::row_label};
+use kehai_store::{Connection, ConnectionState, secrets::row_label};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -28,6 +28,8 @@ pub enum Dropped {
     Decryption,
     /// Not newer than the presence already applied (a duplicate or a late re-delivery).
     Stale,
+    /// The connection needs a new sign-in (or is in error): nothing is shown until it is fixed.
+    NotConnected,
     /// kehai's database or Microsoft could not be reached.
     Unavailable,
 }
@@ -41,29 +43,45 @@ impl Dropped {
             Dropped::ValidationToken => "validation_token",
             Dropped::Decryption => "decryption",
             Dropped::Stale => "stale",
+            Dropped::NotConnected => "not_connected",
             Dropped::Unavailable => "unavailable",
         }
     }
 }
 
-/// Processes one POST's notifications.
+/// Processes one POST's notifications. The cheap checks come first — a known subscription of a
+/// connected connection, its clientState — and the validation tokens only once an admitted item
+/// is rich: traffic Microsoft did not send costs no key fetch and no RSA work.
 pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) -> Vec<Result<(), Dropped>> {
-    // Validation tokens first: no RSA private-key work for a batch Microsoft did not send.
-    let rich = batch.value.iter().any(|n| n.encrypted_content.is_some());
-    let tokens_ok = if rich { verified(teams, batch.validation_tokens.as_deref()).await } else { true };
+    let mut tokens_ok: Option<bool> = None;
     let mut outcomes = Vec::with_capacity(batch.value.len());
-    for notification in batch.value {
+    for notification in &batch.value {
         state.metrics.notifications_received.inc();
-        let outcome = one(state, teams, &notification, tokens_ok).await;
+        let outcome = match admit(state, notification).await {
+            Err(why) => Err(why),
+            Ok(connection) if notification.encrypted_content.is_some() && notification.lifecycle_event.is_none() => {
+                let ok = match tokens_ok {
+                    Some(ok) => ok,
+                    None => *tokens_ok.insert(verified(teams, batch.validation_tokens.as_deref()).await),
+                };
+                if ok { one(state, teams, notification, connection).await } else { Err(Dropped::ValidationToken) }
+            }
+            Ok(connection) => one(state, teams, notification, connection).await,
+        };
         match outcome {
             Ok(()) => {
                 state.metrics.notifications_applied.inc();
+            }
+            // Anyone can post these: counted, logged only at debug level.
+            Err(why @ (Dropped::UnknownSubscription | Dropped::ClientState)) => {
+                state.metrics.notification_dropped(why.reason());
+                tracing::debug!(?why, "notification not applied");
             }
             Err(why) => {
                 state.metrics.notification_dropped(why.reason());
                 tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
             }
-        }
+        };
         outcomes.push(outcome);
     }
     outcomes
@@ -81,8 +99,10 @@ async fn verified(teams: &Teams, tokens: Option<&[String]>) -> bool {
     true
 }
 
-async fn one(state: &AppState, teams: &Teams, n: &ChangeNotification, tokens_ok: bool) -> Result<(), Dropped> {
-    let mut connection = state
+/// The connection a notification is for, if it names a connected connection's subscription with
+/// that subscription's clientState (compared in constant time).
+async fn admit(state: &AppState, n: &ChangeNotification) -> Result<Connection, Dropped> {
+    let connection = state
         .store
         .connection_by_subscription(&n.subscription_id)
         .await
@@ -97,14 +117,25 @@ async fn one(state: &AppState, teams: &Teams, n: &ChangeNotification, tokens_ok:
     if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         return Err(Dropped::ClientState);
     }
+    // Needs reconnect or Error: its override was removed and must not come back (nor a refresh
+    // be tried again with a refused token).
+    if connection.state != ConnectionState::Connected {
+        return Err(Dropped::NotConnected);
+    }
+    Ok(connection)
+}
+
+async fn one(
+    state: &AppState,
+    teams: &Teams,
+    n: &ChangeNotification,
+    mut connection: Connection,
+) -> Result<(), Dropped> {
     if let Some(event) = &n.lifecycle_event {
         return lifecycle(state, teams, connection, event).await;
     }
     let presence: Presence = match &n.encrypted_content {
         Some(content) => {
-            if !tokens_ok {
-                return Err(Dropped::ValidationToken);
-            }
             let cert = state
                 .store
                 .certificate(&content.encryption_certificate_id)

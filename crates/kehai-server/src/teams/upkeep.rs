@@ -96,9 +96,18 @@ pub async fn renew(state: &AppState, teams: &Teams, mut connection: Connection) 
         Ok(renewed) => {
             let record = SubscriptionRecord {
                 expires_at: millis(&renewed.expiration_date_time).unwrap_or(requested),
-                ..current
+                ..current.clone()
             };
-            state.store.set_connection_subscription(connection.id, &record, now).await.map_err(|e| e.to_string())?;
+            let stored = state
+                .store
+                .set_connection_subscription(connection.id, Some(&current.id), &record, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !stored && state.store.connection_by_subscription(&current.id).await.is_ok_and(|c| c.is_none()) {
+                // Disconnected or replaced meanwhile: nobody needs it any more.
+                let _ = teams.graph.delete_subscription(&token, &current.id).await;
+                return Err("the subscription was replaced or removed meanwhile".into());
+            }
             tracing::debug!(connection = %connection.id.0, "subscription renewed");
             Ok(Upkeep::Renewed)
         }
@@ -116,20 +125,24 @@ pub async fn recreate(
 ) -> Result<Upkeep, String> {
     let record =
         subscribe(state, teams, token, &connection.ms_user_id, connection.id).await.map_err(|e| e.to_string())?;
+    let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
     let stored = state
         .store
-        .set_connection_subscription(connection.id, &record, state.clock.now())
+        .set_connection_subscription(connection.id, replacing, &record, state.clock.now())
         .await
         .map_err(|e| e.to_string())?;
     if !stored {
-        // Disconnected meanwhile: leave nothing behind at Microsoft.
+        // Disconnected, or recreated by someone else meanwhile: leave nothing behind.
         let _ = teams.graph.delete_subscription(token, &record.id).await;
-        return Err("the connection was removed meanwhile".into());
+        return Err("the connection was removed or resubscribed meanwhile".into());
     }
     tracing::info!(connection = %connection.id.0, "subscription recreated");
     let presence = teams.graph.presence_of(token, &connection.ms_user_id).await.map_err(|e| e.to_string())?;
-    super::show_presence(state, connection.id, connection.account_id, &presence).await;
-    Ok(Upkeep::Recreated)
+    // Through the sequence check, like every other presence.
+    match super::sync::apply(state, connection, &presence).await {
+        Ok(()) | Err(super::sync::Dropped::Stale) => Ok(Upkeep::Recreated),
+        Err(why) => Err(format!("presence not shown: {}", why.reason())),
+    }
 }
 
 /// How long before its subscription lapses a connection is renewed: spread over ten minutes by

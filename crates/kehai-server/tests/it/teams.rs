@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use kehai_server::config::NotificationMode;
+use kehai_store::ConnectionState;
 
 use crate::support::{Client, TestApp, find};
 
@@ -656,6 +657,14 @@ async fn notifications_are_checked_and_applied_once_in_order() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
     }
+
+    // A connection that needs a new sign-in shows nothing more, even with a genuine notification.
+    quietly_set(&emu, "alice@example.com", "Busy");
+    let connection = alice_connection(&app).await;
+    let now = app.state.clock.now();
+    app.state.store.set_connection_state(connection.id, ConnectionState::NeedsReconnect, None, now).await.unwrap();
+    let genuine = basic_notification(&app, None).await;
+    assert_eq!(process(&app.state, &teams, genuine).await, vec![Err(Dropped::NotConnected)]);
 }
 
 #[tokio::test]
@@ -781,7 +790,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     let mut connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
     record.expires_at = now + 5 * 60_000;
-    app.state.store.set_connection_subscription(connection.id, &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 1);
     assert_eq!(subscriptions(&emu).await[0]["renewals"], 1);
     let expires_at = alice_connection(&app).await.subscription.unwrap().expires_at;
@@ -792,7 +801,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     emu.emulator.world.lock().subscriptions.clear();
     quietly_set(&emu, "alice@example.com", "Busy");
     record.expires_at = now + 60_000;
-    app.state.store.set_connection_subscription(connection.id, &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 1);
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
     let subs = subscriptions(&emu).await;
@@ -865,7 +874,11 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
     let bob = app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Bob").unwrap();
     let bob = app.state.store.connection_of(bob.person_id).await.unwrap().unwrap();
     let lapsed = kehai_store::SubscriptionRecord { expires_at: app.state.clock.now() - 1, ..bob.subscription.unwrap() };
-    app.state.store.set_connection_subscription(bob.id, &lapsed, app.state.clock.now()).await.unwrap();
+    app.state
+        .store
+        .set_connection_subscription(bob.id, Some(&lapsed.id), &lapsed, app.state.clock.now())
+        .await
+        .unwrap();
     app.restart().await;
 
     let viewer = app.member("alice@example.com").await;

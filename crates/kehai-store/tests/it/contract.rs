@@ -302,15 +302,33 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     assert!(store.connected_connections(Some(expected[1]), 10).await.unwrap().is_empty());
 
     // Renewed (same id, later expiry) and recreated (a new id).
-    assert!(store.set_connection_subscription(cb.id, &record("sub-b", T0 + 3_540_000), T0 + 1).await.unwrap());
-    assert!(store.set_connection_subscription(ca.id, &record("sub-a2", T0 + 3_540_000), T0 + 1).await.unwrap());
+    assert!(
+        store
+            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 3_540_000), T0 + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a2", T0 + 3_540_000), T0 + 1)
+            .await
+            .unwrap()
+    );
+    // A second recreation that started from the old one loses.
+    assert!(!store.set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a9", T0), T0 + 2).await.unwrap());
+    assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2).await.unwrap());
     assert_eq!(due(store.subscriptions_expiring(T0 + 3_000_000, 10).await.unwrap()), Vec::<String>::new());
     assert_eq!(store.connection_by_subscription("sub-a").await.unwrap(), None);
     let found = store.connection_by_subscription("sub-a2").await.unwrap().unwrap();
     assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
     assert_eq!(found.updated_at, T0 + 1);
     store.delete_connection(ca.id).await.unwrap();
-    assert!(!store.set_connection_subscription(ca.id, &record("sub-a3", T0), T0).await.unwrap());
+    assert!(!store.set_connection_subscription(ca.id, Some("sub-a2"), &record("sub-a3", T0), T0).await.unwrap());
+    // A connection without a subscription gets its first one.
+    let mut cd = connection(member(store, &s, "d@example.com", "D").await.id, "ms-d");
+    cd.subscription = None;
+    store.save_connection(&cd).await.unwrap();
+    assert!(store.set_connection_subscription(cd.id, None, &record("sub-d", T0), T0).await.unwrap());
 }
 
 pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {
