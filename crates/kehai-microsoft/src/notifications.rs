@@ -119,13 +119,24 @@ struct Jwk {
 }
 
 /// Verifies validation tokens against Microsoft's published keys (v2.0 and v1.0 endpoints,
-/// cached; fetched again once when a token names an unknown key).
+/// cached; fetched again when a token names an unknown key, at most once a minute, so that
+/// tokens with made-up key ids — anyone can post to the webhook — cost no request each).
 #[derive(Clone)]
 pub struct ValidationTokens {
     config: MicrosoftConfig,
     http: reqwest::Client,
-    keys: Arc<RwLock<Vec<Jwk>>>,
+    keys: Arc<RwLock<Keys>>,
 }
+
+/// The cached keys and when they were last fetched.
+#[derive(Default)]
+struct Keys {
+    keys: Vec<Jwk>,
+    fetched: Option<std::time::Instant>,
+}
+
+/// Unknown key ids fetch the keys again no sooner than this after the last fetch.
+const REFETCH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for ValidationTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,15 +172,32 @@ impl ValidationTokens {
     async fn key(&self, kid: &str) -> Result<DecodingKey, MicrosoftError> {
         let find =
             |keys: &[Jwk]| keys.iter().find(|k| k.kid == kid).map(|k| DecodingKey::from_rsa_components(&k.n, &k.e));
-        if let Some(k) = find(&self.keys.read().await) {
-            return k.map_err(|e| MicrosoftError::IdToken(e.to_string()));
+        let unknown = || MicrosoftError::IdToken(format!("unknown key {kid}"));
+        {
+            let cache = self.keys.read().await;
+            if let Some(k) = find(&cache.keys) {
+                return k.map_err(|e| MicrosoftError::IdToken(e.to_string()));
+            }
+            if cache.fetched.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+                return Err(unknown());
+            }
         }
-        let fetched = self.fetch().await?;
-        let found = find(&fetched);
-        *self.keys.write().await = fetched;
-        found
-            .ok_or_else(|| MicrosoftError::IdToken(format!("unknown key {kid}")))?
-            .map_err(|e| MicrosoftError::IdToken(e.to_string()))
+        let mut cache = self.keys.write().await;
+        // Another caller may have fetched meanwhile.
+        let mut failure = None;
+        if cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER) {
+            cache.fetched = Some(std::time::Instant::now());
+            // A failed or empty answer keeps the keys we have.
+            match self.fetch().await {
+                Ok(fetched) if !fetched.is_empty() => cache.keys = fetched,
+                Ok(_) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match find(&cache.keys) {
+            Some(k) => k.map_err(|e| MicrosoftError::IdToken(e.to_string())),
+            None => Err(failure.unwrap_or_else(unknown)),
+        }
     }
 
     /// Checks one validation token: signature, `exp`/`nbf`, `aud` = this app, `iss` in the v1.0

@@ -267,3 +267,52 @@ async fn presence_subscriptions_are_created_renewed_listed_and_deleted() {
     let throttled = graph.my_presence(&tokens.access_token).await.unwrap_err();
     assert_eq!(throttled.retry_after(), Some(std::time::Duration::from_secs(3)));
 }
+
+/// Graph's validation tokens as msemu signs them, then each way one can be wrong.
+#[tokio::test]
+async fn validation_tokens_are_verified_and_every_flaw_refused() {
+    use kehai_microsoft::notifications::{PUBLISHER, ValidationTokens};
+    let emu = msemu().await;
+    let microsoft = config(&emu, "organizations");
+    let tenant = emu.emulator.world.lock().directory.tenant("contoso").unwrap().id.to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = json!({
+        "aud": microsoft.client_id,
+        "iss": emu.url(&format!("/{tenant}/v2.0")),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "azp": PUBLISHER, "tid": tenant, "ver": "2.0",
+    });
+    let sign = |c: &serde_json::Value| emu.emulator.world.keys().sign(c).unwrap();
+    let tokens = ValidationTokens::new(microsoft.clone());
+    assert_eq!(tokens.verify(&sign(&claims)).await.unwrap(), tenant);
+    let v1 = json!({ "iss": format!("https://sts.windows.net/{tenant}/"), "appid": PUBLISHER, "azp": null });
+    let mut claims_v1 = claims.clone();
+    claims_v1.as_object_mut().unwrap().extend(v1.as_object().unwrap().clone());
+    assert_eq!(tokens.verify(&sign(&claims_v1)).await.unwrap(), tenant, "the v1.0 form");
+
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = claims.clone();
+        c[field] = value;
+        sign(&c)
+    };
+    let flawed = [
+        ("wrong aud", with("aud", json!("00000000-0000-0000-0000-000000000001"))),
+        ("expired", with("exp", json!(now - 600))),
+        ("not yet valid", with("nbf", json!(now + 600))),
+        ("another issuer", with("iss", json!("https://login.example/evil/v2.0"))),
+        ("another tenant in iss", with("iss", json!(emu.url("/11111111-1111-1111-1111-111111111111/v2.0")))),
+        ("not Graph", with("azp", json!("00000000-0000-0000-0000-000000000002"))),
+    ];
+    for (why, token) in flawed {
+        assert!(tokens.verify(&token).await.is_err(), "{why} accepted");
+    }
+    // A bad signature: the payload changed after signing.
+    let good = sign(&claims);
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut forged_claims = claims.clone();
+    forged_claims["tid"] = json!("11111111-1111-1111-1111-111111111111");
+    let payload = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, forged_claims.to_string());
+    let forged = format!("{}.{payload}.{}", parts[0], parts[2]);
+    assert!(tokens.verify(&forged).await.is_err(), "bad signature accepted");
+    assert!(tokens.verify("not.a.jwt").await.is_err());
+}

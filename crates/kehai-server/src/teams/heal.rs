@@ -53,22 +53,24 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
     }
     let now = state.clock.now();
     for (_, connections) in tenants {
-        let mut live = Vec::with_capacity(connections.len());
-        for connection in connections {
-            healed.checked += 1;
-            if connection.subscription.as_ref().is_some_and(|s| s.expires_at > now) {
-                live.push(connection);
-                continue;
-            }
-            // Lapsed or never made: renewing finds it gone and makes a new one.
+        healed.checked += connections.len();
+        let lapsed: Vec<Connection> = connections
+            .iter()
+            .filter(|c| c.subscription.as_ref().is_none_or(|s| s.expires_at <= now))
+            .cloned()
+            .collect();
+        // Every presence first, in batches: after a long downtime the avatars are right before
+        // the (one-by-one) resubscriptions start.
+        healed.corrected += reread(state, teams, connections).await;
+        for connection in lapsed {
+            // Renewing finds it gone at Graph and makes a new one.
             let id = connection.id;
-            match upkeep::renew(state, teams, connection.clone()).await {
+            match upkeep::renew(state, teams, connection).await {
                 Ok(Upkeep::Recreated) => healed.resubscribed += 1,
-                Ok(Upkeep::Renewed) => live.push(connection),
+                Ok(Upkeep::Renewed) => {}
                 Err(e) => tracing::warn!(connection = %id.0, error = %e, "reconciliation: no subscription"),
             }
         }
-        healed.corrected += reread(state, teams, live).await;
     }
     state.metrics.subscription_repairs.inc_by(healed.resubscribed as u64);
     state.metrics.presence_repairs.inc_by(healed.corrected as u64);

@@ -176,13 +176,14 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     done
 }
 
-/// Until `stop`: a reconciliation at once (presences changed while kehai was down), then the
-/// renewal sweep every minute and a reconciliation every fifth minute — one task, so the two
+/// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
+/// subscriptions about to lapse), then the renewal sweep every minute and a reconciliation every fifth minute — one task, so the two
 /// never renew or recreate the same subscription at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
     tokio::spawn(async move {
         super::heal::reconcile(&state, &teams).await;
+        sweep(&state, &teams).await;
         for minute in 1u64.. {
             tokio::select! {
                 _ = stop.cancelled() => break,

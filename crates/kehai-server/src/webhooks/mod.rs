@@ -67,7 +67,11 @@ async fn notification(
     }
 }
 
-/// Processes queued notifications until `stop`.
+/// How long the worker may go on with accepted notifications after `stop`.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Processes queued notifications until `stop`, then what was already accepted (Graph got 202
+/// for it and will not send it again) for at most a few seconds.
 pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch>, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
@@ -75,12 +79,28 @@ pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch
                 _ = stop.cancelled() => break,
                 b = queue.recv() => match b { Some(b) => b, None => break },
             };
-            queue_depth(&state);
-            if let Some(teams) = state.teams.clone() {
-                crate::teams::sync::process(&state, &teams, batch).await;
+            handle(&state, batch).await;
+        }
+        queue.close();
+        let drained = tokio::time::timeout(DRAIN, async {
+            while let Some(batch) = queue.recv().await {
+                handle(&state, batch).await;
             }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "shutting down with notifications still queued: the reconciliation at the next start catches up"
+            );
         }
     });
+}
+
+async fn handle(state: &AppState, batch: NotificationBatch) {
+    queue_depth(state);
+    if let Some(teams) = state.teams.clone() {
+        crate::teams::sync::process(state, &teams, batch).await;
+    }
 }
 
 /// Publishes how many batches wait (the sender sees the queue's free capacity).
