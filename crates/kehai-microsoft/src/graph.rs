@@ -78,6 +78,13 @@ struct SubscriptionBody<'a> {
     encryption_certificate_id: Option<&'a str>,
 }
 
+/// Retries of a throttled or failed Graph call.
+const RETRIES: u32 = 3;
+/// The first backoff without `Retry-After` (then 2×, 4×, plus up to half again as jitter).
+const BACKOFF: Duration = Duration::from_millis(500);
+/// The longest `Retry-After` honoured in place; longer ones end the call (the caller retries later).
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
 /// Graph, for calls made with one user's access token.
 #[derive(Debug, Clone)]
 pub struct Graph {
@@ -90,7 +97,39 @@ impl Graph {
         Graph { config, http: http::client() }
     }
 
+    /// One Graph call, retried on throttling (429), unavailability (503, 504) and — when
+    /// repeating it is harmless — on a lost answer: after `Retry-After` when Graph gives one,
+    /// else after an exponential backoff with jitter.
     async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: &SecretString,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, MicrosoftError> {
+        let idempotent = method != Method::POST;
+        let mut attempt = 0u32;
+        loop {
+            let result = self.attempt(method.clone(), path, access_token, body.clone()).await;
+            let wait = match &result {
+                Err(MicrosoftError::Graph { status: 429 | 503 | 504, retry_after, .. }) => *retry_after,
+                Err(MicrosoftError::Transport(_)) if idempotent => None,
+                _ => return result,
+            };
+            if attempt >= RETRIES {
+                return result;
+            }
+            if wait.is_some_and(|w| w > MAX_WAIT) {
+                return result;
+            }
+            let backoff = BACKOFF * 2u32.pow(attempt);
+            let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+            tokio::time::sleep(wait.unwrap_or(backoff + jitter)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
         &self,
         method: Method,
         path: &str,

@@ -256,16 +256,6 @@ async fn presence_subscriptions_are_created_renewed_listed_and_deleted() {
     assert_eq!(graph.subscriptions(&tokens.access_token).await.unwrap().len(), 1);
     graph.delete_subscription(&tokens.access_token, &sub.id).await.unwrap();
     assert!(graph.subscriptions(&tokens.access_token).await.unwrap().is_empty());
-
-    // Throttling comes back with its Retry-After.
-    reqwest::Client::new()
-        .post(emu.url("/_emu/api/faults"))
-        .json(&json!({"target": "graph", "kind": "throttle", "retry_after": 3}))
-        .send()
-        .await
-        .unwrap();
-    let throttled = graph.my_presence(&tokens.access_token).await.unwrap_err();
-    assert_eq!(throttled.retry_after(), Some(std::time::Duration::from_secs(3)));
 }
 
 /// Graph's validation tokens as msemu signs them, then each way one can be wrong.
@@ -315,4 +305,51 @@ async fn validation_tokens_are_verified_and_every_flaw_refused() {
     let forged = format!("{}.{payload}.{}", parts[0], parts[2]);
     assert!(tokens.verify(&forged).await.is_err(), "bad signature accepted");
     assert!(tokens.verify("not.a.jwt").await.is_err());
+}
+
+async fn fault(emu: &Running, fault: serde_json::Value) {
+    let r = reqwest::Client::new().post(emu.url("/_emu/api/faults")).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn presence_reads(emu: &Running) -> u64 {
+    let v: serde_json::Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
+    v["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.contains("/me/presence"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn throttled_calls_wait_for_retry_after_and_then_succeed() {
+    let emu = msemu().await;
+    let (tokens, _) = connect(&emu, "alice@example.com", "alice-password").await;
+    let graph = Graph::new(config(&emu, "organizations"));
+    let before = presence_reads(&emu).await;
+
+    // Two 429s with Retry-After: 1 s, then the answer.
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 2, "retry_after": 1})).await;
+    let started = std::time::Instant::now();
+    graph.my_presence(&tokens.access_token).await.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "Retry-After honoured: {:?}", started.elapsed());
+    assert_eq!(presence_reads(&emu).await - before, 3);
+
+    // Throttled beyond the retries: the 429 reaches the caller with its Retry-After.
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 4, "retry_after": 1})).await;
+    match graph.my_presence(&tokens.access_token).await.unwrap_err() {
+        MicrosoftError::Graph { status: 429, retry_after, .. } => {
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(1)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(presence_reads(&emu).await - before, 7);
+
+    // A Retry-After longer than kehai waits in place ends the call at once.
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 120})).await;
+    let started = std::time::Instant::now();
+    assert!(graph.my_presence(&tokens.access_token).await.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

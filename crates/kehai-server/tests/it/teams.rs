@@ -907,3 +907,55 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
 fn bob_ms_id(emu: &msemu::Running) -> String {
     emu.emulator.world.lock().directory.user_by_email("bob@example.com").unwrap().id.to_string()
 }
+
+async fn fault(emu: &msemu::Running, fault: Value) {
+    let r = reqwest::Client::new().post(emu.url("/_emu/api/faults")).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Polls `/metrics` until it has `line`.
+async fn metric_becomes(c: &Client, line: &str) {
+    for _ in 0..100 {
+        if c.get("/metrics").await.text().await.unwrap().lines().any(|l| l == line) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never: {line}");
+}
+
+#[tokio::test]
+async fn out_of_order_and_duplicate_deliveries_leave_the_newest_presence() {
+    let (_app, emu, alice, _teams) = alice_connected_while("Available").await;
+    // The meeting's notification is held back and arrives after the newer Busy.
+    fault(&emu, json!({"target": "notifications", "kind": "reorder"})).await;
+    set_status(&emu, "alice@example.com", "InAMeeting").await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    avatar_becomes(&alice, "🔴").await;
+    metric_becomes(&alice, "kehai_notifications_dropped_total{reason=\"stale\"} 1").await;
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
+
+    // Delivered twice: applied once.
+    fault(&emu, json!({"target": "notifications", "kind": "duplicate"})).await;
+    set_status(&emu, "alice@example.com", "DoNotDisturb").await;
+    avatar_becomes(&alice, "⛔").await;
+    metric_becomes(&alice, "kehai_notifications_dropped_total{reason=\"stale\"} 2").await;
+    metric_becomes(&alice, "kehai_notifications_applied_total 2").await;
+}
+
+#[tokio::test]
+async fn an_idle_member_becomes_away_and_back() {
+    let (app, emu) = start_custom(NotificationMode::Rich, |c| {
+        c.idle_after = std::time::Duration::from_secs(3);
+        c.tick = std::time::Duration::from_millis(200);
+    })
+    .await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.put_me("alpha", json!({"emoji": "🌸"})).await;
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🌸");
+    avatar_becomes(&alice, "💤").await;
+    let r = reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/activity")).send().await.unwrap();
+    assert!(r.status().is_success());
+    avatar_becomes(&alice, "🌸").await;
+}
