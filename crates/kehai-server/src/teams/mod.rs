@@ -12,7 +12,7 @@ pub mod sync;
 pub mod tokens;
 pub mod upkeep;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use kehai_core::{PersonId, PresenceOverride, presence::teams_override};
 use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence, notifications::ValidationTokens};
@@ -40,6 +40,8 @@ pub struct Teams {
     pub lifecycle_url: String,
     /// Whether new subscriptions ask for encrypted resource data.
     pub rich: bool,
+    /// One token refresh at a time per connection.
+    refreshing: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Teams {
@@ -56,7 +58,14 @@ impl Teams {
             notification_url: format!("{public}/webhooks/msgraph"),
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
             rich: config.ms_notifications == crate::config::NotificationMode::Rich,
+            refreshing: std::sync::Mutex::default(),
         }))
+    }
+
+    /// The lock a connection's token refresh holds.
+    pub(crate) fn refresh_gate(&self, connection: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(gates.entry(connection).or_default())
     }
 }
 
@@ -75,8 +84,18 @@ pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride>
 
 /// Shows `presence` on the member's avatar in every space where the connection is ON.
 pub async fn show_presence(state: &AppState, connection: ConnectionId, account: PersonId, presence: &Presence) {
+    let over = override_for(presence, state.clock.now());
+    set_override(state, connection, account, over.as_ref()).await;
+}
+
+/// Sets (or with `None` removes) the presence override in every space where the connection is ON.
+pub async fn set_override(
+    state: &AppState,
+    connection: ConnectionId,
+    account: PersonId,
+    over: Option<&PresenceOverride>,
+) {
     let now = state.clock.now();
-    let over = override_for(presence, now);
     let spaces = match state.store.connection_spaces(connection).await {
         Ok(spaces) => spaces,
         Err(e) => {
@@ -85,7 +104,7 @@ pub async fn show_presence(state: &AppState, connection: ConnectionId, account: 
         }
     };
     for (space, _) in spaces.into_iter().filter(|(_, on)| *on) {
-        match state.store.set_presence(space, account, over.as_ref(), now).await {
+        match state.store.set_presence(space, account, over, now).await {
             Ok(Some(avatar)) => state.live.publish_avatar(&avatar),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not show a presence"),

@@ -57,6 +57,21 @@ pub async fn access_token(
         // A value that does not open (a lost or wrong master key) can only be fixed by a new sign-in.
         return state.secrets.open(&connection.access_token.0, &row("access_token")).map_err(unopenable);
     }
+    // One refresh in flight per connection: Microsoft rotates the refresh token, so a second
+    // concurrent refresh with the old one would fail. Whoever waited finds the new tokens stored.
+    let gate = teams.refresh_gate(connection.id);
+    let _refreshing = gate.lock().await;
+    match state.store.connection_of(connection.account_id).await {
+        Ok(Some(stored)) if stored.id == connection.id => *connection = stored,
+        Ok(_) => return Err(TokenError::Unavailable("the connection was removed meanwhile".into())),
+        Err(e) => return Err(TokenError::Unavailable(e.to_string())),
+    }
+    if connection.state != ConnectionState::Connected {
+        return Err(TokenError::NeedsReconnect);
+    }
+    if connection.access_expires_at - MARGIN_MS > now {
+        return state.secrets.open(&connection.access_token.0, &row("access_token")).map_err(unopenable);
+    }
     let Some(refresh) = &connection.refresh_token else {
         return Err(TokenError::NeedsReconnect);
     };
@@ -110,10 +125,13 @@ pub async fn access_token(
     }
 }
 
+/// Records a connection's failure and takes its presence off the avatars: a presence kehai can
+/// no longer follow would soon be wrong.
 async fn mark(state: &AppState, connection: &mut Connection, to: ConnectionState, why: &str) {
     connection.state = to;
     connection.last_error = Some(why.to_owned());
     if let Err(e) = state.store.set_connection_state(connection.id, to, Some(why), state.clock.now()).await {
         tracing::warn!(error = %e, "could not record a connection's state");
     }
+    super::set_override(state, connection.id, connection.account_id, None).await;
 }

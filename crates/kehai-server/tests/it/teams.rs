@@ -418,7 +418,9 @@ async fn disconnecting_works_even_when_microsoft_is_down() {
 #[tokio::test]
 async fn a_revoked_sign_in_shows_needs_reconnect() {
     let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Busy").await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     // The access token is due for a refresh (as if an hour had passed); the refresh is refused.
     app.clock.advance(3600 * 1000);
@@ -433,6 +435,29 @@ async fn a_revoked_sign_in_shows_needs_reconnect() {
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "needs_reconnect");
     let c = card(&alice).await;
     assert!(c["last_error"].as_str().unwrap().contains("Connect again"));
+    // A presence kehai can no longer follow is taken off the avatar.
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"], Value::Null);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_connection_make_one_token_request() {
+    let (app, emu, _alice, teams) = alice_connected_while("Available").await;
+    let token_requests = || {
+        let counts = emu.emulator.world.lock().requests.clone();
+        counts.iter().filter(|(k, _)| k.ends_with("/oauth2/v2.0/token")).map(|(_, n)| *n).sum::<u64>()
+    };
+    let before = token_requests();
+    app.clock.advance(3600 * 1000);
+    let (mut a, mut b) = (alice_connection(&app).await, alice_connection(&app).await);
+    let (ta, tb) = tokio::join!(
+        kehai_server::teams::tokens::access_token(&app.state, &teams, &mut a),
+        kehai_server::teams::tokens::access_token(&app.state, &teams, &mut b),
+    );
+    let (ta, tb) = (ta.unwrap(), tb.unwrap());
+    let same = secrecy::ExposeSecret::expose_secret(&ta) == secrecy::ExposeSecret::expose_secret(&tb);
+    assert!(same, "both callers get the one new token (not printed: it is a secret)");
+    assert_eq!(token_requests() - before, 1, "one refresh, the other waited for it");
+    assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
 }
 
 #[tokio::test]
