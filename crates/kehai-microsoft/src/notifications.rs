@@ -63,13 +63,6 @@ impl std::fmt::Debug for ChangeNotification {
     }
 }
 
-impl ChangeNotification {
-    /// The user id of the resource (`resourceData.id`).
-    pub fn user_id(&self) -> Option<&str> {
-        self.resource_data.as_ref()?.get("id")?.as_str()
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptedContent {

@@ -9,8 +9,7 @@
 use std::collections::HashMap;
 
 use kehai_microsoft::{Graph, Presence};
-use kehai_store::{Connection, ConnectionId};
-use secrecy::SecretString;
+use kehai_store::Connection;
 
 use super::{
     Teams,
@@ -117,19 +116,10 @@ async fn reread(state: &AppState, teams: &Teams, mut connections: Vec<Connection
 async fn one_by_one(state: &AppState, teams: &Teams, connections: &mut [Connection]) -> Vec<Presence> {
     let mut presences = Vec::with_capacity(connections.len());
     for connection in connections {
-        let token: Result<SecretString, _> = super::tokens::access_token(state, teams, connection).await;
-        let read = match token {
-            Ok(token) => teams.graph.presence_of(&token, &connection.ms_user_id).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match read {
+        match super::read_presence(state, teams, connection).await {
             Ok(presence) => presences.push(presence),
-            Err(e) => warn_unread(connection.id, &e),
+            Err(e) => tracing::warn!(connection = %connection.id.0, error = %e, "reconciliation: presence not read"),
         }
     }
     presences
-}
-
-fn warn_unread(id: ConnectionId, error: &str) {
-    tracing::warn!(connection = %id.0, error, "reconciliation: presence not read");
 }

@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use kehai_core::{PersonId, PresenceOverride, presence::teams_override};
 use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence, notifications::ValidationTokens};
-use kehai_store::ConnectionId;
+use kehai_store::{Connection, ConnectionId};
 
 use crate::{Config, state::AppState};
 
@@ -80,6 +80,13 @@ pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride>
         emoji: shown.emoji,
         since,
     })
+}
+
+/// The connection's current presence, read from Graph with its own (refreshed if need be)
+/// token. Errors are described for the log.
+pub async fn read_presence(state: &AppState, teams: &Teams, connection: &mut Connection) -> Result<Presence, String> {
+    let token = tokens::access_token(state, teams, connection).await.map_err(|e| e.to_string())?;
+    teams.graph.presence_of(&token, &connection.ms_user_id).await.map_err(|e| e.to_string())
 }
 
 /// Shows `presence` on the member's avatar in every space where the connection is ON.

@@ -151,12 +151,7 @@ async fn one(
             serde_json::from_slice(&plain).map_err(|_| Dropped::Decryption)?
         }
         // Basic notifications carry no presence (§0.4): read it.
-        None => {
-            let token =
-                super::tokens::access_token(state, teams, &mut connection).await.map_err(|_| Dropped::Unavailable)?;
-            let user = n.user_id().unwrap_or(&connection.ms_user_id).to_owned();
-            teams.graph.presence_of(&token, &user).await.map_err(|_| Dropped::Unavailable)?
-        }
+        None => super::read_presence(state, teams, &mut connection).await.map_err(|_| Dropped::Unavailable)?,
     };
     if presence.id != connection.ms_user_id {
         return Err(Dropped::UnknownSubscription);
@@ -192,14 +187,7 @@ async fn lifecycle(state: &AppState, teams: &Teams, mut connection: Connection, 
             upkeep::recreate(state, teams, &connection, &token).await.map(|_| ()).map_err(unavailable)
         }
         "missed" => {
-            let token = super::tokens::access_token(state, teams, &mut connection)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            let presence = teams
-                .graph
-                .presence_of(&token, &connection.ms_user_id)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
+            let presence = super::read_presence(state, teams, &mut connection).await.map_err(unavailable)?;
             apply(state, &connection, &presence).await
         }
         other => {

@@ -120,8 +120,7 @@ async fn a_member_connects_and_the_avatar_shows_the_current_presence() {
     assert!(html.contains("Authentication complete") && html.contains("/static/popup.js"));
 
     // Stored: sealed tokens, the subscription.
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let account = alice_account(&app).await;
     let connection = app.state.store.connection_of(account).await.unwrap().expect("a connection");
     let ms_alice = emu.emulator.world.lock().directory.user_by_email("alice@example.com").unwrap().id.to_string();
     assert_eq!(connection.ms_user_id, ms_alice);
@@ -160,8 +159,7 @@ async fn a_personal_account_is_refused_and_nothing_is_stored() {
     assert_eq!((status, outcome(&html).as_str()), (StatusCode::FORBIDDEN, "personal"));
     assert!(html.contains("Only work or school (business) Microsoft accounts can be connected"));
     assert!(subscriptions(&emu).await.is_empty());
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let account = alice_account(&app).await;
     assert!(app.state.store.connection_of(account).await.unwrap().is_none());
 }
 
@@ -258,26 +256,14 @@ async fn the_toggle_pauses_and_resumes_the_presence_in_this_space() {
     assert_eq!(card(&alice).await["state"], "connected");
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "⛔");
 
-    let toggle = |on: bool| {
-        let c = &alice;
-        async move {
-            c.http
-                .put(c.url("/api/spaces/alpha/integrations/msteams"))
-                .header("x-csrf-token", c.csrf.clone().unwrap())
-                .json(&json!({ "enabled": on }))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let r = toggle(false).await;
+    let r = toggle(&alice, "alpha", false).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "paused");
     let a = find(&alice.avatars("alpha").await, "Alice").unwrap().clone();
     assert_eq!((a["emoji"].as_str(), &a["presence"]), (Some("🌸"), &Value::Null), "OFF: the own emoji at once");
 
     set_status(&emu, "alice@example.com", "InACall").await;
-    let r = toggle(true).await;
+    let r = toggle(&alice, "alpha", true).await;
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "connected");
     assert_eq!(
         find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"],
@@ -303,18 +289,11 @@ async fn disconnecting_deletes_the_subscription_and_the_tokens_and_connecting_ag
     set_status(&emu, "alice@example.com", "Busy").await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     assert_eq!(subscriptions(&emu).await.len(), 1);
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/alpha/integrations/msteams"))
-        .header("x-csrf-token", alice.csrf.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = disconnect(&alice, "alpha").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "not_connected");
     assert!(subscriptions(&emu).await.is_empty(), "deleted at Microsoft");
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let account = alice_account(&app).await;
     assert!(app.state.store.connection_of(account).await.unwrap().is_none(), "tokens erased");
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"], Value::Null);
 
@@ -351,14 +330,7 @@ async fn one_sign_in_serves_several_spaces_with_one_subscription() {
     alice.load_space("gamma").await;
     let gamma_card = alice.get("/api/spaces/gamma/integrations/msteams").await.json::<Value>().await.unwrap();
     assert_eq!(gamma_card["state"], "available", "connected elsewhere: enable here");
-    let r = alice
-        .http
-        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
-        .header("x-csrf-token", alice.csrf.clone().unwrap())
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = toggle(&alice, "gamma", true).await;
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "connected");
     assert_eq!(find(&alice.avatars("gamma").await, "Alice").unwrap()["emoji"], "⏳");
     assert_eq!(subscriptions(&emu).await.len(), 1, "one subscription whatever the number of spaces");
@@ -370,9 +342,7 @@ async fn an_existing_subscription_after_a_crash_is_replaced() {
     connected(&app, &emu, "alice@example.com", "alice-password").await;
     let old = subscriptions(&emu).await[0]["id"].clone();
     // kehai lost its record (say, a crash before it was written) but Graph kept the subscription.
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
-    let connection = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let connection = alice_connection(&app).await;
     app.state.store.delete_connection(connection.id).await.unwrap();
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     let subs = subscriptions(&emu).await;
@@ -404,13 +374,7 @@ async fn disconnecting_works_even_when_microsoft_is_down() {
         .send()
         .await
         .unwrap();
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/alpha/integrations/msteams"))
-        .header("x-csrf-token", alice.csrf.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = disconnect(&alice, "alpha").await;
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "not_connected", "local data erased anyway");
     assert_eq!(subscriptions(&emu).await.len(), 1, "the orphan lapses by itself");
 }
@@ -424,14 +388,7 @@ async fn a_revoked_sign_in_shows_needs_reconnect() {
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     // The access token is due for a refresh (as if an hour had passed); the refresh is refused.
     app.clock.advance(3600 * 1000);
-    let r = alice
-        .http
-        .put(alice.url("/api/spaces/alpha/integrations/msteams"))
-        .header("x-csrf-token", alice.csrf.clone().unwrap())
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = toggle(&alice, "alpha", true).await;
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "needs_reconnect");
     let c = card(&alice).await;
     assert!(c["last_error"].as_str().unwrap().contains("Connect again"));
@@ -465,9 +422,7 @@ async fn no_token_is_stored_in_plain_text() {
     let (app, emu) = start().await;
     connected(&app, &emu, "alice@example.com", "alice-password").await;
     let refresh_tokens: Vec<String> = emu.emulator.world.lock().refresh_tokens.keys().cloned().collect();
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
-    let c = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let c = alice_connection(&app).await;
     let access = app.state.secrets.open(&c.access_token.0, &format!("connection:{}:access_token", c.id.0)).unwrap();
     let client_state = app
         .state
@@ -497,15 +452,13 @@ async fn no_token_is_stored_in_plain_text() {
 async fn rotating_the_master_key_reseals_every_token() {
     let (app, emu) = start().await;
     connected(&app, &emu, "alice@example.com", "alice-password").await;
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
-    let before = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let before = alice_connection(&app).await;
     let label = kehai_store::secrets::row_label("connection", &before.id.0.to_string(), "refresh_token");
     let plain = app.state.secrets.open(&before.refresh_token.clone().unwrap().0, &label).unwrap();
 
     let rotated = kehai_server::keys::rotate(&app.state.config, &*app.state.store, None).await.unwrap();
     assert!(rotated.values >= 4, "tokens, client state and the certificate's key: {}", rotated.values);
-    let after = app.state.store.connection_of(account).await.unwrap().unwrap();
+    let after = alice_connection(&app).await;
     let sealed = after.refresh_token.unwrap().0;
     assert!(app.state.secrets.open(&sealed, &label).is_err(), "the old key no longer opens it");
     let new_key = kehai_server::keys::load(&app.state.config).unwrap();
@@ -544,41 +497,14 @@ async fn disconnect_and_off_apply_only_where_the_connection_is_used() {
     alice.load_space("gamma").await;
     let c = alice.get("/api/spaces/gamma/integrations/msteams").await.json::<Value>().await.unwrap();
     assert_eq!((c["state"].as_str(), c["used_here"].as_bool()), (Some("available"), Some(false)));
-    let csrf = alice.csrf.clone().unwrap();
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/gamma/integrations/msteams"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = disconnect(&alice, "gamma").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_used_here");
-    let r = alice
-        .http
-        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
+    let r = toggle(&alice, "gamma", false).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     // Enabled in gamma, then disconnected from gamma: alpha keeps it, and the subscription stays.
-    alice
-        .http
-        .put(alice.url("/api/spaces/gamma/integrations/msteams"))
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    let r = alice
-        .http
-        .delete(alice.url("/api/spaces/gamma/integrations/msteams"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    toggle(&alice, "gamma", true).await;
+    let r = disconnect(&alice, "gamma").await;
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "available");
     assert_eq!(subscriptions(&emu).await.len(), 1, "alpha still uses it");
 }
@@ -765,8 +691,7 @@ fn quietly_set(emu: &msemu::Running, email: &str, availability: &str) {
 }
 
 async fn alice_connection(app: &TestApp) -> kehai_store::Connection {
-    let account =
-        app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id;
+    let account = alice_account(app).await;
     app.state.store.connection_of(account).await.unwrap().unwrap()
 }
 
@@ -983,4 +908,27 @@ async fn an_idle_member_becomes_away_and_back() {
     let r = reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/activity")).send().await.unwrap();
     assert!(r.status().is_success());
     avatar_becomes(&alice, "🌸").await;
+}
+
+/// The Status card's ON/OFF toggle in `space`, as the page sends it.
+async fn toggle(c: &Client, space: &str, on: bool) -> reqwest::Response {
+    let url = c.url(&format!("/api/spaces/{space}/integrations/msteams"));
+    c.http
+        .put(url)
+        .header("x-csrf-token", c.csrf.clone().unwrap())
+        .json(&json!({ "enabled": on }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The Status card's Disconnect in `space`.
+async fn disconnect(c: &Client, space: &str) -> reqwest::Response {
+    let url = c.url(&format!("/api/spaces/{space}/integrations/msteams"));
+    c.http.delete(url).header("x-csrf-token", c.csrf.clone().unwrap()).send().await.unwrap()
+}
+
+/// Alice's account id.
+async fn alice_account(app: &TestApp) -> kehai_core::PersonId {
+    app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id
 }
