@@ -1,5 +1,6 @@
 //! Injected faults: the next N Graph or token requests answer 429 (with `Retry-After`), 503 or
-//! hang; the next N notifications are dropped, delayed, duplicated or reordered.
+//! hang, or Graph refuses their access token (401); the next N notifications are dropped,
+//! delayed, duplicated or reordered.
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +36,9 @@ pub enum Kind {
     Unavailable,
     /// No answer for a long time (the client's timeout decides).
     Hang,
+    /// Graph refuses the access token (401 `InvalidAuthenticationToken`), as it does after a
+    /// password reset or another continuous-access-evaluation event, before the token's expiry.
+    Unauthorized,
     Drop,
     Delay,
     Duplicate,
@@ -69,9 +73,8 @@ impl Fault {
     /// Whether the kind suits the target.
     pub fn is_valid(&self) -> bool {
         match self.target {
-            Target::Graph | Target::Token => {
-                matches!(self.kind, Kind::Throttle | Kind::Unavailable | Kind::Hang)
-            }
+            Target::Graph => matches!(self.kind, Kind::Throttle | Kind::Unavailable | Kind::Hang | Kind::Unauthorized),
+            Target::Token => matches!(self.kind, Kind::Throttle | Kind::Unavailable | Kind::Hang),
             Target::Notifications => matches!(self.kind, Kind::Drop | Kind::Delay | Kind::Duplicate | Kind::Reorder),
         }
     }
@@ -142,6 +145,7 @@ pub async fn requests(State(emu): State<Arc<Emulator>>, req: Request, next: Next
                 .into_response()
             }
         }
+        Kind::Unauthorized => crate::graph::unauthorized("Access token has been revoked.").into_response(),
         // Notification faults never reach here.
         _ => next.run(req).await,
     }

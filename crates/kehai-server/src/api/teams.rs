@@ -153,10 +153,9 @@ pub async fn toggle(
     let account = admitted.visitor.person_id();
     if enabled {
         // ON shows the current presence at once (S6).
-        if let Ok(token) = teams::tokens::access_token(&state, &teams, &mut connection).await
-            && let Ok(presence) = teams.graph.my_presence(&token).await
-        {
-            teams::show_presence(&state, connection.id, account, &presence).await;
+        if let Ok(presence) = teams::read_presence(&state, &teams, &mut connection).await {
+            // Logged where it failed; the next notification shows it.
+            let _ = teams::show_presence(&state, connection.id, account, &presence).await;
         }
     } else {
         // OFF: the own emoji at once, and no later notification changes the avatar here.

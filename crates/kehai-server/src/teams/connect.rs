@@ -345,7 +345,8 @@ async fn finish(
         }
         return Err(Outcome::Unavailable);
     }
-    super::show_presence(state, connection.id, account, &presence).await;
+    // Logged where it failed; the next notification shows it.
+    let _ = super::show_presence(state, connection.id, account, &presence).await;
     tracing::info!(account = %account, "Microsoft Teams connected");
     Ok(())
 }

@@ -103,7 +103,7 @@ async fn reread(state: &AppState, teams: &Teams, mut connections: Vec<Connection
         let by_user: HashMap<&str, &Connection> = chunk.iter().map(|c| (c.ms_user_id.as_str(), c)).collect();
         for presence in &presences {
             if let Some(connection) = by_user.get(presence.id.as_str())
-                && super::sync::apply(state, connection, presence).await.is_ok()
+                && super::sync::apply(state, teams, connection, presence).await.is_ok()
             {
                 corrected += 1;
             }

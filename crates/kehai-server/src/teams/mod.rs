@@ -41,7 +41,27 @@ pub struct Teams {
     /// Whether new subscriptions ask for encrypted resource data.
     pub rich: bool,
     /// One token refresh at a time per connection.
-    refreshing: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) refreshing: Gates,
+    /// One presence applied at a time per connection (the sequence check and the avatars).
+    pub(crate) applying: Gates,
+}
+
+/// One async lock per connection, made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Gates(std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Gates {
+    /// Locks held by nobody are forgotten once this many exist.
+    const KEEP: usize = 4096;
+
+    /// The lock for `connection`.
+    pub(crate) fn of(&self, connection: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if gates.len() >= Self::KEEP {
+            gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+        }
+        Arc::clone(gates.entry(connection).or_default())
+    }
 }
 
 impl Teams {
@@ -58,14 +78,9 @@ impl Teams {
             notification_url: format!("{public}/webhooks/msgraph"),
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
             rich: config.ms_notifications == crate::config::NotificationMode::Rich,
-            refreshing: std::sync::Mutex::default(),
+            refreshing: Gates::default(),
+            applying: Gates::default(),
         }))
-    }
-
-    /// The lock a connection's token refresh holds.
-    pub(crate) fn refresh_gate(&self, connection: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut gates = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(gates.entry(connection).or_default())
     }
 }
 
@@ -85,36 +100,45 @@ pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride>
 /// The connection's current presence, read from Graph with its own (refreshed if need be)
 /// token. Errors are described for the log.
 pub async fn read_presence(state: &AppState, teams: &Teams, connection: &mut Connection) -> Result<Presence, String> {
-    let token = tokens::access_token(state, teams, connection).await.map_err(|e| e.to_string())?;
-    teams.graph.presence_of(&token, &connection.ms_user_id).await.map_err(|e| e.to_string())
+    let user = &connection.ms_user_id.clone();
+    tokens::authorized(state, teams, connection, |token| async move { teams.graph.presence_of(&token, user).await })
+        .await
+        .map_err(|e| e.to_string())
 }
 
-/// Shows `presence` on the member's avatar in every space where the connection is ON.
-pub async fn show_presence(state: &AppState, connection: ConnectionId, account: PersonId, presence: &Presence) {
+/// Shows `presence` on the member's avatar in every space where the connection is ON; false if
+/// the database failed somewhere (logged).
+pub async fn show_presence(state: &AppState, connection: ConnectionId, account: PersonId, presence: &Presence) -> bool {
     let over = override_for(presence, state.clock.now());
-    set_override(state, connection, account, over.as_ref()).await;
+    set_override(state, connection, account, over.as_ref()).await
 }
 
-/// Sets (or with `None` removes) the presence override in every space where the connection is ON.
+/// Sets (or with `None` removes) the presence override in every space where the connection is
+/// ON; false if the database failed somewhere (logged).
 pub async fn set_override(
     state: &AppState,
     connection: ConnectionId,
     account: PersonId,
     over: Option<&PresenceOverride>,
-) {
+) -> bool {
     let now = state.clock.now();
     let spaces = match state.store.connection_spaces(connection).await {
         Ok(spaces) => spaces,
         Err(e) => {
             tracing::warn!(error = %e, "could not list the connection's spaces");
-            return;
+            return false;
         }
     };
+    let mut all = true;
     for (space, _) in spaces.into_iter().filter(|(_, on)| *on) {
         match state.store.set_presence(space, account, over, now).await {
             Ok(Some(avatar)) => state.live.publish_avatar(&avatar),
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not show a presence"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not show a presence");
+                all = false;
+            }
         }
     }
+    all
 }

@@ -156,19 +156,30 @@ async fn one(
     if presence.id != connection.ms_user_id {
         return Err(Dropped::UnknownSubscription);
     }
-    apply(state, &connection, &presence).await
+    apply(state, teams, &connection, &presence).await
 }
 
-/// Shows a presence if it is newer than the one applied.
-pub(super) async fn apply(state: &AppState, connection: &Connection, presence: &Presence) -> Result<(), Dropped> {
+/// Shows a presence if it is newer than the one applied. One at a time per connection: of two
+/// presences applied at once, the older must not be shown last.
+pub(super) async fn apply(
+    state: &AppState,
+    teams: &Teams,
+    connection: &Connection,
+    presence: &Presence,
+) -> Result<(), Dropped> {
+    let gate = teams.applying.of(connection.id);
+    let _applying = gate.lock().await;
     // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
     if let Some(sequence) = &presence.sequence_number
         && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?
     {
         return Err(Dropped::Stale);
     }
-    super::show_presence(state, connection.id, connection.account_id, presence).await;
-    Ok(())
+    if super::show_presence(state, connection.id, connection.account_id, presence).await {
+        Ok(())
+    } else {
+        Err(Dropped::Unavailable)
+    }
 }
 
 /// Lifecycle notifications (protocol doc §5): `reauthorizationRequired` renews (a `PATCH`
@@ -188,7 +199,7 @@ async fn lifecycle(state: &AppState, teams: &Teams, mut connection: Connection, 
         }
         "missed" => {
             let presence = super::read_presence(state, teams, &mut connection).await.map_err(unavailable)?;
-            apply(state, &connection, &presence).await
+            apply(state, teams, &connection, &presence).await
         }
         other => {
             tracing::info!(event = other, "an unknown lifecycle event: ignored");

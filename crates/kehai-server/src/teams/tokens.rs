@@ -1,11 +1,12 @@
 //! A connection's access token, refreshed when it is about to lapse. The rotated refresh token
 //! is stored together with the new access token, in one write that only updates an existing
 //! connection (a connection deleted meanwhile stays deleted). A refresh Microsoft refuses for
-//! good marks the connection Needs reconnect; a refused client secret marks it Error.
+//! good marks the connection Needs reconnect; a refused client secret marks it Error. A token
+//! Graph refuses before its expiry is replaced once ([`authorized`]).
 
 use kehai_microsoft::MicrosoftError;
 use kehai_store::{Connection, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::Teams;
 use crate::state::AppState;
@@ -43,26 +44,76 @@ fn needs_sign_in(e: &MicrosoftError) -> bool {
     }
 }
 
+/// Why a Graph call with a connection's token failed.
+#[derive(Debug)]
+pub enum CallError {
+    Token(TokenError),
+    Graph(MicrosoftError),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Token(e) => e.fmt(f),
+            CallError::Graph(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Calls Graph with the connection's access token. When Graph refuses a token before its expiry
+/// (401: revoked by a password reset or a continuous-access-evaluation event), the token is
+/// refreshed once and the call made again.
+pub async fn authorized<T, F>(
+    state: &AppState,
+    teams: &Teams,
+    connection: &mut Connection,
+    call: impl Fn(SecretString) -> F,
+) -> Result<T, CallError>
+where
+    F: Future<Output = Result<T, MicrosoftError>>,
+{
+    let token = access_token(state, teams, connection).await.map_err(CallError::Token)?;
+    match call(token.clone()).await {
+        Err(MicrosoftError::Graph { status: 401, .. }) => {
+            let fresh = token_for(state, teams, connection, Some(&token)).await.map_err(CallError::Token)?;
+            call(fresh).await.map_err(CallError::Graph)
+        }
+        other => other.map_err(CallError::Graph),
+    }
+}
+
 /// A usable access token for `connection` (refreshing and storing it if needed).
 pub async fn access_token(
     state: &AppState,
     teams: &Teams,
     connection: &mut Connection,
 ) -> Result<SecretString, TokenError> {
+    token_for(state, teams, connection, None).await
+}
+
+/// A usable access token, other than `refused` (one Graph would not take) if given.
+async fn token_for(
+    state: &AppState,
+    teams: &Teams,
+    connection: &mut Connection,
+    refused: Option<&SecretString>,
+) -> Result<SecretString, TokenError> {
     let id = connection.id.0.to_string();
     let row = |what: &str| row_label("connection", &id, what);
     let now = state.clock.now();
-    let unopenable = |_| TokenError::NeedsReconnect;
-    if connection.access_expires_at - MARGIN_MS > now {
-        // A value that does not open (a lost or wrong master key) can only be fixed by a new sign-in.
-        return state.secrets.open(&connection.access_token.0, &row("access_token")).map_err(unopenable);
+    // A value that does not open (a lost or wrong master key) can only be fixed by a new sign-in.
+    let stored = |c: &Connection| {
+        state.secrets.open(&c.access_token.0, &row("access_token")).map_err(|_| TokenError::NeedsReconnect)
+    };
+    if refused.is_none() && connection.access_expires_at - MARGIN_MS > now {
+        return stored(connection);
     }
     // One refresh in flight per connection: Microsoft rotates the refresh token, so a second
     // concurrent refresh with the old one would fail. Whoever waited finds the new tokens stored.
-    let gate = teams.refresh_gate(connection.id);
+    let gate = teams.refreshing.of(connection.id);
     let _refreshing = gate.lock().await;
     match state.store.connection_of(connection.account_id).await {
-        Ok(Some(stored)) if stored.id == connection.id => *connection = stored,
+        Ok(Some(current)) if current.id == connection.id => *connection = current,
         Ok(_) => return Err(TokenError::Unavailable("the connection was removed meanwhile".into())),
         Err(e) => return Err(TokenError::Unavailable(e.to_string())),
     }
@@ -70,8 +121,13 @@ pub async fn access_token(
         return Err(TokenError::NeedsReconnect);
     }
     if connection.access_expires_at - MARGIN_MS > now {
-        return state.secrets.open(&connection.access_token.0, &row("access_token")).map_err(unopenable);
+        let token = stored(connection)?;
+        // Unless it is the refused one (someone else's refresh replaced that meanwhile).
+        if refused.is_none_or(|r| r.expose_secret() != token.expose_secret()) {
+            return Ok(token);
+        }
     }
+    let unopenable = |_| TokenError::NeedsReconnect;
     let Some(refresh) = &connection.refresh_token else {
         return Err(TokenError::NeedsReconnect);
     };
@@ -133,5 +189,6 @@ async fn mark(state: &AppState, connection: &mut Connection, to: ConnectionState
     if let Err(e) = state.store.set_connection_state(connection.id, to, Some(why), state.clock.now()).await {
         tracing::warn!(error = %e, "could not record a connection's state");
     }
-    super::set_override(state, connection.id, connection.account_id, None).await;
+    // Logged where it failed; the reconciliation skips connections that are not connected.
+    let _ = super::set_override(state, connection.id, connection.account_id, None).await;
 }

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio_util::sync::CancellationToken;
 
-use super::Teams;
+use super::{Teams, tokens::CallError};
 use crate::state::AppState;
 
 /// Subscriptions are made and renewed for 59 minutes (Graph allows 60 for presence).
@@ -86,14 +86,19 @@ pub async fn subscribe(
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when
 /// Graph no longer has it. Errors are described for the log (never a token).
 pub async fn renew(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
-    let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
-    let now = state.clock.now();
     let Some(current) = connection.subscription.clone() else {
+        let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
         return recreate(state, teams, &connection, &token).await;
     };
+    let now = state.clock.now();
     let requested = now + SUBSCRIPTION_MS;
-    match teams.graph.renew_subscription(&token, &current.id, &rfc3339(requested)).await {
-        Ok(renewed) => {
+    let (expiry, id) = (&rfc3339(requested), &current.id);
+    let renewal = super::tokens::authorized(state, teams, &mut connection, |token| async move {
+        teams.graph.renew_subscription(&token, id, expiry).await.map(|renewed| (renewed, token))
+    })
+    .await;
+    match renewal {
+        Ok((renewed, token)) => {
             let record = SubscriptionRecord {
                 expires_at: millis(&renewed.expiration_date_time).unwrap_or(requested),
                 ..current.clone()
@@ -111,7 +116,10 @@ pub async fn renew(state: &AppState, teams: &Teams, mut connection: Connection) 
             tracing::debug!(connection = %connection.id.0, "subscription renewed");
             Ok(Upkeep::Renewed)
         }
-        Err(MicrosoftError::Graph { status: 404, .. }) => recreate(state, teams, &connection, &token).await,
+        Err(CallError::Graph(MicrosoftError::Graph { status: 404, .. })) => {
+            let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
+            recreate(state, teams, &connection, &token).await
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -139,7 +147,7 @@ pub async fn recreate(
     tracing::info!(connection = %connection.id.0, "subscription recreated");
     let presence = teams.graph.presence_of(token, &connection.ms_user_id).await.map_err(|e| e.to_string())?;
     // Through the sequence check, like every other presence.
-    match super::sync::apply(state, connection, &presence).await {
+    match super::sync::apply(state, teams, connection, &presence).await {
         Ok(()) | Err(super::sync::Dropped::Stale) => Ok(Upkeep::Recreated),
         Err(why) => Err(format!("presence not shown: {}", why.reason())),
     }

@@ -399,10 +399,7 @@ async fn a_revoked_sign_in_shows_needs_reconnect() {
 #[tokio::test]
 async fn concurrent_refreshes_of_one_connection_make_one_token_request() {
     let (app, emu, _alice, teams) = alice_connected_while("Available").await;
-    let token_requests = || {
-        let counts = emu.emulator.world.lock().requests.clone();
-        counts.iter().filter(|(k, _)| k.ends_with("/oauth2/v2.0/token")).map(|(_, n)| *n).sum::<u64>()
-    };
+    let token_requests = || token_requests(&emu);
     let before = token_requests();
     app.clock.advance(3600 * 1000);
     let (mut a, mut b) = (alice_connection(&app).await, alice_connection(&app).await);
@@ -414,6 +411,30 @@ async fn concurrent_refreshes_of_one_connection_make_one_token_request() {
     let same = secrecy::ExposeSecret::expose_secret(&ta) == secrecy::ExposeSecret::expose_secret(&tb);
     assert!(same, "both callers get the one new token (not printed: it is a secret)");
     assert_eq!(token_requests() - before, 1, "one refresh, the other waited for it");
+    assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
+}
+
+/// Requests msemu's token endpoint answered.
+fn token_requests(emu: &msemu::Running) -> u64 {
+    let counts = emu.emulator.world.lock().requests.clone();
+    counts.iter().filter(|(k, _)| k.ends_with("/oauth2/v2.0/token")).map(|(_, n)| *n).sum()
+}
+
+#[tokio::test]
+async fn a_token_graph_refuses_is_refreshed_once_and_the_call_made_again() {
+    let (app, emu, _alice, teams) = alice_connected_while("Busy").await;
+    let before = token_requests(&emu);
+    let read = || async {
+        let mut connection = alice_connection(&app).await;
+        kehai_server::teams::read_presence(&app.state, &teams, &mut connection).await
+    };
+    fault(&emu, json!({"target": "graph", "kind": "unauthorized"})).await;
+    assert_eq!(read().await.unwrap().availability, "Busy");
+    assert_eq!(token_requests(&emu) - before, 1, "one refresh");
+    // Refused again after the refresh: an error, not a loop.
+    fault(&emu, json!({"target": "graph", "kind": "unauthorized", "count": 2})).await;
+    assert!(read().await.unwrap_err().contains("401"));
+    assert_eq!(token_requests(&emu) - before, 2);
     assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
 }
 

@@ -107,7 +107,7 @@ impl Caller {
     }
 }
 
-fn unauthorized(message: &str) -> GraphError {
+pub(crate) fn unauthorized(message: &str) -> GraphError {
     GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message)
 }
 
