@@ -52,6 +52,9 @@ pub struct Config {
     /// `KEHAI_MS_NOTIFICATIONS`: `rich` (the presence arrives encrypted in the notification, S21)
     /// or `basic` (the notification only says that it changed; kehai then reads it from Graph).
     pub ms_notifications: NotificationMode,
+    /// `KEHAI_MS_SUBSCRIPTION_SECONDS`: how long presence subscriptions are made and renewed for
+    /// (Graph allows at most an hour; kehai renews a third of it ahead of the end).
+    pub ms_subscription_seconds: u64,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -103,6 +106,7 @@ impl Default for Config {
             ms_graph_url: Url::parse("https://graph.microsoft.com").expect("constant URL"),
             ms_tenant: "organizations".to_owned(),
             ms_notifications: NotificationMode::Rich,
+            ms_subscription_seconds: 3540,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -126,6 +130,7 @@ pub const SETTINGS: &[&str] = &[
     "ms_graph_url",
     "ms_tenant",
     "ms_notifications",
+    "ms_subscription_seconds",
     "data_dir",
     "log_format",
     "log",
@@ -210,6 +215,12 @@ impl Config {
                 "setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into(),
             ));
         }
+        if !(10..=3540).contains(&self.ms_subscription_seconds) {
+            return Err(ConfigError(
+                "setting `ms_subscription_seconds` (KEHAI_MS_SUBSCRIPTION_SECONDS): must be 10 to 3540 (59 minutes)"
+                    .into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into()));
         }
@@ -278,6 +289,8 @@ impl std::fmt::Debug for Config {
             .field("ms_login_url", &self.ms_login_url.as_str())
             .field("ms_graph_url", &self.ms_graph_url.as_str())
             .field("ms_tenant", &self.ms_tenant)
+            .field("ms_notifications", &self.ms_notifications)
+            .field("ms_subscription_seconds", &self.ms_subscription_seconds)
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("log", &self.log)

@@ -75,6 +75,8 @@ pub struct Connection {
     pub ms_user_id: String,
     pub access_token: Sealed,
     pub access_expires_at: Millis,
+    /// When to refresh the access token (ahead of its expiry).
+    pub access_refresh_at: Millis,
     pub refresh_token: Option<Sealed>,
     pub refresh_expires_at: Option<Millis>,
     pub subscription: Option<SubscriptionRecord>,
@@ -116,6 +118,7 @@ pub struct EncryptionCertificate {
 pub struct TokenUpdate {
     pub access_token: Sealed,
     pub access_expires_at: Millis,
+    pub access_refresh_at: Millis,
     pub refresh_token: Option<Sealed>,
     pub refresh_expires_at: Option<Millis>,
     pub updated_at: Millis,

@@ -242,6 +242,7 @@ struct ConnectionRow {
     state: String,
     last_error: Option<String>,
     last_sequence: Option<String>,
+    access_refresh_at: i64,
     connected_at: i64,
     updated_at: i64,
 }
@@ -262,6 +263,7 @@ impl TryFrom<ConnectionRow> for Connection {
             ms_user_id: r.ms_user_id,
             access_token: Sealed(r.access_token),
             access_expires_at: r.access_expires_at,
+            access_refresh_at: r.access_refresh_at,
             refresh_token: r.refresh_token.map(Sealed),
             refresh_expires_at: r.refresh_expires_at,
             subscription,
@@ -324,7 +326,7 @@ macro_rules! connection_columns {
     () => {
         "id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, refresh_token, \
          refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \
-         connected_at, updated_at, last_sequence"
+         connected_at, updated_at, last_sequence, access_refresh_at"
     };
 }
 
@@ -653,11 +655,11 @@ macro_rules! impl_store {
                 let sub = c.subscription.as_ref();
                 sqlx::query(concat!(
                     "INSERT INTO ms_connections (", connection_columns!(), ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
                      ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
                      access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
                      subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
-                     last_sequence = $16"
+                     last_sequence = $16, access_refresh_at = $17"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -675,6 +677,7 @@ macro_rules! impl_store {
                 .bind(c.connected_at)
                 .bind(c.updated_at)
                 .bind(c.last_sequence.clone())
+                .bind(c.access_refresh_at)
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "microsoft account", "account"))?;
@@ -694,7 +697,7 @@ macro_rules! impl_store {
                 let done = sqlx::query(
                     "UPDATE ms_connections SET access_token = $2, access_expires_at = $3, \
                      refresh_token = COALESCE($4, refresh_token), refresh_expires_at = COALESCE($5, refresh_expires_at), \
-                     updated_at = $6 WHERE id = $1",
+                     updated_at = $6, access_refresh_at = $7 WHERE id = $1",
                 )
                 .bind(id.0.to_string())
                 .bind(&t.access_token.0)
@@ -702,6 +705,7 @@ macro_rules! impl_store {
                 .bind(t.refresh_token.as_ref().map(|r| r.0.clone()))
                 .bind(t.refresh_expires_at)
                 .bind(t.updated_at)
+                .bind(t.access_refresh_at)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)

@@ -42,6 +42,9 @@ pub struct Config {
     pub tls_listen: Option<SocketAddr>,
     /// Accept `http://` notification URLs (local use only: Graph demands HTTPS).
     pub allow_http_notifications: bool,
+    /// Subscriptions asked for less than this are granted this long (Graph: 45 minutes for
+    /// presence); shortened in tests of renewal.
+    pub min_subscription_lifetime: Duration,
     /// How long a subscription's validation handshake may take (Graph: 10 s).
     pub handshake_timeout: Duration,
     /// Presence requests allowed per app and tenant in 30 s before 429 (Graph: 1,500).
@@ -91,6 +94,7 @@ impl Default for Config {
             tls_listen: None,
             allow_http_notifications: false,
             handshake_timeout: Duration::from_secs(10),
+            min_subscription_lifetime: Duration::from_secs(45 * 60),
             presence_requests_per_30s: 1500,
             delivery: Delivery::default(),
             idle_after: Duration::from_secs(300),

@@ -34,6 +34,9 @@ struct Cli {
     /// Access-token lifetime in seconds.
     #[arg(long, env = "MSEMU_ACCESS_TOKEN_SECONDS", default_value_t = 3599)]
     access_token_seconds: u64,
+    /// Subscriptions asked for less than this many seconds are granted this long.
+    #[arg(long, env = "MSEMU_MIN_SUBSCRIPTION_SECONDS", default_value_t = 2700)]
+    min_subscription_seconds: u64,
 }
 
 #[tokio::main]
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         allow_http_notifications: cli.allow_http_notifications,
         idle_after: Duration::from_secs(cli.idle_seconds),
         presence_requests_per_30s: cli.presence_limit,
+        min_subscription_lifetime: Duration::from_secs(cli.min_subscription_seconds),
         ..Config::default()
     };
     let running = Emulator::start(config).await.with_context(|| format!("cannot listen on {}", cli.listen))?;

@@ -299,13 +299,15 @@ async fn finish(
             .map(Sealed)
             .map_err(|_| Outcome::Unavailable)
     };
+    let (access_expires_at, access_refresh_at) = super::tokens::lifetime(now, tokens.expires_in);
     let mut connection = Connection {
         id,
         account_id: account,
         ms_tenant_id: claims.tid.clone(),
         ms_user_id: presence.id.clone(),
         access_token: seal(&tokens.access_token, "access_token")?,
-        access_expires_at: now + i64::try_from(tokens.expires_in).unwrap_or(3600) * 1000,
+        access_expires_at,
+        access_refresh_at,
         refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
         refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
         subscription: None,

@@ -40,6 +40,8 @@ pub struct Teams {
     pub lifecycle_url: String,
     /// Whether new subscriptions ask for encrypted resource data.
     pub rich: bool,
+    /// How long subscriptions are made and renewed for, in milliseconds.
+    pub subscription_ms: i64,
     /// One token refresh at a time per connection.
     pub(crate) refreshing: Gates,
     /// One presence applied at a time per connection (the sequence check and the avatars).
@@ -78,6 +80,7 @@ impl Teams {
             notification_url: format!("{public}/webhooks/msgraph"),
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
             rich: config.ms_notifications == crate::config::NotificationMode::Rich,
+            subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
             refreshing: Gates::default(),
             applying: Gates::default(),
         }))

@@ -11,8 +11,17 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Teams;
 use crate::state::AppState;
 
-/// Refresh this long before the access token lapses.
+/// Refresh this long before the access token lapses at most (Microsoft's last about an hour)…
 const MARGIN_MS: i64 = 5 * 60 * 1000;
+/// …and at least a fifth of its life ahead, so that short-lived tokens are not refreshed on
+/// every use.
+const MARGIN_SHARE: i64 = 5;
+
+/// When an access token that lives `expires_in` seconds from `now` lapses, and when to refresh it.
+pub fn lifetime(now: i64, expires_in: u64) -> (i64, i64) {
+    let life = i64::try_from(expires_in).unwrap_or(3600).saturating_mul(1000);
+    (now + life, now + life - MARGIN_MS.min(life / MARGIN_SHARE))
+}
 /// Microsoft's refresh tokens lapse after 90 days unused.
 pub const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
 
@@ -105,7 +114,7 @@ async fn token_for(
     let stored = |c: &Connection| {
         state.secrets.open(&c.access_token.0, &row("access_token")).map_err(|_| TokenError::NeedsReconnect)
     };
-    if refused.is_none() && connection.access_expires_at - MARGIN_MS > now {
+    if refused.is_none() && connection.access_refresh_at > now {
         return stored(connection);
     }
     // One refresh in flight per connection: Microsoft rotates the refresh token, so a second
@@ -120,7 +129,7 @@ async fn token_for(
     if connection.state != ConnectionState::Connected {
         return Err(TokenError::NeedsReconnect);
     }
-    if connection.access_expires_at - MARGIN_MS > now {
+    if connection.access_refresh_at > now {
         let token = stored(connection)?;
         // Unless it is the refused one (someone else's refresh replaced that meanwhile).
         if refused.is_none_or(|r| r.expose_secret() != token.expose_secret()) {
@@ -137,9 +146,11 @@ async fn token_for(
             let seal = |v: &SecretString, what: &str| {
                 state.secrets.seal(v, &row(what)).map(Sealed).map_err(|e| TokenError::Unavailable(e.to_string()))
             };
+            let (access_expires_at, access_refresh_at) = lifetime(now, tokens.expires_in);
             let update = TokenUpdate {
                 access_token: seal(&tokens.access_token, "access_token")?,
-                access_expires_at: now + i64::try_from(tokens.expires_in).unwrap_or(3600) * 1000,
+                access_expires_at,
+                access_refresh_at,
                 refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
                 refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
                 updated_at: now,
@@ -154,6 +165,7 @@ async fn token_for(
             }
             connection.access_token = update.access_token;
             connection.access_expires_at = update.access_expires_at;
+            connection.access_refresh_at = update.access_refresh_at;
             if update.refresh_token.is_some() {
                 connection.refresh_token = update.refresh_token;
                 connection.refresh_expires_at = update.refresh_expires_at;
@@ -191,4 +203,16 @@ async fn mark(state: &AppState, connection: &mut Connection, to: ConnectionState
     }
     // Logged where it failed; the reconciliation skips connections that are not connected.
     let _ = super::set_override(state, connection.id, connection.account_id, None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_five_minutes_or_a_fifth_of_their_life_ahead() {
+        assert_eq!(lifetime(1_000, 3600), (1_000 + 3_600_000, 1_000 + 3_300_000));
+        assert_eq!(lifetime(1_000, 10), (11_000, 9_000));
+        assert_eq!(lifetime(0, 0), (0, 0));
+    }
 }

@@ -1,8 +1,9 @@
 //! Keeping presence subscriptions alive (S1): Graph ends a presence subscription after at most an
 //! hour, and asks for reauthorization before the access token it was made with lapses.
 //!
-//! A sweep renews every subscription well before it lapses — 20 to 30 minutes ahead, the exact
-//! lead spread by connection so that a restart does not renew everything at once — and a
+//! A sweep renews every subscription well before it lapses — a third to a half of its life ahead
+//! (20 to 30 minutes for 59-minute subscriptions), the exact lead spread by connection so that a
+//! restart does not renew everything at once — and a
 //! `reauthorizationRequired` lifecycle notification renews at once: a `PATCH` of the expiry both
 //! renews and reauthorizes, so kehai never needs a separate `reauthorize` call. A subscription
 //! Graph no longer knows (404, `subscriptionRemoved`) is created anew, and the presence re-read
@@ -19,15 +20,15 @@ use tokio_util::sync::CancellationToken;
 use super::{Teams, tokens::CallError};
 use crate::state::AppState;
 
-/// Subscriptions are made and renewed for 59 minutes (Graph allows 60 for presence).
-pub const SUBSCRIPTION_MS: i64 = 59 * 60 * 1000;
-/// Renewal starts this long before a subscription lapses, plus a per-connection spread.
-const LEAD_MS: i64 = 20 * 60 * 1000;
-const SPREAD_MS: i64 = 10 * 60 * 1000;
-/// How often the sweep looks for subscriptions to renew.
-const SWEEP: Duration = Duration::from_secs(60);
-/// Sweeps between reconciliations.
-const RECONCILE_EVERY: u64 = 5;
+/// Renewal starts a third of a subscription's life before it lapses, plus a per-connection
+/// spread of up to a sixth (with 59-minute subscriptions: 20 to 30 minutes ahead).
+const LEAD_SHARE: i64 = 3;
+const SPREAD_SHARE: i64 = 6;
+/// The sweep looks for subscriptions to renew every tenth of their life, at most every minute.
+const SWEEP_SHARE: i64 = 10;
+const SWEEP_MAX: Duration = Duration::from_secs(60);
+/// How often the reconciliation runs.
+const RECONCILE: Duration = Duration::from_secs(5 * 60);
 /// Connections renewed per sweep at most (the rest wait for the next sweep).
 const BATCH: u32 = 200;
 
@@ -55,7 +56,7 @@ pub async fn subscribe(
         None
     };
     let client_state = SecretString::from(super::connect::random(32));
-    let requested = state.clock.now() + SUBSCRIPTION_MS;
+    let requested = state.clock.now() + teams.subscription_ms;
     let new = NewSubscription {
         resource: format!("communications/presences/{user}"),
         notification_url: teams.notification_url.clone(),
@@ -91,7 +92,7 @@ pub async fn renew(state: &AppState, teams: &Teams, mut connection: Connection) 
         return recreate(state, teams, &connection, &token).await;
     };
     let now = state.clock.now();
-    let requested = now + SUBSCRIPTION_MS;
+    let requested = now + teams.subscription_ms;
     let (expiry, id) = (&rfc3339(requested), &current.id);
     let renewal = super::tokens::authorized(state, teams, &mut connection, |token| async move {
         teams.graph.renew_subscription(&token, id, expiry).await.map(|renewed| (renewed, token))
@@ -153,16 +154,19 @@ pub async fn recreate(
     }
 }
 
-/// How long before its subscription lapses a connection is renewed: spread over ten minutes by
-/// connection id, the same at every start.
-fn lead(id: ConnectionId) -> i64 {
-    LEAD_MS + i64::try_from(id.0.as_u128() % SPREAD_MS as u128).unwrap_or(0)
+/// How long before its subscription lapses a connection is renewed: a third of the life plus a
+/// spread by connection id, the same at every start.
+fn lead(life_ms: i64, id: ConnectionId) -> i64 {
+    let spread = (life_ms / SPREAD_SHARE).max(1);
+    life_ms / LEAD_SHARE + i64::try_from(id.0.as_u128() % spread as u128).unwrap_or(0)
 }
 
 /// Renews what is due now; returns how many subscriptions were renewed or recreated.
 pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     let now = state.clock.now();
-    let due = match state.store.subscriptions_expiring(now + LEAD_MS + SPREAD_MS, BATCH).await {
+    let life = teams.subscription_ms;
+    let horizon = now + life / LEAD_SHARE + life / SPREAD_SHARE;
+    let due = match state.store.subscriptions_expiring(horizon, BATCH).await {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list subscriptions to renew");
@@ -172,7 +176,7 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     let mut done = 0;
     for connection in due {
         let lapses = connection.subscription.as_ref().map_or(now, |s| s.expires_at);
-        if lapses - now > lead(connection.id) {
+        if lapses - now > lead(life, connection.id) {
             continue;
         }
         let id = connection.id;
@@ -185,21 +189,26 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
 }
 
 /// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
-/// subscriptions about to lapse), then the renewal sweep every minute and a reconciliation every fifth minute — one task, so the two
-/// never renew or recreate the same subscription at once.
+/// subscriptions about to lapse), then the renewal sweep every tenth of a subscription's life
+/// (at most a minute apart) and a reconciliation every five minutes — one task, so the two never
+/// renew or recreate the same subscription at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
+    let every = u64::try_from(teams.subscription_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
+    let every = every.clamp(Duration::from_millis(100), SWEEP_MAX);
     tokio::spawn(async move {
         super::heal::reconcile(&state, &teams).await;
         sweep(&state, &teams).await;
-        for minute in 1u64.. {
+        let mut reconciled = tokio::time::Instant::now();
+        loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(SWEEP) => {}
+                _ = tokio::time::sleep(every) => {}
             }
             sweep(&state, &teams).await;
-            if minute % RECONCILE_EVERY == 0 {
+            if reconciled.elapsed() >= RECONCILE {
                 super::heal::reconcile(&state, &teams).await;
+                reconciled = tokio::time::Instant::now();
             }
         }
     });
@@ -220,13 +229,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiries_round_trip_and_leads_are_spread_within_ten_minutes() {
+    fn expiries_round_trip_and_leads_are_a_third_of_the_life_spread_by_a_sixth() {
         let at = 1_790_000_000_000;
         assert_eq!(millis(&rfc3339(at)), Some(at));
         assert_eq!(millis("2026-11-26T10:00:00.1234567Z"), Some(1_795_687_200_123));
         assert_eq!(millis("tomorrow"), None);
-        let leads: Vec<i64> = (0..50).map(|_| lead(ConnectionId::new())).collect();
-        assert!(leads.iter().all(|l| (LEAD_MS..LEAD_MS + SPREAD_MS).contains(l)));
+        let hour = 3_540_000;
+        let leads: Vec<i64> = (0..50).map(|_| lead(hour, ConnectionId::new())).collect();
+        assert!(leads.iter().all(|l| (1_180_000..1_180_000 + 590_000).contains(l)), "{leads:?}");
         assert!(leads.iter().any(|l| *l != leads[0]), "spread");
     }
 }

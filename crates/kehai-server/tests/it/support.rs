@@ -52,6 +52,17 @@ impl TestApp {
         Some((app, name))
     }
 
+    /// From now on the server's clock follows the real time (for tests that run for minutes).
+    pub fn clock_follows_real_time(&self) {
+        let clock = Arc::clone(&self.clock);
+        tokio::spawn(async move {
+            loop {
+                clock.set(SystemClock.now());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
+
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,7 +1,7 @@
 //! Connecting Microsoft Teams against msemu, as a member's browser does it: kehai's connect
 //! link, msemu's sign-in and consent pages, and back to kehai's callback.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -21,6 +21,15 @@ async fn start_in(mode: NotificationMode) -> (TestApp, msemu::Running) {
 }
 
 async fn start_custom(mode: NotificationMode, emulator: impl FnOnce(&mut msemu::Config)) -> (TestApp, msemu::Running) {
+    start_both(mode, emulator, |_| {}).await
+}
+
+/// kehai and msemu, each configured further.
+async fn start_both(
+    mode: NotificationMode,
+    emulator: impl FnOnce(&mut msemu::Config),
+    kehai: impl FnOnce(&mut kehai_server::Config),
+) -> (TestApp, msemu::Running) {
     let mut directory = msemu::Directory::default();
     directory.apps[0].redirect_uris.clear();
     let mut config = msemu::Config {
@@ -39,6 +48,7 @@ async fn start_custom(mode: NotificationMode, emulator: impl FnOnce(&mut msemu::
         c.ms_login_url = base.clone();
         c.ms_graph_url = base;
         c.ms_notifications = mode;
+        kehai(c);
     })
     .await;
     emu.emulator.world.lock().directory.apps[0].redirect_uris.push(app.url("/integrations/msteams/callback"));
@@ -952,4 +962,64 @@ async fn disconnect(c: &Client, space: &str) -> reqwest::Response {
 /// Alice's account id.
 async fn alice_account(app: &TestApp) -> kehai_core::PersonId {
     app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Alice").unwrap().person_id
+}
+
+/// Cycles Alice's presence for `run`, a change every `every`, each of which must reach her
+/// avatar: a lapsed subscription or a lost authorization would leave one behind.
+async fn presence_keeps_flowing(emu: &msemu::Running, alice: &Client, run: Duration, every: Duration) -> usize {
+    let rows = [("Busy", "🔴"), ("DoNotDisturb", "⛔"), ("BeRightBack", "⏳"), ("InAMeeting", "📅")];
+    let started = std::time::Instant::now();
+    let mut changes = 0;
+    while started.elapsed() < run {
+        let (status, emoji) = rows[changes % rows.len()];
+        set_status(emu, "alice@example.com", status).await;
+        avatar_becomes(alice, emoji).await;
+        changes += 1;
+        tokio::time::sleep(every).await;
+    }
+    changes
+}
+
+#[tokio::test]
+async fn twenty_second_subscriptions_stay_alive_for_two_minutes_with_no_gap() {
+    let (app, emu) = start_both(
+        NotificationMode::Rich,
+        |e| {
+            e.min_subscription_lifetime = Duration::ZERO;
+            e.reauthorization_lead = Duration::from_secs(3);
+        },
+        |k| k.ms_subscription_seconds = 20,
+    )
+    .await;
+    app.clock_follows_real_time();
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let first = subscriptions(&emu).await;
+    assert_eq!(first.len(), 1);
+    let changes = presence_keeps_flowing(&emu, &alice, Duration::from_secs(120), Duration::from_secs(3)).await;
+    assert!(changes >= 20, "{changes} changes");
+    // The one subscription, renewed all along (never lapsed and made anew).
+    let now = subscriptions(&emu).await;
+    assert_eq!((now.len(), &now[0]["id"]), (1, &first[0]["id"]));
+    let renewals = now[0]["renewals"].as_u64().unwrap();
+    assert!((6..=60).contains(&renewals), "{renewals} renewals in two minutes of 20-second subscriptions");
+}
+
+#[tokio::test]
+async fn ten_second_access_tokens_are_refreshed_ahead_and_not_on_every_use() {
+    let (app, emu) = start_custom(NotificationMode::Basic, |e| {
+        e.access_token_lifetime = Duration::from_secs(10);
+        e.reauthorization_lead = Duration::from_secs(2);
+    })
+    .await;
+    app.clock_follows_real_time();
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let before = token_requests(&emu);
+    // Basic notifications: every change is read from Graph with Alice's token.
+    let changes = presence_keeps_flowing(&emu, &alice, Duration::from_secs(30), Duration::from_millis(500)).await;
+    assert!(changes >= 20, "{changes} changes");
+    let refreshes = token_requests(&emu) - before;
+    assert!((2..=8).contains(&refreshes), "{refreshes} refreshes for {changes} reads in 30 s of 10-second tokens");
+    assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
 }

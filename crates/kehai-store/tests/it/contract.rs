@@ -241,6 +241,7 @@ fn connection(account: PersonId, ms_user: &str) -> Connection {
         ms_user_id: ms_user.into(),
         access_token: Sealed("v1.sealed-access".into()),
         access_expires_at: T0 + 3_600_000,
+        access_refresh_at: T0 + 3_300_000,
         refresh_token: Some(Sealed("v1.sealed-refresh".into())),
         refresh_expires_at: Some(T0 + 90 * 86_400_000),
         subscription: None,
@@ -426,6 +427,7 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     let update = TokenUpdate {
         access_token: Sealed("v1.new-access".into()),
         access_expires_at: T0 + 7_200_000,
+        access_refresh_at: T0 + 6_900_000,
         refresh_token: None,
         refresh_expires_at: None,
         updated_at: T0 + 5,
@@ -433,6 +435,7 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     assert!(store.update_connection_tokens(c.id, &update).await.unwrap());
     let stored = store.connection_of(a.id).await.unwrap().unwrap();
     assert_eq!(stored.access_token, update.access_token);
+    assert_eq!((stored.access_expires_at, stored.access_refresh_at), (T0 + 7_200_000, T0 + 6_900_000));
     assert_eq!(stored.refresh_token, c.refresh_token, "no new refresh token: the old one stays");
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("refused"), T0 + 6).await.unwrap());
     let stored = store.connection_of(a.id).await.unwrap().unwrap();

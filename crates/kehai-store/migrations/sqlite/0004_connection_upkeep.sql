@@ -1,0 +1,3 @@
+-- When to refresh a connection's access token: ahead of its expiry by a share of its life (at
+-- most five minutes), so that short-lived tokens are not refreshed on every use. 0: at once.
+ALTER TABLE ms_connections ADD COLUMN access_refresh_at INTEGER NOT NULL DEFAULT 0;
