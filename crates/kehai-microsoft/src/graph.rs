@@ -1,13 +1,13 @@
 //! Microsoft Graph v1.0: the signed-in user's presence and presence subscriptions.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{MicrosoftConfig, MicrosoftError, http};
+use crate::{MicrosoftConfig, MicrosoftError, Observer, PresenceLimit, Unobserved, http, retry};
 
 /// A user's presence as Graph reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -78,30 +78,59 @@ struct SubscriptionBody<'a> {
     encryption_certificate_id: Option<&'a str>,
 }
 
-/// Retries of a throttled or failed Graph call.
-const RETRIES: u32 = 3;
-/// The first backoff without `Retry-After` (then 2×, 4×, plus up to half again as jitter).
-const BACKOFF: Duration = Duration::from_millis(500);
-/// The longest `Retry-After` honoured in place; longer ones end the call (the caller retries later).
-const MAX_WAIT: Duration = Duration::from_secs(30);
-
 /// Graph, for calls made with one user's access token.
 #[derive(Debug, Clone)]
 pub struct Graph {
     config: MicrosoftConfig,
     http: reqwest::Client,
+    observer: Arc<dyn Observer>,
+    presence_limit: Arc<PresenceLimit>,
+}
+
+/// A Graph operation: its stable name for metrics, and for presence reads the tenant whose
+/// limit they count against.
+#[derive(Debug, Clone, Copy)]
+struct Operation<'a> {
+    name: &'static str,
+    presence_of_tenant: Option<&'a str>,
+}
+
+impl<'a> Operation<'a> {
+    fn named(name: &'static str) -> Self {
+        Operation { name, presence_of_tenant: None }
+    }
+
+    fn presence(name: &'static str, tenant: &'a str) -> Self {
+        Operation { name, presence_of_tenant: Some(tenant) }
+    }
 }
 
 impl Graph {
     pub fn new(config: MicrosoftConfig) -> Self {
-        Graph { config, http: http::client() }
+        Graph {
+            config,
+            http: http::client(),
+            observer: Arc::new(Unobserved),
+            presence_limit: Arc::new(PresenceLimit::default()),
+        }
     }
 
-    /// One Graph call, retried on throttling (429), unavailability (503, 504) and — when
-    /// repeating it is harmless — on a lost answer: after `Retry-After` when Graph gives one,
-    /// else after an exponential backoff with jitter.
+    /// Tells `observer` of every request.
+    pub fn with_observer(self, observer: Arc<dyn Observer>) -> Self {
+        Graph { observer, ..self }
+    }
+
+    /// Holds presence requests under `per_30s` per tenant (default: Graph's 1,500).
+    pub fn with_presence_limit(self, per_30s: u32) -> Self {
+        Graph { presence_limit: Arc::new(PresenceLimit::new(per_30s)), ..self }
+    }
+
+    /// One Graph call, retried ([`retry`]) on throttling (429), unavailability (503, 504) and —
+    /// when repeating it is harmless — on a lost answer. Presence reads wait for their tenant's
+    /// limit first, every attempt.
     async fn call(
         &self,
+        operation: Operation<'_>,
         method: Method,
         path: &str,
         access_token: &SecretString,
@@ -110,27 +139,25 @@ impl Graph {
         let idempotent = method != Method::POST;
         let mut attempt = 0u32;
         loop {
-            let result = self.attempt(method.clone(), path, access_token, body.clone()).await;
-            let wait = match &result {
+            if let Some(tenant) = operation.presence_of_tenant {
+                self.presence_limit.until_ready(tenant).await;
+            }
+            let result = self.attempt(operation.name, method.clone(), path, access_token, body.clone()).await;
+            let retry_after = match &result {
                 Err(MicrosoftError::Graph { status: 429 | 503 | 504, retry_after, .. }) => *retry_after,
                 Err(MicrosoftError::Transport(_)) if idempotent => None,
                 _ => return result,
             };
-            if attempt >= RETRIES {
-                return result;
-            }
-            if wait.is_some_and(|w| w > MAX_WAIT) {
-                return result;
-            }
-            let backoff = BACKOFF * 2u32.pow(attempt);
-            let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
-            tokio::time::sleep(wait.unwrap_or(backoff + jitter)).await;
+            let Some(wait) = retry::wait(attempt, retry_after) else { return result };
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
+    /// One request, told to the observer with its status.
     async fn attempt(
         &self,
+        operation: &'static str,
         method: Method,
         path: &str,
         access_token: &SecretString,
@@ -143,14 +170,13 @@ impl Graph {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))?;
+        let response = request.send().await.map_err(|e| {
+            self.observer.graph_call(operation, None);
+            MicrosoftError::Transport(e.without_url().to_string())
+        })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(Duration::from_secs_f64);
+        self.observer.graph_call(operation, Some(status.as_u16()));
+        let retry_after = retry::retry_after(response.headers());
         let text = response.text().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))?;
         if status.is_success() {
             return Ok(if text.is_empty() || status == StatusCode::NO_CONTENT {
@@ -178,13 +204,20 @@ impl Graph {
 
     /// The signed-in user's presence; its `id` is their object id, which the seed's scopes
     /// give no other way to learn.
-    pub async fn my_presence(&self, access_token: &SecretString) -> Result<Presence, MicrosoftError> {
-        Self::parse(self.call(Method::GET, "/me/presence", access_token, None).await?)
+    pub async fn my_presence(&self, access_token: &SecretString, tenant: &str) -> Result<Presence, MicrosoftError> {
+        let operation = Operation::presence("get_my_presence", tenant);
+        Self::parse(self.call(operation, Method::GET, "/me/presence", access_token, None).await?)
     }
 
     /// A user's presence (for basic notifications, which carry none).
-    pub async fn presence_of(&self, access_token: &SecretString, user_id: &str) -> Result<Presence, MicrosoftError> {
-        Self::parse(self.call(Method::GET, &format!("/users/{user_id}/presence"), access_token, None).await?)
+    pub async fn presence_of(
+        &self,
+        access_token: &SecretString,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<Presence, MicrosoftError> {
+        let operation = Operation::presence("get_presence", tenant);
+        Self::parse(self.call(operation, Method::GET, &format!("/users/{user_id}/presence"), access_token, None).await?)
     }
 
     /// Most ids `POST /communications/getPresencesByUserId` accepts at once.
@@ -195,6 +228,7 @@ impl Graph {
     pub async fn presences_by_user_id(
         &self,
         access_token: &SecretString,
+        tenant: &str,
         user_ids: &[String],
     ) -> Result<Vec<Presence>, MicrosoftError> {
         #[derive(Deserialize)]
@@ -202,7 +236,10 @@ impl Graph {
             value: Vec<Presence>,
         }
         let body = serde_json::json!({ "ids": user_ids });
-        let answer = self.call(Method::POST, "/communications/getPresencesByUserId", access_token, Some(body)).await?;
+        let operation = Operation::presence("get_presences_by_user_id", tenant);
+        let answer = self
+            .call(operation, Method::POST, "/communications/getPresencesByUserId", access_token, Some(body))
+            .await?;
         Ok(Self::parse::<List>(answer)?.value)
     }
 
@@ -223,7 +260,16 @@ impl Graph {
             encryption_certificate_id: new.encryption_certificate.as_ref().map(|(_, id)| id.as_str()),
         };
         let body = serde_json::to_value(body).map_err(|e| MicrosoftError::Transport(e.to_string()))?;
-        Self::parse(self.call(Method::POST, "/subscriptions", access_token, Some(body)).await?)
+        Self::parse(
+            self.call(
+                Operation::named("create_subscription"),
+                Method::POST,
+                "/subscriptions",
+                access_token,
+                Some(body),
+            )
+            .await?,
+        )
     }
 
     /// The calling app's subscriptions for the signed-in user.
@@ -232,7 +278,8 @@ impl Graph {
         struct List {
             value: Vec<Subscription>,
         }
-        Ok(Self::parse::<List>(self.call(Method::GET, "/subscriptions", access_token, None).await?)?.value)
+        let operation = Operation::named("list_subscriptions");
+        Ok(Self::parse::<List>(self.call(operation, Method::GET, "/subscriptions", access_token, None).await?)?.value)
     }
 
     /// Renews a subscription to `expiration` (which also reauthorizes it).
@@ -243,10 +290,14 @@ impl Graph {
         expiration: &str,
     ) -> Result<Subscription, MicrosoftError> {
         let body = serde_json::json!({ "expirationDateTime": expiration });
-        Self::parse(self.call(Method::PATCH, &format!("/subscriptions/{id}"), access_token, Some(body)).await?)
+        let operation = Operation::named("renew_subscription");
+        Self::parse(
+            self.call(operation, Method::PATCH, &format!("/subscriptions/{id}"), access_token, Some(body)).await?,
+        )
     }
 
     pub async fn delete_subscription(&self, access_token: &SecretString, id: &str) -> Result<(), MicrosoftError> {
-        self.call(Method::DELETE, &format!("/subscriptions/{id}"), access_token, None).await.map(|_| ())
+        let operation = Operation::named("delete_subscription");
+        self.call(operation, Method::DELETE, &format!("/subscriptions/{id}"), access_token, None).await.map(|_| ())
     }
 }

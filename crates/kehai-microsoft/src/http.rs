@@ -2,7 +2,7 @@
 
 use std::{future::Future, pin::Pin, time::Duration};
 
-use crate::MicrosoftError;
+use crate::{MicrosoftError, retry};
 
 /// Every call to Microsoft has a timeout.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,20 +28,32 @@ impl From<TransportError> for MicrosoftError {
 
 type Answer = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, TransportError>> + Send>>;
 
-/// `oauth2`'s HTTP client, on our reqwest.
-pub(crate) fn for_oauth(client: &reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> Answer + '_ {
+/// `oauth2`'s HTTP client, on our reqwest, retrying ([`retry`]) a throttled or unavailable token
+/// endpoint and — when `idempotent` (a refresh, not a one-time code) — a lost answer.
+pub(crate) fn for_oauth(client: &reqwest::Client, idempotent: bool) -> impl Fn(oauth2::HttpRequest) -> Answer + '_ {
     move |request| {
         let client = client.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let response = client
-                .request(parts.method, parts.uri.to_string())
-                .headers(parts.headers)
-                .body(body)
-                .send()
-                .await
-                // Without the URL: error text goes to logs.
-                .map_err(|e| TransportError(e.without_url().to_string()))?;
+            let mut attempt = 0;
+            let response = loop {
+                let sent = client
+                    .request(parts.method.clone(), parts.uri.to_string())
+                    .headers(parts.headers.clone())
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let retry_after = match &sent {
+                    Ok(r) if retry::transient(r.status().as_u16()) => retry::retry_after(r.headers()),
+                    Err(_) if idempotent => None,
+                    _ => break sent,
+                };
+                let Some(wait) = retry::wait(attempt, retry_after) else { break sent };
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            };
+            // Without the URL: error text goes to logs.
+            let response = response.map_err(|e| TransportError(e.without_url().to_string()))?;
             let mut builder = http::Response::builder().status(response.status());
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);

@@ -1,6 +1,8 @@
 //! The authorization-code flow with PKCE against the Microsoft identity platform v2.0:
 //! building the authorize URL, redeeming the code, refreshing.
 
+use std::sync::Arc;
+
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
     ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
@@ -10,7 +12,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::{MicrosoftConfig, MicrosoftError, SCOPES, http};
+use crate::{MicrosoftConfig, MicrosoftError, Observer, SCOPES, Unobserved, http};
 
 /// What Microsoft's token response adds to the standard fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,11 +74,17 @@ impl std::fmt::Debug for AuthorizationRequest {
 pub struct Identity {
     config: MicrosoftConfig,
     http: reqwest::Client,
+    observer: Arc<dyn Observer>,
 }
 
 impl Identity {
     pub fn new(config: MicrosoftConfig) -> Self {
-        Identity { config, http: http::client() }
+        Identity { config, http: http::client(), observer: Arc::new(Unobserved) }
+    }
+
+    /// Tells `observer` how every token request ends.
+    pub fn with_observer(self, observer: Arc<dyn Observer>) -> Self {
+        Identity { observer, ..self }
     }
 
     pub fn config(&self) -> &MicrosoftConfig {
@@ -133,9 +141,9 @@ impl Identity {
             .client(redirect_uri)?
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose_secret().to_owned()))
-            .request_async(&http::for_oauth(&self.http))
+            .request_async(&http::for_oauth(&self.http, false))
             .await;
-        tokens(response)
+        self.observed("authorization_code", tokens(response))
     }
 
     /// Trades a refresh token for new tokens (including a new refresh token).
@@ -145,9 +153,20 @@ impl Identity {
             .client(redirect_uri)?
             .exchange_refresh_token(&refresh)
             .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
-            .request_async(&http::for_oauth(&self.http))
+            .request_async(&http::for_oauth(&self.http, true))
             .await;
-        tokens(response)
+        self.observed("refresh_token", tokens(response))
+    }
+
+    /// Tells the observer how a token request ended.
+    fn observed(&self, grant: &'static str, result: Result<Tokens, MicrosoftError>) -> Result<Tokens, MicrosoftError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(MicrosoftError::Identity { error, .. }) => error.as_str(),
+            Err(_) => "unavailable",
+        };
+        self.observer.token_call(grant, outcome);
+        result
     }
 
     /// The admin-consent URL an administrator opens to approve kehai for their organization (S17).

@@ -11,7 +11,10 @@ mod graph;
 mod http;
 mod id_token;
 mod identity;
+mod limit;
 pub mod notifications;
+mod observe;
+mod retry;
 
 use secrecy::SecretString;
 use url::Url;
@@ -20,6 +23,8 @@ pub use error::MicrosoftError;
 pub use graph::{Graph, NewSubscription, Presence, Subscription};
 pub use id_token::{IdClaims, IdTokenValidator};
 pub use identity::{AuthorizationRequest, Identity, Tokens};
+pub use limit::{PRESENCE_REQUESTS, PresenceLimit};
+pub use observe::{Observer, Unobserved};
 
 /// The tenant id of personal Microsoft accounts, which kehai refuses.
 pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";

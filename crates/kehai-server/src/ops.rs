@@ -40,6 +40,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Counted when asked: the database is the truth, and a scrape a minute costs one query.
+    if state.teams.is_some() {
+        match state.store.connections_by_state().await {
+            Ok(counts) => state.metrics.set_connections(&counts),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count connections"),
+        }
+    }
     let mut text = String::new();
     if encode(&mut text, &state.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -65,6 +72,43 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraphLabels {
+    operation: &'static str,
+    /// The HTTP status, or `none` when no answer came.
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    grant: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// The token outcomes kept apart in the metric; any other error code is `other` (bounded labels).
+const TOKEN_OUTCOMES: &[&str] = &[
+    "ok",
+    "unavailable",
+    "invalid_grant",
+    "interaction_required",
+    "consent_required",
+    "login_required",
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_request",
+    "temporarily_unavailable",
+];
+
 /// kehai's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -84,6 +128,16 @@ pub struct Metrics {
     pub subscription_repairs: Counter,
     /// Presences the reconciliation found changed unnoticed.
     pub presence_repairs: Counter,
+    /// Rich notifications whose HMAC, certificate or decryption failed.
+    pub decrypt_failures: Counter,
+    /// Notification POSTs whose validation tokens were refused.
+    pub validation_token_failures: Counter,
+    /// Time to answer a webhook POST.
+    pub webhook_seconds: Histogram,
+    graph_requests: Family<GraphLabels, Counter>,
+    token_requests: Family<TokenLabels, Counter>,
+    subscription_upkeep: Family<OutcomeLabels, Counter>,
+    connections: Family<StateLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,6 +191,44 @@ impl Metrics {
             "Presences the reconciliation found changed unnoticed",
             presence_repairs.clone(),
         );
+        let decrypt_failures = Counter::default();
+        let validation_token_failures = Counter::default();
+        let webhook_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0]);
+        let graph_requests = Family::<GraphLabels, Counter>::default();
+        let token_requests = Family::<TokenLabels, Counter>::default();
+        let subscription_upkeep = Family::<OutcomeLabels, Counter>::default();
+        let connections = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "notification_decrypt_failures",
+            "Rich notifications whose HMAC, certificate or decryption failed",
+            decrypt_failures.clone(),
+        );
+        registry.register(
+            "validation_token_failures",
+            "Notification POSTs whose validation tokens were refused",
+            validation_token_failures.clone(),
+        );
+        registry.register(
+            "webhook_answer_seconds",
+            "Time to answer Graph's webhook POSTs (Graph wants under 3 s)",
+            webhook_seconds.clone(),
+        );
+        registry.register(
+            "graph_requests",
+            "Microsoft Graph requests by operation and HTTP status, retries included",
+            graph_requests.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "Token requests (authorization_code, refresh_token) by outcome",
+            token_requests.clone(),
+        );
+        registry.register(
+            "subscription_upkeep",
+            "Subscription renewals by outcome (renewed, recreated, failed)",
+            subscription_upkeep.clone(),
+        );
+        registry.register("connections", "Microsoft connections by state", connections.clone());
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -149,6 +241,13 @@ impl Metrics {
             notification_queue,
             subscription_repairs,
             presence_repairs,
+            decrypt_failures,
+            validation_token_failures,
+            webhook_seconds,
+            graph_requests,
+            token_requests,
+            subscription_upkeep,
+            connections,
         })
     }
 
@@ -157,10 +256,38 @@ impl Metrics {
         self.notifications_dropped.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// Counts a subscription upkeep (`renewed`, `recreated` or `failed`).
+    pub fn subscription_upkeep(&self, outcome: &'static str) {
+        self.subscription_upkeep.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Sets the connections-by-state gauges (every state, zero included).
+    pub fn set_connections(&self, counts: &[(kehai_store::ConnectionState, u64)]) {
+        use kehai_store::ConnectionState as S;
+        for state in [S::Connected, S::NeedsReconnect, S::Error] {
+            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            self.connections
+                .get_or_create(&StateLabels { state: state.as_str() })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Counts an open event stream until the returned guard drops.
     pub fn open_stream(&self) -> OpenStream {
         self.event_streams.inc();
         OpenStream(self.event_streams.clone())
+    }
+}
+
+impl kehai_microsoft::Observer for Metrics {
+    fn graph_call(&self, operation: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        self.graph_requests.get_or_create(&GraphLabels { operation, status }).inc();
+    }
+
+    fn token_call(&self, grant: &'static str, outcome: &str) {
+        let outcome = TOKEN_OUTCOMES.iter().find(|o| **o == outcome).copied().unwrap_or("other");
+        self.token_requests.get_or_create(&TokenLabels { grant, outcome }).inc();
     }
 }
 

@@ -45,9 +45,9 @@ pub struct Background {
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
-        let teams = crate::teams::Teams::from_config(&config);
-        let (notifications, queue) = tokio::sync::mpsc::channel(crate::webhooks::QUEUE);
         let metrics = Metrics::new();
+        let teams = crate::teams::Teams::from_config(&config, metrics.clone());
+        let (notifications, queue) = tokio::sync::mpsc::channel(crate::webhooks::QUEUE);
         let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),

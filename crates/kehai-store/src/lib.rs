@@ -178,6 +178,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool>;
     /// Connected connections in id order, `limit` at a time after `after` (keyset paging).
     async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;
+    /// How many connections are in each state (states without any are left out).
+    async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>>;
     /// Connected connections whose subscription lapses before `before`, the soonest first.
     async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>>;
     /// Deletes a connection with its spaces.

@@ -768,6 +768,19 @@ macro_rules! impl_store {
                 .and_then(connections)
             }
 
+            async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT state, COUNT(*) FROM ms_connections GROUP BY state")
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.into_iter()
+                    .map(|(state, n)| {
+                        let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
+                        Ok((state, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
             async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!(
                     "SELECT ", connection_columns!(), " FROM ms_connections \

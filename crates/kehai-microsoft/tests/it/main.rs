@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, MicrosoftError, NewSubscription};
 use msemu::{Config, Directory, Emulator, Running};
@@ -10,6 +10,8 @@ use secrecy::SecretString;
 use serde_json::json;
 
 const REDIRECT: &str = "http://kehai.test/integrations/msteams/callback";
+/// The key presence reads are limited by (any tenant name does).
+const TENANT: &str = "contoso";
 
 async fn msemu() -> Running {
     let mut directory = Directory::default();
@@ -121,7 +123,7 @@ async fn a_full_connect_gives_tokens_an_identity_and_presence() {
         .send()
         .await
         .unwrap();
-    let presence = graph.my_presence(&tokens.access_token).await.unwrap();
+    let presence = graph.my_presence(&tokens.access_token, TENANT).await.unwrap();
     let alice = emu.emulator.world.lock().directory.user_by_email("alice@example.com").unwrap().id.to_string();
     assert_eq!(
         (presence.id.as_str(), presence.availability.as_str(), presence.activity.as_str()),
@@ -237,7 +239,7 @@ async fn presence_subscriptions_are_created_renewed_listed_and_deleted() {
     let (hook, _server) = webhook().await;
     let (tokens, _) = connect(&emu, "alice@example.com", "alice-password").await;
     let graph = Graph::new(config(&emu, "organizations"));
-    let me = graph.my_presence(&tokens.access_token).await.unwrap().id;
+    let me = graph.my_presence(&tokens.access_token, TENANT).await.unwrap().id;
     let new = NewSubscription {
         resource: format!("communications/presences/{me}"),
         notification_url: hook.clone(),
@@ -333,13 +335,13 @@ async fn throttled_calls_wait_for_retry_after_and_then_succeed() {
     // Two 429s with Retry-After: 1 s, then the answer.
     fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 2, "retry_after": 1})).await;
     let started = std::time::Instant::now();
-    graph.my_presence(&tokens.access_token).await.unwrap();
+    graph.my_presence(&tokens.access_token, TENANT).await.unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_secs(2), "Retry-After honoured: {:?}", started.elapsed());
     assert_eq!(presence_reads(&emu).await - before, 3);
 
     // Throttled beyond the retries: the 429 reaches the caller with its Retry-After.
     fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 4, "retry_after": 1})).await;
-    match graph.my_presence(&tokens.access_token).await.unwrap_err() {
+    match graph.my_presence(&tokens.access_token, TENANT).await.unwrap_err() {
         MicrosoftError::Graph { status: 429, retry_after, .. } => {
             assert_eq!(retry_after, Some(std::time::Duration::from_secs(1)));
         }
@@ -350,6 +352,77 @@ async fn throttled_calls_wait_for_retry_after_and_then_succeed() {
     // A Retry-After longer than kehai waits in place ends the call at once.
     fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 120})).await;
     let started = std::time::Instant::now();
-    assert!(graph.my_presence(&tokens.access_token).await.is_err());
+    assert!(graph.my_presence(&tokens.access_token, TENANT).await.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// What an observer was told.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<String>>);
+
+impl kehai_microsoft::Observer for Told {
+    fn graph_call(&self, operation: &'static str, status: Option<u16>) {
+        self.0.lock().unwrap().push(format!("{operation} {status:?}"));
+    }
+    fn token_call(&self, grant: &'static str, outcome: &str) {
+        self.0.lock().unwrap().push(format!("{grant} {outcome}"));
+    }
+}
+
+async fn requests_to(emu: &Running, part: &str) -> u64 {
+    let v: serde_json::Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
+    v["requests"].as_object().unwrap().iter().filter(|(k, _)| k.contains(part)).map(|(_, n)| n.as_u64().unwrap()).sum()
+}
+
+#[tokio::test]
+async fn presence_reads_wait_for_their_tenants_limit_and_every_attempt_is_observed() {
+    let emu = msemu().await;
+    let (tokens, _) = connect(&emu, "alice@example.com", "alice-password").await;
+    let told = Arc::new(Told::default());
+    // Three per 30 s: one at once, then one every 15 s.
+    let graph = Graph::new(config(&emu, "organizations")).with_presence_limit(3).with_observer(told.clone());
+    let before = presence_reads(&emu).await;
+    graph.my_presence(&tokens.access_token, TENANT).await.unwrap();
+    let held = tokio::time::timeout(Duration::from_millis(500), graph.my_presence(&tokens.access_token, TENANT)).await;
+    assert!(held.is_err(), "the second read waits for the tenant's limit");
+    assert_eq!(presence_reads(&emu).await - before, 1, "and never reached Graph");
+    // Another tenant has its own limit.
+    graph.my_presence(&tokens.access_token, "fabrikam").await.unwrap();
+    assert_eq!(presence_reads(&emu).await - before, 2);
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 0})).await;
+    graph.subscriptions(&tokens.access_token).await.unwrap();
+    let told = told.0.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        [
+            "get_my_presence Some(200)",
+            "get_my_presence Some(200)",
+            "list_subscriptions Some(429)",
+            "list_subscriptions Some(200)"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn token_requests_are_retried_when_throttled_or_unavailable() {
+    let emu = msemu().await;
+    let (tokens, _) = connect(&emu, "alice@example.com", "alice-password").await;
+    let told = Arc::new(Told::default());
+    let identity = Identity::new(config(&emu, "organizations")).with_observer(told.clone());
+    let refresh = tokens.refresh_token.unwrap();
+    let before = requests_to(&emu, "/oauth2/v2.0/token").await;
+
+    fault(&emu, json!({"target": "token", "kind": "throttle", "count": 1, "retry_after": 1})).await;
+    fault(&emu, json!({"target": "token", "kind": "unavailable", "count": 1, "retry_after": 1})).await;
+    let started = std::time::Instant::now();
+    let fresh = identity.refresh(&refresh, REDIRECT).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After honoured: {:?}", started.elapsed());
+    assert_eq!(requests_to(&emu, "/oauth2/v2.0/token").await - before, 3);
+
+    // Unavailable beyond the retries: a temporary failure, never one that asks for a new sign-in.
+    fault(&emu, json!({"target": "token", "kind": "unavailable", "count": 4, "retry_after": 0})).await;
+    let e = identity.refresh(fresh.refresh_token.as_ref().unwrap(), REDIRECT).await.unwrap_err();
+    assert!(!e.is_invalid_grant(), "{e}");
+    assert_eq!(requests_to(&emu, "/oauth2/v2.0/token").await - before, 7);
+    assert_eq!(*told.0.lock().unwrap(), ["refresh_token ok", "refresh_token temporarily_unavailable"]);
 }

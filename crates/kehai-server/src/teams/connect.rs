@@ -272,7 +272,7 @@ async fn finish(
         return Err(Outcome::Personal);
     }
     // The seed's scopes give no `oid`: the presence's `id` is the user's object id.
-    let presence = teams.graph.my_presence(&tokens.access_token).await.map_err(failed)?;
+    let presence = teams.graph.my_presence(&tokens.access_token, &claims.tid).await.map_err(failed)?;
 
     let now = state.clock.now();
     let account = visitor.person_id();

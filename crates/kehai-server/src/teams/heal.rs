@@ -51,7 +51,7 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
         }
     }
     let now = state.clock.now();
-    for (_, connections) in tenants {
+    for (tenant, connections) in tenants {
         healed.checked += connections.len();
         let lapsed: Vec<Connection> = connections
             .iter()
@@ -60,7 +60,7 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
             .collect();
         // Every presence first, in batches: after a long downtime the avatars are right before
         // the (one-by-one) resubscriptions start.
-        healed.corrected += reread(state, teams, connections).await;
+        healed.corrected += reread(state, teams, &tenant, connections).await;
         for connection in lapsed {
             // Renewing finds it gone at Graph and makes a new one.
             let id = connection.id;
@@ -80,7 +80,7 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
 }
 
 /// Reads the presences of one tenant's connections again; returns how many had changed.
-async fn reread(state: &AppState, teams: &Teams, mut connections: Vec<Connection>) -> usize {
+async fn reread(state: &AppState, teams: &Teams, tenant: &str, mut connections: Vec<Connection>) -> usize {
     // One member's token reads the tenant's presences (Presence.Read.All), 650 at a time.
     let mut token = None;
     for connection in &mut connections {
@@ -93,7 +93,7 @@ async fn reread(state: &AppState, teams: &Teams, mut connections: Vec<Connection
     let mut corrected = 0;
     for chunk in connections.chunks_mut(Graph::PRESENCE_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|c| c.ms_user_id.clone()).collect();
-        let presences = match teams.graph.presences_by_user_id(&token, &ids).await {
+        let presences = match teams.graph.presences_by_user_id(&token, tenant, &ids).await {
             Ok(presences) => presences,
             Err(e) => {
                 tracing::info!(error = %e, "reconciliation: batch read refused, reading one by one");

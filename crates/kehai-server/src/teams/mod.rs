@@ -67,14 +67,15 @@ impl Gates {
 }
 
 impl Teams {
-    /// The integration, if the configuration names an app registration.
-    pub fn from_config(config: &Config) -> Option<Arc<Teams>> {
+    /// The integration, if the configuration names an app registration; every call to Microsoft
+    /// is counted in `metrics`.
+    pub fn from_config(config: &Config, metrics: Arc<crate::ops::Metrics>) -> Option<Arc<Teams>> {
         let microsoft: MicrosoftConfig = config.microsoft()?;
         let public = config.public_url.as_str().trim_end_matches('/').to_owned();
         Some(Arc::new(Teams {
-            identity: Identity::new(microsoft.clone()),
+            identity: Identity::new(microsoft.clone()).with_observer(metrics.clone()),
             id_tokens: IdTokenValidator::new(microsoft.clone()),
-            graph: Graph::new(microsoft.clone()),
+            graph: Graph::new(microsoft.clone()).with_observer(metrics),
             validation_tokens: ValidationTokens::new(microsoft),
             redirect_uri: format!("{public}/integrations/msteams/callback"),
             notification_url: format!("{public}/webhooks/msgraph"),
@@ -103,10 +104,15 @@ pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride>
 /// The connection's current presence, read from Graph with its own (refreshed if need be)
 /// token. Errors are described for the log.
 pub async fn read_presence(state: &AppState, teams: &Teams, connection: &mut Connection) -> Result<Presence, String> {
-    let user = &connection.ms_user_id.clone();
-    tokens::authorized(state, teams, connection, |token| async move { teams.graph.presence_of(&token, user).await })
-        .await
-        .map_err(|e| e.to_string())
+    let (tenant, user) = (&connection.ms_tenant_id.clone(), &connection.ms_user_id.clone());
+    tokens::authorized(
+        state,
+        teams,
+        connection,
+        |token| async move { teams.graph.presence_of(&token, tenant, user).await },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Shows `presence` on the member's avatar in every space where the connection is ON; false if

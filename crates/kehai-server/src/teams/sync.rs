@@ -62,7 +62,13 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
             Ok(connection) if notification.encrypted_content.is_some() && notification.lifecycle_event.is_none() => {
                 let ok = match tokens_ok {
                     Some(ok) => ok,
-                    None => *tokens_ok.insert(verified(teams, batch.validation_tokens.as_deref()).await),
+                    None => {
+                        let ok = verified(teams, batch.validation_tokens.as_deref()).await;
+                        if !ok {
+                            state.metrics.validation_token_failures.inc();
+                        }
+                        *tokens_ok.insert(ok)
+                    }
                 };
                 if ok { one(state, teams, notification, connection).await } else { Err(Dropped::ValidationToken) }
             }
@@ -79,6 +85,9 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
             }
             Err(why) => {
                 state.metrics.notification_dropped(why.reason());
+                if why == Dropped::Decryption {
+                    state.metrics.decrypt_failures.inc();
+                }
                 tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
             }
         };

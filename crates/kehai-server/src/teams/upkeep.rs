@@ -86,7 +86,17 @@ pub async fn subscribe(
 
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when
 /// Graph no longer has it. Errors are described for the log (never a token).
-pub async fn renew(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
+pub async fn renew(state: &AppState, teams: &Teams, connection: Connection) -> Result<Upkeep, String> {
+    let outcome = renew_or_recreate(state, teams, connection).await;
+    state.metrics.subscription_upkeep(match outcome {
+        Ok(Upkeep::Renewed) => "renewed",
+        Ok(Upkeep::Recreated) => "recreated",
+        Err(_) => "failed",
+    });
+    outcome
+}
+
+async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
     let Some(current) = connection.subscription.clone() else {
         let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
         return recreate(state, teams, &connection, &token).await;
@@ -146,7 +156,11 @@ pub async fn recreate(
         return Err("the connection was removed or resubscribed meanwhile".into());
     }
     tracing::info!(connection = %connection.id.0, "subscription recreated");
-    let presence = teams.graph.presence_of(token, &connection.ms_user_id).await.map_err(|e| e.to_string())?;
+    let presence = teams
+        .graph
+        .presence_of(token, &connection.ms_tenant_id, &connection.ms_user_id)
+        .await
+        .map_err(|e| e.to_string())?;
     // Through the sequence check, like every other presence.
     match super::sync::apply(state, teams, connection, &presence).await {
         Ok(()) | Err(super::sync::Dropped::Stale) => Ok(Upkeep::Recreated),
@@ -180,9 +194,10 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
             continue;
         }
         let id = connection.id;
-        match renew(state, teams, connection).await {
-            Ok(_) => done += 1,
-            Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
+        if let Err(e) = renew(state, teams, connection).await {
+            tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription");
+        } else {
+            done += 1;
         }
     }
     done

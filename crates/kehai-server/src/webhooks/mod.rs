@@ -39,11 +39,18 @@ async fn notification(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let answer = answer(&state, &query, &body);
+    state.metrics.webhook_seconds.observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Response {
     if let Some(token) = query.get("validationToken") {
         // Already URL-decoded, as Graph requires; plain text, never markup.
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response();
     }
-    let batch: NotificationBatch = match serde_json::from_slice(&body) {
+    let batch: NotificationBatch = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(_) => {
             return ApiError::new(
@@ -56,7 +63,7 @@ async fn notification(
     };
     match state.notifications.try_send(batch) {
         Ok(()) => {
-            queue_depth(&state);
+            queue_depth(state);
             StatusCode::ACCEPTED.into_response()
         }
         Err(mpsc::error::TrySendError::Full(_)) => {

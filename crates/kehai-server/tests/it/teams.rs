@@ -1023,3 +1023,133 @@ async fn ten_second_access_tokens_are_refreshed_ahead_and_not_on_every_use() {
     assert!((2..=8).contains(&refreshes), "{refreshes} refreshes for {changes} reads in 30 s of 10-second tokens");
     assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
 }
+
+/// A rich notification of Alice's presence as Graph sends it: encrypted for kehai's certificate,
+/// with a validation token msemu signed with `claims` changed as `flaw` says.
+async fn rich_notification(
+    app: &TestApp,
+    emu: &msemu::Running,
+    availability: &str,
+    sequence: &str,
+    flaw: impl FnOnce(&mut Value),
+) -> kehai_microsoft::notifications::NotificationBatch {
+    use base64::Engine;
+    let connection = alice_connection(app).await;
+    let subscription = connection.subscription.clone().unwrap();
+    let client_state = opened(app, &connection, &subscription.client_state, "client_state");
+    let cert = app.state.store.current_certificate().await.unwrap().unwrap();
+    let der = base64::engine::general_purpose::STANDARD.decode(&cert.certificate).unwrap();
+    let presence = json!({
+        "id": connection.ms_user_id, "availability": availability, "activity": availability,
+        "sequenceNumber": sequence,
+    });
+    let encrypted = msemu::crypto::encrypt(&der, &cert.id, presence.to_string().as_bytes()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let tenant = &connection.ms_tenant_id;
+    let mut claims = json!({
+        "aud": app.state.config.ms_client_id, "iss": emu.url(&format!("/{tenant}/v2.0")),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "azp": kehai_microsoft::notifications::PUBLISHER, "tid": tenant, "ver": "2.0",
+    });
+    flaw(&mut claims);
+    let token = emu.emulator.world.keys().sign(&claims).unwrap();
+    serde_json::from_value(json!({
+        "value": [{
+            "subscriptionId": subscription.id,
+            "clientState": secrecy::ExposeSecret::expose_secret(&client_state),
+            "changeType": "updated",
+            "resource": format!("communications/presences('{}')", connection.ms_user_id),
+            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "id": connection.ms_user_id},
+            "encryptedContent": encrypted,
+            "tenantId": tenant,
+        }],
+        "validationTokens": [token],
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing() {
+    use kehai_server::teams::sync::{Dropped, process};
+    let (app, emu, alice, teams) = alice_connected_while("Busy").await;
+    let sequence = |n: u32| format!("Z{n:04}");
+
+    let mut bad_hmac = rich_notification(&app, &emu, "Away", &sequence(1), |_| {}).await;
+    let content = bad_hmac.value[0].encrypted_content.as_mut().unwrap();
+    content.data_signature = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    assert_eq!(process(&app.state, &teams, bad_hmac).await, vec![Err(Dropped::Decryption)]);
+
+    type Flaw = Box<dyn FnOnce(&mut Value)>;
+    let flaws: [(&str, Flaw); 3] = [
+        ("wrong aud", Box::new(|c| c["aud"] = json!("00000000-0000-0000-0000-000000000001"))),
+        ("expired", Box::new(|c| c["exp"] = json!(c["iat"].as_i64().unwrap() - 600))),
+        ("not Graph's", Box::new(|c| c["azp"] = json!("00000000-0000-0000-0000-000000000002"))),
+    ];
+    for (why, flaw) in flaws {
+        let batch = rich_notification(&app, &emu, "Away", &sequence(2), flaw).await;
+        assert_eq!(process(&app.state, &teams, batch).await, vec![Err(Dropped::ValidationToken)], "{why}");
+    }
+    // A bad signature: the token's payload changed after signing.
+    let mut forged = rich_notification(&app, &emu, "Away", &sequence(3), |_| {}).await;
+    let token = &mut forged.validation_tokens.as_mut().unwrap()[0];
+    let parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let payload = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1]).unwrap();
+    let mut claims: Value = serde_json::from_slice(&payload).unwrap();
+    claims["exp"] = json!(claims["exp"].as_i64().unwrap() + 86_400);
+    let payload = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string());
+    *token = format!("{}.{payload}.{}", parts[0], parts[2]);
+    assert_eq!(process(&app.state, &teams, forged).await, vec![Err(Dropped::ValidationToken)]);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴", "nothing applied");
+
+    // The same notification without a flaw is applied (so the flaws were what stopped them).
+    let genuine = rich_notification(&app, &emu, "Away", &sequence(4), |_| {}).await;
+    assert_eq!(process(&app.state, &teams, genuine).await, vec![Ok(())]);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "💤");
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "kehai_notification_decrypt_failures_total 1",
+        "kehai_validation_token_failures_total 4",
+        "kehai_notifications_dropped_total{reason=\"decryption\"} 1",
+        "kehai_notifications_dropped_total{reason=\"validation_token\"} 4",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn calls_to_microsoft_renewals_and_connections_are_counted() {
+    let (app, emu, alice, teams) = alice_connected_while("Busy").await;
+    // A renewal, one refused token on the way.
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 0})).await;
+    let connection = alice_connection(&app).await;
+    kehai_server::teams::upkeep::renew(&app.state, &teams, connection).await.unwrap();
+    set_status(&emu, "alice@example.com", "DoNotDisturb").await;
+    avatar_becomes(&alice, "⛔").await;
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "kehai_graph_requests_total{operation=\"get_my_presence\",status=\"200\"} 1",
+        "kehai_graph_requests_total{operation=\"create_subscription\",status=\"201\"} 1",
+        "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"429\"} 1",
+        "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"200\"} 1",
+        "kehai_token_requests_total{grant=\"authorization_code\",outcome=\"ok\"} 1",
+        "kehai_subscription_upkeep_total{outcome=\"renewed\"} 1",
+        "kehai_connections{state=\"connected\"} 1",
+        "kehai_connections{state=\"needs_reconnect\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
+    assert!(metrics.lines().any(|l| l.starts_with("kehai_webhook_answer_seconds_count ")), "{metrics}");
+    // A refused refresh: counted by its outcome, and the connection by its new state.
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
+    app.clock.advance(3600 * 1000);
+    let mut connection = alice_connection(&app).await;
+    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "kehai_token_requests_total{grant=\"refresh_token\",outcome=\"invalid_grant\"} 1",
+        "kehai_connections{state=\"connected\"} 0",
+        "kehai_connections{state=\"needs_reconnect\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
+}

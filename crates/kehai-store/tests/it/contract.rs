@@ -300,6 +300,9 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     let mut expected = vec![ca.id, cb.id];
     expected.sort_by_key(|i| i.0.to_string());
     assert_eq!(paged, expected, "the needs-reconnect one is left out");
+    let mut counts = store.connections_by_state().await.unwrap();
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(counts, [(ConnectionState::Connected, 2), (ConnectionState::NeedsReconnect, 1)]);
     assert!(store.connected_connections(Some(expected[1]), 10).await.unwrap().is_empty());
 
     // Renewed (same id, later expiry) and recreated (a new id).

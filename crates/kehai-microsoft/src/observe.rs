@@ -1,0 +1,21 @@
+//! What the client tells its user about every call to Microsoft: the server counts them in its
+//! metrics. Labels are stable names (never a URL, a user or a token).
+
+/// Told of every request to Microsoft, retries included.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A Graph request: its operation (`get_presence`, `renew_subscription`, …) and the HTTP
+    /// status (`None`: no answer — a timeout or a broken connection).
+    fn graph_call(&self, operation: &'static str, status: Option<u16>);
+    /// A token request: its grant (`authorization_code`, `refresh_token`) and outcome (`ok`, or
+    /// the OAuth error code such as `invalid_grant`, or `unavailable`).
+    fn token_call(&self, grant: &'static str, outcome: &str);
+}
+
+/// Tells nobody.
+#[derive(Debug, Default)]
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn graph_call(&self, _: &'static str, _: Option<u16>) {}
+    fn token_call(&self, _: &'static str, _: &str) {}
+}
