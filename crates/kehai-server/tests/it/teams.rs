@@ -628,17 +628,18 @@ async fn notifications_are_checked_and_applied_once_in_order() {
     assert_eq!(process(&app.state, &teams, unsigned).await, vec![Err(Dropped::ValidationToken)]);
 
     // Each counted by its reason.
-    let metrics = alice.get("/metrics").await.text().await.unwrap();
-    for line in [
-        "kehai_notifications_received_total 5",
-        "kehai_notifications_applied_total 1",
-        "kehai_notifications_dropped_total{reason=\"client_state\"} 1",
-        "kehai_notifications_dropped_total{reason=\"stale\"} 1",
-        "kehai_notifications_dropped_total{reason=\"unknown_subscription\"} 1",
-        "kehai_notifications_dropped_total{reason=\"validation_token\"} 1",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
-    }
+    has_metrics(
+        &alice,
+        &[
+            "kehai_notifications_received_total 5",
+            "kehai_notifications_applied_total 1",
+            "kehai_notifications_dropped_total{reason=\"client_state\"} 1",
+            "kehai_notifications_dropped_total{reason=\"stale\"} 1",
+            "kehai_notifications_dropped_total{reason=\"unknown_subscription\"} 1",
+            "kehai_notifications_dropped_total{reason=\"validation_token\"} 1",
+        ],
+    )
+    .await;
 
     // A connection that needs a new sign-in shows nothing more, even with a genuine notification.
     quietly_set(&emu, "alice@example.com", "Busy");
@@ -894,6 +895,14 @@ async fn fault(emu: &msemu::Running, fault: Value) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
+/// `/metrics` has every one of `lines`.
+async fn has_metrics(c: &Client, lines: &[&str]) {
+    let metrics = c.get("/metrics").await.text().await.unwrap();
+    for line in lines {
+        assert!(metrics.lines().any(|l| l == *line), "no {line} in\n{metrics}");
+    }
+}
+
 /// Polls `/metrics` until it has `line`.
 async fn metric_becomes(c: &Client, line: &str) {
     for _ in 0..100 {
@@ -1105,15 +1114,16 @@ async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing()
     let genuine = rich_notification(&app, &emu, "Away", &sequence(4), |_| {}).await;
     assert_eq!(process(&app.state, &teams, genuine).await, vec![Ok(())]);
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "💤");
-    let metrics = alice.get("/metrics").await.text().await.unwrap();
-    for line in [
-        "kehai_notification_decrypt_failures_total 1",
-        "kehai_validation_token_failures_total 4",
-        "kehai_notifications_dropped_total{reason=\"decryption\"} 1",
-        "kehai_notifications_dropped_total{reason=\"validation_token\"} 4",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
-    }
+    has_metrics(
+        &alice,
+        &[
+            "kehai_notification_decrypt_failures_total 1",
+            "kehai_validation_token_failures_total 4",
+            "kehai_notifications_dropped_total{reason=\"decryption\"} 1",
+            "kehai_notifications_dropped_total{reason=\"validation_token\"} 4",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1125,31 +1135,34 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
     kehai_server::teams::upkeep::renew(&app.state, &teams, connection).await.unwrap();
     set_status(&emu, "alice@example.com", "DoNotDisturb").await;
     avatar_becomes(&alice, "⛔").await;
+    has_metrics(
+        &alice,
+        &[
+            "kehai_graph_requests_total{operation=\"get_my_presence\",status=\"200\"} 1",
+            "kehai_graph_requests_total{operation=\"create_subscription\",status=\"201\"} 1",
+            "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"429\"} 1",
+            "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"200\"} 1",
+            "kehai_token_requests_total{grant=\"authorization_code\",outcome=\"ok\"} 1",
+            "kehai_subscription_upkeep_total{outcome=\"renewed\"} 1",
+            "kehai_connections{state=\"connected\"} 1",
+            "kehai_connections{state=\"needs_reconnect\"} 0",
+        ],
+    )
+    .await;
     let metrics = alice.get("/metrics").await.text().await.unwrap();
-    for line in [
-        "kehai_graph_requests_total{operation=\"get_my_presence\",status=\"200\"} 1",
-        "kehai_graph_requests_total{operation=\"create_subscription\",status=\"201\"} 1",
-        "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"429\"} 1",
-        "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"200\"} 1",
-        "kehai_token_requests_total{grant=\"authorization_code\",outcome=\"ok\"} 1",
-        "kehai_subscription_upkeep_total{outcome=\"renewed\"} 1",
-        "kehai_connections{state=\"connected\"} 1",
-        "kehai_connections{state=\"needs_reconnect\"} 0",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
-    }
     assert!(metrics.lines().any(|l| l.starts_with("kehai_webhook_answer_seconds_count ")), "{metrics}");
     // A refused refresh: counted by its outcome, and the connection by its new state.
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     let mut connection = alice_connection(&app).await;
     assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
-    let metrics = alice.get("/metrics").await.text().await.unwrap();
-    for line in [
-        "kehai_token_requests_total{grant=\"refresh_token\",outcome=\"invalid_grant\"} 1",
-        "kehai_connections{state=\"connected\"} 0",
-        "kehai_connections{state=\"needs_reconnect\"} 1",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
-    }
+    has_metrics(
+        &alice,
+        &[
+            "kehai_token_requests_total{grant=\"refresh_token\",outcome=\"invalid_grant\"} 1",
+            "kehai_connections{state=\"connected\"} 0",
+            "kehai_connections{state=\"needs_reconnect\"} 1",
+        ],
+    )
+    .await;
 }
