@@ -5,9 +5,10 @@
 //! `?validationToken=…` is answered with 200, `text/plain` and the decoded token. Otherwise the
 //! JSON body (at most 1 MiB) is parsed and handed to a bounded queue, and the answer is 202 at
 //! once — Graph slows and then drops endpoints slower than 3 s (§3.4). A full queue answers 503
-//! so that Graph retries: nothing is dropped silently.
+//! so that Graph retries: nothing is dropped silently. Workers take batches from the queue, a
+//! few at once, so a slow Microsoft delays only the notifications that wait on it.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
@@ -17,7 +18,10 @@ use axum::{
     routing::post,
 };
 use kehai_microsoft::notifications::NotificationBatch;
-use tokio::sync::mpsc;
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{error::ApiError, state::AppState};
@@ -76,23 +80,40 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
 
 /// How long the worker may go on with accepted notifications after `stop`.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// Batches processed at once: a slow or throttled Microsoft (basic notifications read the
+/// presence, lifecycle events renew) holds up only the batches waiting on it.
+pub const WORKERS: usize = 16;
 
-/// Processes queued notifications until `stop`, then what was already accepted (Graph got 202
-/// for it and will not send it again) for at most a few seconds.
+/// Processes queued notifications — up to [`WORKERS`] batches at once — until `stop`, then what
+/// was already accepted (Graph got 202 for it and will not send it again) for at most a few
+/// seconds. Order between batches does not matter: presences are applied by sequence number.
 pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch>, stop: CancellationToken) {
     tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(WORKERS));
+        let mut running = JoinSet::new();
+        let start = |batch, running: &mut JoinSet<()>, permit| {
+            let state = state.clone();
+            running.spawn(async move {
+                handle(&state, batch).await;
+                drop(permit);
+            });
+        };
         loop {
             let batch = tokio::select! {
                 _ = stop.cancelled() => break,
                 b = queue.recv() => match b { Some(b) => b, None => break },
             };
-            handle(&state, batch).await;
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            start(batch, &mut running, permit);
+            while running.try_join_next().is_some() {}
         }
         queue.close();
         let drained = tokio::time::timeout(DRAIN, async {
             while let Some(batch) = queue.recv().await {
-                handle(&state, batch).await;
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                start(batch, &mut running, permit);
             }
+            while running.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {

@@ -1166,3 +1166,77 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
     )
     .await;
 }
+
+/// Polls `name`'s avatar in alpha until it shows `emoji`, for at most `within`.
+async fn shows_within(c: &Client, name: &str, emoji: &str, within: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if find(&c.avatars("alpha").await, name).unwrap()["emoji"] == emoji {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_hanging_microsoft_holds_up_neither_other_members_nor_the_webhooks_nor_the_pages() {
+    let (app, emu) = start_in(NotificationMode::Basic).await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    set_status(&emu, "bob@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    connected(&app, &emu, "bob@example.com", "bob-password").await;
+    // The next Graph request — the read that follows Alice's notification — hangs for 4 s.
+    fault(&emu, json!({"target": "graph", "kind": "hang", "count": 1, "delay_ms": 4000})).await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set_status(&emu, "bob@example.com", "DoNotDisturb").await;
+    assert!(shows_within(&alice, "Bob", "⛔", Duration::from_secs(2)).await, "Bob's waits for nobody");
+    assert_ne!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴", "Alice's read still hangs");
+    // Meanwhile the webhooks and the pages answer at once.
+    let started = std::time::Instant::now();
+    let r = reqwest::Client::new().post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(alice.get("/s/alpha").await.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // And Alice's arrives once Graph answers.
+    assert!(shows_within(&alice, "Alice", "🔴", Duration::from_secs(8)).await);
+}
+
+#[tokio::test]
+async fn a_throttling_storm_converges_with_retry_after_honoured() {
+    let (app, emu) = start_in(NotificationMode::Basic).await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let reads = || async {
+        let v: Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
+        v["requests"]["GET /v1.0/users/{id}/presence"].as_u64().unwrap_or(0)
+    };
+    let before = reads().await;
+    // Six 429s with Retry-After: 1 s, while three changes arrive.
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 6, "retry_after": 1})).await;
+    let started = std::time::Instant::now();
+    for status in ["Busy", "InAMeeting", "DoNotDisturb"] {
+        set_status(&emu, "alice@example.com", status).await;
+    }
+    assert!(shows_within(&alice, "Alice", "⛔", Duration::from_secs(10)).await, "converged on the last change");
+    assert!(started.elapsed() >= Duration::from_secs(2), "two rounds of Retry-After: {:?}", started.elapsed());
+    // Every throttled read was tried again after Retry-After, and each of the three then got its answer.
+    let mut made = 0;
+    for _ in 0..40 {
+        made = reads().await - before;
+        if made >= 9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(made, 9, "6 throttled + 3 answered");
+    has_metrics(
+        &alice,
+        &[
+            "kehai_graph_requests_total{operation=\"get_presence\",status=\"429\"} 6",
+            "kehai_graph_requests_total{operation=\"get_presence\",status=\"200\"} 3",
+        ],
+    )
+    .await;
+}
