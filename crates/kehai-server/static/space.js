@@ -338,6 +338,15 @@
     nameInput.focus();
   }
 
+  // The once-only notice that the Teams connection needs a new sign-in opens the Status section.
+  const noticeOpen = $('teams-notice-open');
+  if (noticeOpen) {
+    noticeOpen.addEventListener('click', () => {
+      openProfileDialog();
+      $('status-section').scrollIntoView({ block: 'start' });
+    });
+  }
+
   grid.addEventListener('click', (event) => {
     const button = event.target.closest('.emoji-choice');
     if (!button) return;

@@ -157,7 +157,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// one recorded (text order) — atomically, so that a stale or duplicate notification never
     /// wins. False when it is not newer (or the connection is gone).
     async fn advance_sequence(&self, id: ConnectionId, sequence: &str) -> Result<bool>;
-    /// Sets a connection's state and last error; false when the connection is gone.
+    /// Whether the member is still to be told that their connection needs a new sign-in; true
+    /// once per time it became Needs reconnect (the caller shows the notice).
+    async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;
+    /// Sets a connection's state and last error; false when the connection is gone. Becoming
+    /// Needs reconnect raises the member's notice ([`Store::take_connection_notice`]).
     async fn set_connection_state(
         &self,
         id: ConnectionId,

@@ -659,7 +659,7 @@ macro_rules! impl_store {
                      ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
                      access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
                      subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
-                     last_sequence = $16, access_refresh_at = $17"
+                     last_sequence = $16, access_refresh_at = $17, notice_pending = FALSE"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -768,6 +768,17 @@ macro_rules! impl_store {
                 .and_then(connections)
             }
 
+            async fn take_connection_notice(&self, account: PersonId) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET notice_pending = FALSE \
+                     WHERE account_id = $1 AND notice_pending AND state = 'needs_reconnect'",
+                )
+                .bind(account.0.to_string())
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>> {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as("SELECT state, COUNT(*) FROM ms_connections GROUP BY state")
@@ -802,7 +813,13 @@ macro_rules! impl_store {
                 last_error: Option<&str>,
                 now: Millis,
             ) -> Result<bool> {
-                let done = sqlx::query("UPDATE ms_connections SET state = $2, last_error = $3, updated_at = $4 WHERE id = $1")
+                // Becoming Needs reconnect raises the notice (once: not again while it stays so);
+                // connecting again lowers it.
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET state = $2, last_error = $3, updated_at = $4, notice_pending = CASE \
+                     WHEN $2 = 'needs_reconnect' AND state <> 'needs_reconnect' THEN TRUE \
+                     WHEN $2 = 'connected' THEN FALSE ELSE notice_pending END WHERE id = $1",
+                )
                     .bind(id.0.to_string())
                     .bind(state.as_str())
                     .bind(last_error)

@@ -37,6 +37,8 @@ struct SpacePage<'a> {
     is_guest: bool,
     /// Whether the Microsoft Teams integration is configured on this server.
     teams_configured: bool,
+    /// Tell the member, once, that their Teams connection needs a new sign-in.
+    teams_notice: bool,
     emoji_choices: Vec<(&'static str, &'static str)>,
     page_data: String,
 }
@@ -93,6 +95,14 @@ pub async fn show(
         lang: lang.code(),
         strings: t.script_strings(),
     });
+    let teams_configured = state.config.microsoft().is_some();
+    // Taken when shown: the notice appears on one page load, the Status section keeps the state.
+    let teams_notice = !is_guest
+        && teams_configured
+        && state.store.take_connection_notice(me).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the member's connection notice");
+            false
+        });
     let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,
@@ -103,7 +113,8 @@ pub async fn show(
             my_name,
             csrf,
             is_guest,
-            teams_configured: state.config.microsoft().is_some(),
+            teams_configured,
+            teams_notice,
             emoji_choices,
             page_data,
         },

@@ -1240,3 +1240,32 @@ async fn a_throttling_storm_converges_with_retry_after_honoured() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_section() {
+    let (app, emu, alice, teams) = alice_connected_while("Busy").await;
+    let page = || async { alice.get("/s/alpha").await.text().await.unwrap() };
+    assert!(!page().await.contains("teams-notice"), "nothing to tell while connected");
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
+    app.clock.advance(3600 * 1000);
+    // Refused twice (a notification, then the sweep): still one notice.
+    for _ in 0..2 {
+        let mut connection = alice_connection(&app).await;
+        assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    }
+    let first = page().await;
+    assert!(first.contains("id=\"teams-notice\""), "{first}");
+    assert!(first.contains("Connect again in the Status section"));
+    assert!(!page().await.contains("teams-notice"), "told once");
+    assert_eq!(card(&alice).await["state"], "needs_reconnect", "the Status section keeps saying it");
+    // In Japanese too (a fresh notice after connecting again and being refused again).
+    let again = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    assert!(!page().await.contains("teams-notice"));
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
+    app.clock.advance(3600 * 1000);
+    let mut connection = alice_connection(&app).await;
+    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    let ja = again.http.get(again.url("/s/alpha")).header("accept-language", "ja").send().await.unwrap();
+    let ja = ja.text().await.unwrap();
+    assert!(ja.contains("もう一度接続してください"), "{ja}");
+}

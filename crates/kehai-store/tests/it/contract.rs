@@ -443,6 +443,15 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("refused"), T0 + 6).await.unwrap());
     let stored = store.connection_of(a.id).await.unwrap().unwrap();
     assert_eq!((stored.state, stored.last_error.as_deref()), (ConnectionState::NeedsReconnect, Some("refused")));
+    // The member is told once; marking it again does not tell again; a new sign-in resets it.
+    assert!(store.take_connection_notice(a.id).await.unwrap());
+    assert!(!store.take_connection_notice(a.id).await.unwrap());
+    assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("again"), T0 + 7).await.unwrap());
+    assert!(!store.take_connection_notice(a.id).await.unwrap());
+    store.save_connection(&c).await.unwrap();
+    assert!(!store.take_connection_notice(a.id).await.unwrap(), "connected: nothing to tell");
+    assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("later"), T0 + 8).await.unwrap());
+    assert!(store.take_connection_notice(a.id).await.unwrap());
     store.delete_connection(c.id).await.unwrap();
     assert!(!store.update_connection_tokens(c.id, &update).await.unwrap(), "a deleted connection stays deleted");
     assert!(!store.set_connection_state(c.id, ConnectionState::Error, None, T0).await.unwrap());
