@@ -290,7 +290,33 @@ impl Graph {
         expiration: &str,
     ) -> Result<Subscription, MicrosoftError> {
         let body = serde_json::json!({ "expirationDateTime": expiration });
-        let operation = Operation::named("renew_subscription");
+        self.patch_subscription(Operation::named("renew_subscription"), access_token, id, body).await
+    }
+
+    /// Renews a subscription and has Graph encrypt its notifications for another certificate
+    /// (`(base64 DER, id)`) from now on: kehai's certificate rotation.
+    pub async fn move_subscription(
+        &self,
+        access_token: &SecretString,
+        id: &str,
+        expiration: &str,
+        certificate: (&str, &str),
+    ) -> Result<Subscription, MicrosoftError> {
+        let body = serde_json::json!({
+            "expirationDateTime": expiration,
+            "encryptionCertificate": certificate.0,
+            "encryptionCertificateId": certificate.1,
+        });
+        self.patch_subscription(Operation::named("move_subscription"), access_token, id, body).await
+    }
+
+    async fn patch_subscription(
+        &self,
+        operation: Operation<'_>,
+        access_token: &SecretString,
+        id: &str,
+        body: Value,
+    ) -> Result<Subscription, MicrosoftError> {
         Self::parse(
             self.call(operation, Method::PATCH, &format!("/subscriptions/{id}"), access_token, Some(body)).await?,
         )

@@ -206,6 +206,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The newest certificate not retired.
     async fn current_certificate(&self) -> Result<Option<EncryptionCertificate>>;
     async fn certificate(&self, id: &str) -> Result<Option<EncryptionCertificate>>;
+    /// Retires every certificate but `except` (their private keys stay for decryption); returns
+    /// how many.
+    async fn retire_certificates(&self, except: &str, now: Millis) -> Result<u64>;
+    /// Deletes retired certificates that no subscription uses and that were retired before
+    /// `retired_before`; returns their ids.
+    async fn remove_unused_certificates(&self, retired_before: Millis) -> Result<Vec<String>>;
+    /// Every certificate, the oldest first, with how many subscriptions use it.
+    async fn certificates(&self) -> Result<Vec<(EncryptionCertificate, u64)>>;
 
     /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
     /// value's row label ([`secrets::row_label`]) and sealed text and returns the new sealed

@@ -64,6 +64,8 @@ pub struct SubscriptionRecord {
     pub id: String,
     pub expires_at: Millis,
     pub client_state: Sealed,
+    /// The encryption certificate Graph encrypts its notifications for (`None`: basic).
+    pub certificate_id: Option<String>,
 }
 
 /// A member's connection to their Microsoft account.

@@ -243,6 +243,7 @@ struct ConnectionRow {
     last_error: Option<String>,
     last_sequence: Option<String>,
     access_refresh_at: i64,
+    subscription_certificate_id: Option<String>,
     connected_at: i64,
     updated_at: i64,
 }
@@ -251,9 +252,12 @@ impl TryFrom<ConnectionRow> for Connection {
     type Error = StoreError;
     fn try_from(r: ConnectionRow) -> Result<Connection> {
         let subscription = match (r.subscription_id, r.subscription_expires_at, r.client_state) {
-            (Some(id), Some(expires_at), Some(cs)) => {
-                Some(SubscriptionRecord { id, expires_at, client_state: Sealed(cs) })
-            }
+            (Some(id), Some(expires_at), Some(cs)) => Some(SubscriptionRecord {
+                id,
+                expires_at,
+                client_state: Sealed(cs),
+                certificate_id: r.subscription_certificate_id,
+            }),
             _ => None,
         };
         Ok(Connection {
@@ -326,7 +330,7 @@ macro_rules! connection_columns {
     () => {
         "id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, refresh_token, \
          refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \
-         connected_at, updated_at, last_sequence, access_refresh_at"
+         connected_at, updated_at, last_sequence, access_refresh_at, subscription_certificate_id"
     };
 }
 
@@ -655,11 +659,12 @@ macro_rules! impl_store {
                 let sub = c.subscription.as_ref();
                 sqlx::query(concat!(
                     "INSERT INTO ms_connections (", connection_columns!(), ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                      ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
                      access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
                      subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
-                     last_sequence = $16, access_refresh_at = $17, notice_pending = FALSE"
+                     last_sequence = $16, access_refresh_at = $17, subscription_certificate_id = $18, \
+                     notice_pending = FALSE"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -678,6 +683,7 @@ macro_rules! impl_store {
                 .bind(c.updated_at)
                 .bind(c.last_sequence.clone())
                 .bind(c.access_refresh_at)
+                .bind(sub.and_then(|s| s.certificate_id.clone()))
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "microsoft account", "account"))?;
@@ -742,7 +748,8 @@ macro_rules! impl_store {
             ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
-                     updated_at = $5 WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
+                     updated_at = $5, subscription_certificate_id = $7 \
+                     WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
                 )
                 .bind(id.0.to_string())
                 .bind(&subscription.id)
@@ -750,6 +757,7 @@ macro_rules! impl_store {
                 .bind(&subscription.client_state.0)
                 .bind(now)
                 .bind(replacing)
+                .bind(&subscription.certificate_id)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)
@@ -996,6 +1004,51 @@ macro_rules! impl_store {
                 .fetch_optional(self.reader())
                 .await?
                 .map(EncryptionCertificate::from))
+            }
+
+            async fn retire_certificates(&self, except: &str, now: Millis) -> Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE encryption_certificates SET retired_at = $2 WHERE id <> $1 AND retired_at IS NULL",
+                )
+                .bind(except)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn remove_unused_certificates(&self, retired_before: Millis) -> Result<Vec<String>> {
+                let mut tx = self.writer().begin().await?;
+                let unused: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM encryption_certificates WHERE retired_at IS NOT NULL AND retired_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM ms_connections WHERE subscription_certificate_id = encryption_certificates.id) \
+                     ORDER BY id",
+                )
+                .bind(retired_before)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in &unused {
+                    sqlx::query("DELETE FROM encryption_certificates WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(unused)
+            }
+
+            async fn certificates(&self) -> Result<Vec<(EncryptionCertificate, u64)>> {
+                let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT c.id, c.certificate, c.private_key, c.created_at, c.retired_at, \
+                     (SELECT COUNT(*) FROM ms_connections m WHERE m.subscription_certificate_id = c.id) \
+                     FROM encryption_certificates c ORDER BY c.created_at, c.id",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, certificate, private_key, created_at, retired_at, used)| {
+                        let row = CertificateRow { id, certificate, private_key, created_at, retired_at };
+                        (EncryptionCertificate::from(row), u64::try_from(used).unwrap_or(0))
+                    })
+                    .collect())
             }
 
             async fn certificate(&self, id: &str) -> Result<Option<EncryptionCertificate>> {

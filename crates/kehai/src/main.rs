@@ -62,6 +62,14 @@ enum KeysCommand {
         #[arg(long, value_name = "VAR")]
         new_key_env: Option<String>,
     },
+    /// Make a new certificate for Graph to encrypt Teams presence with, and move every
+    /// subscription to it.
+    ///
+    /// The old private keys stay until no subscription uses them and Graph has stopped retrying
+    /// notifications encrypted for them (four hours); a subscription that cannot be moved now
+    /// (Microsoft unreachable, a refused sign-in) moves at its next renewal. kehai may keep
+    /// serving meanwhile.
+    RotateCert,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +185,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match rotated.file {
                 Some(file) => println!("re-sealed {} values; the new key is in {}", rotated.values, file.display()),
                 None => println!("re-sealed {} values; now set KEHAI_SECRET_KEY to the new key", rotated.values),
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::RotateCert) => {
+            let app = App::build(config).await?;
+            let teams = app.state.teams.clone().context(
+                "Microsoft Teams is not configured: set KEHAI_MS_CLIENT_ID and KEHAI_MS_CLIENT_SECRET (see docs/configuration.md)",
+            )?;
+            let rotation = kehai_server::teams::certificates::rotate(&app.state, &teams)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot rotate the encryption certificate: {}", e.message))?;
+            println!(
+                "new encryption certificate {}; {} subscription(s) moved to it",
+                rotation.certificate_id, rotation.moved
+            );
+            if rotation.kept > 0 {
+                println!(
+                    "{} old certificate(s) kept until no subscription uses them and Graph's retries are over (4 hours)",
+                    rotation.kept
+                );
+            }
+            if rotation.failed > 0 {
+                anyhow::bail!(
+                    "{} subscription(s) could not be moved now (see the log); they move at their next renewal while kehai serves",
+                    rotation.failed
+                );
             }
             Ok(())
         }

@@ -1,18 +1,45 @@
 //! kehai's encryption certificates: Graph encrypts rich notifications' presence for the current
 //! one. Generated on first need (RSA-2048, self-signed — Graph does not check the issuer), its
 //! private key sealed at rest.
+//!
+//! `kehai keys rotate-cert` ([`rotate`]) makes a new current certificate, retires the others and
+//! moves every subscription to the new one (a `PATCH` that also renews it). A retired private key
+//! is kept while any subscription still uses it (one that could not be moved now moves at its next
+//! renewal) and for Graph's four hours of retries after that, then deleted ([`remove_unused`]).
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use kehai_store::{EncryptionCertificate, Sealed};
 use secrecy::SecretString;
 
+use super::{Teams, upkeep};
 use crate::{error::ApiError, state::AppState};
+
+/// How long Graph retries a notification (protocol doc §3.4): one encrypted for a retired
+/// certificate may still arrive this long after its subscription moved.
+const RETRY_WINDOW_MS: i64 = 4 * 3600 * 1000;
+/// Connections read from the database at a time while moving subscriptions.
+const PAGE: u32 = 500;
 
 /// The current certificate's id and base64 DER, made if there is none.
 pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
     if let Some(c) = state.store.current_certificate().await? {
         return Ok((c.id, c.certificate));
     }
+    let record = generate(state)?;
+    match state.store.add_certificate(&record).await {
+        Ok(()) => Ok((record.id, record.certificate)),
+        // Another request made one meanwhile: use the current one.
+        Err(_) => state
+            .store
+            .current_certificate()
+            .await?
+            .map(|c| (c.id, c.certificate))
+            .ok_or_else(|| ApiError::internal("no certificate")),
+    }
+}
+
+/// A new certificate with its private key sealed (not stored yet).
+fn generate(state: &AppState) -> Result<EncryptionCertificate, ApiError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(ApiError::internal)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(ApiError::internal)?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "kehai notification encryption");
@@ -23,21 +50,70 @@ pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
         .secrets
         .seal(&private_key, &kehai_store::secrets::row_label("certificate", &id, "private_key"))
         .map_err(ApiError::internal)?;
-    let record = EncryptionCertificate {
-        id: id.clone(),
+    Ok(EncryptionCertificate {
+        id,
         certificate: STANDARD.encode(cert.der()),
         private_key: Sealed(sealed),
         created_at: state.clock.now(),
         retired_at: None,
-    };
-    match state.store.add_certificate(&record).await {
-        Ok(()) => Ok((record.id, record.certificate)),
-        // Another request made one meanwhile: use the current one.
-        Err(_) => state
-            .store
-            .current_certificate()
-            .await?
-            .map(|c| (c.id, c.certificate))
-            .ok_or_else(|| ApiError::internal("no certificate")),
+    })
+}
+
+/// What a certificate rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The new current certificate.
+    pub certificate_id: String,
+    /// Subscriptions now encrypted for it.
+    pub moved: usize,
+    /// Subscriptions that could not be moved now (Microsoft unreachable, a refused sign-in):
+    /// they move at their next renewal, and their old key stays meanwhile.
+    pub failed: usize,
+    /// Retired certificates whose private keys are still kept.
+    pub kept: usize,
+}
+
+/// Makes a new current certificate and moves every rich subscription to it.
+pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiError> {
+    let record = generate(state)?;
+    state.store.add_certificate(&record).await?;
+    state.store.retire_certificates(&record.id, state.clock.now()).await?;
+    let mut rotation = Rotation { certificate_id: record.id.clone(), moved: 0, failed: 0, kept: 0 };
+    let mut after = None;
+    loop {
+        let page = state.store.connected_connections(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for connection in page {
+            let on_old = connection
+                .subscription
+                .as_ref()
+                .and_then(|s| s.certificate_id.as_deref())
+                .is_some_and(|id| id != record.id);
+            if !on_old {
+                continue;
+            }
+            let id = connection.id;
+            match upkeep::renew(state, teams, connection).await {
+                Ok(_) => rotation.moved += 1,
+                Err(e) => {
+                    tracing::warn!(connection = %id.0, error = %e, "a subscription stays on the old certificate for now");
+                    rotation.failed += 1;
+                }
+            }
+        }
+    }
+    remove_unused(state).await;
+    rotation.kept = state.store.certificates().await?.iter().filter(|(c, _)| c.retired_at.is_some()).count();
+    Ok(rotation)
+}
+
+/// Deletes retired certificates no subscription uses once Graph can no longer be retrying
+/// notifications encrypted for them.
+pub async fn remove_unused(state: &AppState) {
+    match state.store.remove_unused_certificates(state.clock.now() - RETRY_WINDOW_MS).await {
+        Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "retired encryption certificates deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot delete retired encryption certificates"),
     }
 }

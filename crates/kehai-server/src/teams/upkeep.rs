@@ -49,12 +49,8 @@ pub async fn subscribe(
     user: &str,
     connection: ConnectionId,
 ) -> Result<SubscriptionRecord, MicrosoftError> {
-    let encryption_certificate = if teams.rich {
-        let (id, cert) = super::certificates::current(state).await.map_err(|e| MicrosoftError::Transport(e.message))?;
-        Some((cert, id))
-    } else {
-        None
-    };
+    let encryption_certificate = if teams.rich { Some(current_certificate(state).await?) } else { None };
+    let certificate_id = encryption_certificate.as_ref().map(|(_, id)| id.clone());
     let client_state = SecretString::from(super::connect::random(32));
     let requested = state.clock.now() + teams.subscription_ms;
     let new = NewSubscription {
@@ -81,7 +77,7 @@ pub async fn subscribe(
         .seal(&client_state, &row_label("connection", &connection.0.to_string(), "client_state"))
         .map_err(|e| MicrosoftError::Transport(e.to_string()))?;
     let expires_at = millis(&created.expiration_date_time).unwrap_or(requested);
-    Ok(SubscriptionRecord { id: created.id, expires_at, client_state: Sealed(sealed) })
+    Ok(SubscriptionRecord { id: created.id, expires_at, client_state: Sealed(sealed), certificate_id })
 }
 
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when
@@ -103,15 +99,27 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
     };
     let now = state.clock.now();
     let requested = now + teams.subscription_ms;
-    let (expiry, id) = (&rfc3339(requested), &current.id);
+    // A subscription encrypted for a retired certificate moves to the current one as it renews.
+    let moving = match &current.certificate_id {
+        Some(on) if teams.rich => {
+            Some(current_certificate(state).await.map_err(|e| e.to_string())?).filter(|(_, id)| id != on)
+        }
+        _ => None,
+    };
+    let (expiry, id, moving_to) = (&rfc3339(requested), &current.id, &moving);
     let renewal = super::tokens::authorized(state, teams, &mut connection, |token| async move {
-        teams.graph.renew_subscription(&token, id, expiry).await.map(|renewed| (renewed, token))
+        let renewed = match moving_to {
+            Some((cert, cert_id)) => teams.graph.move_subscription(&token, id, expiry, (cert, cert_id)).await,
+            None => teams.graph.renew_subscription(&token, id, expiry).await,
+        };
+        renewed.map(|renewed| (renewed, token))
     })
     .await;
     match renewal {
         Ok((renewed, token)) => {
             let record = SubscriptionRecord {
                 expires_at: millis(&renewed.expiration_date_time).unwrap_or(requested),
+                certificate_id: moving.map(|(_, id)| id).or_else(|| current.certificate_id.clone()),
                 ..current.clone()
             };
             let stored = state
@@ -133,6 +141,12 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The current encryption certificate as Graph takes it: (base64 DER, id).
+async fn current_certificate(state: &AppState) -> Result<(String, String), MicrosoftError> {
+    let (id, cert) = super::certificates::current(state).await.map_err(|e| MicrosoftError::Transport(e.message))?;
+    Ok((cert, id))
 }
 
 /// A new subscription for a connection whose old one is gone, and the presence read again.
@@ -223,6 +237,7 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
             sweep(&state, &teams).await;
             if reconciled.elapsed() >= RECONCILE {
                 super::heal::reconcile(&state, &teams).await;
+                super::certificates::remove_unused(&state).await;
                 reconciled = tokio::time::Instant::now();
             }
         }

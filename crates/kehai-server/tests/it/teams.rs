@@ -1042,11 +1042,24 @@ async fn rich_notification(
     sequence: &str,
     flaw: impl FnOnce(&mut Value),
 ) -> kehai_microsoft::notifications::NotificationBatch {
+    let current = app.state.store.current_certificate().await.unwrap().unwrap();
+    rich_notification_for(app, emu, &current.id, availability, sequence, flaw).await
+}
+
+/// The same, encrypted for the certificate `certificate_id`.
+async fn rich_notification_for(
+    app: &TestApp,
+    emu: &msemu::Running,
+    certificate_id: &str,
+    availability: &str,
+    sequence: &str,
+    flaw: impl FnOnce(&mut Value),
+) -> kehai_microsoft::notifications::NotificationBatch {
     use base64::Engine;
     let connection = alice_connection(app).await;
     let subscription = connection.subscription.clone().unwrap();
     let client_state = opened(app, &connection, &subscription.client_state, "client_state");
-    let cert = app.state.store.current_certificate().await.unwrap().unwrap();
+    let cert = app.state.store.certificate(certificate_id).await.unwrap().unwrap();
     let der = base64::engine::general_purpose::STANDARD.decode(&cert.certificate).unwrap();
     let presence = json!({
         "id": connection.ms_user_id, "availability": availability, "activity": availability,
@@ -1268,4 +1281,69 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
     let ja = again.http.get(again.url("/s/alpha")).header("accept-language", "ja").send().await.unwrap();
     let ja = ja.text().await.unwrap();
     assert!(ja.contains("もう一度接続してください"), "{ja}");
+}
+
+#[tokio::test]
+async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_until_unused() {
+    use kehai_server::teams::certificates::{remove_unused, rotate};
+    use kehai_server::teams::sync::process;
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    set_status(&emu, "bob@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    connected(&app, &emu, "bob@example.com", "bob-password").await;
+    let teams = app.state.teams.clone().unwrap();
+    let old = app.state.store.current_certificate().await.unwrap().unwrap().id;
+    let at_msemu = |email: &str| {
+        let world = emu.emulator.world.lock();
+        let id = world.directory.user_by_email(email).unwrap().id.to_string();
+        world.subscriptions.values().find(|s| s.resource.ends_with(&id)).unwrap().encryption_certificate_id.clone()
+    };
+    assert_eq!(at_msemu("alice@example.com").as_deref(), Some(old.as_str()));
+
+    // Bob's sign-in is refused when his move needs a fresh token: his subscription cannot move.
+    reqwest::Client::new().post(emu.url("/_emu/api/users/bob@example.com/revoke")).send().await.unwrap();
+    let bob = app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Bob").unwrap();
+    let bob = app.state.store.connection_of(bob.person_id).await.unwrap().unwrap();
+    let now = app.state.clock.now();
+    let lapsed = kehai_store::TokenUpdate {
+        access_token: bob.access_token.clone(),
+        access_expires_at: now - 1,
+        access_refresh_at: now - 1,
+        refresh_token: None,
+        refresh_expires_at: None,
+        updated_at: now,
+    };
+    app.state.store.update_connection_tokens(bob.id, &lapsed).await.unwrap();
+    let rotation = rotate(&app.state, &teams).await.unwrap();
+    assert_eq!((rotation.moved, rotation.failed, rotation.kept), (1, 1, 1), "{rotation:?}");
+    let new = app.state.store.current_certificate().await.unwrap().unwrap().id;
+    assert_eq!(new, rotation.certificate_id);
+    assert_eq!(at_msemu("alice@example.com").as_deref(), Some(new.as_str()), "Graph encrypts Alice's for the new one");
+    let stored = alice_connection(&app).await.subscription.unwrap();
+    assert_eq!(stored.certificate_id.as_deref(), Some(new.as_str()));
+    // Graph's next notification for Alice is encrypted for the new certificate…
+    set_status(&emu, "alice@example.com", "Busy").await;
+    avatar_becomes(&alice, "🔴").await;
+    // …and one it still retries, encrypted for the old one, opens too.
+    let late = rich_notification_for(&app, &emu, &old, "Away", "Zzzzzzzzzz", |_| {}).await;
+    assert_eq!(process(&app.state, &teams, late).await, vec![Ok(())]);
+    avatar_becomes(&alice, "💤").await;
+
+    // Four hours on, the old key stays: Bob's subscription still names it.
+    let rotated_at = app.state.clock.now();
+    app.clock.advance(4 * 3600 * 1000 + 1);
+    remove_unused(&app.state).await;
+    assert!(app.state.store.certificate(&old).await.unwrap().is_some());
+    // Bob connects again (a new subscription, on the new certificate)…
+    app.clock.set(rotated_at);
+    connected(&app, &emu, "bob@example.com", "bob-password").await;
+    assert_eq!(at_msemu("bob@example.com").as_deref(), Some(new.as_str()));
+    // …and once Graph can no longer be retrying for it, the unused old key goes.
+    remove_unused(&app.state).await;
+    assert!(app.state.store.certificate(&old).await.unwrap().is_some(), "not before four hours");
+    app.clock.advance(4 * 3600 * 1000 + 1);
+    remove_unused(&app.state).await;
+    assert_eq!(app.state.store.certificate(&old).await.unwrap(), None);
+    assert!(app.state.store.certificate(&new).await.unwrap().is_some());
 }

@@ -278,6 +278,7 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
         id: id.into(),
         expires_at,
         client_state: Sealed(format!("v1.sealed-{id}")),
+        certificate_id: None,
     };
     let (mut ca, mut cb, mut cc) = (connection(a.id, "ms-a"), connection(b.id, "ms-b"), connection(c.id, "ms-c"));
     ca.subscription = Some(record("sub-a", T0 + 600_000));
@@ -348,6 +349,7 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
         id: "sub-1".into(),
         expires_at: T0 + 59 * 60_000,
         client_state: Sealed("v1.cs".into()),
+        certificate_id: Some("cert-1".into()),
     });
     c.state = ConnectionState::NeedsReconnect;
     c.last_error = Some("Microsoft refused the sign-in".into());
@@ -420,6 +422,43 @@ pub async fn the_newest_live_certificate_is_current(store: &dyn Store) {
     assert_eq!(store.current_certificate().await.unwrap(), Some(new));
     assert_eq!(store.certificate("cert-1").await.unwrap(), Some(old.clone()));
     assert!(matches!(store.add_certificate(&old).await, Err(StoreError::Conflict(_))));
+}
+
+pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let cert = |id: &str, at| EncryptionCertificate {
+        id: id.into(),
+        certificate: "MIIB".into(),
+        private_key: Sealed(format!("v1.key-{id}")),
+        created_at: at,
+        retired_at: None,
+    };
+    store.add_certificate(&cert("cert-1", T0)).await.unwrap();
+    let mut c = connection(a.id, "ms-a");
+    c.subscription = Some(SubscriptionRecord {
+        id: "sub-a".into(),
+        expires_at: T0 + 60_000,
+        client_state: Sealed("v1.cs".into()),
+        certificate_id: Some("cert-1".into()),
+    });
+    store.save_connection(&c).await.unwrap();
+    store.add_certificate(&cert("cert-2", T0 + 1)).await.unwrap();
+    assert_eq!(store.retire_certificates("cert-2", T0 + 2).await.unwrap(), 1);
+    assert_eq!(store.current_certificate().await.unwrap().unwrap().id, "cert-2");
+    let used: Vec<(String, Option<i64>, u64)> =
+        store.certificates().await.unwrap().into_iter().map(|(c, n)| (c.id, c.retired_at, n)).collect();
+    assert_eq!(used, [("cert-1".into(), Some(T0 + 2), 1), ("cert-2".into(), None, 0)]);
+    // Still used by sub-a: kept however long ago it was retired.
+    assert!(store.remove_unused_certificates(T0 + 1_000_000).await.unwrap().is_empty());
+    // Moved to the new certificate: the old key goes, once retired long enough.
+    let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
+    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3).await.unwrap());
+    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().subscription, Some(moved));
+    assert!(store.remove_unused_certificates(T0 + 2).await.unwrap().is_empty(), "not retired long enough");
+    assert_eq!(store.remove_unused_certificates(T0 + 3).await.unwrap(), ["cert-1"]);
+    assert_eq!(store.certificate("cert-1").await.unwrap(), None);
+    assert!(store.certificate("cert-2").await.unwrap().is_some(), "the current one is never removed");
 }
 
 pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn Store) {

@@ -57,6 +57,7 @@ fn every_command_has_help() {
         vec!["member", "add", "--help"],
         vec!["member", "list", "--help"],
         vec!["keys", "rotate", "--help"],
+        vec!["keys", "rotate-cert", "--help"],
     ] {
         let out = ok(&kehai(dir.path(), &args, None, &[]));
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -256,4 +257,19 @@ fn an_interrupted_key_rotation_stops_the_start_with_instructions() {
     std::fs::copy(dir.path().join("secret.key"), dir.path().join("secret.key.old")).unwrap();
     let o = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", "127.0.0.1:0")]);
     fails(&o, "interrupted");
+}
+
+#[test]
+fn keys_rotate_cert_makes_a_new_certificate_and_keeps_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    fails(&kehai(dir.path(), &["keys", "rotate-cert"], None, &[]), "Microsoft Teams is not configured");
+    // No member is connected: nothing to move, and Microsoft is never called.
+    let ms = [("KEHAI_MS_CLIENT_ID", "11111111-2222-3333-4444-555555555555"), ("KEHAI_MS_CLIENT_SECRET", "s3cret")];
+    let first = ok(&kehai(dir.path(), &["keys", "rotate-cert"], None, &ms));
+    assert!(first.contains("subscription(s) moved to it"), "{first}");
+    assert!(first.contains("1 old certificate(s) kept"), "the one made at the start: {first}");
+    let second = ok(&kehai(dir.path(), &["keys", "rotate-cert"], None, &ms));
+    assert!(second.contains("2 old certificate(s) kept"), "{second}");
+    let id = |out: &str| out.split_whitespace().nth(3).unwrap().trim_end_matches(';').to_owned();
+    assert!(id(&first).starts_with("kehai-") && id(&first) != id(&second), "{first} / {second}");
 }
