@@ -1,13 +1,15 @@
 //! What the client tells its user about every call to Microsoft: the server counts them in its
 //! metrics. Labels are stable names (never a URL, a user or a token).
 
-/// Told of every request to Microsoft, retries included.
+/// Told of the calls kehai makes to Microsoft.
 pub trait Observer: Send + Sync + std::fmt::Debug {
-    /// A Graph request: its operation (`get_presence`, `renew_subscription`, …) and the HTTP
-    /// status (`None`: no answer — a timeout or a broken connection).
+    /// Every Graph request, retries included: its operation (`get_presence`,
+    /// `renew_subscription`, …) and the HTTP status (`None`: no answer — a timeout or a broken
+    /// connection).
     fn graph_call(&self, operation: &'static str, status: Option<u16>);
-    /// A token request: its grant (`authorization_code`, `refresh_token`) and outcome (`ok`, or
-    /// the OAuth error code such as `invalid_grant`, or `unavailable`).
+    /// Every token call, once it has ended (after its retries): its grant (`authorization_code`,
+    /// `refresh_token`) and outcome (`ok`, or the OAuth error code such as `invalid_grant`, or
+    /// `unavailable`).
     fn token_call(&self, grant: &'static str, outcome: &str);
 }
 

@@ -27,7 +27,7 @@ pub struct AppState {
     /// The Microsoft Teams integration, when configured.
     pub teams: Option<Arc<crate::teams::Teams>>,
     /// Change notifications waiting to be processed (the webhook answers at once).
-    pub notifications: tokio::sync::mpsc::Sender<kehai_microsoft::notifications::NotificationBatch>,
+    pub notifications: crate::webhooks::NotificationQueue,
     /// Seals tokens and client states before they are stored.
     pub secrets: Arc<kehai_store::secrets::SecretBox>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
@@ -39,7 +39,7 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct Background {
     live: LiveWorker,
-    notifications: tokio::sync::mpsc::Receiver<kehai_microsoft::notifications::NotificationBatch>,
+    notifications: tokio::sync::mpsc::Receiver<crate::webhooks::Queued>,
 }
 
 impl AppState {
@@ -47,7 +47,7 @@ impl AppState {
         let master_key = crate::keys::load(&config)?;
         let metrics = Metrics::new();
         let teams = crate::teams::Teams::from_config(&config, metrics.clone());
-        let (notifications, queue) = tokio::sync::mpsc::channel(crate::webhooks::QUEUE);
+        let (notifications, queue) = crate::webhooks::NotificationQueue::new();
         let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),

@@ -186,6 +186,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>>;
     /// Connected connections whose subscription lapses before `before`, the soonest first.
     async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>>;
+    /// Connected connections whose subscription is encrypted for a certificate other than
+    /// `current` (a retired one), the soonest to lapse first.
+    async fn subscriptions_on_other_certificates(&self, current: &str, limit: u32) -> Result<Vec<Connection>>;
     /// Deletes a connection with its spaces.
     async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
     /// Uses a connection in a space, ON or OFF.
@@ -209,9 +212,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Retires every certificate but `except` (their private keys stay for decryption); returns
     /// how many.
     async fn retire_certificates(&self, except: &str, now: Millis) -> Result<u64>;
-    /// Deletes retired certificates that no subscription uses and that were retired before
-    /// `retired_before`; returns their ids.
-    async fn remove_unused_certificates(&self, retired_before: Millis) -> Result<Vec<String>>;
+    /// Notes since when each retired certificate is unused (no subscription names it), and
+    /// deletes those unused for `unused_for` by `now`; returns their ids.
+    async fn remove_unused_certificates(&self, now: Millis, unused_for: Millis) -> Result<Vec<String>>;
     /// Every certificate, the oldest first, with how many subscriptions use it.
     async fn certificates(&self) -> Result<Vec<(EncryptionCertificate, u64)>>;
 

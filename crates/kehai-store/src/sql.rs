@@ -325,6 +325,13 @@ impl From<CertificateRow> for EncryptionCertificate {
     }
 }
 
+/// Whether a subscription names the `encryption_certificates` row at hand.
+macro_rules! certificate_used {
+    () => {
+        "EXISTS (SELECT 1 FROM ms_connections WHERE subscription_certificate_id = encryption_certificates.id)"
+    };
+}
+
 /// The columns [`ConnectionRow`] reads.
 macro_rules! connection_columns {
     () => {
@@ -814,6 +821,20 @@ macro_rules! impl_store {
                 .and_then(connections)
             }
 
+            async fn subscriptions_on_other_certificates(&self, current: &str, limit: u32) -> Result<Vec<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM ms_connections \
+                     WHERE state = 'connected' AND subscription_certificate_id <> $1 \
+                     ORDER BY subscription_expires_at LIMIT $2"
+                ))
+                .bind(current)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(StoreError::from)
+                .and_then(connections)
+            }
+
             async fn set_connection_state(
                 &self,
                 id: ConnectionId,
@@ -1017,14 +1038,30 @@ macro_rules! impl_store {
                 Ok(done.rows_affected())
             }
 
-            async fn remove_unused_certificates(&self, retired_before: Millis) -> Result<Vec<String>> {
+            async fn remove_unused_certificates(&self, now: Millis, unused_for: Millis) -> Result<Vec<String>> {
                 let mut tx = self.writer().begin().await?;
-                let unused: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM encryption_certificates WHERE retired_at IS NOT NULL AND retired_at < $1 \
-                     AND NOT EXISTS (SELECT 1 FROM ms_connections WHERE subscription_certificate_id = encryption_certificates.id) \
-                     ORDER BY id",
-                )
-                .bind(retired_before)
+                // When each retired certificate was first seen unused (and not, if used again).
+                sqlx::query(concat!(
+                    "UPDATE encryption_certificates SET unused_since = NULL WHERE unused_since IS NOT NULL AND ",
+                    certificate_used!()
+                ))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(concat!(
+                    "UPDATE encryption_certificates SET unused_since = $1 \
+                     WHERE retired_at IS NOT NULL AND unused_since IS NULL AND NOT ",
+                    certificate_used!()
+                ))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let unused: Vec<String> = sqlx::query_scalar(concat!(
+                    "SELECT id FROM encryption_certificates WHERE retired_at IS NOT NULL \
+                     AND unused_since <= $1 AND NOT ",
+                    certificate_used!(),
+                    " ORDER BY id"
+                ))
+                .bind(now - unused_for)
                 .fetch_all(&mut *tx)
                 .await?;
                 for id in &unused {

@@ -67,8 +67,8 @@ enum KeysCommand {
     ///
     /// The old private keys stay until no subscription uses them and Graph has stopped retrying
     /// notifications encrypted for them (four hours); a subscription that cannot be moved now
-    /// (Microsoft unreachable, a refused sign-in) moves at its next renewal. kehai may keep
-    /// serving meanwhile.
+    /// (Microsoft unreachable, a refused sign-in) is moved by the serving kehai within a minute
+    /// (or when it starts). kehai may keep serving meanwhile.
     RotateCert,
 }
 
@@ -208,7 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if rotation.failed > 0 {
                 anyhow::bail!(
-                    "{} subscription(s) could not be moved now (see the log); they move at their next renewal while kehai serves",
+                    "{} subscription(s) could not be moved now (see the log); kehai serve keeps trying every minute",
                     rotation.failed
                 );
             }

@@ -3,9 +3,10 @@
 //! private key sealed at rest.
 //!
 //! `kehai keys rotate-cert` ([`rotate`]) makes a new current certificate, retires the others and
-//! moves every subscription to the new one (a `PATCH` that also renews it). A retired private key
-//! is kept while any subscription still uses it (one that could not be moved now moves at its next
-//! renewal) and for Graph's four hours of retries after that, then deleted ([`remove_unused`]).
+//! moves every subscription to the new one (a `PATCH` that also renews it). One it could not move
+//! — or all, when kehai was not serving — moves with the upkeep's next sweep, within a minute. A
+//! retired private key is kept while any subscription still uses it and for Graph's four hours of
+//! retries after that, then deleted ([`remove_unused`]).
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use kehai_store::{EncryptionCertificate, Sealed};
@@ -67,29 +68,33 @@ pub struct Rotation {
     /// Subscriptions now encrypted for it.
     pub moved: usize,
     /// Subscriptions that could not be moved now (Microsoft unreachable, a refused sign-in):
-    /// they move at their next renewal, and their old key stays meanwhile.
+    /// the serving kehai's sweep tries again every minute, and their old key stays meanwhile.
     pub failed: usize,
     /// Retired certificates whose private keys are still kept.
     pub kept: usize,
 }
 
-/// Makes a new current certificate and moves every rich subscription to it.
-pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiError> {
+/// Makes a new current certificate and retires the others; returns its id. Subscriptions move to
+/// it as they renew ([`rotate`] moves them at once).
+pub async fn make_new_current(state: &AppState) -> Result<String, ApiError> {
     let record = generate(state)?;
     state.store.add_certificate(&record).await?;
     state.store.retire_certificates(&record.id, state.clock.now()).await?;
-    let mut rotation = Rotation { certificate_id: record.id.clone(), moved: 0, failed: 0, kept: 0 };
+    Ok(record.id)
+}
+
+/// Makes a new current certificate and moves every rich subscription to it.
+pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiError> {
+    let new = make_new_current(state).await?;
+    let mut rotation = Rotation { certificate_id: new.clone(), moved: 0, failed: 0, kept: 0 };
     let mut after = None;
     loop {
         let page = state.store.connected_connections(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for connection in page {
-            let on_old = connection
-                .subscription
-                .as_ref()
-                .and_then(|s| s.certificate_id.as_deref())
-                .is_some_and(|id| id != record.id);
+            let on_old =
+                connection.subscription.as_ref().and_then(|s| s.certificate_id.as_deref()).is_some_and(|id| id != new);
             if !on_old {
                 continue;
             }
@@ -108,10 +113,10 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
     Ok(rotation)
 }
 
-/// Deletes retired certificates no subscription uses once Graph can no longer be retrying
-/// notifications encrypted for them.
+/// Deletes retired certificates once no subscription has used them for four hours: Graph can no
+/// longer be retrying notifications encrypted for them. Runs with every reconciliation.
 pub async fn remove_unused(state: &AppState) {
-    match state.store.remove_unused_certificates(state.clock.now() - RETRY_WINDOW_MS).await {
+    match state.store.remove_unused_certificates(state.clock.now(), RETRY_WINDOW_MS).await {
         Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "retired encryption certificates deleted"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot delete retired encryption certificates"),

@@ -178,6 +178,12 @@ pub(super) async fn apply(
 ) -> Result<(), Dropped> {
     let gate = teams.applying.of(connection.id);
     let _applying = gate.lock().await;
+    // Still connected (not marked Needs reconnect nor removed since it was admitted).
+    match state.store.connection_of(connection.account_id).await {
+        Ok(Some(now)) if now.id == connection.id && now.state == ConnectionState::Connected => {}
+        Ok(_) => return Err(Dropped::NotConnected),
+        Err(_) => return Err(Dropped::Unavailable),
+    }
     // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
     if let Some(sequence) = &presence.sequence_number
         && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?

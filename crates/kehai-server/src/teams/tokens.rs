@@ -117,8 +117,10 @@ async fn token_for(
     if refused.is_none() && connection.access_refresh_at > now {
         return stored(connection);
     }
-    // One refresh in flight per connection: Microsoft rotates the refresh token, so a second
-    // concurrent refresh with the old one would fail. Whoever waited finds the new tokens stored.
+    // One refresh in flight per connection: each refresh rotates the refresh token, and two at
+    // once would ask Microsoft twice and race to store theirs. Whoever waited finds the new
+    // tokens stored. (Microsoft keeps older refresh tokens valid, so another process refreshing
+    // meanwhile — `kehai keys rotate-cert` — does no harm.)
     let gate = teams.refreshing.of(connection.id);
     let _refreshing = gate.lock().await;
     match state.store.connection_of(connection.account_id).await {
@@ -175,6 +177,7 @@ async fn token_for(
         Err(e) if needs_sign_in(&e) => {
             mark(
                 state,
+                teams,
                 connection,
                 ConnectionState::NeedsReconnect,
                 "Microsoft no longer accepts kehai's sign-in. Connect again.",
@@ -186,7 +189,7 @@ async fn token_for(
             if e.aadsts().is_some_and(|c| matches!(c, 7000215 | 7000222 | 700016)) =>
         {
             // The server's own app registration is refused: for the operator to fix.
-            mark(state, connection, ConnectionState::Error, "kehai's Microsoft app registration was refused (client secret or app id). Tell your kehai administrator.").await;
+            mark(state, teams, connection, ConnectionState::Error, "kehai's Microsoft app registration was refused (client secret or app id). Tell your kehai administrator.").await;
             Err(TokenError::Unavailable(e.to_string()))
         }
         Err(e) => Err(TokenError::Unavailable(e.to_string())),
@@ -194,8 +197,11 @@ async fn token_for(
 }
 
 /// Records a connection's failure and takes its presence off the avatars: a presence kehai can
-/// no longer follow would soon be wrong.
-async fn mark(state: &AppState, connection: &mut Connection, to: ConnectionState, why: &str) {
+/// no longer follow would soon be wrong. Under the connection's apply lock, so that a presence
+/// being applied meanwhile cannot put it back ([`super::sync::apply`] checks the state).
+async fn mark(state: &AppState, teams: &Teams, connection: &mut Connection, to: ConnectionState, why: &str) {
+    let gate = teams.applying.of(connection.id);
+    let _applying = gate.lock().await;
     connection.state = to;
     connection.last_error = Some(why.to_owned());
     if let Err(e) = state.store.set_connection_state(connection.id, to, Some(why), state.clock.now()).await {

@@ -31,6 +31,8 @@ const SWEEP_MAX: Duration = Duration::from_secs(60);
 const RECONCILE: Duration = Duration::from_secs(5 * 60);
 /// Connections renewed per sweep at most (the rest wait for the next sweep).
 const BATCH: u32 = 200;
+/// Renewals failing one after another that end a sweep early.
+const GIVE_UP_AFTER: u32 = 3;
 
 /// What one upkeep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,23 +197,46 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     let life = teams.subscription_ms;
     let horizon = now + life / LEAD_SHARE + life / SPREAD_SHARE;
     let due = match state.store.subscriptions_expiring(horizon, BATCH).await {
-        Ok(due) => due,
+        Ok(due) => due.into_iter().filter(|c| {
+            let lapses = c.subscription.as_ref().map_or(now, |s| s.expires_at);
+            lapses - now <= lead(life, c.id)
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot list subscriptions to renew");
             return 0;
         }
     };
+    // After `kehai keys rotate-cert`, the subscriptions it could not move (or all of them, when it
+    // ran while kehai was stopped) move now: a renewal moves them to the current certificate.
+    let mut moving = Vec::new();
+    if teams.rich
+        && let Ok(Some(current)) = state.store.current_certificate().await
+    {
+        match state.store.subscriptions_on_other_certificates(&current.id, BATCH).await {
+            Ok(on_old) => moving = on_old,
+            Err(e) => tracing::warn!(error = %e, "cannot list subscriptions on retired certificates"),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
     let mut done = 0;
-    for connection in due {
-        let lapses = connection.subscription.as_ref().map_or(now, |s| s.expires_at);
-        if lapses - now > lead(life, connection.id) {
+    let mut failed_in_a_row = 0;
+    for connection in due.chain(moving) {
+        if !seen.insert(connection.id) {
             continue;
         }
         let id = connection.id;
         if let Err(e) = renew(state, teams, connection).await {
             tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription");
+            failed_in_a_row += 1;
+            if failed_in_a_row >= GIVE_UP_AFTER {
+                // Microsoft is likely down or throttling: each call has already retried; the
+                // next sweep tries again rather than this one taking hours.
+                tracing::warn!("renewals keep failing: the rest wait for the next sweep");
+                break;
+            }
         } else {
             done += 1;
+            failed_in_a_row = 0;
         }
     }
     done

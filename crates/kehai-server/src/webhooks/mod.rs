@@ -3,9 +3,9 @@
 //!
 //! Both answer Graph's validation handshake (protocol doc §3.1): a POST with
 //! `?validationToken=…` is answered with 200, `text/plain` and the decoded token. Otherwise the
-//! JSON body (at most 1 MiB) is parsed and handed to a bounded queue, and the answer is 202 at
-//! once — Graph slows and then drops endpoints slower than 3 s (§3.4). A full queue answers 503
-//! so that Graph retries: nothing is dropped silently. Workers take batches from the queue, a
+//! JSON body (at most 1 MiB) is parsed and handed to a queue bounded in batches and in bytes
+//! ([`queue`]), and the answer is 202 at once — Graph slows and then drops endpoints slower than
+//! 3 s (§3.4). A full queue answers 503 so that Graph retries: nothing is dropped silently. Workers take batches from the queue, a
 //! few at once, so a slow Microsoft delays only the notifications that wait on it.
 
 use std::{collections::HashMap, sync::Arc};
@@ -22,14 +22,16 @@ use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
 };
+
+pub use queue::{NotificationQueue, Queued, Refused};
 use tokio_util::sync::CancellationToken;
 
 use crate::{error::ApiError, state::AppState};
 
+mod queue;
+
 /// Notification bodies are small; Graph batches at most a few hundred items.
 const MAX_BODY: usize = 1024 * 1024;
-/// Batches waiting to be processed before the webhook answers 503.
-pub const QUEUE: usize = 1024;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -65,16 +67,16 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
             .into_response();
         }
     };
-    match state.notifications.try_send(batch) {
+    match state.notifications.push(batch, body.len()) {
         Ok(()) => {
             queue_depth(state);
             StatusCode::ACCEPTED.into_response()
         }
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(Refused::Full) => {
             tracing::warn!("the notification queue is full: asking Graph to retry");
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(Refused::Closed) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
@@ -87,7 +89,7 @@ pub const WORKERS: usize = 16;
 /// Processes queued notifications — up to [`WORKERS`] batches at once — until `stop`, then what
 /// was already accepted (Graph got 202 for it and will not send it again) for at most a few
 /// seconds. Order between batches does not matter: presences are applied by sequence number.
-pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch>, stop: CancellationToken) {
+pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<Queued>, stop: CancellationToken) {
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(WORKERS));
         let mut running = JoinSet::new();
@@ -124,15 +126,14 @@ pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<NotificationBatch
     });
 }
 
-async fn handle(state: &AppState, batch: NotificationBatch) {
+async fn handle(state: &AppState, queued: Queued) {
     queue_depth(state);
     if let Some(teams) = state.teams.clone() {
-        crate::teams::sync::process(state, &teams, batch).await;
+        crate::teams::sync::process(state, &teams, queued.batch).await;
     }
 }
 
-/// Publishes how many batches wait (the sender sees the queue's free capacity).
+/// Publishes how many batches wait.
 fn queue_depth(state: &AppState) {
-    let waiting = state.notifications.max_capacity() - state.notifications.capacity();
-    state.metrics.notification_queue.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    state.metrics.notification_queue.set(i64::try_from(state.notifications.depth()).unwrap_or(i64::MAX));
 }

@@ -450,13 +450,18 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
         store.certificates().await.unwrap().into_iter().map(|(c, n)| (c.id, c.retired_at, n)).collect();
     assert_eq!(used, [("cert-1".into(), Some(T0 + 2), 1), ("cert-2".into(), None, 0)]);
     // Still used by sub-a: kept however long ago it was retired.
-    assert!(store.remove_unused_certificates(T0 + 1_000_000).await.unwrap().is_empty());
-    // Moved to the new certificate: the old key goes, once retired long enough.
+    assert!(store.remove_unused_certificates(T0 + 1_000_000, 100).await.unwrap().is_empty());
+    let on_old = store.subscriptions_on_other_certificates("cert-2", 10).await.unwrap();
+    assert_eq!(on_old.iter().map(|c| c.id).collect::<Vec<_>>(), [c.id]);
+    assert!(store.subscriptions_on_other_certificates("cert-1", 10).await.unwrap().is_empty());
+    // Moved to the new certificate at T0 + 2_000_000: the old key goes once unused for 100 ms.
     let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
     assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3).await.unwrap());
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().subscription, Some(moved));
-    assert!(store.remove_unused_certificates(T0 + 2).await.unwrap().is_empty(), "not retired long enough");
-    assert_eq!(store.remove_unused_certificates(T0 + 3).await.unwrap(), ["cert-1"]);
+    assert!(store.subscriptions_on_other_certificates("cert-2", 10).await.unwrap().is_empty());
+    assert!(store.remove_unused_certificates(T0 + 2_000_000, 100).await.unwrap().is_empty(), "first seen unused");
+    assert!(store.remove_unused_certificates(T0 + 2_000_099, 100).await.unwrap().is_empty(), "not unused long enough");
+    assert_eq!(store.remove_unused_certificates(T0 + 2_000_100, 100).await.unwrap(), ["cert-1"]);
     assert_eq!(store.certificate("cert-1").await.unwrap(), None);
     assert!(store.certificate("cert-2").await.unwrap().is_some(), "the current one is never removed");
 }

@@ -1,0 +1,92 @@
+//! The bounded queue between the webhooks and the workers: at most [`BATCHES`] batches and
+//! [`BYTES`] bytes of notification bodies wait at once — without the byte bound, 1,024 bodies
+//! of up to 1 MiB each could hold a gigabyte. Beyond either bound the webhook answers 503 and
+//! Graph retries later.
+
+use std::sync::Arc;
+
+use kehai_microsoft::notifications::NotificationBatch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Batches waiting at most.
+pub const BATCHES: usize = 1024;
+/// Bytes of waiting notification bodies at most.
+pub const BYTES: usize = 32 * 1024 * 1024;
+
+/// A batch taken from the queue; its bytes count against the bound until it is dropped.
+#[derive(Debug)]
+pub struct Queued {
+    pub batch: NotificationBatch,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Too much waits already: Graph should retry later.
+    Full,
+    /// The workers have stopped (shutting down).
+    Closed,
+}
+
+/// The webhooks' side of the queue.
+#[derive(Debug, Clone)]
+pub struct NotificationQueue {
+    sender: mpsc::Sender<Queued>,
+    bytes: Arc<Semaphore>,
+}
+
+impl NotificationQueue {
+    /// The queue and the workers' receiving end.
+    pub fn new() -> (NotificationQueue, mpsc::Receiver<Queued>) {
+        let (sender, receiver) = mpsc::channel(BATCHES);
+        (NotificationQueue { sender, bytes: Arc::new(Semaphore::new(BYTES)) }, receiver)
+    }
+
+    /// Queues a batch whose body was `size` bytes.
+    pub fn push(&self, batch: NotificationBatch, size: usize) -> Result<(), Refused> {
+        let size = u32::try_from(size.max(1)).map_err(|_| Refused::Full)?;
+        let permit = Arc::clone(&self.bytes).try_acquire_many_owned(size).map_err(|e| match e {
+            tokio::sync::TryAcquireError::NoPermits => Refused::Full,
+            tokio::sync::TryAcquireError::Closed => Refused::Closed,
+        })?;
+        self.sender.try_send(Queued { batch, _bytes: permit }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Refused::Full,
+            mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+        })
+    }
+
+    /// Batches waiting now.
+    pub fn depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> NotificationBatch {
+        serde_json::from_str(r#"{"value": []}"#).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_batches_and_by_bytes() {
+        let (queue, mut receiver) = NotificationQueue::new();
+        assert_eq!(queue.push(batch(), BYTES - 10), Ok(()));
+        assert_eq!(queue.push(batch(), 11), Err(Refused::Full), "the bytes are taken");
+        assert_eq!(queue.push(batch(), 10), Ok(()));
+        assert_eq!(queue.depth(), 2);
+        // Processing the big one frees its bytes.
+        drop(receiver.try_recv().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(queue.push(batch(), 1024), Ok(()));
+        drop(receiver.try_recv());
+        drop(receiver.try_recv());
+        for _ in 0..BATCHES {
+            assert_eq!(queue.push(batch(), 1), Ok(()));
+        }
+        assert_eq!(queue.push(batch(), 1), Err(Refused::Full), "the batches are taken");
+        drop(receiver);
+        assert_eq!(queue.push(batch(), 1), Err(Refused::Closed), "the workers are gone");
+    }
+}
