@@ -822,17 +822,14 @@ macro_rules! impl_store {
             }
 
             async fn subscriptions_on_other_certificates(&self, current: &str, limit: u32) -> Result<Vec<Connection>> {
-                sqlx::query_as::<_, ConnectionRow>(concat!(
+                let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
                     "SELECT ", connection_columns!(), " FROM ms_connections \
                      WHERE state = 'connected' AND subscription_certificate_id <> $1 \
                      ORDER BY subscription_expires_at LIMIT $2"
                 ))
                 .bind(current)
-                .bind(i64::from(limit))
-                .fetch_all(self.reader())
-                .await
-                .map_err(StoreError::from)
-                .and_then(connections)
+                .bind(i64::from(limit));
+                connections(rows.fetch_all(self.reader()).await?)
             }
 
             async fn set_connection_state(
