@@ -34,6 +34,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 apt_install postgresql nats-server
+# Headless Chromium for the browser tests (driven through chromedriver).
+apt_install chromium chromium-driver
 
 # --- services ----------------------------------------------------------------------------------
 export KEHAI_TEST_POSTGRES_URL="${KEHAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

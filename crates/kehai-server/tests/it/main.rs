@@ -4,6 +4,7 @@
 
 mod auth;
 mod avatars;
+mod browser;
 mod live;
 mod ops;
 mod pages;

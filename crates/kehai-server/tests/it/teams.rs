@@ -1366,3 +1366,40 @@ async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_unti
     assert_eq!(kehai_server::teams::upkeep::sweep(&app.state, &teams).await, 0, "nothing left to move");
     assert!(app.state.store.certificate(&new).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is_told_once() {
+    let Some(browser) = crate::browser::Browser::start().await else { return };
+    let (app, emu, _alice, teams) = alice_connected_while("Busy").await;
+    browser.login(&app.url(""), "alice@example.com", crate::support::PASSWORD, "/s/alpha").await;
+    // Alice's face: the Teams emoji, and the label as tooltip and accessible name.
+    let face = ".avatar.is-me .avatar-face";
+    let label = "Alice (you) — Microsoft Teams: 取り込み中 / Busy";
+    let read = format!(
+        "const f = document.querySelector('{face}'); return f && [f.title, f.getAttribute('aria-label'), f.querySelector('.badge').textContent];"
+    );
+    browser.eventually(&read, json!([label, label, "🔴"])).await;
+    // A change at Microsoft arrives live, without a reload.
+    set_status(&emu, "alice@example.com", "DoNotDisturb").await;
+    let dnd = "Alice (you) — Microsoft Teams: 応答不可 / Do not disturb";
+    browser.eventually(&read, json!([dnd, dnd, "⛔"])).await;
+    assert!(!browser.has("#teams-notice").await);
+
+    // Microsoft refuses the sign-in: the next page tells it once, and its button opens Status.
+    reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
+    app.clock.advance(3600 * 1000);
+    let mut connection = alice_connection(&app).await;
+    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    browser.client.refresh().await.unwrap();
+    let notice = browser.find("#teams-notice").await;
+    assert!(notice.text().await.unwrap().contains("Connect again in the Status section"));
+    browser.find("#teams-notice-open").await.click().await.unwrap();
+    browser.eventually("return document.getElementById('profile-dialog').open", json!(true)).await;
+    browser.eventually("return document.getElementById('teams-card').dataset.state", json!("needs_reconnect")).await;
+    // The own emoji shows again (the override was removed), and the notice does not come back.
+    browser.eventually(&format!("return document.querySelector('{face} .badge') === null"), json!(true)).await;
+    browser.client.refresh().await.unwrap();
+    browser.find(face).await;
+    assert!(!browser.has("#teams-notice").await, "told once");
+    browser.client.clone().close().await.unwrap();
+}

@@ -1,0 +1,116 @@
+//! Headless Chromium, driven through Debian's chromedriver (WebDriver), for what only a browser
+//! shows: the page script's rendering, tooltips and accessible names, dialogs.
+//!
+//! Without chromium and chromedriver the browser tests are skipped with a warning — unless
+//! `CI=true`, where a missing browser fails them (scripts/test.sh installs both).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use serde_json::json;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A browser session; its chromedriver stops when this drops.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// A fresh headless Chromium, or `None` (with a warning) where none is installed and CI is
+    /// not set.
+    pub async fn start() -> Option<Browser> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("warning: no chromium/chromedriver: browser test skipped");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        // This machine has no internet: without the background-networking flags Chromium keeps
+        // trying Google's hosts.
+        let options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls().unwrap().capabilities(capabilities.clone()).connect(&url).await {
+                Ok(client) => return Some(Browser { client, driver, _profile: profile }),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start a session: {last:?}");
+    }
+
+    /// Signs in through kehai's login page and lands on `next`.
+    pub async fn login(&self, base: &str, email: &str, password: &str, next: &str) {
+        self.client.goto(&format!("{base}/login?next={next}")).await.unwrap();
+        self.find("#email").await.send_keys(email).await.unwrap();
+        self.find("#password").await.send_keys(password).await.unwrap();
+        self.find("form[action='/login'] button[type=submit]").await.click().await.unwrap();
+    }
+
+    /// The element for a CSS selector, waiting up to five seconds for it.
+    pub async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(5))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    /// Whether an element matches `css` now.
+    pub async fn has(&self, css: &str) -> bool {
+        !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
+    }
+
+    /// Polls `script` (which returns a value) until it returns `expected`, for five seconds.
+    pub async fn eventually(&self, script: &str, expected: serde_json::Value) {
+        let mut got = serde_json::Value::Null;
+        for _ in 0..100 {
+            got = self.client.execute(script, vec![]).await.unwrap();
+            if got == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let text: serde_json::Value =
+            self.client.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
+        panic!("{script} gave {got}, not {expected}, on {url}: {text}");
+    }
+}
