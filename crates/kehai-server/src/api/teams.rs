@@ -7,7 +7,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use kehai_store::{Connection, ConnectionState};
+use kehai_store::{Connection, ConnectionId, ConnectionState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -149,6 +149,8 @@ pub async fn toggle(
     if !enabled && !used_here(&state, &connection, &admitted).await? {
         return Err(not_used_here());
     }
+    // OFF under the apply lock: a presence being applied meanwhile cannot land here after.
+    let applying = if enabled { None } else { applying_lock(&state, connection.id).await };
     state.store.set_connection_space(connection.id, admitted.space.id, enabled).await?;
     let account = admitted.visitor.person_id();
     if enabled {
@@ -161,6 +163,7 @@ pub async fn toggle(
         // OFF: the own emoji at once, and no later notification changes the avatar here.
         clear_presence(&state, &admitted).await?;
     }
+    drop(applying);
     Ok(Json(status_of(&state, &admitted).await?))
 }
 
@@ -170,6 +173,12 @@ fn not_used_here() -> ApiError {
 
 async fn used_here(state: &AppState, connection: &Connection, admitted: &Admitted) -> Result<bool, ApiError> {
     Ok(state.store.connection_spaces(connection.id).await?.iter().any(|(s, _)| *s == admitted.space.id))
+}
+
+/// The connection's apply lock ([`teams::sync::apply`] holds it while it shows a presence).
+async fn applying_lock(state: &AppState, connection: ConnectionId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let teams = state.teams.as_ref()?;
+    Some(teams.applying.of(connection).lock_owned().await)
 }
 
 async fn clear_presence(state: &AppState, admitted: &Admitted) -> Result<(), ApiError> {
@@ -206,8 +215,13 @@ pub async fn disconnect(
     if !used_here(&state, &connection, &admitted).await? {
         return Err(not_used_here());
     }
-    let left = state.store.remove_connection_space(connection.id, admitted.space.id).await?;
-    clear_presence(&state, &admitted).await?;
+    let left = {
+        // Released before any token is asked for: marking a refused sign-in takes this lock too.
+        let _applying = applying_lock(&state, connection.id).await;
+        let left = state.store.remove_connection_space(connection.id, admitted.space.id).await?;
+        clear_presence(&state, &admitted).await?;
+        left
+    };
     if left == 0 {
         if let (Some(teams), Some(sub)) = (state.teams.clone(), connection.subscription.clone()) {
             match teams::tokens::access_token(&state, &teams, &mut connection).await {
