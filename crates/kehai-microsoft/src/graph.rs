@@ -139,10 +139,23 @@ impl Graph {
         let idempotent = method != Method::POST;
         let mut attempt = 0u32;
         loop {
-            if let Some(tenant) = operation.presence_of_tenant {
-                self.presence_limit.until_ready(tenant).await;
+            if let Some(tenant) = operation.presence_of_tenant
+                && let Err(wait) = self.presence_limit.until_ready(tenant, retry::MAX_WAIT).await
+            {
+                // Graph asked this tenant to wait longer than kehai waits in place: no request.
+                return Err(MicrosoftError::Graph {
+                    status: 429,
+                    code: "TooManyRequests".into(),
+                    message: "Graph throttled this tenant's presence requests a moment ago".into(),
+                    retry_after: Some(wait),
+                });
             }
             let result = self.attempt(operation.name, method.clone(), path, access_token, body.clone()).await;
+            if let (Some(tenant), Err(MicrosoftError::Graph { status: 429, retry_after: Some(wait), .. })) =
+                (operation.presence_of_tenant, &result)
+            {
+                self.presence_limit.throttled(tenant, *wait);
+            }
             let retry_after = match &result {
                 Err(MicrosoftError::Graph { status: 429 | 503 | 504, retry_after, .. }) => *retry_after,
                 Err(MicrosoftError::Transport(_)) if idempotent => None,

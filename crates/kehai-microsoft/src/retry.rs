@@ -10,7 +10,7 @@ const RETRIES: u32 = 3;
 /// The first backoff without `Retry-After` (then 2×, 4×, plus up to half again as jitter).
 const BACKOFF: Duration = Duration::from_millis(500);
 /// The longest `Retry-After` honoured in place.
-const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether an HTTP status is worth another attempt.
 pub(crate) fn transient(status: u16) -> bool {

@@ -426,3 +426,24 @@ async fn token_requests_are_retried_when_throttled_or_unavailable() {
     assert_eq!(requests_to(&emu, "/oauth2/v2.0/token").await - before, 7);
     assert_eq!(*told.0.lock().unwrap(), ["refresh_token ok", "refresh_token temporarily_unavailable"]);
 }
+
+#[tokio::test]
+async fn a_long_retry_after_holds_the_tenants_presence_reads_without_requests() {
+    let emu = msemu().await;
+    let (tokens, _) = connect(&emu, "alice@example.com", "alice-password").await;
+    let graph = Graph::new(config(&emu, "organizations"));
+    let before = presence_reads(&emu).await;
+    fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 120})).await;
+    for _ in 0..3 {
+        match graph.my_presence(&tokens.access_token, TENANT).await.unwrap_err() {
+            MicrosoftError::Graph { status: 429, retry_after: Some(wait), .. } => {
+                assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(presence_reads(&emu).await - before, 1, "only the first reached Graph");
+    // Another tenant is not held.
+    graph.my_presence(&tokens.access_token, "fabrikam").await.unwrap();
+    assert_eq!(presence_reads(&emu).await - before, 2);
+}
