@@ -579,20 +579,24 @@ async fn basic_notification(
     app: &TestApp,
     client_state: Option<&str>,
 ) -> kehai_microsoft::notifications::NotificationBatch {
+    serde_json::from_value(basic_notification_json(app, client_state).await).unwrap()
+}
+
+/// The same, as the JSON body Graph posts.
+async fn basic_notification_json(app: &TestApp, client_state: Option<&str>) -> Value {
     let connection = alice_connection(app).await;
     let subscription = connection.subscription.clone().unwrap();
     let genuine = opened(app, &connection, &subscription.client_state, "client_state");
     let client_state =
         client_state.map_or_else(|| secrecy::ExposeSecret::expose_secret(&genuine).to_owned(), str::to_owned);
-    serde_json::from_value(json!({"value": [{
+    json!({"value": [{
         "subscriptionId": subscription.id,
         "clientState": client_state,
         "changeType": "updated",
         "resource": format!("communications/presences/{}", connection.ms_user_id),
         "resourceData": {"id": connection.ms_user_id},
         "tenantId": connection.ms_tenant_id,
-    }]}))
-    .unwrap()
+    }]})
 }
 
 #[tokio::test]
@@ -1402,4 +1406,44 @@ async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is
     browser.find(face).await;
     assert!(!browser.has("#teams-notice").await, "told once");
     browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_what_was_accepted_is_processed() {
+    let (app, emu, alice, _teams) = {
+        let (app, emu) = start_in(NotificationMode::Basic).await;
+        set_status(&emu, "alice@example.com", "Available").await;
+        let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+        let teams = app.state.teams.clone().unwrap();
+        (app, emu, alice, teams)
+    };
+    // Every worker waits on a slow Graph read…
+    let workers = kehai_server::webhooks::WORKERS;
+    fault(&emu, json!({"target": "graph", "kind": "hang", "count": workers, "delay_ms": 6000})).await;
+    quietly_set(&emu, "alice@example.com", "Busy");
+    let c = reqwest::Client::new();
+    let genuine = basic_notification_json(&app, None).await;
+    for _ in 0..workers {
+        let r = c.post(app.url("/webhooks/msgraph")).json(&genuine).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    // …so batches queue up until the queue is full, and then Graph is asked to retry.
+    let mut accepted = 0;
+    let refused = loop {
+        let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
+        if r.status() != StatusCode::ACCEPTED {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted <= 2000, "the queue never filled");
+    };
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!((1024..=1024 + 1).contains(&accepted), "{accepted} accepted");
+    has_metrics(&alice, &["kehai_notification_queue_depth 1024"]).await;
+    // Once Graph answers, everything accepted is processed, and the webhook accepts again.
+    assert!(shows_within(&alice, "Alice", "🔴", Duration::from_secs(15)).await);
+    metric_becomes(&alice, "kehai_notification_queue_depth 0").await;
+    let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
