@@ -16,6 +16,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 /// Graph's limit per app and tenant in [`WINDOW`].
 pub const PRESENCE_REQUESTS: u32 = 1500;
 const WINDOW: Duration = Duration::from_secs(30);
+/// The longest a tenant's presence reads are held for one 429.
+const MAX_HOLD: Duration = Duration::from_secs(600);
 
 /// Presence requests per tenant, held under `per_window` in any 30 seconds: a burst of a third of
 /// it, then the other two thirds spread evenly over the window.
@@ -58,9 +60,10 @@ impl PresenceLimit {
         Ok(())
     }
 
-    /// Graph answered 429 for `tenant`, asking to wait `retry_after`.
+    /// Graph answered 429 for `tenant`, asking to wait `retry_after` (held for ten minutes at
+    /// most, whatever Graph asks).
     pub fn throttled(&self, tenant: &str, retry_after: Duration) {
-        let until = Instant::now() + retry_after;
+        let until = Instant::now() + retry_after.min(MAX_HOLD);
         let mut throttled = self.throttled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = throttled.entry(tenant.to_owned()).or_insert(until);
         *entry = (*entry).max(until);

@@ -40,8 +40,7 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 #[cfg(test)]
@@ -59,5 +58,19 @@ mod tests {
         }
         assert_eq!(wait(RETRIES, None), None);
         assert_eq!(wait(RETRIES, Some(Duration::from_secs(1))), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_nonsense_is_ignored() {
+        let header = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap_or_else(|_| panic!("{v}")));
+            retry_after(&h)
+        };
+        assert_eq!(header("120"), Some(Duration::from_secs(120)));
+        assert_eq!(header(" 1.5 "), Some(Duration::from_millis(1500)));
+        for nonsense in ["-1", "NaN", "inf", "1e30", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(header(nonsense), None, "{nonsense}");
+        }
     }
 }

@@ -325,10 +325,12 @@ impl From<CertificateRow> for EncryptionCertificate {
     }
 }
 
-/// Whether a subscription names the `encryption_certificates` row at hand.
+/// Whether a connected connection's subscription names the `encryption_certificates` row at hand
+/// (notifications for other connections are dropped unread: they need no key).
 macro_rules! certificate_used {
     () => {
-        "EXISTS (SELECT 1 FROM ms_connections WHERE subscription_certificate_id = encryption_certificates.id)"
+        "EXISTS (SELECT 1 FROM ms_connections WHERE state = 'connected' \
+         AND subscription_certificate_id = encryption_certificates.id)"
     };
 }
 

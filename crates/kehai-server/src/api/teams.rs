@@ -152,12 +152,12 @@ pub async fn toggle(
     // OFF under the apply lock: a presence being applied meanwhile cannot land here after.
     let applying = if enabled { None } else { applying_lock(&state, connection.id).await };
     state.store.set_connection_space(connection.id, admitted.space.id, enabled).await?;
-    let account = admitted.visitor.person_id();
     if enabled {
         // ON shows the current presence at once (S6).
         if let Ok(presence) = teams::read_presence(&state, &teams, &mut connection).await {
-            // Logged where it failed; the next notification shows it.
-            let _ = teams::show_presence(&state, connection.id, account, &presence).await;
+            // Through the apply lock and the state and sequence checks; a failure is logged, and
+            // the next notification shows it.
+            let _ = teams::sync::show_current(&state, &teams, &connection, &presence).await;
         }
     } else {
         // OFF: the own emoji at once, and no later notification changes the avatar here.

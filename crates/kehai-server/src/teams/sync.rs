@@ -176,19 +176,50 @@ pub(super) async fn apply(
     connection: &Connection,
     presence: &Presence,
 ) -> Result<(), Dropped> {
+    apply_as(state, teams, connection, presence, false).await
+}
+
+/// Shows the presence just read when a space turns the connection ON: like [`apply`], but the
+/// presence already applied elsewhere (the same sequence number) is shown too.
+pub(crate) async fn show_current(
+    state: &AppState,
+    teams: &Teams,
+    connection: &Connection,
+    presence: &Presence,
+) -> Result<(), Dropped> {
+    apply_as(state, teams, connection, presence, true).await
+}
+
+async fn apply_as(
+    state: &AppState,
+    teams: &Teams,
+    connection: &Connection,
+    presence: &Presence,
+    again: bool,
+) -> Result<(), Dropped> {
     let gate = teams.applying.of(connection.id);
     let _applying = gate.lock().await;
-    // Still connected (not marked Needs reconnect nor removed since it was admitted).
-    match state.store.connection_of(connection.account_id).await {
-        Ok(Some(now)) if now.id == connection.id && now.state == ConnectionState::Connected => {}
+    // Still connected to the same account (not marked Needs reconnect, removed or reconnected
+    // to another account since it was admitted).
+    let current = match state.store.connection_of(connection.account_id).await {
+        Ok(Some(now))
+            if now.id == connection.id
+                && now.ms_user_id == connection.ms_user_id
+                && now.state == ConnectionState::Connected =>
+        {
+            now
+        }
         Ok(_) => return Err(Dropped::NotConnected),
         Err(_) => return Err(Dropped::Unavailable),
-    }
+    };
     // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
-    if let Some(sequence) = &presence.sequence_number
-        && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?
-    {
-        return Err(Dropped::Stale);
+    if let Some(sequence) = &presence.sequence_number {
+        let shown_already = again && current.last_sequence.as_deref() == Some(sequence.as_str());
+        if !shown_already
+            && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?
+        {
+            return Err(Dropped::Stale);
+        }
     }
     if super::show_presence(state, connection.id, connection.account_id, presence).await {
         Ok(())

@@ -31,8 +31,8 @@ const SWEEP_MAX: Duration = Duration::from_secs(60);
 const RECONCILE: Duration = Duration::from_secs(5 * 60);
 /// Connections renewed per sweep at most (the rest wait for the next sweep).
 const BATCH: u32 = 200;
-/// Renewals failing one after another that end a sweep early.
-const GIVE_UP_AFTER: u32 = 3;
+/// How long one sweep may renew; the rest wait for the next sweep.
+const SWEEP_BUDGET: Duration = Duration::from_secs(120);
 
 /// What one upkeep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,24 +219,21 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     }
     let mut seen = std::collections::HashSet::new();
     let mut done = 0;
-    let mut failed_in_a_row = 0;
+    let started = tokio::time::Instant::now();
     for connection in due.chain(moving) {
         if !seen.insert(connection.id) {
             continue;
         }
+        if started.elapsed() >= SWEEP_BUDGET {
+            // Microsoft is slow or down (each call has already retried): the next sweep goes on,
+            // rather than this one taking hours.
+            tracing::warn!("the renewal sweep ran out of time: the rest wait for the next sweep");
+            break;
+        }
         let id = connection.id;
-        if let Err(e) = renew(state, teams, connection).await {
-            tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription");
-            failed_in_a_row += 1;
-            if failed_in_a_row >= GIVE_UP_AFTER {
-                // Microsoft is likely down or throttling: each call has already retried; the
-                // next sweep tries again rather than this one taking hours.
-                tracing::warn!("renewals keep failing: the rest wait for the next sweep");
-                break;
-            }
-        } else {
-            done += 1;
-            failed_in_a_row = 0;
+        match renew(state, teams, connection).await {
+            Ok(_) => done += 1,
+            Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
         }
     }
     done

@@ -6,6 +6,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -16,17 +17,25 @@ use serde_json::json;
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// A browser session; its chromedriver stops when this drops.
+/// A browser session; chromedriver and its Chromium stop when this drops, even after a failed test.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
 }
 
-impl Drop for Browser {
+/// A running chromedriver in a process group of its own, with the Chromium it started: the
+/// whole group is killed on drop.
+struct Driver {
+    process: Child,
+}
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        let group = format!("-{}", self.process.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -43,12 +52,14 @@ impl Browser {
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(CHROMEDRIVER)
+        let process = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
+        let driver = Driver { process };
         let profile = tempfile::tempdir().unwrap();
         // This machine has no internet: without the background-networking flags Chromium keeps
         // trying Google's hosts.
@@ -67,7 +78,7 @@ impl Browser {
         let mut last = None;
         for _ in 0..100 {
             match ClientBuilder::rustls().unwrap().capabilities(capabilities.clone()).connect(&url).await {
-                Ok(client) => return Some(Browser { client, driver, _profile: profile }),
+                Ok(client) => return Some(Browser { client, _driver: driver, _profile: profile }),
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

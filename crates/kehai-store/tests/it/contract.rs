@@ -464,6 +464,19 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     assert_eq!(store.remove_unused_certificates(T0 + 2_000_100, 100).await.unwrap(), ["cert-1"]);
     assert_eq!(store.certificate("cert-1").await.unwrap(), None);
     assert!(store.certificate("cert-2").await.unwrap().is_some(), "the current one is never removed");
+    // A connection that needs a new sign-in keeps no key: its notifications are dropped unread.
+    let b = member(store, &s, "b@example.com", "B").await;
+    let mut cb = connection(b.id, "ms-b");
+    cb.subscription = Some(SubscriptionRecord { id: "sub-b".into(), ..c.subscription.clone().unwrap() });
+    cb.subscription.as_mut().unwrap().certificate_id = Some("cert-2".into());
+    cb.state = ConnectionState::NeedsReconnect;
+    store.save_connection(&cb).await.unwrap();
+    store.add_certificate(&cert("cert-3", T0 + 10)).await.unwrap();
+    store.retire_certificates("cert-3", T0 + 11).await.unwrap();
+    // (cert-2 is still named by a's connected subscription: move that one too.)
+    let moved = SubscriptionRecord { certificate_id: Some("cert-3".into()), ..c.subscription.clone().unwrap() };
+    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 12).await.unwrap());
+    assert_eq!(store.remove_unused_certificates(T0 + 3_000_000, 0).await.unwrap(), ["cert-2"]);
 }
 
 pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn Store) {
