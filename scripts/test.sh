@@ -34,8 +34,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 apt_install postgresql nats-server
-# Headless Chromium for the browser tests (driven through chromedriver).
-apt_install chromium chromium-driver
+# Headless Chromium for the browser tests (driven through chromedriver), with emoji and
+# Japanese fonts so that their screenshots show what people see.
+apt_install chromium chromium-driver fonts-noto-color-emoji fonts-noto-cjk
 
 # --- services ----------------------------------------------------------------------------------
 export KEHAI_TEST_POSTGRES_URL="${KEHAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

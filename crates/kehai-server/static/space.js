@@ -417,9 +417,10 @@
   const teamsCard = $('teams-card');
   const teamsPath = `/api/spaces/${encodeURIComponent(space)}/integrations/msteams`;
 
-  function teamsButton(text, onClick, primary) {
+  function teamsButton(id, text, onClick, primary) {
     const b = el('button', primary ? 'primary' : null, text);
     b.type = 'button';
+    b.id = id;
     b.addEventListener('click', onClick);
     return b;
   }
@@ -449,10 +450,10 @@
     };
     stateText.textContent = texts[status.state] || status.state;
     if (['not_connected', 'needs_reconnect', 'error'].includes(status.state)) {
-      actions.append(teamsButton(t('teams_connect'), openTeamsPopup, true));
+      actions.append(teamsButton('teams-connect', t('teams_connect'), openTeamsPopup, true));
     }
     if (status.state === 'available') {
-      actions.append(teamsButton(t('teams_enable_here'), () => setTeams(true), true));
+      actions.append(teamsButton('teams-enable', t('teams_enable_here'), () => setTeams(true), true));
     }
     if (status.state === 'connected' || status.state === 'paused') {
       const label = el('label', 'switch');
@@ -466,7 +467,7 @@
       actions.append(label);
     }
     if (status.used_here) {
-      actions.append(teamsButton(t('teams_disconnect'), confirmDisconnect));
+      actions.append(teamsButton('teams-disconnect', t('teams_disconnect'), confirmDisconnect));
     }
   }
 

@@ -40,9 +40,14 @@ impl Drop for Driver {
 }
 
 impl Browser {
-    /// A fresh headless Chromium, or `None` (with a warning) where none is installed and CI is
-    /// not set.
+    /// A fresh headless Chromium in English, or `None` (with a warning) where none is installed
+    /// and CI is not set.
     pub async fn start() -> Option<Browser> {
+        Self::start_in("en").await
+    }
+
+    /// The same, asking for pages in `lang` (`Accept-Language`).
+    pub async fn start_in(lang: &str) -> Option<Browser> {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -65,10 +70,12 @@ impl Browser {
         // trying Google's hosts.
         let options = json!({
             "binary": CHROMIUM,
+            "prefs": { "intl.accept_languages": lang },
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-quic", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--lang={lang}"),
                 format!("--user-data-dir={}", profile.path().display()),
             ],
         });
@@ -102,6 +109,59 @@ impl Browser {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    /// Clicks the element for `css`, waiting up to five seconds for it to be there and
+    /// interactable (revealed, not covered, done animating).
+    pub async fn click(&self, css: &str) {
+        let mut last = None;
+        for _ in 0..100 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cannot click {css}: {last:?}");
+    }
+
+    /// Types `text` into the element for `css`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css).await.send_keys(text).await.unwrap();
+    }
+
+    /// Switches to the window opened last (a popup), waiting for it; returns the one left.
+    pub async fn switch_to_popup(&self) -> fantoccini::wd::WindowHandle {
+        let main = self.client.window().await.unwrap();
+        for _ in 0..100 {
+            let windows = self.client.windows().await.unwrap();
+            if let Some(popup) = windows.into_iter().find(|w| *w != main) {
+                self.client.switch_to_window(popup).await.unwrap();
+                return main;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no popup opened");
+    }
+
+    /// Waits until only `main` is left (the popup closed itself), and switches back to it.
+    pub async fn back_to(&self, main: fantoccini::wd::WindowHandle) {
+        for _ in 0..100 {
+            if self.client.windows().await.unwrap().len() == 1 {
+                self.client.switch_to_window(main).await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the popup did not close");
+    }
+
+    /// Saves a screenshot as `target/screenshots/{name}.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
     /// Whether an element matches `css` now.

@@ -5,6 +5,7 @@
 mod auth;
 mod avatars;
 mod browser;
+mod journey;
 mod live;
 mod ops;
 mod pages;

@@ -12,11 +12,11 @@ use kehai_store::ConnectionState;
 use crate::support::{Client, TestApp, find};
 
 /// kehai configured with msemu's app, and msemu knowing kehai's callback.
-async fn start() -> (TestApp, msemu::Running) {
+pub(crate) async fn start() -> (TestApp, msemu::Running) {
     start_in(NotificationMode::Rich).await
 }
 
-async fn start_in(mode: NotificationMode) -> (TestApp, msemu::Running) {
+pub(crate) async fn start_in(mode: NotificationMode) -> (TestApp, msemu::Running) {
     start_custom(mode, |_| {}).await
 }
 
@@ -102,7 +102,7 @@ fn outcome(html: &str) -> String {
     crate::support::between(html, "data-outcome=\"", "\"").expect("a result page")
 }
 
-async fn set_status(emu: &msemu::Running, email: &str, status: &str) {
+pub(crate) async fn set_status(emu: &msemu::Running, email: &str, status: &str) {
     let r = reqwest::Client::new()
         .put(emu.url(&format!("/_emu/api/users/{email}/presence")))
         .json(&json!({ "status": status }))
@@ -112,7 +112,7 @@ async fn set_status(emu: &msemu::Running, email: &str, status: &str) {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-async fn subscriptions(emu: &msemu::Running) -> Vec<Value> {
+pub(crate) async fn subscriptions(emu: &msemu::Running) -> Vec<Value> {
     let v: Value = reqwest::get(emu.url("/_emu/api/subscriptions")).await.unwrap().json().await.unwrap();
     v["subscriptions"].as_array().unwrap().clone()
 }
@@ -726,7 +726,7 @@ fn quietly_set(emu: &msemu::Running, email: &str, availability: &str) {
     p.sequence = sequence;
 }
 
-async fn alice_connection(app: &TestApp) -> kehai_store::Connection {
+pub(crate) async fn alice_connection(app: &TestApp) -> kehai_store::Connection {
     let account = alice_account(app).await;
     app.state.store.connection_of(account).await.unwrap().unwrap()
 }
@@ -894,7 +894,7 @@ fn bob_ms_id(emu: &msemu::Running) -> String {
     emu.emulator.world.lock().directory.user_by_email("bob@example.com").unwrap().id.to_string()
 }
 
-async fn fault(emu: &msemu::Running, fault: Value) {
+pub(crate) async fn fault(emu: &msemu::Running, fault: Value) {
     let r = reqwest::Client::new().post(emu.url("/_emu/api/faults")).json(&fault).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 }

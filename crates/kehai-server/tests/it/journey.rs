@@ -1,0 +1,136 @@
+//! The whole journey as people do it, in headless Chromium against kehai and msemu (issue 6):
+//! a member connects Teams in the popup, another member watches the avatar follow every
+//! presence, the own emoji comes back, the toggle and disconnect work. Screenshots of the key
+//! screens go to `target/screenshots/`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{
+    browser::Browser,
+    support::{PASSWORD, TestApp},
+    teams::{set_status, start, subscriptions},
+};
+
+/// The badge shown on `name`'s avatar (`null`: none), as a page script expression.
+fn badge_of(name: &str) -> String {
+    format!(
+        "const li = [...document.querySelectorAll('.avatar')].find(l => l.querySelector('.name').textContent === '{name}'); \
+         const b = li && li.querySelector('.badge'); return li ? (b ? b.textContent : null) : 'absent';"
+    )
+}
+
+/// Opens the viewer's own profile dialog: a click on their face (unless the pencil shows
+/// already: the click toggles it), then on the pencil.
+async fn open_profile(browser: &Browser) {
+    let pencil_hidden = "const e = document.getElementById('edit-profile'); return !e || e.hidden";
+    if browser.client.execute(pencil_hidden, vec![]).await.unwrap() == json!(true) {
+        browser.click(".avatar.is-me .avatar-face").await;
+    }
+    browser.click("#edit-profile").await;
+    browser.eventually("return document.getElementById('profile-dialog').open", json!(true)).await;
+}
+
+/// The Teams card's state in the open profile dialog, once it is `state`.
+async fn card_becomes(browser: &Browser, state: &str) {
+    browser.eventually("return document.getElementById('teams-card').dataset.state", json!(state)).await;
+}
+
+/// Connect → popup → msemu's sign-in and consent → "Authentication complete" → CLOSE, as the
+/// member does it; the dialog then shows Connected without a reload.
+async fn connect_in_the_popup(browser: &Browser, email: &str, password: &str, shots: &str) {
+    open_profile(browser).await;
+    card_becomes(browser, "not_connected").await;
+    browser.screenshot(&format!("{shots}-1-status-not-connected")).await;
+    browser.click("#teams-connect").await;
+    let main = browser.switch_to_popup().await;
+    browser.type_into("form:not(.accounts) #email", email).await;
+    browser.type_into("#password", password).await;
+    browser.screenshot(&format!("{shots}-2-microsoft-sign-in")).await;
+    browser.click("form:not(.accounts) button.primary").await;
+    browser.click("button[value=accept]").await;
+    browser.eventually("return document.getElementById('teams-result').dataset.outcome", json!("connected")).await;
+    browser.screenshot(&format!("{shots}-3-authentication-complete")).await;
+    browser.click("#close-window").await;
+    browser.back_to(main).await;
+    card_becomes(browser, "connected").await;
+    browser.screenshot(&format!("{shots}-4-status-connected")).await;
+}
+
+/// Sets a Teams status at msemu and waits until `watcher` sees `emoji` on Alice's avatar;
+/// returns how long that took.
+async fn watch(emu: &msemu::Running, watcher: &Browser, status: &str, emoji: Option<&str>) -> Duration {
+    let started = Instant::now();
+    set_status(emu, "alice@example.com", status).await;
+    watcher.eventually(&badge_of("Alice"), json!(emoji)).await;
+    started.elapsed()
+}
+
+async fn logged_in(app: &TestApp, lang: &str, email: &str) -> Option<Browser> {
+    let browser = Browser::start_in(lang).await?;
+    browser.login(&app.url(""), email, PASSWORD, "/s/alpha").await;
+    browser.find(".avatar.is-me").await;
+    Some(browser)
+}
+
+#[tokio::test]
+async fn a_member_connects_teams_and_another_sees_every_presence() {
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
+    let Some(bob) = logged_in(&app, "en", "bob@example.com").await else { return };
+
+    // a. Connect in the popup.
+    connect_in_the_popup(&alice, "alice@example.com", "alice-password", "en").await;
+    alice.click("#profile-cancel").await;
+
+    // b. Bob sees every status within 2 s of the change at Microsoft.
+    for (status, emoji) in [
+        ("Busy", "🔴"),
+        ("InAMeeting", "📅"),
+        ("InACall", "📞"),
+        ("DoNotDisturb", "⛔"),
+        ("BeRightBack", "⏳"),
+        ("AppearAway", "💤"),
+    ] {
+        let took = watch(&emu, &bob, status, Some(emoji)).await;
+        assert!(took < Duration::from_secs(2), "{status} took {took:?}");
+    }
+    bob.screenshot("en-5-watching-away").await;
+    for status in ["AppearOffline", "Available"] {
+        let took = watch(&emu, &bob, status, None).await;
+        assert!(took < Duration::from_secs(2), "{status} took {took:?}");
+    }
+
+    // c. An own emoji chosen while Busy shows again on Available (and while Offline).
+    watch(&emu, &bob, "Busy", Some("🔴")).await;
+    open_profile(&alice).await;
+    alice.click(".emoji-choice[data-emoji='☕']").await;
+    alice.click("#profile-save").await;
+    alice.eventually("return document.getElementById('profile-dialog').open", json!(false)).await;
+    bob.eventually(&badge_of("Alice"), json!("🔴")).await;
+    watch(&emu, &bob, "AppearOffline", Some("☕")).await;
+    watch(&emu, &bob, "Busy", Some("🔴")).await;
+    watch(&emu, &bob, "Available", Some("☕")).await;
+
+    // d. OFF: the own emoji while Busy; ON: the presence again.
+    watch(&emu, &bob, "Busy", Some("🔴")).await;
+    open_profile(&alice).await;
+    alice.click("#teams-toggle").await;
+    card_becomes(&alice, "paused").await;
+    bob.eventually(&badge_of("Alice"), json!("☕")).await;
+    alice.click("#teams-toggle").await;
+    card_becomes(&alice, "connected").await;
+    bob.eventually(&badge_of("Alice"), json!("🔴")).await;
+
+    // e. Disconnect, confirmed: Not connected, and the subscription is gone at Microsoft.
+    alice.click("#teams-disconnect").await;
+    alice.screenshot("en-6-disconnect-confirmation").await;
+    alice.click("#teams-disconnect-confirm").await;
+    card_becomes(&alice, "not_connected").await;
+    bob.eventually(&badge_of("Alice"), json!("☕")).await;
+    assert!(subscriptions(&emu).await.is_empty());
+    alice.client.clone().close().await.unwrap();
+    bob.client.clone().close().await.unwrap();
+}
