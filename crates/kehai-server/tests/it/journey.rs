@@ -24,6 +24,10 @@ fn badge_of(name: &str) -> String {
 /// Opens the viewer's own profile dialog: a click on their face (unless the pencil shows
 /// already: the click toggles it), then on the pencil.
 async fn open_profile(browser: &Browser) {
+    let open = "return document.getElementById('profile-dialog').open";
+    if browser.client.execute(open, vec![]).await.unwrap() == json!(true) {
+        return;
+    }
     let pencil_hidden = "const e = document.getElementById('edit-profile'); return !e || e.hidden";
     if browser.client.execute(pencil_hidden, vec![]).await.unwrap() == json!(true) {
         browser.click(".avatar.is-me .avatar-face").await;
@@ -55,6 +59,11 @@ async fn connect_in_the_popup(browser: &Browser, email: &str, password: &str, sh
     browser.click("#close-window").await;
     browser.back_to(main).await;
     card_becomes(browser, "connected").await;
+    browser
+        .client
+        .execute("document.getElementById('teams-card').scrollIntoView({block: 'center'})", vec![])
+        .await
+        .unwrap();
     browser.screenshot(&format!("{shots}-4-status-connected")).await;
 }
 
@@ -74,15 +83,44 @@ async fn logged_in(app: &TestApp, lang: &str, email: &str) -> Option<Browser> {
     Some(browser)
 }
 
-#[tokio::test]
-async fn a_member_connects_teams_and_another_sees_every_presence() {
-    let (app, emu) = start().await;
-    set_status(&emu, "alice@example.com", "Available").await;
-    let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
-    let Some(bob) = logged_in(&app, "en", "bob@example.com").await else { return };
+/// What the journey checks in each language.
+struct Words {
+    lang: &'static str,
+    connect: &'static str,
+    connected: &'static str,
+    /// Alice's face as she sees it while Busy: tooltip and accessible name.
+    alice_busy: &'static str,
+}
+
+const ENGLISH: Words = Words {
+    lang: "en",
+    connect: "Connect to Microsoft Teams",
+    connected: "Connected (since",
+    alice_busy: "Alice (you) — Microsoft Teams: 取り込み中 / Busy",
+};
+
+const JAPANESE: Words = Words {
+    lang: "ja",
+    connect: "Microsoft Teams に接続",
+    connected: "接続済み（",
+    alice_busy: "Alice （あなた） — Microsoft Teams: 取り込み中 / Busy",
+};
+
+/// a–c: Alice connects in the popup, Bob watches every status, and her own emoji comes back.
+async fn connect_and_watch(app: &TestApp, emu: &msemu::Running, words: &Words) -> Option<(Browser, Browser)> {
+    set_status(emu, "alice@example.com", "Available").await;
+    let alice = logged_in(app, words.lang, "alice@example.com").await?;
+    let bob = logged_in(app, words.lang, "bob@example.com").await?;
+    let lang = "return document.documentElement.lang";
+    alice.eventually(lang, json!(words.lang)).await;
 
     // a. Connect in the popup.
-    connect_in_the_popup(&alice, "alice@example.com", "alice-password", "en").await;
+    open_profile(&alice).await;
+    card_becomes(&alice, "not_connected").await;
+    alice.eventually("return document.getElementById('teams-connect').textContent", json!(words.connect)).await;
+    connect_in_the_popup(&alice, "alice@example.com", "alice-password", words.lang).await;
+    let state = alice.find("#teams-state").await.text().await.unwrap();
+    assert!(state.starts_with(words.connected), "{state}");
     alice.click("#profile-cancel").await;
 
     // b. Bob sees every status within 2 s of the change at Microsoft.
@@ -94,25 +132,44 @@ async fn a_member_connects_teams_and_another_sees_every_presence() {
         ("BeRightBack", "⏳"),
         ("AppearAway", "💤"),
     ] {
-        let took = watch(&emu, &bob, status, Some(emoji)).await;
+        let took = watch(emu, &bob, status, Some(emoji)).await;
         assert!(took < Duration::from_secs(2), "{status} took {took:?}");
+        if status == "InAMeeting" {
+            bob.screenshot(&format!("{}-5-watching-in-a-meeting", words.lang)).await;
+        }
     }
-    bob.screenshot("en-5-watching-away").await;
     for status in ["AppearOffline", "Available"] {
-        let took = watch(&emu, &bob, status, None).await;
+        let took = watch(emu, &bob, status, None).await;
         assert!(took < Duration::from_secs(2), "{status} took {took:?}");
     }
 
     // c. An own emoji chosen while Busy shows again on Available (and while Offline).
-    watch(&emu, &bob, "Busy", Some("🔴")).await;
+    watch(emu, &bob, "Busy", Some("🔴")).await;
+    let face = "const f = document.querySelector('.avatar.is-me .avatar-face'); return [f.title, f.getAttribute('aria-label')]";
+    alice.eventually(face, json!([words.alice_busy, words.alice_busy])).await;
     open_profile(&alice).await;
     alice.click(".emoji-choice[data-emoji='☕']").await;
     alice.click("#profile-save").await;
     alice.eventually("return document.getElementById('profile-dialog').open", json!(false)).await;
     bob.eventually(&badge_of("Alice"), json!("🔴")).await;
-    watch(&emu, &bob, "AppearOffline", Some("☕")).await;
-    watch(&emu, &bob, "Busy", Some("🔴")).await;
-    watch(&emu, &bob, "Available", Some("☕")).await;
+    watch(emu, &bob, "AppearOffline", Some("☕")).await;
+    watch(emu, &bob, "Busy", Some("🔴")).await;
+    watch(emu, &bob, "Available", Some("☕")).await;
+    Some((alice, bob))
+}
+
+#[tokio::test]
+async fn in_japanese_a_member_connects_and_another_sees_every_presence() {
+    let (app, emu) = start().await;
+    let Some((alice, bob)) = connect_and_watch(&app, &emu, &JAPANESE).await else { return };
+    alice.client.clone().close().await.unwrap();
+    bob.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_member_connects_teams_and_another_sees_every_presence() {
+    let (app, emu) = start().await;
+    let Some((alice, bob)) = connect_and_watch(&app, &emu, &ENGLISH).await else { return };
 
     // d. OFF: the own emoji while Busy; ON: the presence again.
     watch(&emu, &bob, "Busy", Some("🔴")).await;
