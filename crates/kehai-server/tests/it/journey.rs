@@ -191,3 +191,77 @@ async fn a_member_connects_teams_and_another_sees_every_presence() {
     alice.client.clone().close().await.unwrap();
     bob.client.clone().close().await.unwrap();
 }
+
+/// Connect in the popup with an account kehai refuses; returns the result page's text.
+async fn refused_in_the_popup(
+    browser: &Browser,
+    email: &str,
+    password: &str,
+    at_msemu: Option<&str>,
+    outcome: &str,
+) -> String {
+    open_profile(browser).await;
+    browser.click("#teams-connect").await;
+    let main = browser.switch_to_popup().await;
+    browser.type_into("form:not(.accounts) #email", email).await;
+    browser.type_into("#password", password).await;
+    browser.click("form:not(.accounts) button.primary").await;
+    if let Some(button) = at_msemu {
+        browser.click(button).await;
+    }
+    browser.eventually("return document.getElementById('teams-result').dataset.outcome", json!(outcome)).await;
+    let text = browser.find("#teams-result").await.text().await.unwrap();
+    browser.screenshot(&format!("en-refused-{outcome}")).await;
+    let admin_url: serde_json::Value = browser
+        .client
+        .execute("const u = document.getElementById('admin-url'); return u && u.value", vec![])
+        .await
+        .unwrap();
+    browser.click("#close-window").await;
+    browser.back_to(main).await;
+    card_becomes(browser, "not_connected").await;
+    format!("{text}\n{}", admin_url.as_str().unwrap_or(""))
+}
+
+#[tokio::test]
+async fn personal_accounts_are_refused_and_an_organization_without_consent_gets_the_admin_link() {
+    let (app, emu) = start().await;
+    let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
+    // f. A personal Microsoft account.
+    let text = refused_in_the_popup(&alice, "pat@outlook.example", "pat-password", None, "personal").await;
+    assert!(text.contains("Only work or school (business) Microsoft accounts can be connected"), "{text}");
+    // An organization whose administrator has not approved kehai: msemu's page, back to kehai.
+    let text = refused_in_the_popup(
+        &alice,
+        "erin@fabrikam.example",
+        "erin-password",
+        Some("button[value=back]"),
+        "admin-approval",
+    )
+    .await;
+    let admin_url = text.lines().last().unwrap();
+    assert!(admin_url.contains("/organizations/v2.0/adminconsent?"), "{text}");
+    assert!(admin_url.contains("Presence.Read.All"), "{admin_url}");
+    assert!(subscriptions(&emu).await.is_empty());
+    alice.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_gets_no_teams_control_only_the_hint_to_log_in() {
+    let (app, _emu) = start().await;
+    let Some(guest) = Browser::start().await else { return };
+    // g. A guest joins, opens their profile: the Status section has the hint and the login link.
+    guest.client.goto(&app.url("/s/alpha/guest")).await.unwrap();
+    guest.type_into("#display_name", "Visitor").await;
+    guest.click("form[action='/s/alpha/guest'] button[type=submit]").await;
+    guest.find(".avatar.is-me").await;
+    open_profile(&guest).await;
+    guest.client.execute("document.getElementById('status-section').scrollIntoView()", vec![]).await.unwrap();
+    guest.screenshot("en-guest-status").await;
+    assert!(!guest.has("#teams-card").await, "no Teams control for guests");
+    let section = guest.find("#status-section").await.text().await.unwrap();
+    assert!(section.contains("log in"), "{section}");
+    let link = guest.find("#status-section a").await.attr("href").await.unwrap();
+    assert_eq!(link.as_deref(), Some("/login?next=/s/alpha"));
+    guest.client.clone().close().await.unwrap();
+}
