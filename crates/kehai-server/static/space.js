@@ -293,7 +293,30 @@
 
   // ---- Profile dialog ----------------------------------------------------------------------
 
+  /**
+   * Keeps Tab and Shift+Tab inside an open modal dialog: the browser's own modal lets the focus
+   * leave for its address bar, and from there onto nothing a keyboard user can see.
+   */
+  function trapFocus(modal) {
+    modal.addEventListener('keydown', (event) => {
+      if (event.key !== 'Tab') return;
+      const focusable = [...modal.querySelectorAll('button, input, select, textarea, a[href], [tabindex]:not([tabindex="-1"])')]
+        .filter((e) => !e.disabled && !e.hidden && e.offsetParent !== null);
+      if (focusable.length === 0) return;
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      if (event.shiftKey && document.activeElement === first) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && document.activeElement === last) {
+        event.preventDefault();
+        first.focus();
+      }
+    });
+  }
+
   const dialog = $('profile-dialog');
+  trapFocus(dialog);
   const form = $('profile-form');
   const nameInput = $('display-name');
   const grid = $('emoji-grid');
@@ -496,6 +519,7 @@
   }
 
   const disconnectDialog = $('teams-disconnect-dialog');
+  if (disconnectDialog) trapFocus(disconnectDialog);
   function confirmDisconnect() {
     if (!disconnectDialog) return;
     disconnectDialog.returnValue = '';

@@ -169,11 +169,13 @@ impl Browser {
         !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
     }
 
-    /// Polls `script` (which returns a value) until it returns `expected`, for five seconds.
+    /// Polls `script` (which returns a value) until it returns `expected`, for five seconds; a
+    /// script that throws counts as not there yet.
     pub async fn eventually(&self, script: &str, expected: serde_json::Value) {
         let mut got = serde_json::Value::Null;
         for _ in 0..100 {
-            got = self.client.execute(script, vec![]).await.unwrap();
+            // A script that throws (the page is still loading) counts as not yet.
+            got = self.client.execute(script, vec![]).await.unwrap_or_else(|e| json!(format!("error: {e}")));
             if got == expected {
                 return;
             }

@@ -265,3 +265,56 @@ async fn a_guest_gets_no_teams_control_only_the_hint_to_log_in() {
     assert_eq!(link.as_deref(), Some("/login?next=/s/alpha"));
     guest.client.clone().close().await.unwrap();
 }
+
+/// Presses `key` where the focus is.
+async fn press(browser: &Browser, key: fantoccini::key::Key) {
+    browser.client.active_element().await.unwrap().send_keys(&key.to_string()).await.unwrap();
+}
+
+/// The focused element's id (or its tag when it has none).
+const FOCUSED: &str = "const e = document.activeElement; return e ? (e.id || e.tagName.toLowerCase()) : null";
+
+#[tokio::test]
+async fn the_profile_dialog_works_from_the_keyboard_and_nothing_relies_on_colour_alone() {
+    use fantoccini::key::Key;
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
+    connect_in_the_popup(&alice, "alice@example.com", "alice-password", "a11y").await;
+    // A fresh page: the pencil hidden again.
+    alice.client.refresh().await.unwrap();
+    alice.find(".avatar.is-me .badge").await;
+
+    // 4. Own face → Enter shows the pencil → Tab → Enter opens the dialog; Esc closes it and
+    // gives the focus back to the pencil.
+    alice.client.execute("document.querySelector('.avatar.is-me .avatar-face').focus()", vec![]).await.unwrap();
+    press(&alice, Key::Enter).await;
+    alice.eventually(FOCUSED, json!("button")).await;
+    press(&alice, Key::Tab).await;
+    alice.eventually(FOCUSED, json!("edit-profile")).await;
+    press(&alice, Key::Enter).await;
+    alice.eventually("return document.getElementById('profile-dialog').open", json!(true)).await;
+    alice.eventually(FOCUSED, json!("display-name")).await;
+    // Tabbing goes round inside the dialog, never to the page behind it.
+    for _ in 0..120 {
+        press(&alice, Key::Tab).await;
+        let inside = "return document.getElementById('profile-dialog').contains(document.activeElement)";
+        let inside = alice.client.execute(inside, vec![]).await.unwrap();
+        let focused = alice.client.execute(FOCUSED, vec![]).await.unwrap();
+        assert_eq!(inside, json!(true), "the focus left the dialog for {focused}");
+    }
+    press(&alice, Key::Escape).await;
+    alice.eventually("return document.getElementById('profile-dialog').open", json!(false)).await;
+    alice.eventually(FOCUSED, json!("edit-profile")).await;
+
+    // Every button has a name; every badge a text alternative; absence is said in words too.
+    let unnamed = "return [...document.querySelectorAll('button')].filter(b => \
+        !(b.getAttribute('aria-label') || b.textContent.trim() || b.title)).map(b => b.outerHTML)";
+    alice.eventually(unnamed, json!([])).await;
+    let badges = "return [...document.querySelectorAll('.badge')].map(b => [b.getAttribute('role'), b.getAttribute('aria-label')])";
+    alice.eventually(badges, json!([["img", "Microsoft Teams: 取り込み中 / Busy"]])).await;
+    let bob_away = "const li = [...document.querySelectorAll('.avatar')].find(l => l.querySelector('.name').textContent === 'Bob'); \
+        const away = li.querySelector('.away'); return [away.hidden, away.textContent, li.querySelector('.avatar-face').getAttribute('aria-label')]";
+    alice.eventually(bob_away, json!([false, "(away)", "Bob — not here"])).await;
+    alice.client.clone().close().await.unwrap();
+}
