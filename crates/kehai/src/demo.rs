@@ -35,8 +35,12 @@ pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyh
     let base = config.public_url.as_str().trim_end_matches('/').to_owned();
     let emulator =
         if config.microsoft().is_none() { Some(start_msemu(&mut config, msemu_listen, &base).await?) } else { None };
+    // Both addresses are taken before anything is printed: a banner for a demo that then fails
+    // to start would send people to the wrong place.
+    let (app, listener) = crate::bind(config).await?;
+    let config = &app.state.config;
     println!();
-    println!("  kehai demo is starting (data in {})", config.data_dir.display());
+    println!("  kehai demo is running (data in {})", config.data_dir.display());
     println!();
     println!("  Space:    {base}/s/demo");
     println!("  Members:  alice@example.com / {DEMO_PASSWORD}");
@@ -45,14 +49,13 @@ pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyh
     if let Some(emu) = &emulator {
         let control = format!("{}/_emu/", emu.base_url.as_str().trim_end_matches('/'));
         println!("  Teams:    {control}  (the emulated Microsoft: set Alice's Teams status here)");
-        println!("            Microsoft sign-in: alice@example.com / alice-password");
+        println!("            Microsoft sign-in: alice@example.com / alice-password (Bob: bob-password)");
     }
     println!();
-    println!("  Try: log in as Alice, click your avatar, then the pencil: pick an emoji, or connect");
-    println!("  Microsoft Teams under Status; then set her Teams status on the Teams page. Join as a");
-    println!("  guest in a private window to watch. Stop with Ctrl-C.");
+    println!("  Try: log in as Alice → click her avatar → pencil → Status → Connect, then set her Teams status.");
+    println!("  Stop with Ctrl-C.");
     println!();
-    crate::serve(config).await
+    crate::serve_bound(app, listener).await
 }
 
 /// Starts the emulated Microsoft, with the demo's app registration accepting this server's

@@ -252,9 +252,26 @@ pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
 
 /// Binds the configured address and serves until SIGTERM/SIGINT.
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
+    let (app, listener) = bind(config).await?;
+    serve_bound(app, listener).await
+}
+
+/// Builds the application and binds its address (a taken one is named, with how to choose
+/// another), without serving yet.
+pub(crate) async fn bind(config: Config) -> anyhow::Result<(App, TcpListener)> {
     let listen = config.listen;
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen} ({e}); choose another address with KEHAI_LISTEN or `listen` in the config file"
+        )
+    })?;
     let app = App::build(config).await?;
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listen, public_url = %app.state.config.public_url, "kehai is serving");
+    Ok((app, listener))
+}
+
+/// Serves a bound application until SIGTERM/SIGINT.
+pub(crate) async fn serve_bound(app: App, listener: TcpListener) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, public_url = %app.state.config.public_url, "kehai is serving");
     kehai_server::run(app, listener, kehai_server::shutdown_signal()).await
 }

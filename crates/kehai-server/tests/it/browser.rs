@@ -172,8 +172,14 @@ impl Browser {
     /// Polls `script` (which returns a value) until it returns `expected`, for five seconds; a
     /// script that throws counts as not there yet.
     pub async fn eventually(&self, script: &str, expected: serde_json::Value) {
+        self.eventually_within(script, expected, Duration::from_secs(5)).await;
+    }
+
+    /// The same, for at most `within`.
+    pub async fn eventually_within(&self, script: &str, expected: serde_json::Value, within: Duration) {
         let mut got = serde_json::Value::Null;
-        for _ in 0..100 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
             // A script that throws (the page is still loading) counts as not yet.
             got = self.client.execute(script, vec![]).await.unwrap_or_else(|e| json!(format!("error: {e}")));
             if got == expected {

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::{
     browser::Browser,
     support::{PASSWORD, TestApp},
-    teams::{set_status, start, subscriptions},
+    teams::{set_status, start, start_custom, subscriptions},
 };
 
 /// The badge shown on `name`'s avatar (`null`: none), as a page script expression.
@@ -43,10 +43,13 @@ async fn card_becomes(browser: &Browser, state: &str) {
 
 /// Connect → popup → msemu's sign-in and consent → "Authentication complete" → CLOSE, as the
 /// member does it; the dialog then shows Connected without a reload.
-async fn connect_in_the_popup(browser: &Browser, email: &str, password: &str, shots: &str) {
+async fn connect_in_the_popup(browser: &Browser, words: &Words, shots: &str) {
+    let (email, password) = ("alice@example.com", "alice-password");
     open_profile(browser).await;
     card_becomes(browser, "not_connected").await;
     browser.screenshot(&format!("{shots}-1-status-not-connected")).await;
+    // A mark on the page: still there at the end, so the page was never reloaded.
+    browser.client.execute("window.kehaiNotReloaded = true", vec![]).await.unwrap();
     browser.click("#teams-connect").await;
     let main = browser.switch_to_popup().await;
     browser.type_into("form:not(.accounts) #email", email).await;
@@ -55,10 +58,13 @@ async fn connect_in_the_popup(browser: &Browser, email: &str, password: &str, sh
     browser.click("form:not(.accounts) button.primary").await;
     browser.click("button[value=accept]").await;
     browser.eventually("return document.getElementById('teams-result').dataset.outcome", json!("connected")).await;
+    assert_eq!(browser.find("#teams-result h1").await.text().await.unwrap(), words.done_title);
+    assert_eq!(browser.find("#close-window").await.text().await.unwrap(), words.close);
     browser.screenshot(&format!("{shots}-3-authentication-complete")).await;
     browser.click("#close-window").await;
     browser.back_to(main).await;
     card_becomes(browser, "connected").await;
+    browser.eventually("return window.kehaiNotReloaded === true", json!(true)).await;
     browser
         .client
         .execute("document.getElementById('teams-card').scrollIntoView({block: 'center'})", vec![])
@@ -86,6 +92,9 @@ async fn logged_in(app: &TestApp, lang: &str, email: &str) -> Option<Browser> {
 /// What the journey checks in each language.
 struct Words {
     lang: &'static str,
+    done_title: &'static str,
+    close: &'static str,
+    disconnect: &'static str,
     connect: &'static str,
     connected: &'static str,
     /// Alice's face as she sees it while Busy: tooltip and accessible name.
@@ -94,6 +103,9 @@ struct Words {
 
 const ENGLISH: Words = Words {
     lang: "en",
+    done_title: "Authentication complete",
+    close: "CLOSE",
+    disconnect: "DISCONNECT",
     connect: "Connect to Microsoft Teams",
     connected: "Connected (since",
     alice_busy: "Alice (you) — Microsoft Teams: 取り込み中 / Busy",
@@ -101,6 +113,9 @@ const ENGLISH: Words = Words {
 
 const JAPANESE: Words = Words {
     lang: "ja",
+    done_title: "認証完了",
+    close: "閉じる",
+    disconnect: "接続を解除",
     connect: "Microsoft Teams に接続",
     connected: "接続済み（",
     alice_busy: "Alice （あなた） — Microsoft Teams: 取り込み中 / Busy",
@@ -118,7 +133,7 @@ async fn connect_and_watch(app: &TestApp, emu: &msemu::Running, words: &Words) -
     open_profile(&alice).await;
     card_becomes(&alice, "not_connected").await;
     alice.eventually("return document.getElementById('teams-connect').textContent", json!(words.connect)).await;
-    connect_in_the_popup(&alice, "alice@example.com", "alice-password", words.lang).await;
+    connect_in_the_popup(&alice, words, words.lang).await;
     let state = alice.find("#teams-state").await.text().await.unwrap();
     assert!(state.starts_with(words.connected), "{state}");
     alice.click("#profile-cancel").await;
@@ -138,8 +153,8 @@ async fn connect_and_watch(app: &TestApp, emu: &msemu::Running, words: &Words) -
             bob.screenshot(&format!("{}-5-watching-in-a-meeting", words.lang)).await;
         }
     }
-    for status in ["AppearOffline", "Available"] {
-        let took = watch(emu, &bob, status, None).await;
+    for (status, emoji) in [("AppearOffline", None), ("Busy", Some("🔴")), ("Available", None)] {
+        let took = watch(emu, &bob, status, emoji).await;
         assert!(took < Duration::from_secs(2), "{status} took {took:?}");
     }
 
@@ -147,6 +162,9 @@ async fn connect_and_watch(app: &TestApp, emu: &msemu::Running, words: &Words) -
     watch(emu, &bob, "Busy", Some("🔴")).await;
     let face = "const f = document.querySelector('.avatar.is-me .avatar-face'); return [f.title, f.getAttribute('aria-label')]";
     alice.eventually(face, json!([words.alice_busy, words.alice_busy])).await;
+    let watched = "const li = [...document.querySelectorAll('.avatar')].find(l => l.querySelector('.name').textContent === 'Alice'); \
+        return li.querySelector('.avatar-face').title";
+    bob.eventually(watched, json!("Alice — Microsoft Teams: 取り込み中 / Busy")).await;
     open_profile(&alice).await;
     alice.click(".emoji-choice[data-emoji='☕']").await;
     alice.click("#profile-save").await;
@@ -183,6 +201,8 @@ async fn a_member_connects_teams_and_another_sees_every_presence() {
 
     // e. Disconnect, confirmed: Not connected, and the subscription is gone at Microsoft.
     alice.click("#teams-disconnect").await;
+    alice.eventually("return document.getElementById('teams-disconnect-dialog').open", json!(true)).await;
+    assert_eq!(alice.find("#teams-disconnect-confirm").await.text().await.unwrap(), ENGLISH.disconnect);
     alice.screenshot("en-6-disconnect-confirmation").await;
     alice.click("#teams-disconnect-confirm").await;
     card_becomes(&alice, "not_connected").await;
@@ -266,9 +286,9 @@ async fn a_guest_gets_no_teams_control_only_the_hint_to_log_in() {
     guest.client.clone().close().await.unwrap();
 }
 
-/// Presses `key` where the focus is.
-async fn press(browser: &Browser, key: fantoccini::key::Key) {
-    browser.client.active_element().await.unwrap().send_keys(&key.to_string()).await.unwrap();
+/// Presses `keys` (a key, or modifiers then a key) where the focus is.
+async fn press(browser: &Browser, keys: &str) {
+    browser.client.active_element().await.unwrap().send_keys(keys).await.unwrap();
 }
 
 /// The focused element's id (or its tag when it has none).
@@ -280,7 +300,7 @@ async fn the_profile_dialog_works_from_the_keyboard_and_nothing_relies_on_colour
     let (app, emu) = start().await;
     set_status(&emu, "alice@example.com", "Busy").await;
     let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
-    connect_in_the_popup(&alice, "alice@example.com", "alice-password", "a11y").await;
+    connect_in_the_popup(&alice, &ENGLISH, "a11y").await;
     // A fresh page: the pencil hidden again.
     alice.client.refresh().await.unwrap();
     alice.find(".avatar.is-me .badge").await;
@@ -288,24 +308,31 @@ async fn the_profile_dialog_works_from_the_keyboard_and_nothing_relies_on_colour
     // 4. Own face → Enter shows the pencil → Tab → Enter opens the dialog; Esc closes it and
     // gives the focus back to the pencil.
     alice.client.execute("document.querySelector('.avatar.is-me .avatar-face').focus()", vec![]).await.unwrap();
-    press(&alice, Key::Enter).await;
+    press(&alice, &Key::Enter).await;
     alice.eventually(FOCUSED, json!("button")).await;
-    press(&alice, Key::Tab).await;
+    press(&alice, &Key::Tab).await;
     alice.eventually(FOCUSED, json!("edit-profile")).await;
-    press(&alice, Key::Enter).await;
+    press(&alice, &Key::Enter).await;
     alice.eventually("return document.getElementById('profile-dialog').open", json!(true)).await;
     alice.eventually(FOCUSED, json!("display-name")).await;
     // Tabbing goes round inside the dialog, never to the page behind it.
     for _ in 0..120 {
-        press(&alice, Key::Tab).await;
+        press(&alice, &Key::Tab).await;
         let inside = "return document.getElementById('profile-dialog').contains(document.activeElement)";
         let inside = alice.client.execute(inside, vec![]).await.unwrap();
         let focused = alice.client.execute(FOCUSED, vec![]).await.unwrap();
         assert_eq!(inside, json!(true), "the focus left the dialog for {focused}");
     }
-    press(&alice, Key::Escape).await;
+    press(&alice, &Key::Escape).await;
     alice.eventually("return document.getElementById('profile-dialog').open", json!(false)).await;
     alice.eventually(FOCUSED, json!("edit-profile")).await;
+    // Shift+Tab from the first field goes round to the last button.
+    press(&alice, &Key::Enter).await;
+    alice.eventually(FOCUSED, json!("display-name")).await;
+    press(&alice, &(Key::Shift + &Key::Tab)).await;
+    alice.eventually(FOCUSED, json!("profile-save")).await;
+    press(&alice, &Key::Escape).await;
+    alice.eventually("return document.getElementById('profile-dialog').open", json!(false)).await;
 
     // Every button has a name; every badge a text alternative; absence is said in words too.
     let unnamed = "return [...document.querySelectorAll('button')].filter(b => \
@@ -316,5 +343,50 @@ async fn the_profile_dialog_works_from_the_keyboard_and_nothing_relies_on_colour
     let bob_away = "const li = [...document.querySelectorAll('.avatar')].find(l => l.querySelector('.name').textContent === 'Bob'); \
         const away = li.querySelector('.away'); return [away.hidden, away.textContent, li.querySelector('.avatar-face').getAttribute('aria-label')]";
     alice.eventually(bob_away, json!([false, "(away)", "Bob — not here"])).await;
+    // An own emoji's badge says what it is, too.
+    let own = "return fetch('/api/spaces/alpha/me', {method: 'PUT', headers: {'content-type': 'application/json', \
+        'x-csrf-token': JSON.parse(document.getElementById('page-data').textContent).csrf}, \
+        body: JSON.stringify({emoji: '☕'})}).then(r => r.status)";
+    assert_eq!(alice.client.execute(own, vec![]).await.unwrap(), json!(200));
+    set_status(&emu, "alice@example.com", "Available").await;
+    alice.eventually(badges, json!([["img", "status emoji ☕"]])).await;
+    alice.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn needs_reconnect_appears_after_microsoft_revokes_the_sign_in() {
+    // Short-lived access tokens, so that kehai refreshes on its own within seconds.
+    let (app, emu) = start_custom(kehai_server::config::NotificationMode::Rich, |e| {
+        e.access_token_lifetime = Duration::from_secs(8);
+        e.reauthorization_lead = Duration::from_secs(4);
+    })
+    .await;
+    app.clock_follows_real_time();
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let Some(alice) = logged_in(&app, "en", "alice@example.com").await else { return };
+    connect_in_the_popup(&alice, &ENGLISH, "revoke").await;
+    alice.click("#profile-cancel").await;
+    alice.eventually(&badge_of("Alice"), json!("🔴")).await;
+
+    // i. On msemu's control page, Alice's sign-in is revoked (as a password reset would).
+    let alice_id = emu.emulator.world.lock().directory.user_by_email("alice@example.com").unwrap().id.to_string();
+    alice.client.goto(&emu.url("/_emu/")).await.unwrap();
+    alice
+        .click(&format!("form:has(input[name=action][value=revoke]):has(input[name=user][value='{alice_id}']) button"))
+        .await;
+    alice.client.goto(&app.url("/s/alpha")).await.unwrap();
+    // kehai's next refresh is refused: the Teams presence leaves her avatar, live…
+    alice.eventually_within(&badge_of("Alice"), json!(null), Duration::from_secs(30)).await;
+    // …the next page tells her once, and the Status section says Needs reconnect.
+    alice.client.refresh().await.unwrap();
+    alice.click("#teams-notice-open").await;
+    card_becomes(&alice, "needs_reconnect").await;
+    alice
+        .client
+        .execute("document.getElementById('teams-card').scrollIntoView({block: 'center'})", vec![])
+        .await
+        .unwrap();
+    alice.screenshot("en-7-needs-reconnect").await;
+    assert!(alice.has("#teams-connect").await, "with a button to connect again");
     alice.client.clone().close().await.unwrap();
 }

@@ -20,7 +20,10 @@ pub(crate) async fn start_in(mode: NotificationMode) -> (TestApp, msemu::Running
     start_custom(mode, |_| {}).await
 }
 
-async fn start_custom(mode: NotificationMode, emulator: impl FnOnce(&mut msemu::Config)) -> (TestApp, msemu::Running) {
+pub(crate) async fn start_custom(
+    mode: NotificationMode,
+    emulator: impl FnOnce(&mut msemu::Config),
+) -> (TestApp, msemu::Running) {
     start_both(mode, emulator, |_| {}).await
 }
 

@@ -126,7 +126,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn demo_serves_a_ready_space_and_stops_on_sigterm() {
+fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -182,6 +182,21 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
             assert_eq!(names, vec!["Alice", "Bob"]);
             let r = c.get(format!("{base}/s/demo/guest")).send().await.unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "a member is sent on to the space");
+            // What Alice saved in the first round is there in the second.
+            let page = c.get(format!("{base}/s/demo")).send().await.unwrap().text().await.unwrap();
+            let csrf = page.split("\"csrf\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+            if round == 0 {
+                let r = c
+                    .put(format!("{base}/api/spaces/demo/me"))
+                    .header("x-csrf-token", &csrf)
+                    .json(&serde_json::json!({"emoji": "☕"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+            } else {
+                assert_eq!(avatars[0]["emoji"], "☕", "the data of the first start is reused");
+            }
             // The Teams integration points at the emulated Microsoft, whose control page is up.
             let page = c.get(format!("{base}/s/demo")).send().await.unwrap().text().await.unwrap();
             assert!(page.contains("id=\"teams-card\""), "Teams is configured in the demo");
@@ -194,9 +209,11 @@ fn demo_serves_a_ready_space_and_stops_on_sigterm() {
             let control = reqwest::get(format!("http://127.0.0.1:{msemu_port}/_emu/")).await.unwrap();
             assert!(control.status().is_success());
         });
-        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        // Stopped as a service manager does, then as Ctrl-C does.
+        let signal = if round == 0 { "-TERM" } else { "-INT" };
+        assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "demo exits cleanly on SIGTERM");
+        assert!(out.status.success(), "demo exits cleanly on {signal}");
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains(&format!("{base}/s/demo")) && printed.contains("kehai-demo-password"), "{printed}");
         assert!(printed.contains(&format!("http://127.0.0.1:{msemu_port}/_emu/")), "{printed}");
@@ -227,6 +244,16 @@ fn demo_says_which_address_is_taken() {
         &[("KEHAI_LISTEN", &format!("127.0.0.1:{}", free_port()))],
     );
     fails(&o, "--msemu-listen");
+    // kehai's own address taken: named, with how to choose another, and nothing printed.
+    let o = kehai(
+        dir.path(),
+        &["demo", "--msemu-listen", &format!("127.0.0.1:{}", free_port())],
+        None,
+        &[("KEHAI_LISTEN", &format!("127.0.0.1:{port}"))],
+    );
+    fails(&o, &format!("cannot listen on 127.0.0.1:{port}"));
+    fails(&o, "KEHAI_LISTEN");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("/s/demo"), "no banner for a demo that did not start");
     drop(taken);
 }
 
