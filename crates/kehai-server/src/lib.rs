@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod i18n;
+pub mod instance;
 pub mod keys;
 pub mod live;
 pub mod ops;

@@ -37,7 +37,7 @@ pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyh
         if config.microsoft().is_none() { Some(start_msemu(&mut config, msemu_listen, &base).await?) } else { None };
     // Both addresses are taken before anything is printed: a banner for a demo that then fails
     // to start would send people to the wrong place.
-    let (app, listener) = crate::bind(config).await?;
+    let (app, listener, _instance) = crate::bind(config).await?;
     let config = &app.state.config;
     println!();
     println!("  kehai demo is running (data in {})", config.data_dir.display());

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kehai_core::Role;
-use kehai_server::{App, Config, LogFormat, admin};
+use kehai_server::{App, Config, LogFormat, admin, instance::InstanceLock};
 use tokio::net::TcpListener;
 
 mod demo;
@@ -252,13 +252,15 @@ pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
 
 /// Binds the configured address and serves until SIGTERM/SIGINT.
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
-    let (app, listener) = bind(config).await?;
+    let (app, listener, _instance) = bind(config).await?;
     serve_bound(app, listener).await
 }
 
-/// Builds the application and binds its address (a taken one is named, with how to choose
-/// another), without serving yet.
-pub(crate) async fn bind(config: Config) -> anyhow::Result<(App, TcpListener)> {
+/// Claims the database for this instance (SQLite: one at a time), builds the application and
+/// binds its address (a taken one is named, with how to choose another), without serving yet.
+/// The returned lock must live as long as the serving.
+pub(crate) async fn bind(config: Config) -> anyhow::Result<(App, TcpListener, Option<InstanceLock>)> {
+    let lock = kehai_server::instance::claim(&config)?;
     let listen = config.listen;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -266,7 +268,7 @@ pub(crate) async fn bind(config: Config) -> anyhow::Result<(App, TcpListener)> {
         )
     })?;
     let app = App::build(config).await?;
-    Ok((app, listener))
+    Ok((app, listener, lock))
 }
 
 /// Serves a bound application until SIGTERM/SIGINT.

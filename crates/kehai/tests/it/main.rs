@@ -300,3 +300,56 @@ fn keys_rotate_cert_makes_a_new_certificate_and_keeps_the_old_key() {
     let id = |out: &str| out.split_whitespace().nth(3).unwrap().trim_end_matches(';').to_owned();
     assert!(id(&first).starts_with("kehai-") && id(&first) != id(&second), "{first} / {second}");
 }
+
+#[test]
+fn a_second_instance_on_the_same_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_kehai"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("KEHAI_DATA_DIR", dir.path())
+        .env_remove("KEHAI_DATABASE_URL")
+        .env("KEHAI_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "the first instance did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let second = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", &format!("127.0.0.1:{}", free_port()))]);
+    fails(&second, "another kehai is already serving");
+    fails(&second, "KEHAI_DATABASE_URL");
+    // Administration beside the running instance is fine.
+    ok(&kehai(dir.path(), &["space", "create", "ops", "--name", "Ops"], None, &[]));
+    // Once the first is gone (even killed), the database is free again.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third = kehai(dir.path(), &["migrate"], None, &[]);
+    ok(&third);
+    let mut again = Command::new(env!("CARGO_BIN_EXE_kehai"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("KEHAI_DATA_DIR", dir.path())
+        .env_remove("KEHAI_DATABASE_URL")
+        .env("KEHAI_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "a new instance starts after a SIGKILLed one");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
