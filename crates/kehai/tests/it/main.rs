@@ -301,28 +301,38 @@ fn keys_rotate_cert_makes_a_new_certificate_and_keeps_the_old_key() {
     assert!(id(&first).starts_with("kehai-") && id(&first) != id(&second), "{first} / {second}");
 }
 
-#[test]
-fn a_second_instance_on_the_same_sqlite_database_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_kehai"))
+/// `kehai serve` on `dir`'s data at `port`, in the background.
+fn spawn_serve(dir: &Path, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kehai"))
         .arg("serve")
-        .current_dir(dir.path())
-        .env("KEHAI_DATA_DIR", dir.path())
+        .current_dir(dir)
+        .env("KEHAI_DATA_DIR", dir)
         .env_remove("KEHAI_DATABASE_URL")
         .env("KEHAI_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits up to 30 s for `/readyz` at `port`.
+fn wait_ready(port: u16) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "the first instance did not start");
+            assert!(Instant::now() < deadline, "kehai did not become ready on port {port}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+}
+
+#[test]
+fn a_second_instance_on_the_same_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = spawn_serve(dir.path(), port);
+    wait_ready(port);
     let second = kehai(dir.path(), &["serve"], None, &[("KEHAI_LISTEN", &format!("127.0.0.1:{}", free_port()))]);
     fails(&second, "another kehai is already serving");
     fails(&second, "KEHAI_DATABASE_URL");
@@ -331,25 +341,8 @@ fn a_second_instance_on_the_same_sqlite_database_is_refused() {
     // Once the first is gone (even killed), the database is free again.
     first.kill().unwrap();
     first.wait().unwrap();
-    let third = kehai(dir.path(), &["migrate"], None, &[]);
-    ok(&third);
-    let mut again = Command::new(env!("CARGO_BIN_EXE_kehai"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("KEHAI_DATA_DIR", dir.path())
-        .env_remove("KEHAI_DATABASE_URL")
-        .env("KEHAI_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "a new instance starts after a SIGKILLed one");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let mut again = spawn_serve(dir.path(), port);
+    wait_ready(port);
     again.kill().unwrap();
     again.wait().unwrap();
 }
