@@ -33,7 +33,6 @@ use crate::{
 
 /// A sign-in must come back within ten minutes.
 const SIGN_IN_MS: i64 = 10 * 60 * 1000;
-use super::tokens::REFRESH_MS;
 
 #[derive(Template)]
 #[template(path = "teams_result.html")]
@@ -292,24 +291,17 @@ async fn finish(
         old_subscription = Some((token, sub.id));
     }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
-    let seal = |value: &SecretString, what: &str| {
-        state
-            .secrets
-            .seal(value, &row_label("connection", &id.0.to_string(), what))
-            .map(Sealed)
-            .map_err(|_| Outcome::Unavailable)
-    };
-    let (access_expires_at, access_refresh_at) = super::tokens::lifetime(now, tokens.expires_in);
+    let sealed = super::tokens::sealed(state, id, &tokens, now).map_err(|_| Outcome::Unavailable)?;
     let mut connection = Connection {
         id,
         account_id: account,
         ms_tenant_id: claims.tid.clone(),
         ms_user_id: presence.id.clone(),
-        access_token: seal(&tokens.access_token, "access_token")?,
-        access_expires_at,
-        access_refresh_at,
-        refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
-        refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
+        access_token: sealed.access_token,
+        access_expires_at: sealed.access_expires_at,
+        access_refresh_at: sealed.access_refresh_at,
+        refresh_token: sealed.refresh_token,
+        refresh_expires_at: sealed.refresh_expires_at,
         subscription: None,
         state: ConnectionState::Connected,
         last_error: None,

@@ -4,8 +4,8 @@
 //! good marks the connection Needs reconnect; a refused client secret marks it Error. A token
 //! Graph refuses before its expiry is replaced once ([`authorized`]).
 
-use kehai_microsoft::MicrosoftError;
-use kehai_store::{Connection, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
+use kehai_microsoft::{MicrosoftError, Tokens};
+use kehai_store::{Connection, ConnectionId, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Teams;
@@ -23,7 +23,7 @@ pub fn lifetime(now: i64, expires_in: u64) -> (i64, i64) {
     (now + life, now + life - MARGIN_MS.min(life / MARGIN_SHARE))
 }
 /// Microsoft's refresh tokens lapse after 90 days unused.
-pub const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
+const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
 
 /// Why no token could be had.
 #[derive(Debug)]
@@ -145,18 +145,7 @@ async fn token_for(
     let refresh = state.secrets.open(&refresh.0, &row("refresh_token")).map_err(unopenable)?;
     match teams.identity.refresh(&refresh, &teams.redirect_uri).await {
         Ok(tokens) => {
-            let seal = |v: &SecretString, what: &str| {
-                state.secrets.seal(v, &row(what)).map(Sealed).map_err(|e| TokenError::Unavailable(e.to_string()))
-            };
-            let (access_expires_at, access_refresh_at) = lifetime(now, tokens.expires_in);
-            let update = TokenUpdate {
-                access_token: seal(&tokens.access_token, "access_token")?,
-                access_expires_at,
-                access_refresh_at,
-                refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
-                refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
-                updated_at: now,
-            };
+            let update = sealed(state, connection.id, &tokens, now).map_err(TokenError::Unavailable)?;
             let stored = state
                 .store
                 .update_connection_tokens(connection.id, &update)
@@ -194,6 +183,24 @@ async fn token_for(
         }
         Err(e) => Err(TokenError::Unavailable(e.to_string())),
     }
+}
+
+/// Fresh tokens from Microsoft as they are stored: sealed for the connection's row, with their
+/// expiry and refresh times (at sign-in and at every refresh).
+pub fn sealed(state: &AppState, connection: ConnectionId, tokens: &Tokens, now: i64) -> Result<TokenUpdate, String> {
+    let id = connection.0.to_string();
+    let seal = |v: &SecretString, what: &str| {
+        state.secrets.seal(v, &row_label("connection", &id, what)).map(Sealed).map_err(|e| e.to_string())
+    };
+    let (access_expires_at, access_refresh_at) = lifetime(now, tokens.expires_in);
+    Ok(TokenUpdate {
+        access_token: seal(&tokens.access_token, "access_token")?,
+        access_expires_at,
+        access_refresh_at,
+        refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
+        refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + REFRESH_MS),
+        updated_at: now,
+    })
 }
 
 /// Records a connection's failure and takes its presence off the avatars: a presence kehai can
