@@ -32,6 +32,9 @@ pub struct AppState {
     pub secrets: Arc<kehai_store::secrets::SecretBox>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
     pub shutdown: CancellationToken,
+    /// This process's random id: the holder of the work it claims (several instances share
+    /// one database; see `docs/architecture.md`, "Several instances").
+    pub instance: Arc<str>,
 }
 
 /// The work that runs beside the request handlers, built with the state and started once by
@@ -62,6 +65,7 @@ impl AppState {
             notifications,
 
             shutdown: CancellationToken::new(),
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
         };
         Ok((state, Background { live: worker, notifications: queue }))
     }

@@ -26,7 +26,7 @@ pub use microsoft::{
     Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
     TokenUpdate,
 };
-pub use records::{AvatarChange, Member, Session};
+pub use records::{AvatarChange, Claim, Member, Session};
 
 /// What can go wrong in the store, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -184,11 +184,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;
     /// How many connections are in each state (states without any are left out).
     async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>>;
-    /// Connected connections whose subscription lapses before `before`, the soonest first.
-    async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>>;
-    /// Connected connections whose subscription is encrypted for a certificate other than
-    /// `current` (a retired one), the soonest to lapse first.
-    async fn subscriptions_on_other_certificates(&self, current: &str, limit: u32) -> Result<Vec<Connection>>;
+    /// Claims up to `limit` connected connections whose subscription lapses before `before` and
+    /// that no other instance holds, the soonest first (PostgreSQL skips rows another instance is
+    /// claiming this moment rather than waiting for them).
+    async fn claim_expiring(&self, before: Millis, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>>;
+    /// Claims up to `limit` connected connections whose subscription is encrypted for a
+    /// certificate other than `current` (a retired one) and that no other instance holds, the
+    /// soonest to lapse first.
+    async fn claim_on_other_certificates(&self, current: &str, claim: Claim<'_>, limit: u32)
+    -> Result<Vec<Connection>>;
+    /// Claims one connection's upkeep; false when another instance holds it (or it is gone).
+    /// Claiming again what one holds extends the claim.
+    async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool>;
+    /// Lets go of a connection's claim, if `holder` holds it.
+    async fn release_connection(&self, id: ConnectionId, holder: &str) -> Result<()>;
     /// Deletes a connection with its spaces.
     async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
     /// Uses a connection in a space, ON or OFF.
@@ -217,6 +226,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn remove_unused_certificates(&self, now: Millis, unused_for: Millis) -> Result<Vec<String>>;
     /// Every certificate, the oldest first, with how many subscriptions use it.
     async fn certificates(&self) -> Result<Vec<(EncryptionCertificate, u64)>>;
+
+    // Claims of named work (a job, an instance's heartbeat).
+    /// Claims `name`; false when another holder's claim has not lapsed. Claiming again what one
+    /// holds extends the claim.
+    async fn claim(&self, name: &str, claim: Claim<'_>) -> Result<bool>;
+    /// Lets go of `name`, if `holder` holds it.
+    async fn release(&self, name: &str, holder: &str) -> Result<()>;
+    /// Deletes the claims named `prefix…` that lapsed by `now` and returns their names: each is
+    /// returned to exactly one caller, even with several instances asking at once.
+    async fn take_lapsed(&self, prefix: &str, now: Millis) -> Result<Vec<String>>;
 
     /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
     /// value's row label ([`secrets::row_label`]) and sealed text and returns the new sealed

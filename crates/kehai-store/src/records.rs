@@ -39,3 +39,13 @@ impl Session {
         }
     }
 }
+
+/// Who claims a piece of work and until when. Claims lapse by themselves: an instance that dies
+/// holds nothing for longer than `until`, and another instance takes the work over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The claiming instance's id.
+    pub holder: &'a str,
+    pub now: Millis,
+    pub until: Millis,
+}

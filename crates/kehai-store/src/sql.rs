@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState, Result, Sealed,
-    Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
+    AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState, Result,
+    Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 /// SQLite in one file: WAL for concurrent readers, one writer connection.
@@ -343,10 +343,20 @@ macro_rules! connection_columns {
     };
 }
 
+/// Whether a connection is free for the claim at hand (`$1` the holder, `$2` now): unclaimed,
+/// held by the same instance, or held by a claim that lapsed.
+macro_rules! claim_free {
+    () => {
+        "(claimed_by IS NULL OR claimed_by = $1 OR claimed_until <= $2)"
+    };
+}
+
 macro_rules! impl_store {
     // `$lock`: how the engine locks a row it read for the rest of the transaction (PostgreSQL:
-    // FOR UPDATE; SQLite has one writer, which already serializes).
-    ($store:ty, $backend:literal, $migrator:expr, $lock:literal) => {
+    // FOR UPDATE; SQLite has one writer, which already serializes). `$skip`: the same for rows
+    // being claimed, passing over those another instance is claiming this moment (PostgreSQL:
+    // FOR UPDATE SKIP LOCKED, so that instances sweeping at once divide the work).
+    ($store:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -809,29 +819,64 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn subscriptions_expiring(&self, before: Millis, limit: u32) -> Result<Vec<Connection>> {
-                sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "SELECT ", connection_columns!(), " FROM ms_connections \
-                     WHERE state = 'connected' AND subscription_expires_at < $1 \
-                     ORDER BY subscription_expires_at LIMIT $2"
+            async fn claim_expiring(&self, before: Millis, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>> {
+                let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
+                     SELECT id FROM ms_connections WHERE state = 'connected' AND subscription_expires_at < $4 \
+                     AND ", claim_free!(), " ORDER BY subscription_expires_at LIMIT $5", $skip, ") \
+                     RETURNING ", connection_columns!()
                 ))
+                .bind(claim.holder)
+                .bind(claim.now)
+                .bind(claim.until)
                 .bind(before)
-                .bind(i64::from(limit))
-                .fetch_all(self.reader())
-                .await
-                .map_err(StoreError::from)
-                .and_then(connections)
+                .bind(i64::from(limit));
+                soonest_first(connections(rows.fetch_all(self.writer()).await?)?)
             }
 
-            async fn subscriptions_on_other_certificates(&self, current: &str, limit: u32) -> Result<Vec<Connection>> {
+            async fn claim_on_other_certificates(
+                &self,
+                current: &str,
+                claim: Claim<'_>,
+                limit: u32,
+            ) -> Result<Vec<Connection>> {
                 let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "SELECT ", connection_columns!(), " FROM ms_connections \
-                     WHERE state = 'connected' AND subscription_certificate_id <> $1 \
-                     ORDER BY subscription_expires_at LIMIT $2"
+                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
+                     SELECT id FROM ms_connections WHERE state = 'connected' AND subscription_certificate_id <> $4 \
+                     AND ", claim_free!(), " ORDER BY subscription_expires_at LIMIT $5", $skip, ") \
+                     RETURNING ", connection_columns!()
                 ))
+                .bind(claim.holder)
+                .bind(claim.now)
+                .bind(claim.until)
                 .bind(current)
                 .bind(i64::from(limit));
-                connections(rows.fetch_all(self.reader()).await?)
+                soonest_first(connections(rows.fetch_all(self.writer()).await?)?)
+            }
+
+            async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool> {
+                let done = sqlx::query(concat!(
+                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id = $4 AND ",
+                    claim_free!()
+                ))
+                .bind(claim.holder)
+                .bind(claim.now)
+                .bind(claim.until)
+                .bind(id.0.to_string())
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn release_connection(&self, id: ConnectionId, holder: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE ms_connections SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2",
+                )
+                .bind(id.0.to_string())
+                .bind(holder)
+                .execute(self.writer())
+                .await?;
+                Ok(())
             }
 
             async fn set_connection_state(
@@ -955,6 +1000,42 @@ macro_rules! impl_store {
                 .await
                 .map_err(|e| classify(e, "certificate", "certificate"))?;
                 Ok(())
+            }
+
+            async fn claim(&self, name: &str, claim: Claim<'_>) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO claims (name, holder, held_until) VALUES ($1, $2, $4) \
+                     ON CONFLICT (name) DO UPDATE SET holder = $2, held_until = $4 \
+                     WHERE claims.holder = $2 OR claims.held_until <= $3",
+                )
+                .bind(name)
+                .bind(claim.holder)
+                .bind(claim.now)
+                .bind(claim.until)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn release(&self, name: &str, holder: &str) -> Result<()> {
+                sqlx::query("DELETE FROM claims WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_lapsed(&self, prefix: &str, now: Millis) -> Result<Vec<String>> {
+                // A prefix of letters, digits, '/' and '-' only: no LIKE wildcards to escape.
+                debug_assert!(prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-'));
+                Ok(sqlx::query_scalar(
+                    "DELETE FROM claims WHERE held_until <= $1 AND name LIKE $2 RETURNING name",
+                )
+                .bind(now)
+                .bind(format!("{prefix}%"))
+                .fetch_all(self.writer())
+                .await?)
             }
 
             async fn reseal(
@@ -1124,13 +1205,25 @@ macro_rules! define_remove_guest {
 mod sqlite_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Sqlite);
-    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"), "");
+    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"), "", "");
 }
 
 mod postgres_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Postgres);
-    impl_store!(PostgresStore, "postgres", sqlx::migrate!("migrations/postgres"), " FOR UPDATE");
+    impl_store!(
+        PostgresStore,
+        "postgres",
+        sqlx::migrate!("migrations/postgres"),
+        " FOR UPDATE",
+        " FOR UPDATE SKIP LOCKED"
+    );
+}
+
+/// Claimed connections, the soonest to lapse first (`RETURNING` keeps no order).
+fn soonest_first(mut claimed: Vec<Connection>) -> Result<Vec<Connection>> {
+    claimed.sort_by_key(|c| c.subscription.as_ref().map(|s| s.expires_at));
+    Ok(claimed)
 }
 
 /// Rows of `ms_connections` as connections.

@@ -66,7 +66,7 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
             let id = connection.id;
             match upkeep::renew(state, teams, connection).await {
                 Ok(Upkeep::Recreated) => healed.resubscribed += 1,
-                Ok(Upkeep::Renewed) => {}
+                Ok(Upkeep::Renewed | Upkeep::Elsewhere) => {}
                 Err(e) => tracing::warn!(connection = %id.0, error = %e, "reconciliation: no subscription"),
             }
         }

@@ -237,12 +237,7 @@ async fn lifecycle(state: &AppState, teams: &Teams, mut connection: Connection, 
     };
     match event {
         "reauthorizationRequired" => upkeep::renew(state, teams, connection).await.map(|_| ()).map_err(unavailable),
-        "subscriptionRemoved" => {
-            let token = super::tokens::access_token(state, teams, &mut connection)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            upkeep::recreate(state, teams, &connection, &token).await.map(|_| ()).map_err(unavailable)
-        }
+        "subscriptionRemoved" => upkeep::resubscribe(state, teams, connection).await.map(|_| ()).map_err(unavailable),
         "missed" => {
             let presence = super::read_presence(state, teams, &mut connection).await.map_err(unavailable)?;
             apply(state, teams, &connection, &presence).await

@@ -5,7 +5,7 @@
 //! Graph refuses before its expiry is replaced once ([`authorized`]).
 
 use kehai_microsoft::{MicrosoftError, Tokens};
-use kehai_store::{Connection, ConnectionId, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
+use kehai_store::{Claim, Connection, ConnectionId, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Teams;
@@ -22,6 +22,12 @@ pub fn lifetime(now: i64, expires_in: u64) -> (i64, i64) {
     let life = i64::try_from(expires_in).unwrap_or(3600).saturating_mul(1000);
     (now + life, now + life - MARGIN_MS.min(life / MARGIN_SHARE))
 }
+/// A refresh is claimed for a minute at most (the identity call retries for up to 30 s)…
+const REFRESH_CLAIM_MS: i64 = 60_000;
+/// …and an instance finding another one refreshing looks again every 50 ms for the new tokens,
+/// for up to 30 s.
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Microsoft's refresh tokens lapse after 90 days unused.
 const REFRESH_MS: i64 = 90 * 24 * 3600 * 1000;
 
@@ -119,30 +125,59 @@ async fn token_for(
     }
     // One refresh in flight per connection: each refresh rotates the refresh token, and two at
     // once would ask Microsoft twice and race to store theirs. Whoever waited finds the new
-    // tokens stored. (Microsoft keeps older refresh tokens valid, so another process refreshing
-    // meanwhile — `kehai keys rotate-cert` — does no harm.)
+    // tokens stored. Within the process a lock orders them; across processes (other instances,
+    // `kehai keys rotate-cert`) a claim in the database does.
     let gate = teams.refreshing.of(connection.id);
     let _refreshing = gate.lock().await;
-    match state.store.connection_of(connection.account_id).await {
-        Ok(Some(current)) if current.id == connection.id => *connection = current,
-        Ok(_) => return Err(TokenError::Unavailable("the connection was removed meanwhile".into())),
-        Err(e) => return Err(TokenError::Unavailable(e.to_string())),
-    }
-    if connection.state != ConnectionState::Connected {
-        return Err(TokenError::NeedsReconnect);
-    }
-    if connection.access_refresh_at > now {
-        let token = stored(connection)?;
-        // Unless it is the refused one (someone else's refresh replaced that meanwhile).
-        if refused.is_none_or(|r| r.expose_secret() != token.expose_secret()) {
-            return Ok(token);
+    // Other instances refresh too: one at a time per connection, by claim.
+    let claim = format!("refresh/{id}");
+    let waited = tokio::time::Instant::now();
+    loop {
+        match state.store.connection_of(connection.account_id).await {
+            Ok(Some(current)) if current.id == connection.id => *connection = current,
+            Ok(_) => return Err(TokenError::Unavailable("the connection was removed meanwhile".into())),
+            Err(e) => return Err(TokenError::Unavailable(e.to_string())),
+        }
+        if connection.state != ConnectionState::Connected {
+            return Err(TokenError::NeedsReconnect);
+        }
+        if connection.access_refresh_at > now {
+            let token = stored(connection)?;
+            // Unless it is the refused one (someone else's refresh replaced that meanwhile).
+            if refused.is_none_or(|r| r.expose_secret() != token.expose_secret()) {
+                return Ok(token);
+            }
+        }
+        let now = state.clock.now();
+        let mine = Claim { holder: &state.instance, now, until: now + REFRESH_CLAIM_MS };
+        match state.store.claim(&claim, mine).await {
+            Ok(true) => break,
+            Ok(false) if waited.elapsed() < REFRESH_WAIT => tokio::time::sleep(REFRESH_POLL).await,
+            Ok(false) => return Err(TokenError::Unavailable("another instance is still refreshing".into())),
+            Err(e) => return Err(TokenError::Unavailable(e.to_string())),
         }
     }
+    let refreshed = refresh(state, teams, connection, now).await;
+    if let Err(e) = state.store.release(&claim, &state.instance).await {
+        tracing::warn!(error = %e, "could not let go of a refresh claim");
+    }
+    refreshed
+}
+
+/// Redeems the connection's refresh token and stores what Microsoft gives back (under the
+/// connection's refresh claim).
+async fn refresh(
+    state: &AppState,
+    teams: &Teams,
+    connection: &mut Connection,
+    now: i64,
+) -> Result<SecretString, TokenError> {
     let unopenable = |_| TokenError::NeedsReconnect;
     let Some(refresh) = &connection.refresh_token else {
         return Err(TokenError::NeedsReconnect);
     };
-    let refresh = state.secrets.open(&refresh.0, &row("refresh_token")).map_err(unopenable)?;
+    let label = row_label("connection", &connection.id.0.to_string(), "refresh_token");
+    let refresh = state.secrets.open(&refresh.0, &label).map_err(unopenable)?;
     match teams.identity.refresh(&refresh, &teams.redirect_uri).await {
         Ok(tokens) => {
             let update = sealed(state, connection.id, &tokens, now).map_err(TokenError::Unavailable)?;

@@ -8,11 +8,17 @@
 //! renews and reauthorizes, so kehai never needs a separate `reauthorize` call. A subscription
 //! Graph no longer knows (404, `subscriptionRemoved`) is created anew, and the presence re-read
 //! because changes may have been missed meanwhile.
+//!
+//! With several instances on one database, a connection's upkeep is claimed by one instance at
+//! a time ([`Store::claim_connection`](kehai_store::Store::claim_connection)), for a sixth of a
+//! subscription's life at most: an instance that dies holding claims delays the renewals by less
+//! than the smallest lead. Each instance also keeps a heartbeat claim; when one lapses, another
+//! instance reconciles at once (the dead instance's queued notifications are lost with it).
 
 use std::time::Duration;
 
 use kehai_microsoft::{MicrosoftError, NewSubscription};
-use kehai_store::{Connection, ConnectionId, Sealed, SubscriptionRecord, secrets::row_label};
+use kehai_store::{Claim, Connection, ConnectionId, Sealed, SubscriptionRecord, secrets::row_label};
 use secrecy::SecretString;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio_util::sync::CancellationToken;
@@ -27,12 +33,18 @@ const SPREAD_SHARE: i64 = 6;
 /// The sweep looks for subscriptions to renew every tenth of their life, at most every minute.
 const SWEEP_SHARE: i64 = 10;
 const SWEEP_MAX: Duration = Duration::from_secs(60);
-/// How often the reconciliation runs.
+/// How often the reconciliation runs (by one instance of several).
 const RECONCILE: Duration = Duration::from_secs(5 * 60);
-/// Connections renewed per sweep at most (the rest wait for the next sweep).
+/// Connections claimed at a time by a sweep.
 const BATCH: u32 = 200;
-/// How long one sweep may renew; the rest wait for the next sweep.
+/// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
+/// sweep.
 const SWEEP_BUDGET: Duration = Duration::from_secs(120);
+/// Claims last a sixth of a subscription's life, at most five minutes…
+const CLAIM_SHARE: i64 = 6;
+const CLAIM_MAX_MS: i64 = 5 * 60 * 1000;
+/// …and an instance renews its heartbeat three times per claim.
+const HEARTBEATS_PER_CLAIM: u32 = 3;
 
 /// What one upkeep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +52,38 @@ pub enum Upkeep {
     Renewed,
     /// Graph had lost it: a new one was made and the presence re-read.
     Recreated,
+    /// Another instance holds the connection's upkeep claim: it is doing the work.
+    Elsewhere,
+}
+
+/// How long a claim on upkeep lasts, for subscriptions living `life_ms`.
+pub fn claim_ms(life_ms: i64) -> i64 {
+    (life_ms / CLAIM_SHARE).clamp(1, CLAIM_MAX_MS)
+}
+
+/// Runs `work` while this instance holds the connection's upkeep claim; `None` when another
+/// instance holds it. The claim is let go afterwards.
+async fn claimed<T>(
+    state: &AppState,
+    teams: &Teams,
+    id: ConnectionId,
+    work: impl Future<Output = T>,
+) -> Result<Option<T>, String> {
+    let now = state.clock.now();
+    let claim = Claim { holder: &state.instance, now, until: now + claim_ms(teams.subscription_ms) };
+    if !state.store.claim_connection(id, claim).await.map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let done = work.await;
+    release(state, id).await;
+    Ok(Some(done))
+}
+
+async fn release(state: &AppState, id: ConnectionId) {
+    if let Err(e) = state.store.release_connection(id, &state.instance).await {
+        // It lapses by itself.
+        tracing::warn!(connection = %id.0, error = %e, "could not let go of a claim");
+    }
 }
 
 /// Creates the presence subscription (rich: encrypted for kehai's certificate). A 409 means
@@ -85,13 +129,28 @@ pub async fn subscribe(
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when
 /// Graph no longer has it. Errors are described for the log (never a token).
 pub async fn renew(state: &AppState, teams: &Teams, connection: Connection) -> Result<Upkeep, String> {
-    let outcome = renew_or_recreate(state, teams, connection).await;
+    let id = connection.id;
+    let outcome = claimed(state, teams, id, renew_or_recreate(state, teams, connection))
+        .await
+        .and_then(|done| done.unwrap_or(Ok(Upkeep::Elsewhere)));
     state.metrics.subscription_upkeep(match outcome {
         Ok(Upkeep::Renewed) => "renewed",
         Ok(Upkeep::Recreated) => "recreated",
+        Ok(Upkeep::Elsewhere) => return outcome,
         Err(_) => "failed",
     });
     outcome
+}
+
+/// A new subscription for a connection Graph says it removed (`subscriptionRemoved`), under
+/// the connection's claim.
+pub async fn resubscribe(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
+    let id = connection.id;
+    let work = async {
+        let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
+        recreate(state, teams, &connection, &token).await
+    };
+    claimed(state, teams, id, work).await.and_then(|done| done.unwrap_or(Ok(Upkeep::Elsewhere)))
 }
 
 async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
@@ -191,62 +250,101 @@ fn lead(life_ms: i64, id: ConnectionId) -> i64 {
     life_ms / LEAD_SHARE + i64::try_from(id.0.as_u128() % spread as u128).unwrap_or(0)
 }
 
-/// Renews what is due now; returns how many subscriptions were renewed or recreated.
+/// Renews what is due now; returns how many subscriptions were renewed or recreated. The
+/// connections are claimed a batch at a time, so that instances sweeping at once share the work.
 pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
-    let now = state.clock.now();
     let life = teams.subscription_ms;
-    let horizon = now + life / LEAD_SHARE + life / SPREAD_SHARE;
-    let due = match state.store.subscriptions_expiring(horizon, BATCH).await {
-        Ok(due) => due.into_iter().filter(|c| {
+    let hold = claim_ms(life);
+    let budget = SWEEP_BUDGET.min(Duration::from_millis(u64::try_from(hold / 2).unwrap_or(0)));
+    let started = tokio::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    let mut done = 0;
+    loop {
+        let now = state.clock.now();
+        let claim = Claim { holder: &state.instance, now, until: now + hold };
+        let horizon = now + life / LEAD_SHARE + life / SPREAD_SHARE;
+        let batch = match state.store.claim_expiring(horizon, claim, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim subscriptions to renew");
+                break;
+            }
+        };
+        // Due by its own lead, and not tried in this sweep already (a failed one waits).
+        let (due, later): (Vec<Connection>, Vec<Connection>) = batch.into_iter().partition(|c| {
             let lapses = c.subscription.as_ref().map_or(now, |s| s.expires_at);
-            lapses - now <= lead(life, c.id)
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list subscriptions to renew");
-            return 0;
+            lapses - now <= lead(life, c.id) && !seen.contains(&c.id)
+        });
+        for c in &later {
+            release(state, c.id).await;
         }
-    };
+        if due.is_empty() {
+            break;
+        }
+        seen.extend(due.iter().map(|c| c.id));
+        let (renewed, finished) = renew_all(state, teams, due, started, budget).await;
+        done += renewed;
+        if !finished {
+            return done;
+        }
+    }
     // After `kehai keys rotate-cert`, the subscriptions it could not move (or all of them, when it
     // ran while kehai was stopped) move now: a renewal moves them to the current certificate.
-    let mut moving = Vec::new();
     if teams.rich
         && let Ok(Some(current)) = state.store.current_certificate().await
     {
-        match state.store.subscriptions_on_other_certificates(&current.id, BATCH).await {
-            Ok(on_old) => moving = on_old,
-            Err(e) => tracing::warn!(error = %e, "cannot list subscriptions on retired certificates"),
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut done = 0;
-    let started = tokio::time::Instant::now();
-    for connection in due.chain(moving) {
-        if !seen.insert(connection.id) {
-            continue;
-        }
-        if started.elapsed() >= SWEEP_BUDGET {
-            // Microsoft is slow or down (each call has already retried): the next sweep goes on,
-            // rather than this one taking hours.
-            tracing::warn!("the renewal sweep ran out of time: the rest wait for the next sweep");
-            break;
-        }
-        let id = connection.id;
-        match renew(state, teams, connection).await {
-            Ok(_) => done += 1,
-            Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
+        let now = state.clock.now();
+        let claim = Claim { holder: &state.instance, now, until: now + hold };
+        match state.store.claim_on_other_certificates(&current.id, claim, BATCH).await {
+            Ok(on_old) => done += renew_all(state, teams, on_old, started, budget).await.0,
+            Err(e) => tracing::warn!(error = %e, "cannot claim subscriptions on retired certificates"),
         }
     }
     done
 }
 
+/// Renews claimed connections one by one until `budget` from `started` is spent (the rest are
+/// let go for the next sweep). Returns how many were renewed, and whether all were tried.
+async fn renew_all(
+    state: &AppState,
+    teams: &Teams,
+    claimed: Vec<Connection>,
+    started: tokio::time::Instant,
+    budget: Duration,
+) -> (usize, bool) {
+    let mut done = 0;
+    let mut claimed = claimed.into_iter();
+    for connection in claimed.by_ref() {
+        if started.elapsed() >= budget {
+            // Microsoft is slow or down (each call has already retried): the next sweep goes on,
+            // rather than this one outliving its claims.
+            tracing::warn!("the renewal sweep ran out of time: the rest wait for the next sweep");
+            release(state, connection.id).await;
+            for rest in claimed {
+                release(state, rest.id).await;
+            }
+            return (done, false);
+        }
+        let id = connection.id;
+        match renew(state, teams, connection).await {
+            Ok(Upkeep::Renewed | Upkeep::Recreated) => done += 1,
+            Ok(Upkeep::Elsewhere) => {}
+            Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
+        }
+    }
+    (done, true)
+}
+
 /// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
 /// subscriptions about to lapse), then the renewal sweep every tenth of a subscription's life
-/// (at most a minute apart) and a reconciliation every five minutes — one task, so the two never
-/// renew or recreate the same subscription at once.
+/// (at most a minute apart) and a reconciliation every five minutes by one instance of several
+/// (the job is claimed). Beside it, the instance's heartbeat: when another instance's lapses (it
+/// died), this one reconciles at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
     let every = u64::try_from(teams.subscription_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
     let every = every.clamp(Duration::from_millis(100), SWEEP_MAX);
+    spawn_heartbeat(state.clone(), std::sync::Arc::clone(&teams), stop.clone());
     tokio::spawn(async move {
         super::heal::reconcile(&state, &teams).await;
         sweep(&state, &teams).await;
@@ -258,10 +356,60 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
             }
             sweep(&state, &teams).await;
             if reconciled.elapsed() >= RECONCILE {
-                super::heal::reconcile(&state, &teams).await;
-                super::certificates::remove_unused(&state).await;
                 reconciled = tokio::time::Instant::now();
+                let now = state.clock.now();
+                let until = now + i64::try_from(RECONCILE.as_millis()).unwrap_or(i64::MAX);
+                // Held for the whole period, not let go: one reconciliation per period in all.
+                match state.store.claim(RECONCILE_JOB, Claim { holder: &state.instance, now, until }).await {
+                    Ok(true) => {
+                        super::heal::reconcile(&state, &teams).await;
+                        super::certificates::remove_unused(&state).await;
+                    }
+                    Ok(false) => tracing::debug!("another instance reconciles this time"),
+                    Err(e) => tracing::warn!(error = %e, "cannot claim the reconciliation"),
+                }
             }
+        }
+    });
+}
+
+/// The periodic reconciliation's claim.
+const RECONCILE_JOB: &str = "job/reconcile";
+
+/// The heartbeat claim's name for an instance.
+fn heartbeat_of(instance: &str) -> String {
+    format!("instance/{instance}")
+}
+
+/// Keeps this instance's heartbeat claim and takes over from instances whose heartbeat lapsed
+/// (killed, or cut off from the database): their queued notifications died with them, so the
+/// presences are read again. Each lapsed heartbeat is taken by exactly one instance. On `stop`
+/// the heartbeat is let go: a clean stop drains its queue first.
+fn spawn_heartbeat(state: AppState, teams: std::sync::Arc<Teams>, stop: CancellationToken) {
+    let hold = claim_ms(teams.subscription_ms);
+    let every = Duration::from_millis(u64::try_from(hold).unwrap_or(1)) / HEARTBEATS_PER_CLAIM;
+    let name = heartbeat_of(&state.instance);
+    tokio::spawn(async move {
+        loop {
+            let now = state.clock.now();
+            if let Err(e) = state.store.claim(&name, Claim { holder: &state.instance, now, until: now + hold }).await {
+                tracing::warn!(error = %e, "cannot renew this instance's heartbeat");
+            }
+            match state.store.take_lapsed("instance/", now).await {
+                Ok(dead) if !dead.is_empty() => {
+                    tracing::warn!(instances = ?dead, "other instances stopped without a goodbye: taking over");
+                    super::heal::reconcile(&state, &teams).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for instances that died"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        if let Err(e) = state.store.release(&name, &state.instance).await {
+            tracing::warn!(error = %e, "could not let go of this instance's heartbeat");
         }
     });
 }

@@ -820,6 +820,63 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     assert!(subscriptions(&emu).await.is_empty());
 }
 
+#[tokio::test]
+async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_lapses() {
+    use kehai_server::teams::upkeep::{Upkeep, claim_ms, renew, sweep};
+    use kehai_store::Claim;
+    // Ten-minute subscriptions: claims last 100 s (msemu, on the real clock, refuses expiries
+    // over an hour ahead of it).
+    let (app, emu) = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_subscription_seconds = 600).await;
+    connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let teams = app.state.teams.clone().unwrap();
+    let now = app.state.clock.now();
+    let connection = alice_connection(&app).await;
+    let mut record = connection.subscription.clone().unwrap();
+    record.expires_at = now + 190_000;
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    let hold = claim_ms(teams.subscription_ms);
+    let other = Claim { holder: "another-instance", now, until: now + hold };
+    assert!(app.state.store.claim_connection(connection.id, other).await.unwrap());
+
+    assert_eq!(sweep(&app.state, &teams).await, 0, "due, but another instance is renewing it");
+    assert_eq!(renew(&app.state, &teams, connection.clone()).await, Ok(Upkeep::Elsewhere));
+    assert_eq!(subscriptions(&emu).await[0]["renewals"], 0);
+
+    // That instance died: once its claim lapses, this one renews.
+    app.clock.advance(hold - 1);
+    assert_eq!(sweep(&app.state, &teams).await, 0);
+    app.clock.advance(1);
+    assert_eq!(sweep(&app.state, &teams).await, 1);
+    assert_eq!(subscriptions(&emu).await[0]["renewals"], 1);
+    // And let go of it afterwards: another instance may renew it next time.
+    let later = app.state.clock.now();
+    assert!(
+        app.state
+            .store
+            .claim_connection(connection.id, Claim { holder: "another-instance", now: later, until: later + hold })
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn when_another_instance_dies_this_one_reads_every_presence_again() {
+    // Short subscriptions: the heartbeat ticks every few hundred milliseconds.
+    let (app, emu) = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_subscription_seconds = 6).await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    // A change whose notification died in the other instance's queue.
+    quietly_set(&emu, "alice@example.com", "Busy");
+    let now = app.state.clock.now();
+    let dead = kehai_store::Claim { holder: "dead-instance", now, until: now + 1 };
+    assert!(app.state.store.claim("instance/dead-instance", dead).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_ne!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴", "alive: nothing is read");
+    app.clock.advance(1);
+    avatar_becomes(&alice, "🔴").await;
+    assert!(app.state.store.take_lapsed("instance/dead", app.state.clock.now()).await.unwrap().is_empty(), "taken");
+}
+
 /// kehai and msemu with Alice connected while her presence is `status`, and the integration.
 async fn alice_connected_while(
     status: &str,

@@ -5,8 +5,8 @@ use kehai_core::{
     SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{
-    AvatarChange, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, Session, Store,
-    StoreError, SubscriptionRecord, TokenUpdate,
+    AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, Session,
+    Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -289,10 +289,24 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
         store.save_connection(x).await.unwrap();
     }
     let due = |v: Vec<Connection>| v.into_iter().map(|x| x.subscription.unwrap().id).collect::<Vec<_>>();
-    // Needs-reconnect connections cannot renew: not listed.
-    assert_eq!(due(store.subscriptions_expiring(T0 + 3_600_000, 10).await.unwrap()), ["sub-b", "sub-a"]);
-    assert_eq!(due(store.subscriptions_expiring(T0 + 100_000, 10).await.unwrap()), ["sub-b"]);
-    assert_eq!(due(store.subscriptions_expiring(T0 + 3_600_000, 1).await.unwrap()), ["sub-b"]);
+    // Needs-reconnect connections cannot renew: not claimed. Claims by one instance (`one`)
+    // keep the others (`two`) off until they lapse or are let go.
+    let one = |now| Claim { holder: "one", now, until: now + 10_000 };
+    let two = |now| Claim { holder: "two", now, until: now + 10_000 };
+    assert_eq!(due(store.claim_expiring(T0 + 100_000, one(T0), 10).await.unwrap()), ["sub-b"]);
+    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0), 10).await.unwrap()), ["sub-a"], "b is held");
+    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0 + 9_999), 10).await.unwrap()), ["sub-a"], "its own");
+    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0 + 10_000), 10).await.unwrap()), ["sub-b", "sub-a"]);
+    assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "two holds b until T0 + 20_000");
+    store.release_connection(cb.id, "one").await.unwrap();
+    assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "only the holder lets go");
+    store.release_connection(cb.id, "two").await.unwrap();
+    assert!(store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap());
+    assert!(store.claim_connection(cb.id, one(T0 + 10_002)).await.unwrap(), "extended by its holder");
+    store.release_connection(cb.id, "one").await.unwrap();
+    store.release_connection(ca.id, "two").await.unwrap();
+    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, one(T0 + 10_001), 1).await.unwrap()), ["sub-b"], "limit");
+    store.release_connection(cb.id, "one").await.unwrap();
 
     // Connected ones, page by page in id order.
     let first = store.connected_connections(None, 1).await.unwrap();
@@ -322,7 +336,7 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     // A second recreation that started from the old one loses.
     assert!(!store.set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a9", T0), T0 + 2).await.unwrap());
     assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2).await.unwrap());
-    assert_eq!(due(store.subscriptions_expiring(T0 + 3_000_000, 10).await.unwrap()), Vec::<String>::new());
+    assert_eq!(due(store.claim_expiring(T0 + 3_000_000, one(T0), 10).await.unwrap()), Vec::<String>::new());
     assert_eq!(store.connection_by_subscription("sub-a").await.unwrap(), None);
     let found = store.connection_by_subscription("sub-a2").await.unwrap().unwrap();
     assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
@@ -451,14 +465,16 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     assert_eq!(used, [("cert-1".into(), Some(T0 + 2), 1), ("cert-2".into(), None, 0)]);
     // Still used by sub-a: kept however long ago it was retired.
     assert!(store.remove_unused_certificates(T0 + 1_000_000, 100).await.unwrap().is_empty());
-    let on_old = store.subscriptions_on_other_certificates("cert-2", 10).await.unwrap();
+    let claim = |holder| Claim { holder, now: T0, until: T0 + 10 };
+    let on_old = store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap();
     assert_eq!(on_old.iter().map(|c| c.id).collect::<Vec<_>>(), [c.id]);
-    assert!(store.subscriptions_on_other_certificates("cert-1", 10).await.unwrap().is_empty());
+    assert!(store.claim_on_other_certificates("cert-2", claim("two"), 10).await.unwrap().is_empty(), "held");
+    assert!(store.claim_on_other_certificates("cert-1", claim("one"), 10).await.unwrap().is_empty());
     // Moved to the new certificate at T0 + 2_000_000: the old key goes once unused for 100 ms.
     let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
     assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3).await.unwrap());
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().subscription, Some(moved));
-    assert!(store.subscriptions_on_other_certificates("cert-2", 10).await.unwrap().is_empty());
+    assert!(store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap().is_empty());
     assert!(store.remove_unused_certificates(T0 + 2_000_000, 100).await.unwrap().is_empty(), "first seen unused");
     assert!(store.remove_unused_certificates(T0 + 2_000_099, 100).await.unwrap().is_empty(), "not unused long enough");
     assert_eq!(store.remove_unused_certificates(T0 + 2_000_100, 100).await.unwrap(), ["cert-1"]);
@@ -513,4 +529,27 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     assert!(!store.update_connection_tokens(c.id, &update).await.unwrap(), "a deleted connection stays deleted");
     assert!(!store.set_connection_state(c.id, ConnectionState::Error, None, T0).await.unwrap());
     assert_eq!(store.connection_of(a.id).await.unwrap(), None);
+}
+
+pub async fn named_claims_have_one_holder_until_they_lapse(store: &dyn Store) {
+    let by = |holder, now| Claim { holder, now, until: now + 1_000 };
+    assert!(store.claim("job/reconcile", by("one", T0)).await.unwrap());
+    assert!(!store.claim("job/reconcile", by("two", T0 + 999)).await.unwrap());
+    assert!(store.claim("job/reconcile", by("one", T0 + 999)).await.unwrap(), "extended by its holder");
+    assert!(!store.claim("job/reconcile", by("two", T0 + 1_998)).await.unwrap());
+    assert!(store.claim("job/reconcile", by("two", T0 + 1_999)).await.unwrap(), "lapsed: taken over");
+    store.release("job/reconcile", "one").await.unwrap();
+    assert!(!store.claim("job/reconcile", by("one", T0 + 2_000)).await.unwrap(), "only the holder lets go");
+    store.release("job/reconcile", "two").await.unwrap();
+    assert!(store.claim("job/reconcile", by("one", T0 + 2_000)).await.unwrap());
+
+    // Heartbeats: a lapsed one is taken once, by whoever asks first; live ones stay.
+    assert!(store.claim("instance/a", by("a", T0)).await.unwrap());
+    assert!(store.claim("instance/b", by("b", T0 + 500)).await.unwrap());
+    assert!(store.take_lapsed("instance/", T0 + 999).await.unwrap().is_empty());
+    assert_eq!(store.take_lapsed("instance/", T0 + 1_000).await.unwrap(), ["instance/a"]);
+    assert!(store.take_lapsed("instance/", T0 + 1_000).await.unwrap().is_empty(), "taken once");
+    let mut both = store.take_lapsed("", T0 + 5_000).await.unwrap();
+    both.sort();
+    assert_eq!(both, ["instance/b", "job/reconcile"]);
 }

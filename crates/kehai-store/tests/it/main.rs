@@ -58,6 +58,7 @@ contract_suite!(
     sign_ins_in_progress_are_single_use_and_expire,
     the_newest_live_certificate_is_current,
     retired_certificates_stay_while_a_subscription_uses_them,
+    named_claims_have_one_holder_until_they_lapse,
     refreshed_tokens_update_but_never_recreate_a_connection,
     presence_sequences_only_move_forward,
     subscriptions_are_renewed_and_found_before_they_lapse,
