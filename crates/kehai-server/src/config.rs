@@ -31,6 +31,10 @@ pub struct Config {
     /// directory.
     #[serde(skip_serializing)]
     pub database_url: Option<SecretString>,
+    /// `KEHAI_BUS_URL`: `nats://host:port` (or `tls://…`) of the NATS server that carries live
+    /// updates between several kehai instances. Unset: one instance, updates stay in the process.
+    #[serde(skip_serializing)]
+    pub bus_url: Option<SecretString>,
     /// `KEHAI_SECRET_KEY`: the master key sealing tokens at rest (base64 of 32 bytes). Unset:
     /// `<data dir>/secret.key`, created on first start with mode 0600.
     #[serde(skip_serializing)]
@@ -99,6 +103,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: Url::parse("http://127.0.0.1:8080").expect("constant URL"),
             database_url: None,
+            bus_url: None,
             secret_key: None,
             ms_client_id: None,
             ms_client_secret: None,
@@ -123,6 +128,7 @@ pub const SETTINGS: &[&str] = &[
     "listen",
     "public_url",
     "database_url",
+    "bus_url",
     "secret_key",
     "ms_client_id",
     "ms_client_secret",
@@ -209,6 +215,15 @@ impl Config {
                  (leave it unset for SQLite in the data directory)"
                     .into(),
             ));
+        }
+        if let Some(url) = &self.bus_url {
+            let url = Url::parse(url.expose_secret()).ok();
+            if !url.is_some_and(|u| matches!(u.scheme(), "nats" | "tls") && u.host().is_some()) {
+                return Err(ConfigError(
+                    "setting `bus_url` (KEHAI_BUS_URL): must be a nats:// or tls:// URL such as nats://127.0.0.1:4222"
+                        .into(),
+                ));
+            }
         }
         if self.login_attempts_per_minute == 0 {
             return Err(ConfigError(
@@ -353,6 +368,8 @@ mod tests {
             ("KEHAI_PUBLIC_URL", "ftp://x", "KEHAI_PUBLIC_URL"),
             ("KEHAI_PUBLIC_URL", "nope", "KEHAI_PUBLIC_URL"),
             ("KEHAI_DATABASE_URL", "mysql://x", "KEHAI_DATABASE_URL"),
+            ("KEHAI_BUS_URL", "redis://127.0.0.1:6379", "KEHAI_BUS_URL"),
+            ("KEHAI_BUS_URL", "127.0.0.1:4222", "KEHAI_BUS_URL"),
             ("KEHAI_LOG_FORMAT", "xml", "KEHAI_LOG_FORMAT"),
             ("KEHAI_LOGIN_ATTEMPTS_PER_MINUTE", "0", "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE"),
             ("KEHAI_MS_CLIENT_ID", "only-the-id", "KEHAI_MS_CLIENT_SECRET"),
@@ -403,6 +420,7 @@ mod tests {
         let serialized = serde_json::to_value(Config::default()).expect("serializes");
         let mut fields: Vec<&str> = serialized.as_object().expect("object").keys().map(String::as_str).collect();
         fields.push("database_url"); // never serialized: it may hold a password
+        fields.push("bus_url"); // never serialized: it may hold a password
         fields.push("secret_key"); // never serialized: it is a key
         fields.push("ms_client_id"); // not serialized when unset
         fields.push("ms_client_secret"); // never serialized: it is a secret

@@ -8,7 +8,7 @@
 //!   ([`i18n`]); the space page's small script talks to the **JSON API** ([`api`]) and listens to
 //!   the space's **event stream** ([`live`]).
 //! - Every change to an avatar goes through [`live::Live::publish`]: it is put on the
-//!   [`live::Bus`] (in-process today, NATS for several instances later); each instance's hub
+//!   [`live::Bus`] (in-process for one instance, NATS for several); each instance's hub
 //!   numbers the events per space and fans them out to the open pages.
 //! - **Who is here** is counted from open event streams ([`live::Attendance`]).
 //! - [`auth`] holds sessions, CSRF tokens, password hashing and login rate limits; [`ops`] the
@@ -51,7 +51,8 @@ impl App {
     /// Opens and migrates the database and builds the router.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = admin::open_store(&config).await?;
-        let app = Self::with_store(config, store, Arc::new(clock::SystemClock))?;
+        let bus = live::bus::connect(&config).await?;
+        let app = Self::with_bus(config, store, Arc::new(clock::SystemClock), bus)?;
         keys::check_opens(&app.state).await?;
         if app.state.teams.is_some() {
             // The encryption certificate exists from the first start on (its id goes to Graph
@@ -63,13 +64,24 @@ impl App {
         Ok(app)
     }
 
-    /// Builds the application on an already opened store and a clock.
+    /// Builds the application on an already opened store and a clock, with the bus of one
+    /// instance.
     pub fn with_store(
         config: Config,
         store: Arc<dyn kehai_store::Store>,
         clock: Arc<dyn clock::Clock>,
     ) -> anyhow::Result<App> {
-        let (state, background) = AppState::new(config, store, clock)?;
+        Self::with_bus(config, store, clock, Arc::new(live::InProcessBus::new(4096)))
+    }
+
+    /// Builds the application on an already opened store, a clock and a bus.
+    pub fn with_bus(
+        config: Config,
+        store: Arc<dyn kehai_store::Store>,
+        clock: Arc<dyn clock::Clock>,
+        bus: Arc<dyn live::Bus>,
+    ) -> anyhow::Result<App> {
+        let (state, background) = AppState::new(config, store, clock, bus)?;
         let router = pages::router()
             .merge(api::router())
             .merge(live::router())

@@ -1,4 +1,4 @@
-//! Operations: `/healthz` (the process answers), `/readyz` (the database answers), `/metrics`
+//! Operations: `/healthz` (the process answers), `/readyz` (the database and the bus answer), `/metrics`
 //! (Prometheus text), and the HTTP metrics middleware.
 //!
 //! Metrics live in a registry per application (not a global recorder), so that several servers
@@ -31,7 +31,8 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) if state.live.bus.ready() => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: the database does not answer");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()

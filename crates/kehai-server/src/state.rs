@@ -11,7 +11,7 @@ use crate::{
     auth::limiter::LoginLimiter,
     clock::Clock,
     i18n::Catalogs,
-    live::{InProcessBus, Live, LiveWorker},
+    live::{Bus, Live, LiveWorker},
     ops::Metrics,
 };
 
@@ -46,12 +46,17 @@ pub struct Background {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Background)> {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
         let metrics = Metrics::new();
         let teams = crate::teams::Teams::from_config(&config, metrics.clone());
         let (notifications, queue) = crate::webhooks::NotificationQueue::new();
-        let (live, worker) = Live::new(Arc::new(InProcessBus::new(4096)), metrics.avatars_here.clone());
+        let (live, worker) = Live::new(bus, metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),

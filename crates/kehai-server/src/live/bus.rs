@@ -1,7 +1,8 @@
 //! The bus that carries space events between kehai instances.
 //!
-//! Today one process: [`InProcessBus`], a broadcast channel. With several instances a NATS
-//! implementation carries the same [`BusMessage`]s (they are serde types for that reason).
+//! One instance: [`InProcessBus`], a broadcast channel. Several instances (`KEHAI_BUS_URL`):
+//! [`NatsBus`](super::nats::NatsBus) carries the same [`BusMessage`]s (serde types for that
+//! reason) through a NATS server.
 
 use futures::{StreamExt, stream::BoxStream};
 use kehai_core::SpaceId;
@@ -37,14 +38,37 @@ pub enum Delivery {
 
 /// Publish/subscribe of space events across instances.
 pub trait Bus: Send + Sync + 'static {
+    /// Puts an event on the bus for every instance (this one included); never waits.
     fn publish(&self, message: BusMessage);
     fn subscribe(&self) -> BoxStream<'static, Delivery>;
+    /// Whether events flow now (`/readyz` says not ready otherwise).
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// The bus the configuration names: NATS with `bus_url`, else one within the process.
+pub async fn connect(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Bus>> {
+    Ok(match &config.bus_url {
+        Some(url) => super::nats::NatsBus::connect(url).await?,
+        None => std::sync::Arc::new(InProcessBus::new(4096)),
+    })
+}
+
+/// A broadcast receiver as deliveries: falling behind is reported as [`Delivery::Lost`].
+pub(crate) fn delivered(rx: broadcast::Receiver<Delivery>) -> BoxStream<'static, Delivery> {
+    BroadcastStream::new(rx)
+        .map(|r| match r {
+            Ok(d) => d,
+            Err(BroadcastStreamRecvError::Lagged(_)) => Delivery::Lost,
+        })
+        .boxed()
 }
 
 /// The bus of a single instance.
 #[derive(Debug)]
 pub struct InProcessBus {
-    tx: broadcast::Sender<BusMessage>,
+    tx: broadcast::Sender<Delivery>,
 }
 
 impl InProcessBus {
@@ -56,15 +80,10 @@ impl InProcessBus {
 impl Bus for InProcessBus {
     fn publish(&self, message: BusMessage) {
         // No subscriber yet is fine: nobody is listening.
-        let _ = self.tx.send(message);
+        let _ = self.tx.send(Delivery::Message(message));
     }
 
     fn subscribe(&self) -> BoxStream<'static, Delivery> {
-        BroadcastStream::new(self.tx.subscribe())
-            .map(|r| match r {
-                Ok(m) => Delivery::Message(m),
-                Err(BroadcastStreamRecvError::Lagged(_)) => Delivery::Lost,
-            })
-            .boxed()
+        delivered(self.tx.subscribe())
     }
 }

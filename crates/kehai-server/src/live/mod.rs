@@ -10,6 +10,7 @@ pub mod attendance;
 pub mod bus;
 pub mod events;
 pub mod hub;
+pub mod nats;
 pub mod sessions;
 
 use std::sync::Arc;

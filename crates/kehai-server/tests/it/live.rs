@@ -137,3 +137,51 @@ async fn guests_leave_when_their_session_expires() {
         "the guest's avatar is deleted with the session"
     );
 }
+
+/// NATS for the bus tests: `KEHAI_TEST_NATS_URL` or the local default; `None` (skip) when it
+/// does not answer outside CI.
+async fn nats() -> Option<secrecy::SecretString> {
+    let url = std::env::var("KEHAI_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let addr = url.trim_start_matches("nats://").to_owned();
+    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        return Some(url.into());
+    }
+    assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true but NATS does not answer at {url}");
+    eprintln!("skipping: no NATS at {url}");
+    None
+}
+
+#[tokio::test]
+async fn events_put_on_the_nats_bus_reach_every_instance_in_order() {
+    use futures::StreamExt;
+    use kehai_server::live::{Bus, BusMessage, Delivery, SpaceEvent, nats::NatsBus};
+    let Some(url) = nats().await else { return };
+    let (one, two) = (NatsBus::connect(&url).await.unwrap(), NatsBus::connect(&url).await.unwrap());
+    assert!(one.ready() && two.ready());
+    let (mut at_one, mut at_two) = (one.subscribe(), two.subscribe());
+    let space = kehai_core::SpaceId::new();
+    let left = |n: usize| BusMessage { space_id: space, event: SpaceEvent::Left { person_id: format!("guest-{n}") } };
+    for n in 0..100 {
+        one.publish(left(n));
+    }
+    for stream in [&mut at_one, &mut at_two] {
+        let mut seen = Vec::new();
+        while seen.len() < 100 {
+            let d = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
+            match d {
+                // Other tests share the server: only this space's events count.
+                Delivery::Message(m) if m.space_id == space => seen.push(m),
+                _ => {}
+            }
+        }
+        assert_eq!(seen, (0..100).map(left).collect::<Vec<_>>(), "every event, once, in order, the publisher's too");
+    }
+}
+
+#[tokio::test]
+async fn a_bus_that_cannot_be_reached_stops_the_start_without_showing_the_password() {
+    let url = secrecy::SecretString::from("nats://kehai:hunter2@127.0.0.1:1".to_owned());
+    let err = kehai_server::live::nats::NatsBus::connect(&url).await.unwrap_err().to_string();
+    assert!(err.contains("KEHAI_BUS_URL"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
