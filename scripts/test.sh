@@ -67,7 +67,11 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
   log "starting NATS"
   as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break; sleep 0.2; done
 fi
+# The bus tests and the several-instances test use it (with CI=true, a NATS that does not
+# answer fails them).
+export KEHAI_TEST_NATS_URL="${KEHAI_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 
 # --- Microsoft's client libraries, which check msemu ------------------------------------------
 # (a venv inside target/, so that a clean clone starts afresh and nothing leaks elsewhere)

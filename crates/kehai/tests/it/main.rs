@@ -1,6 +1,9 @@
-//! The `kehai` command as an operator uses it: a real binary, a real SQLite file.
+//! The `kehai` command as an operator uses it: a real binary, a real SQLite file — and, in
+//! [`several`], three of them on PostgreSQL and NATS.
 
 #![allow(clippy::unwrap_used)]
+
+mod several;
 
 use std::{
     io::Write,

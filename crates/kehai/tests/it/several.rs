@@ -1,0 +1,495 @@
+//! Several instances: three `kehai serve` processes on one PostgreSQL database and one NATS
+//! server, behind a round-robin balancer (as a load balancer would put them), with msemu as
+//! Microsoft. 200 members connect Teams through whichever instance answers; presences change at
+//! msemu; every change must reach the event streams open on every instance; one instance is
+//! killed with SIGKILL mid-run; afterwards no subscription lapsed, none was renewed twice, and
+//! every avatar is right.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use reqwest::{StatusCode, redirect::Policy};
+use serde_json::{Value, json};
+
+const MEMBERS: usize = 200;
+const SPACE: &str = "office";
+const PASSWORD: &str = "several instances, one office";
+/// Short subscriptions, so that every connection is renewed several times during the run.
+const SUBSCRIPTION_SECONDS: i64 = 30;
+/// Statuses set at msemu, and the emoji kehai shows for each.
+const STATUSES: [(&str, &str); 5] =
+    [("Busy", "🔴"), ("DoNotDisturb", "⛔"), ("InAMeeting", "📅"), ("InACall", "📞"), ("AppearAway", "💤")];
+
+/// A service the test needs: its URL from `var`, else `default`; `None` (skip) when it does not
+/// answer outside CI.
+async fn service(var: &str, default: &str) -> Option<String> {
+    let url = std::env::var(var).ok().filter(|u| !u.is_empty()).unwrap_or_else(|| default.to_owned());
+    let parsed = url::Url::parse(&url).unwrap();
+    let addr = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
+    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        return Some(url);
+    }
+    assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true but nothing answers at {addr} ({var})");
+    eprintln!("skipping: nothing answers at {addr} ({var})");
+    None
+}
+
+/// A fresh database on the PostgreSQL server at `base`, dropped with the guard.
+struct Database {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(base: &str) -> Database {
+        use sqlx::Connection;
+        let name = format!("kehai_several_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+        let mut url = url::Url::parse(base).unwrap();
+        url.set_path(&format!("/{name}"));
+        Database { base: base.to_owned(), name, url: url.to_string() }
+    }
+
+    async fn drop_database(&self) {
+        use sqlx::Connection;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.base).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+/// A round-robin HTTP balancer in front of the instances: the public URL Microsoft and browsers
+/// use. A request an instance cannot take (it is dead) goes to the next one.
+struct Balancer {
+    backends: Vec<String>,
+    next: AtomicUsize,
+    http: reqwest::Client,
+}
+
+async fn forward(
+    axum::extract::State(balancer): axum::extract::State<Arc<Balancer>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    for _ in 0..balancer.backends.len() {
+        let backend = &balancer.backends[balancer.next.fetch_add(1, Ordering::Relaxed) % balancer.backends.len()];
+        let mut to = balancer.http.request(parts.method.clone(), format!("{backend}{path}")).body(body.clone());
+        for (name, value) in &parts.headers {
+            if name != "host" {
+                to = to.header(name, value);
+            }
+        }
+        match to.send().await {
+            Ok(answer) => {
+                let mut back = axum::response::Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    if !matches!(name.as_str(), "transfer-encoding" | "connection" | "content-length") {
+                        back = back.header(name, value);
+                    }
+                }
+                let bytes = answer.bytes().await.unwrap_or_default();
+                return back.body(axum::body::Body::from(bytes)).unwrap();
+            }
+            Err(e) if e.is_connect() => continue,
+            Err(_) => break,
+        }
+    }
+    axum::response::Response::builder().status(502).body(axum::body::Body::empty()).unwrap()
+}
+
+async fn start_balancer(backends: Vec<String>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let balancer = Arc::new(Balancer {
+        backends,
+        next: AtomicUsize::new(0),
+        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+    });
+    let app = axum::Router::new().fallback(forward).with_state(balancer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The environment every instance (and the administration commands) share.
+fn shared_env(db: &Database, bus: &str, public: &str, emu: &msemu::Running) -> Vec<(String, String)> {
+    let app = emu.emulator.world.lock().directory.apps[0].clone();
+    [
+        ("KEHAI_DATABASE_URL", db.url.clone()),
+        ("KEHAI_BUS_URL", bus.to_owned()),
+        ("KEHAI_PUBLIC_URL", public.to_owned()),
+        // Several instances share one master key.
+        ("KEHAI_SECRET_KEY", "a2VoYWktc2V2ZXJhbC1pbnN0YW5jZXMtdGVzdC1rZXk=".to_owned()),
+        ("KEHAI_MS_CLIENT_ID", app.client_id.to_string()),
+        ("KEHAI_MS_CLIENT_SECRET", app.client_secret),
+        ("KEHAI_MS_LOGIN_URL", emu.base_url.to_string()),
+        ("KEHAI_MS_GRAPH_URL", emu.base_url.to_string()),
+        ("KEHAI_MS_SUBSCRIPTION_SECONDS", SUBSCRIPTION_SECONDS.to_string()),
+        ("KEHAI_LOGIN_ATTEMPTS_PER_MINUTE", "100000".to_owned()),
+        ("KEHAI_LOG", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kehai"));
+    cmd.args(args).current_dir(dir).env("KEHAI_DATA_DIR", dir).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+fn run_ok(mut cmd: Command) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "{base} did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn email(n: usize) -> String {
+    format!("user{n}@contoso.example")
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    Some(&s[from..from + s[from..].find(end)?])
+}
+
+/// A browser's client: cookies, no redirects followed.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Logs member `n` in through the balancer (the login form and its answer may come from
+/// different instances).
+async fn log_in(public: &str, n: usize) -> reqwest::Client {
+    let c = browser();
+    let page = c.get(format!("{public}/login?next=/s/{SPACE}")).send().await.unwrap().text().await.unwrap();
+    let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a login form").to_owned();
+    let email = email(n);
+    let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/s/office")];
+    let r = c.post(format!("{public}/login")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of member {n}");
+    c
+}
+
+/// Member `n` connects Teams: kehai's connect link, msemu's sign-in and consent, kehai's
+/// callback — each kehai step through the balancer, so on any instance.
+async fn connect_teams(public: &str, emu: &msemu::Running, n: usize) {
+    let c = log_in(public, n).await;
+    let r = c.get(format!("{public}/integrations/msteams/connect?space={SPACE}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = c.get(location(&r)).send().await.unwrap().text().await.unwrap();
+    let flow = between(&page, "name=\"flow\" value=\"", "\"").expect("msemu's sign-in").to_owned();
+    let email = email(n);
+    let form = [("flow", flow.as_str()), ("email", &email), ("password", "")];
+    let mut answer = c.post(emu.url("/organizations/login")).form(&form).send().await.unwrap();
+    if answer.status() == StatusCode::OK {
+        let consent = answer.text().await.unwrap();
+        let flow = between(&consent, "name=\"flow\" value=\"", "\"").expect("msemu's consent").to_owned();
+        let form = [("flow", flow.as_str()), ("decision", "accept")];
+        answer = c.post(emu.url("/organizations/consent")).form(&form).send().await.unwrap();
+    }
+    let callback = location(&answer);
+    assert!(callback.starts_with(public), "{callback}");
+    let done = c.get(callback).send().await.unwrap().text().await.unwrap();
+    assert_eq!(between(&done, "data-outcome=\"", "\""), Some("connected"), "member {n}");
+}
+
+/// What one event stream has shown: each member's latest emoji, by display name.
+type Shown = Arc<Mutex<HashMap<String, Option<String>>>>;
+
+/// Opens the space's event stream at `instance` with `client`'s session and records every
+/// avatar frame until the stream ends.
+async fn watch(client: reqwest::Client, instance: String) -> Shown {
+    let shown: Shown = Arc::default();
+    let r =
+        client.get(format!("{instance}/s/{SPACE}/events")).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the event stream at {instance}");
+    let record = Arc::clone(&shown);
+    tokio::spawn(async move {
+        let mut body = r.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let data: String = frame.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
+                let Ok(data) = serde_json::from_str::<Value>(&data) else { continue };
+                let avatars = match data.get("avatars") {
+                    Some(list) => list.as_array().cloned().unwrap_or_default(),
+                    None => vec![data],
+                };
+                let mut shown = record.lock().unwrap();
+                for a in avatars {
+                    if let Some(name) = a["display_name"].as_str() {
+                        shown.insert(name.to_owned(), a["emoji"].as_str().map(str::to_owned));
+                    }
+                }
+            }
+        }
+    });
+    shown
+}
+
+/// Waits until `shown` has `expected` for every member; panics naming the first few wrong.
+async fn until_shown(shown: &Shown, expected: &HashMap<String, String>, within: Duration, on: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let wrong: Vec<String> = {
+            let shown = shown.lock().unwrap();
+            expected
+                .iter()
+                .filter(|(name, emoji)| shown.get(*name).and_then(|e| e.as_deref()) != Some(emoji.as_str()))
+                .map(|(name, emoji)| format!("{name}: {:?} instead of {emoji}", shown.get(name)))
+                .collect()
+        };
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{on}: {} avatars wrong, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets members' statuses at msemu (`wave` picks each one's status); returns what each avatar
+/// must show.
+async fn change(emu: &msemu::Running, members: impl Iterator<Item = usize>, wave: usize) -> HashMap<String, String> {
+    let http = reqwest::Client::new();
+    let mut expected = HashMap::new();
+    for n in members {
+        let (status, emoji) = STATUSES[(n + wave) % STATUSES.len()];
+        let r = http
+            .put(emu.url(&format!("/_emu/api/users/{}/presence", email(n))))
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        expected.insert(format!("User {n}"), emoji.to_owned());
+    }
+    expected
+}
+
+/// Members whose change in wave 2 died with the killed instance.
+const QUIET: usize = 10;
+
+/// Member `n` becomes Do not disturb at msemu without a notification; returns what their avatar
+/// must show.
+fn quietly_do_not_disturb(emu: &msemu::Running, n: usize) -> (String, String) {
+    let mut world = emu.emulator.world.lock();
+    let id = world.directory.user_by_email(&email(n)).unwrap().id;
+    let sequence = world.next_sequence();
+    let presence = world.presences.get_mut(&id).unwrap();
+    presence.availability = "DoNotDisturb".into();
+    presence.activity = "DoNotDisturb".into();
+    presence.sequence = sequence;
+    (format!("User {n}"), "⛔".to_owned())
+}
+
+struct Instances(Vec<Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_postgres_and_nats_and_one_dies_without_losing_anything() {
+    let Some(postgres) = service("KEHAI_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test").await else {
+        return;
+    };
+    let Some(nats) = service("KEHAI_TEST_NATS_URL", "nats://127.0.0.1:4222").await else { return };
+    let db = Database::create(&postgres).await;
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run(&db, &nats))).await;
+    db.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn run(db: &Database, nats: &str) {
+    // msemu with 200 more people in contoso, granting 30-second subscriptions and asking for
+    // reauthorization only when a subscription is about to lapse unrenewed.
+    let mut directory = msemu::Directory::default();
+    for n in 0..MEMBERS {
+        directory.users.push(msemu::directory::User {
+            id: uuid::Uuid::new_v4(),
+            tenant: "contoso".into(),
+            email: email(n),
+            display_name: format!("User {n}"),
+            password: None,
+            admin: false,
+        });
+    }
+    let emu = msemu::Emulator::start(msemu::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        directory,
+        allow_http_notifications: true,
+        min_subscription_lifetime: Duration::from_secs(10),
+        reauthorization_lead: Duration::from_secs(3),
+        ..msemu::Config::default()
+    })
+    .await
+    .unwrap();
+
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let instances: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let public = start_balancer(instances.clone()).await;
+    emu.emulator.world.lock().directory.apps[0].redirect_uris = vec![format!("{public}/integrations/msteams/callback")];
+    let env = shared_env(db, nats, &public, &emu);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+
+    // The operator's set-up, once for all instances.
+    run_ok(command(&env, dirs[0].path(), &["migrate"]));
+    run_ok(command(&env, dirs[0].path(), &["space", "create", SPACE, "--name", "Office"]));
+    let adds: Vec<_> = (0..MEMBERS)
+        .map(|n| {
+            let name = format!("User {n}");
+            let mut cmd = command(&env, dirs[0].path(), &["member", "add", SPACE, &email(n), "--name", &name]);
+            cmd.args(["--password-env", "MEMBER_PASSWORD"]).env("MEMBER_PASSWORD", PASSWORD);
+            cmd
+        })
+        .collect();
+    for batch in adds.into_iter().collect::<Vec<_>>().chunks_mut(8) {
+        let children: Vec<Child> =
+            batch.iter_mut().map(|c| c.stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap()).collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "member add");
+        }
+    }
+
+    let mut running = Instances(Vec::new());
+    for (port, dir) in ports.iter().zip(&dirs) {
+        let mut cmd = command(&env, dir.path(), &["serve"]);
+        cmd.env("KEHAI_LISTEN", format!("127.0.0.1:{port}")).stdout(Stdio::null());
+        running.0.push(cmd.spawn().unwrap());
+    }
+    for instance in &instances {
+        wait_ready(instance).await;
+    }
+
+    // 200 members connect, eight at a time, each step on whichever instance the balancer picks.
+    futures::stream::iter(0..MEMBERS)
+        .map(|n| {
+            let (public, emu) = (public.clone(), &emu);
+            async move { connect_teams(&public, emu, n).await }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let subscriptions = |emu: &msemu::Running| emu.emulator.world.lock().subscriptions.clone();
+    let made = subscriptions(&emu);
+    assert_eq!(made.len(), MEMBERS, "one subscription per connection");
+
+    // A page open on every instance, each logged in through the balancer.
+    let mut shown = Vec::new();
+    for instance in &instances {
+        shown.push(watch(log_in(&public, 0).await, instance.clone()).await);
+    }
+
+    // Wave 1, all instances up: every change reaches the pages on every instance.
+    let expected = change(&emu, 0..MEMBERS, 1).await;
+    for (i, s) in shown.iter().enumerate() {
+        until_shown(s, &expected, Duration::from_secs(30), &format!("wave 1, instance {i}")).await;
+    }
+
+    // Wave 2: instance 2 is killed halfway through. Its queued notifications die with it; the
+    // others take over (its heartbeat lapses) and read every presence again.
+    let mut expected = change(&emu, QUIET..MEMBERS / 2, 2).await;
+    // The changes instance 2 had accepted and not yet shown when it died: made at msemu
+    // without a notification (whether any real one is caught in its queue is luck).
+    expected.extend((0..QUIET).map(|n| quietly_do_not_disturb(&emu, n)));
+    running.0[2].kill().unwrap();
+    running.0[2].wait().unwrap();
+    let killed = Instant::now();
+    expected.extend(change(&emu, MEMBERS / 2..MEMBERS, 2).await);
+    for (i, s) in shown.iter().enumerate().take(2) {
+        until_shown(s, &expected, Duration::from_secs(30), &format!("wave 2, instance {i}")).await;
+    }
+
+    // Through more than a subscription's life after the kill, renewals go on on the survivors.
+    let life = Duration::from_secs(SUBSCRIPTION_SECONDS as u64);
+    tokio::time::sleep((life + Duration::from_secs(5)).saturating_sub(killed.elapsed())).await;
+    let expected = change(&emu, 0..MEMBERS, 3).await;
+    for (i, s) in shown.iter().enumerate().take(2) {
+        until_shown(s, &expected, Duration::from_secs(30), &format!("wave 3, instance {i}")).await;
+    }
+
+    // At msemu: the same 200 subscriptions (none lapsed and made anew), each renewed on time
+    // (never more than a life apart, the last one still running) and never twice (a renewal
+    // comes at most half a life ahead of the lapse: renewals closer than a third of a life
+    // apart are two instances renewing the same subscription).
+    let now = msemu::world::now();
+    let after = subscriptions(&emu);
+    let mut ids: Vec<_> = after.keys().collect();
+    let mut before: Vec<_> = made.keys().collect();
+    ids.sort();
+    before.sort();
+    assert_eq!(ids, before, "no subscription was made anew");
+    for s in after.values() {
+        assert!(s.expiration > now, "subscription {} lapsed", s.id);
+        let mut times = vec![s.created];
+        times.extend(&s.renewals);
+        times.push(now);
+        assert!(!s.renewals.is_empty(), "subscription {} never renewed", s.id);
+        for gap in times.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap < SUBSCRIPTION_SECONDS, "subscription {}: {gap} s without renewal", s.id);
+        }
+        for gap in s.renewals.windows(2).map(|w| w[1] - w[0]) {
+            assert!(
+                gap >= SUBSCRIPTION_SECONDS / 3,
+                "subscription {} renewed twice ({gap} s apart): {:?}",
+                s.id,
+                s.renewals
+            );
+        }
+    }
+
+    // And every avatar is right, as a fresh page on a survivor sees it.
+    let page = log_in(&public, 1).await;
+    let avatars: Value =
+        page.get(format!("{}/api/spaces/{SPACE}/avatars", instances[0])).send().await.unwrap().json().await.unwrap();
+    let avatars = avatars["avatars"].as_array().or(avatars.as_array()).cloned().unwrap_or_default();
+    let right = avatars
+        .iter()
+        .filter(|a| a["display_name"].as_str().and_then(|n| expected.get(n)).is_some_and(|e| a["emoji"] == **e))
+        .count();
+    assert_eq!(right, MEMBERS, "{avatars:?}");
+}
