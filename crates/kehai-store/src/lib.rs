@@ -153,10 +153,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
     /// false when the connection is gone.
     async fn update_connection_tokens(&self, id: ConnectionId, tokens: &TokenUpdate) -> Result<bool>;
-    /// Records `sequence` as the last applied presence of a connection if it is newer than the
-    /// one recorded (text order) — atomically, so that a stale or duplicate notification never
-    /// wins. False when it is not newer (or the connection is gone).
-    async fn advance_sequence(&self, id: ConnectionId, sequence: &str) -> Result<bool>;
+    /// Shows a connection's presence (or with `None` removes it) on the member's avatar in every
+    /// space where the connection is ON, and records `sequence` as the last applied — in one
+    /// transaction, so that a crash leaves neither without the other — if `sequence` is newer
+    /// than the one recorded (byte order; equal too with `again`), so that a stale or duplicate
+    /// notification never wins. `None` when it is not newer or the connection is gone; else the
+    /// avatars as changed.
+    async fn apply_presence(
+        &self,
+        id: ConnectionId,
+        sequence: Option<&str>,
+        again: bool,
+        presence: Option<&PresenceOverride>,
+        now: Millis,
+    ) -> Result<Option<Vec<Avatar>>>;
     /// Whether the member is still to be told that their connection needs a new sign-in; true
     /// once per time it became Needs reconnect (the caller shows the notice).
     async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;

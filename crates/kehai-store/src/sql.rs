@@ -334,6 +334,33 @@ macro_rules! certificate_used {
     };
 }
 
+/// Sets (or clears) the presence override of avatar (`$1` space, `$2` person) to `$3`…`$8` at
+/// `$9`, returning the avatar.
+macro_rules! set_presence {
+    () => {
+        concat!(
+            "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
+             presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
+             WHERE space_id = $1 AND person_id = $2 RETURNING ",
+            avatar_columns!()
+        )
+    };
+}
+
+/// Binds `$3`…`$9` of [`set_presence!`]: the override (or NULLs) and the time.
+macro_rules! bind_presence {
+    ($query:expr, $presence:expr, $now:expr) => {
+        $query
+            .bind($presence.map(|p| p.provider.clone()))
+            .bind($presence.map(|p| p.availability.clone()))
+            .bind($presence.map(|p| p.activity.clone()))
+            .bind($presence.map(|p| p.label.clone()))
+            .bind($presence.map(|p| p.emoji.as_str().to_owned()))
+            .bind($presence.map(|p| p.since))
+            .bind($now)
+    };
+}
+
 /// The columns [`ConnectionRow`] reads.
 macro_rules! connection_columns {
     () => {
@@ -587,20 +614,9 @@ macro_rules! impl_store {
                 presence: Option<&PresenceOverride>,
                 now: Millis,
             ) -> Result<Option<Avatar>> {
-                sqlx::query_as::<_, AvatarRow>(concat!(
-                    "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
-                     presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
-                     WHERE space_id = $1 AND person_id = $2 RETURNING ", avatar_columns!(), ""
-                ))
-                .bind(space.0.to_string())
-                .bind(person.0.to_string())
-                .bind(presence.map(|p| p.provider.clone()))
-                .bind(presence.map(|p| p.availability.clone()))
-                .bind(presence.map(|p| p.activity.clone()))
-                .bind(presence.map(|p| p.label.clone()))
-                .bind(presence.map(|p| p.emoji.as_str().to_owned()))
-                .bind(presence.map(|p| p.since))
-                .bind(now)
+                let query =
+                    sqlx::query_as::<_, AvatarRow>(set_presence!()).bind(space.0.to_string()).bind(person.0.to_string());
+                bind_presence!(query, presence, now)
                 .fetch_optional(self.writer())
                 .await?
                 .map(Avatar::try_from)
@@ -736,26 +752,54 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn advance_sequence(&self, id: ConnectionId, sequence: &str) -> Result<bool> {
-                // Compared in Rust (byte order, the same in both engines; SQL text comparison
-                // follows the database's collation), then set only if unchanged meanwhile.
+            async fn apply_presence(
+                &self,
+                id: ConnectionId,
+                sequence: Option<&str>,
+                again: bool,
+                presence: Option<&PresenceOverride>,
+                now: Millis,
+            ) -> Result<Option<Vec<Avatar>>> {
                 let mut tx = self.writer().begin().await?;
-                let current: Option<Option<String>> =
-                    sqlx::query_scalar(concat!("SELECT last_sequence FROM ms_connections WHERE id = $1", $lock))
+                let current: Option<(String, Option<String>)> = sqlx::query_as(concat!(
+                    "SELECT account_id, last_sequence FROM ms_connections WHERE id = $1", $lock
+                ))
+                .bind(id.0.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((account, last)) = current else { return Ok(None) };
+                if let Some(sequence) = sequence {
+                    // Compared in Rust (byte order, the same in both engines; SQL text comparison
+                    // follows the database's collation), under the row's lock.
+                    match last.as_deref().map(|l| l.as_bytes().cmp(sequence.as_bytes())) {
+                        Some(std::cmp::Ordering::Greater) => return Ok(None),
+                        Some(std::cmp::Ordering::Equal) if !again => return Ok(None),
+                        _ => {}
+                    }
+                    sqlx::query("UPDATE ms_connections SET last_sequence = $2 WHERE id = $1")
                         .bind(id.0.to_string())
+                        .bind(sequence)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let spaces: Vec<String> = sqlx::query_scalar(
+                    "SELECT space_id FROM ms_connection_spaces WHERE connection_id = $1 AND enabled ORDER BY space_id",
+                )
+                .bind(id.0.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut avatars = Vec::with_capacity(spaces.len());
+                for space in spaces {
+                    let query = sqlx::query_as::<_, AvatarRow>(set_presence!()).bind(space).bind(&account);
+                    let row = bind_presence!(query, presence, now)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let Some(current) = current else { return Ok(false) };
-                if current.as_deref().is_some_and(|c| c.as_bytes() >= sequence.as_bytes()) {
-                    return Ok(false);
+                    if let Some(row) = row {
+                        avatars.push(Avatar::try_from(row)?);
+                    }
                 }
-                sqlx::query("UPDATE ms_connections SET last_sequence = $2 WHERE id = $1")
-                    .bind(id.0.to_string())
-                    .bind(sequence)
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok(Some(avatars))
             }
 
             async fn set_connection_subscription(

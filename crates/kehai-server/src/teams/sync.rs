@@ -212,19 +212,22 @@ async fn apply_as(
         Ok(_) => return Err(Dropped::NotConnected),
         Err(_) => return Err(Dropped::Unavailable),
     };
-    // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing).
-    if let Some(sequence) = &presence.sequence_number {
-        let shown_already = again && current.last_sequence.as_deref() == Some(sequence.as_str());
-        if !shown_already
-            && !state.store.advance_sequence(connection.id, sequence).await.map_err(|_| Dropped::Unavailable)?
-        {
-            return Err(Dropped::Stale);
+    // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing);
+    // the avatars and the sequence are written together, so that a crash between the two cannot
+    // make the next reading of the same presence look stale.
+    let now = state.clock.now();
+    let over = super::override_for(presence, now);
+    let sequence = presence.sequence_number.as_deref();
+    match state.store.apply_presence(current.id, sequence, again, over.as_ref(), now).await {
+        Ok(Some(avatars)) => {
+            avatars.iter().for_each(|a| state.live.publish_avatar(a));
+            Ok(())
         }
-    }
-    if super::show_presence(state, connection.id, connection.account_id, presence).await {
-        Ok(())
-    } else {
-        Err(Dropped::Unavailable)
+        Ok(None) => Err(Dropped::Stale),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not show a presence");
+            Err(Dropped::Unavailable)
+        }
     }
 }
 

@@ -253,18 +253,45 @@ fn connection(account: PersonId, ms_user: &str) -> Connection {
     }
 }
 
-pub async fn presence_sequences_only_move_forward(store: &dyn Store) {
+pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn Store) {
     let s = space(store, "office").await;
+    let other = space(store, "annex").await;
     let a = member(store, &s, "a@example.com", "A").await;
+    let annex = Membership { space_id: other.id, account_id: a.id, role: Role::Member };
+    store.add_member(&annex, &name("A"), T0).await.unwrap();
     let c = connection(a.id, "ms-user-a");
     store.save_connection(&c).await.unwrap();
-    assert!(store.advance_sequence(c.id, "C0002").await.unwrap());
-    assert!(!store.advance_sequence(c.id, "C0002").await.unwrap(), "a duplicate");
-    assert!(!store.advance_sequence(c.id, "C0001").await.unwrap(), "an older one");
-    assert!(store.advance_sequence(c.id, "C0010").await.unwrap());
+    store.set_connection_space(c.id, s.id, true).await.unwrap();
+    store.set_connection_space(c.id, other.id, false).await.unwrap();
+    let busy = PresenceOverride {
+        provider: "msteams".into(),
+        availability: "Busy".into(),
+        activity: "Busy".into(),
+        label: "Busy".into(),
+        emoji: emoji("🔴"),
+        since: T0,
+    };
+    let apply = |seq: &'static str, again| store.apply_presence(c.id, Some(seq), again, Some(&busy), T0 + 1);
+    let shown = apply("C0002", false).await.unwrap().expect("newer");
+    assert_eq!(
+        shown
+            .iter()
+            .map(|a| (a.space_id, a.presence.as_ref().map(|p| p.emoji.as_str().to_owned())))
+            .collect::<Vec<_>>(),
+        [(s.id, Some("🔴".to_owned()))],
+        "ON spaces only"
+    );
+    assert_eq!(apply("C0002", false).await.unwrap(), None, "a duplicate");
+    assert!(apply("C0002", true).await.unwrap().is_some(), "shown again on purpose");
+    assert_eq!(apply("C0001", true).await.unwrap(), None, "an older one");
+    assert!(apply("C0010", false).await.unwrap().is_some());
+    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
+    // Without a sequence (a presence taken off): always.
+    let cleared = store.apply_presence(c.id, None, false, None, T0 + 2).await.unwrap().unwrap();
+    assert_eq!(cleared[0].presence, None);
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     store.delete_connection(c.id).await.unwrap();
-    assert!(!store.advance_sequence(c.id, "C0011").await.unwrap());
+    assert_eq!(apply("C0011", false).await.unwrap(), None, "gone");
 }
 
 pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn Store) {

@@ -60,6 +60,6 @@ contract_suite!(
     retired_certificates_stay_while_a_subscription_uses_them,
     named_claims_have_one_holder_until_they_lapse,
     refreshed_tokens_update_but_never_recreate_a_connection,
-    presence_sequences_only_move_forward,
+    presences_apply_in_sequence_order_with_their_sequence,
     subscriptions_are_renewed_and_found_before_they_lapse,
 );
