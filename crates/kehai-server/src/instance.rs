@@ -1,14 +1,76 @@
-//! One serving instance per SQLite database. Several instances share a PostgreSQL database, but
-//! a SQLite file has one writer and no way to share claims or events between processes, so a
-//! second `kehai serve` (or `kehai demo`) on the same file is refused at start with a clear
-//! message. Administration commands (`kehai member add`, `kehai keys rotate-cert`, …) are not
-//! instances and may run beside the server.
+//! This instance among others.
+//!
+//! One serving instance per SQLite database: a SQLite file has one writer and no way to share
+//! claims or events between processes, so a second `kehai serve` (or `kehai demo`) on the same
+//! file is refused at start with a clear message ([`claim`]). Administration commands (`kehai
+//! member add`, `kehai keys rotate-cert`, …) are not instances and may run beside the server.
+//!
+//! Several instances share a PostgreSQL database. Each keeps a heartbeat claim there
+//! ([`spawn_heartbeat`]); when one lapses (the instance was killed, or cut off), exactly one
+//! other instance takes over: it tells every instance that whoever was here only through the
+//! dead one has left, and reads every Teams presence again, since the notifications the dead
+//! instance had accepted and not yet shown died with it.
 
-use std::{fs::File, path::PathBuf};
+use std::{fs::File, path::PathBuf, time::Duration};
 
-use kehai_store::Database;
+use kehai_store::{Claim, Database};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::{config::Config, state::AppState};
+
+/// A heartbeat lasts at most 30 seconds (less with short Teams subscriptions: a sixth of their
+/// life, like every claim), and is renewed three times per life.
+const HEARTBEAT_MAX_MS: i64 = 30_000;
+const BEATS_PER_LIFE: u32 = 3;
+/// Heartbeat claims are named `instance/<id>`.
+const HEARTBEAT_PREFIX: &str = "instance/";
+
+/// Keeps this instance's heartbeat claim until `stop` (then lets go of it: a clean stop has
+/// drained its queue), and takes over from instances whose heartbeat lapsed.
+pub fn spawn_heartbeat(state: AppState, stop: CancellationToken) {
+    let life = state
+        .teams
+        .as_ref()
+        .map_or(HEARTBEAT_MAX_MS, |t| crate::teams::upkeep::claim_ms(t.subscription_ms))
+        .min(HEARTBEAT_MAX_MS);
+    let every = Duration::from_millis(u64::try_from(life).unwrap_or(1)) / BEATS_PER_LIFE;
+    let name = format!("{HEARTBEAT_PREFIX}{}", state.instance);
+    tokio::spawn(async move {
+        loop {
+            let now = state.clock.now();
+            if let Err(e) = state.store.claim(&name, Claim { holder: &state.instance, now, until: now + life }).await {
+                tracing::warn!(error = %e, "cannot renew this instance's heartbeat");
+            }
+            match state.store.take_lapsed(HEARTBEAT_PREFIX, now).await {
+                Ok(dead) if !dead.is_empty() => take_over(&state, &dead),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for instances that died"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        if let Err(e) = state.store.release(&name, &state.instance).await {
+            tracing::warn!(error = %e, "could not let go of this instance's heartbeat");
+        }
+    });
+}
+
+/// Takes over from instances whose heartbeat this instance took (`instance/<id>` names).
+fn take_over(state: &AppState, dead: &[String]) {
+    tracing::warn!(instances = ?dead, "other instances stopped without a goodbye: taking over");
+    for name in dead {
+        state.live.instance_gone(name.trim_start_matches(HEARTBEAT_PREFIX));
+    }
+    if let Some(teams) = state.teams.clone() {
+        // Beside the heartbeat, which must go on meanwhile.
+        let state = state.clone();
+        tokio::spawn(async move {
+            crate::teams::heal::reconcile(&state, &teams).await;
+        });
+    }
+}
 
 /// Held while this process serves a SQLite database: an exclusive lock on `<db>.lock`, released
 /// when dropped (or when the process dies, however it dies).

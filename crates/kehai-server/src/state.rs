@@ -56,7 +56,8 @@ impl AppState {
         let metrics = Metrics::new();
         let teams = crate::teams::Teams::from_config(&config, metrics.clone());
         let (notifications, queue) = crate::webhooks::NotificationQueue::new();
-        let (live, worker) = Live::new(bus, metrics.avatars_here.clone());
+        let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),
@@ -70,7 +71,7 @@ impl AppState {
             notifications,
 
             shutdown: CancellationToken::new(),
-            instance: uuid::Uuid::new_v4().simple().to_string().into(),
+            instance,
         };
         Ok((state, Background { live: worker, notifications: queue }))
     }
@@ -107,6 +108,7 @@ impl Background {
         self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
         crate::webhooks::spawn_worker(state.clone(), self.notifications, stop.clone());
         crate::teams::upkeep::spawn(state.clone(), stop.clone());
+        crate::instance::spawn_heartbeat(state.clone(), stop.clone());
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -1,11 +1,11 @@
-//! The bus that carries space events between kehai instances.
+//! The bus that carries space events (and who is here) between kehai instances.
 //!
 //! One instance: [`InProcessBus`], a broadcast channel. Several instances (`KEHAI_BUS_URL`):
 //! [`NatsBus`](super::nats::NatsBus) carries the same [`BusMessage`]s (serde types for that
 //! reason) through a NATS server.
 
 use futures::{StreamExt, stream::BoxStream};
-use kehai_core::SpaceId;
+use kehai_core::{PersonId, PersonKind, SpaceId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
@@ -22,10 +22,28 @@ pub enum SpaceEvent {
     Left { person_id: String },
 }
 
+/// What travels on the bus: events for the pages, and notes between instances about who is here
+/// through which of them (a person is here while a page of theirs is open on any instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BusMessage {
-    pub space_id: SpaceId,
-    pub event: SpaceEvent,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// For every open page of a space.
+    Space { space_id: SpaceId, event: SpaceEvent },
+    /// A person's first page of a space opened on `instance` (`here`), or its last one closed.
+    Here { space_id: SpaceId, person_id: PersonId, person: PersonKind, instance: String, here: bool },
+    /// `instance` started, or lost messages: every other instance says again who is here through
+    /// it.
+    RollCall { instance: String },
+    /// `instance` died (its heartbeat lapsed; `by` noticed): whoever was here only through it has
+    /// left, and `by` tells the pages.
+    Gone { instance: String, by: String },
+}
+
+impl BusMessage {
+    /// An event for the pages of a space.
+    pub fn space(space_id: SpaceId, event: SpaceEvent) -> Self {
+        BusMessage::Space { space_id, event }
+    }
 }
 
 /// What a subscriber receives: a message, or notice that messages were lost (the subscriber

@@ -42,7 +42,11 @@ pub async fn stream(
     let space = admitted.space;
     let person = admitted.visitor.person_id();
 
-    let (presence, arrived) = state.live.attendance.enter(space.id, person, admitted.visitor.session.kind);
+    let kind = admitted.visitor.session.kind;
+    let (presence, arrived) = state.live.attendance.enter(space.id, person, kind);
+    if arrived {
+        state.live.note_here(space.id, person, kind, true);
+    }
     if arrived && let Some(avatar) = state.store.avatar(space.id, person).await? {
         state.live.publish_avatar(&avatar);
     }

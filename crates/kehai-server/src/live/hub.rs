@@ -12,7 +12,7 @@ use std::{
 use kehai_core::SpaceId;
 use tokio::sync::broadcast;
 
-use super::bus::{BusMessage, SpaceEvent};
+use super::bus::SpaceEvent;
 
 /// How many recent events per space are kept for reconnecting pages.
 const HISTORY: usize = 256;
@@ -76,12 +76,12 @@ impl Hub {
         self.spaces.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Numbers a message from the bus and sends it to the space's streams.
-    pub fn deliver(&self, message: BusMessage) {
+    /// Numbers an event from the bus and sends it to the space's streams.
+    pub fn deliver(&self, space_id: SpaceId, event: SpaceEvent) {
         let mut spaces = self.lock();
-        let channel = spaces.entry(message.space_id).or_insert_with(Channel::new);
+        let channel = spaces.entry(space_id).or_insert_with(Channel::new);
         channel.last += 1;
-        let numbered = Numbered { n: channel.last, event: Arc::new(message.event) };
+        let numbered = Numbered { n: channel.last, event: Arc::new(event) };
         if channel.recent.len() == HISTORY {
             channel.recent.pop_front();
         }
@@ -152,7 +152,7 @@ mod tests {
         let (start, _rx) = hub.join(s, None);
         assert!(matches!(start, Start::Snapshot { n: 0 }));
         for i in 1..=3 {
-            hub.deliver(BusMessage { space_id: s, event: left(i) });
+            hub.deliver(s, left(i));
         }
         let (start, _) = hub.join(s, Some(&hub.event_id(1)));
         let Start::Replay(events) = start else { panic!("expected a replay") };
@@ -168,7 +168,7 @@ mod tests {
         let hub = Hub::default();
         let s = SpaceId::new();
         for i in 0..(HISTORY as u32 + 10) {
-            hub.deliver(BusMessage { space_id: s, event: left(i) });
+            hub.deliver(s, left(i));
         }
         assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Snapshot { .. }));
         let recent = HISTORY as u64;
@@ -179,13 +179,13 @@ mod tests {
     fn ids_from_before_a_resync_lead_to_a_snapshot() {
         let hub = Hub::default();
         let s = SpaceId::new();
-        hub.deliver(BusMessage { space_id: s, event: left(1) });
+        hub.deliver(s, left(1));
         let before = hub.event_id(1);
         hub.resync_all();
         assert!(matches!(hub.join(s, Some(&before)).0, Start::Snapshot { n: 2 }));
         // A page that took the snapshot after the resync is current.
         assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.is_empty()));
-        hub.deliver(BusMessage { space_id: s, event: left(3) });
+        hub.deliver(s, left(3));
         assert!(matches!(hub.join(s, Some(&hub.event_id(2))).0, Start::Replay(v) if v.len() == 1));
         assert!(matches!(hub.join(s, Some(&before)).0, Start::Snapshot { n: 3 }));
     }
@@ -195,7 +195,7 @@ mod tests {
         let hub = Hub::default();
         let s = SpaceId::new();
         let (_, mut rx) = hub.join(s, None);
-        hub.deliver(BusMessage { space_id: s, event: left(7) });
+        hub.deliver(s, left(7));
         let Feed::Event(e) = rx.recv().await.unwrap() else { panic!("expected an event") };
         assert_eq!(e.n, 1);
         assert_eq!(*e.event, left(7));

@@ -5,6 +5,10 @@
 //!                                                 ▲
 //!          Attendance (open streams = who is here)┘ departures publish "away"/"left"
 //! ```
+//!
+//! With several instances, who is here is the union of every instance's open streams: each
+//! instance notes its arrivals and departures on the bus ([`BusMessage::Here`]), answers a new
+//! instance's roll call, and forgets a dead instance's people when its heartbeat lapses.
 
 pub mod attendance;
 pub mod bus;
@@ -35,6 +39,8 @@ pub fn router() -> axum::Router<AppState> {
 /// The live side of the application, shared by all handlers.
 #[derive(Clone)]
 pub struct Live {
+    /// This instance's id (as in the claims).
+    pub instance: Arc<str>,
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub attendance: Arc<Attendance>,
@@ -55,10 +61,15 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    /// A live side on `bus`; `here_gauge` follows the number of avatars here.
-    pub fn new(bus: Arc<dyn Bus>, here_gauge: prometheus_client::metrics::gauge::Gauge) -> (Live, LiveWorker) {
+    /// The live side of `instance` on `bus`; `here_gauge` follows the number of avatars here
+    /// through this instance.
+    pub fn new(
+        instance: Arc<str>,
+        bus: Arc<dyn Bus>,
+        here_gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> (Live, LiveWorker) {
         let (attendance, departures) = Attendance::new(here_gauge);
-        let live = Live { bus, hub: Arc::new(Hub::default()), attendance, sessions: Arc::default() };
+        let live = Live { instance, bus, hub: Arc::new(Hub::default()), attendance, sessions: Arc::default() };
         (live, LiveWorker { departures })
     }
 
@@ -71,31 +82,72 @@ impl Live {
     pub fn publish_avatar(&self, avatar: &Avatar) {
         let view = self.view(avatar);
         if AvatarView::visible(avatar, view.here) {
-            self.bus.publish(BusMessage { space_id: avatar.space_id, event: SpaceEvent::Avatar(Box::new(view)) });
+            self.bus.publish(BusMessage::space(avatar.space_id, SpaceEvent::Avatar(Box::new(view))));
         }
     }
 
     /// Tells every open page that a guest left.
     pub fn publish_left(&self, space_id: SpaceId, person_id: PersonId) {
-        self.bus.publish(BusMessage { space_id, event: SpaceEvent::Left { person_id: person_id.to_string() } });
+        self.bus.publish(BusMessage::space(space_id, SpaceEvent::Left { person_id: person_id.to_string() }));
+    }
+
+    /// Tells the other instances that a person's first page here opened (`here`) or their last
+    /// one closed.
+    pub fn note_here(&self, space_id: SpaceId, person_id: PersonId, person: PersonKind, here: bool) {
+        let instance = self.instance.to_string();
+        self.bus.publish(BusMessage::Here { space_id, person_id, person, instance, here });
+    }
+
+    /// Tells every instance that `instance` died: whoever was here only through it has left.
+    pub fn instance_gone(&self, instance: &str) {
+        self.bus.publish(BusMessage::Gone { instance: instance.to_owned(), by: self.instance.to_string() });
+    }
+
+    /// Handles a message from the bus.
+    fn receive(&self, message: BusMessage) {
+        let me = &*self.instance;
+        match message {
+            BusMessage::Space { space_id, event } => self.hub.deliver(space_id, event),
+            BusMessage::Here { instance, .. } if instance == me => {}
+            BusMessage::Here { space_id, person_id, person, instance, here } => {
+                self.attendance.note(space_id, person_id, person, &instance, here);
+            }
+            BusMessage::RollCall { instance } if instance == me => {}
+            BusMessage::RollCall { .. } => {
+                for (space_id, person_id, person) in self.attendance.here_locally() {
+                    self.note_here(space_id, person_id, person, true);
+                }
+            }
+            BusMessage::Gone { instance, by } => {
+                let left = self.attendance.forget(&instance);
+                // The instance that noticed tells the pages (once, not once per instance).
+                if by == me {
+                    left.into_iter().for_each(|d| self.attendance.depart(d));
+                }
+            }
+        }
     }
 }
 
 impl LiveWorker {
     /// Runs until `stop`.
     pub fn spawn(self, live: Live, store: Arc<dyn Store>, stop: CancellationToken) {
-        let hub = Arc::clone(&live.hub);
         let mut deliveries = live.bus.subscribe();
+        // Who is here through the other instances already?
+        live.bus.publish(BusMessage::RollCall { instance: live.instance.to_string() });
         let pump_stop = stop.clone();
+        let pump = live.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = pump_stop.cancelled() => break,
                     d = deliveries.next() => match d {
-                        Some(Delivery::Message(m)) => hub.deliver(m),
+                        Some(Delivery::Message(m)) => pump.receive(m),
                         Some(Delivery::Lost) => {
                             tracing::warn!("the bus lost messages; every page resynchronises");
-                            hub.resync_all();
+                            pump.attendance.forget_all_elsewhere();
+                            pump.hub.resync_all();
+                            pump.bus.publish(BusMessage::RollCall { instance: pump.instance.to_string() });
                         }
                         None => break,
                     },
@@ -117,8 +169,13 @@ impl LiveWorker {
 
 impl Live {
     async fn announce_departure(&self, store: &dyn Store, d: Departure) {
+        // Back already (a reload): nothing to announce.
+        if self.attendance.is_here_locally(d.space_id, d.person_id) {
+            return;
+        }
+        self.note_here(d.space_id, d.person_id, d.kind, false);
         match d.kind {
-            // Back already (a reload): nothing to announce.
+            // Still here through another instance.
             _ if self.attendance.is_here(d.space_id, d.person_id) => {}
             PersonKind::Guest => self.publish_left(d.space_id, d.person_id),
             PersonKind::Member => match store.avatar(d.space_id, d.person_id).await {

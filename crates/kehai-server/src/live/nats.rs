@@ -1,7 +1,7 @@
 //! The bus over NATS, for several instances (`KEHAI_BUS_URL`): every instance publishes its
-//! space events to `kehai.space.<space id>` and subscribes to `kehai.space.>`, so every hub
-//! receives every event once — its own instance's included, through the same path — in the order
-//! NATS delivered them.
+//! space events to `kehai.space.<space id>` and its attendance notes to `kehai.attendance`, and
+//! subscribes to `kehai.>`, so every instance receives every message once — its own included,
+//! through the same path — in the order NATS delivered them.
 //!
 //! Core NATS keeps nothing for later: an instance cut off from the server misses what was
 //! published meanwhile. When the connection comes back (and when the client had to drop messages
@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::bus::{Bus, BusMessage, Delivery, delivered};
 
 /// Every subject kehai publishes on starts with this.
-const SUBJECT: &str = "kehai.space";
+const SUBJECT: &str = "kehai";
 /// Events waiting to be handed to the NATS client (it buffers more itself); beyond this, while
 /// NATS is unreachable, new ones are dropped with a warning rather than filling the memory.
 const OUTGOING: usize = 65_536;
@@ -64,7 +64,7 @@ impl NatsBus {
                 match serde_json::from_slice::<BusMessage>(&m.payload) {
                     // Nobody listening yet is fine.
                     Ok(message) => drop(deliveries.send(Delivery::Message(message))),
-                    Err(e) => tracing::warn!(error = %e, subject = %m.subject, "not a kehai event: ignored"),
+                    Err(e) => tracing::warn!(error = %e, subject = %m.subject, "not a kehai message: ignored"),
                 }
             }
         });
@@ -72,7 +72,10 @@ impl NatsBus {
         let publisher = client.clone();
         tokio::spawn(async move {
             while let Some(message) = queued.recv().await {
-                let subject = format!("{SUBJECT}.{}", message.space_id.0);
+                let subject = match &message {
+                    BusMessage::Space { space_id, .. } => format!("{SUBJECT}.space.{}", space_id.0),
+                    _ => format!("{SUBJECT}.attendance"),
+                };
                 let published = match serde_json::to_vec(&message) {
                     Ok(payload) => publisher.publish(subject, payload.into()).await.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),

@@ -12,8 +12,8 @@
 //! With several instances on one database, a connection's upkeep is claimed by one instance at
 //! a time ([`Store::claim_connection`](kehai_store::Store::claim_connection)), for a sixth of a
 //! subscription's life at most: an instance that dies holding claims delays the renewals by less
-//! than the smallest lead. Each instance also keeps a heartbeat claim; when one lapses, another
-//! instance reconciles at once (the dead instance's queued notifications are lost with it).
+//! than the smallest lead. When an instance dies, another one reconciles at once (its queued
+//! notifications died with it; see [`crate::instance`]).
 
 use std::time::Duration;
 
@@ -40,11 +40,9 @@ const BATCH: u32 = 200;
 /// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
 /// sweep.
 const SWEEP_BUDGET: Duration = Duration::from_secs(120);
-/// Claims last a sixth of a subscription's life, at most five minutes…
+/// Claims last a sixth of a subscription's life, at most five minutes.
 const CLAIM_SHARE: i64 = 6;
 const CLAIM_MAX_MS: i64 = 5 * 60 * 1000;
-/// …and an instance renews its heartbeat three times per claim.
-const HEARTBEATS_PER_CLAIM: u32 = 3;
 
 /// What one upkeep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,13 +336,12 @@ async fn renew_all(
 /// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
 /// subscriptions about to lapse), then the renewal sweep every tenth of a subscription's life
 /// (at most a minute apart) and a reconciliation every five minutes by one instance of several
-/// (the job is claimed). Beside it, the instance's heartbeat: when another instance's lapses (it
-/// died), this one reconciles at once.
+/// (the job is claimed). When another instance dies, [`crate::instance::spawn_heartbeat`]
+/// reconciles at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
     let every = u64::try_from(teams.subscription_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
     let every = every.clamp(Duration::from_millis(100), SWEEP_MAX);
-    spawn_heartbeat(state.clone(), std::sync::Arc::clone(&teams), stop.clone());
     tokio::spawn(async move {
         super::heal::reconcile(&state, &teams).await;
         sweep(&state, &teams).await;
@@ -375,44 +372,6 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
 
 /// The periodic reconciliation's claim.
 const RECONCILE_JOB: &str = "job/reconcile";
-
-/// The heartbeat claim's name for an instance.
-fn heartbeat_of(instance: &str) -> String {
-    format!("instance/{instance}")
-}
-
-/// Keeps this instance's heartbeat claim and takes over from instances whose heartbeat lapsed
-/// (killed, or cut off from the database): their queued notifications died with them, so the
-/// presences are read again. Each lapsed heartbeat is taken by exactly one instance. On `stop`
-/// the heartbeat is let go: a clean stop drains its queue first.
-fn spawn_heartbeat(state: AppState, teams: std::sync::Arc<Teams>, stop: CancellationToken) {
-    let hold = claim_ms(teams.subscription_ms);
-    let every = Duration::from_millis(u64::try_from(hold).unwrap_or(1)) / HEARTBEATS_PER_CLAIM;
-    let name = heartbeat_of(&state.instance);
-    tokio::spawn(async move {
-        loop {
-            let now = state.clock.now();
-            if let Err(e) = state.store.claim(&name, Claim { holder: &state.instance, now, until: now + hold }).await {
-                tracing::warn!(error = %e, "cannot renew this instance's heartbeat");
-            }
-            match state.store.take_lapsed("instance/", now).await {
-                Ok(dead) if !dead.is_empty() => {
-                    tracing::warn!(instances = ?dead, "other instances stopped without a goodbye: taking over");
-                    super::heal::reconcile(&state, &teams).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot look for instances that died"),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
-        if let Err(e) = state.store.release(&name, &state.instance).await {
-            tracing::warn!(error = %e, "could not let go of this instance's heartbeat");
-        }
-    });
-}
 
 /// Graph's expiry format.
 fn rfc3339(at_ms: i64) -> String {

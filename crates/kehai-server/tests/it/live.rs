@@ -160,7 +160,7 @@ async fn events_put_on_the_nats_bus_reach_every_instance_in_order() {
     assert!(one.ready() && two.ready());
     let (mut at_one, mut at_two) = (one.subscribe(), two.subscribe());
     let space = kehai_core::SpaceId::new();
-    let left = |n: usize| BusMessage { space_id: space, event: SpaceEvent::Left { person_id: format!("guest-{n}") } };
+    let left = |n: usize| BusMessage::space(space, SpaceEvent::Left { person_id: format!("guest-{n}") });
     for n in 0..100 {
         one.publish(left(n));
     }
@@ -170,7 +170,7 @@ async fn events_put_on_the_nats_bus_reach_every_instance_in_order() {
             let d = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
             match d {
                 // Other tests share the server: only this space's events count.
-                Delivery::Message(m) if m.space_id == space => seen.push(m),
+                Delivery::Message(m @ BusMessage::Space { space_id, .. }) if space_id == space => seen.push(m),
                 _ => {}
             }
         }

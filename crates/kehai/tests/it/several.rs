@@ -223,8 +223,9 @@ async fn connect_teams(public: &str, emu: &msemu::Running, n: usize) {
     assert_eq!(between(&done, "data-outcome=\"", "\""), Some("connected"), "member {n}");
 }
 
-/// What one event stream has shown: each member's latest emoji, by display name.
-type Shown = Arc<Mutex<HashMap<String, Option<String>>>>;
+/// What one event stream has shown: each member's latest emoji and whether they are here, by
+/// display name.
+type Shown = Arc<Mutex<HashMap<String, (Option<String>, bool)>>>;
 
 /// Opens the space's event stream at `instance` with `client`'s session and records every
 /// avatar frame until the stream ends.
@@ -250,7 +251,8 @@ async fn watch(client: reqwest::Client, instance: String) -> Shown {
                 let mut shown = record.lock().unwrap();
                 for a in avatars {
                     if let Some(name) = a["display_name"].as_str() {
-                        shown.insert(name.to_owned(), a["emoji"].as_str().map(str::to_owned));
+                        let here = a["here"].as_bool().unwrap_or(false);
+                        shown.insert(name.to_owned(), (a["emoji"].as_str().map(str::to_owned), here));
                     }
                 }
             }
@@ -267,7 +269,7 @@ async fn until_shown(shown: &Shown, expected: &HashMap<String, String>, within: 
             let shown = shown.lock().unwrap();
             expected
                 .iter()
-                .filter(|(name, emoji)| shown.get(*name).and_then(|e| e.as_deref()) != Some(emoji.as_str()))
+                .filter(|(name, emoji)| shown.get(*name).and_then(|(e, _)| e.as_deref()) != Some(emoji.as_str()))
                 .map(|(name, emoji)| format!("{name}: {:?} instead of {emoji}", shown.get(name)))
                 .collect()
         };
@@ -418,10 +420,11 @@ async fn run(db: &Database, nats: &str) {
     let made = subscriptions(&emu);
     assert_eq!(made.len(), MEMBERS, "one subscription per connection");
 
-    // A page open on every instance, each logged in through the balancer.
+    // A page open on every instance: User i's on instance i, each logged in through the
+    // balancer.
     let mut shown = Vec::new();
-    for instance in &instances {
-        shown.push(watch(log_in(&public, 0).await, instance.clone()).await);
+    for (i, instance) in instances.iter().enumerate() {
+        shown.push(watch(log_in(&public, i).await, instance.clone()).await);
     }
 
     // Wave 1, all instances up: every change reaches the pages on every instance.
@@ -450,6 +453,17 @@ async fn run(db: &Database, nats: &str) {
     let expected = change(&emu, 0..MEMBERS, 3).await;
     for (i, s) in shown.iter().enumerate().take(2) {
         until_shown(s, &expected, Duration::from_secs(30), &format!("wave 3, instance {i}")).await;
+    }
+
+    // Who is here is the same on every instance, whichever instance announced a change: Users
+    // 0 and 1 (pages on the survivors) are here; User 2 left with instance 2.
+    for (i, s) in shown.iter().enumerate().take(2) {
+        let here = |name: &str| s.lock().unwrap().get(name).map(|(_, here)| *here);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (here("User 0"), here("User 1"), here("User 2")) != (Some(true), Some(true), Some(false)) {
+            assert!(Instant::now() < deadline, "instance {i}: {:?}", (here("User 0"), here("User 1"), here("User 2")));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     // At msemu: the same 200 subscriptions (none lapsed and made anew), each renewed on time
