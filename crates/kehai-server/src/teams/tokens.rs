@@ -87,10 +87,24 @@ pub async fn authorized<T, F>(
 where
     F: Future<Output = Result<T, MicrosoftError>>,
 {
-    let token = access_token(state, teams, connection).await.map_err(CallError::Token)?;
+    authorized_until(state, teams, connection, 0, call).await
+}
+
+/// [`authorized`] with a token valid until `until` at least (refreshed first if it is not).
+pub async fn authorized_until<T, F>(
+    state: &AppState,
+    teams: &Teams,
+    connection: &mut Connection,
+    until: i64,
+    call: impl Fn(SecretString) -> F,
+) -> Result<T, CallError>
+where
+    F: Future<Output = Result<T, MicrosoftError>>,
+{
+    let token = token_for(state, teams, connection, None, until).await.map_err(CallError::Token)?;
     match call(token.clone()).await {
         Err(MicrosoftError::Graph { status: 401, .. }) => {
-            let fresh = token_for(state, teams, connection, Some(&token)).await.map_err(CallError::Token)?;
+            let fresh = token_for(state, teams, connection, Some(&token), until).await.map_err(CallError::Token)?;
             call(fresh).await.map_err(CallError::Graph)
         }
         other => other.map_err(CallError::Graph),
@@ -103,15 +117,17 @@ pub async fn access_token(
     teams: &Teams,
     connection: &mut Connection,
 ) -> Result<SecretString, TokenError> {
-    token_for(state, teams, connection, None).await
+    token_for(state, teams, connection, None, 0).await
 }
 
-/// A usable access token, other than `refused` (one Graph would not take) if given.
+/// A usable access token valid until `until` at least, other than `refused` (one Graph would not
+/// take) if given.
 async fn token_for(
     state: &AppState,
     teams: &Teams,
     connection: &mut Connection,
     refused: Option<&SecretString>,
+    until: i64,
 ) -> Result<SecretString, TokenError> {
     let id = connection.id.0.to_string();
     let row = |what: &str| row_label("connection", &id, what);
@@ -120,7 +136,8 @@ async fn token_for(
     let stored = |c: &Connection| {
         state.secrets.open(&c.access_token.0, &row("access_token")).map_err(|_| TokenError::NeedsReconnect)
     };
-    if refused.is_none() && connection.access_refresh_at > now {
+    let fresh_enough = |c: &Connection| c.access_refresh_at > now && c.access_expires_at >= until;
+    if refused.is_none() && fresh_enough(connection) {
         return stored(connection);
     }
     // One refresh in flight per connection: each refresh rotates the refresh token, and two at
@@ -141,7 +158,7 @@ async fn token_for(
         if connection.state != ConnectionState::Connected {
             return Err(TokenError::NeedsReconnect);
         }
-        if connection.access_refresh_at > now {
+        if fresh_enough(connection) {
             let token = stored(connection)?;
             // Unless it is the refused one (someone else's refresh replaced that meanwhile).
             if refused.is_none_or(|r| r.expose_secret() != token.expose_secret()) {

@@ -1,18 +1,22 @@
 //! Keeping presence subscriptions alive (S1): Graph ends a presence subscription after at most an
 //! hour, and asks for reauthorization before the access token it was made with lapses.
 //!
-//! A sweep renews every subscription well before it lapses — a third to a half of its life ahead
-//! (20 to 30 minutes for 59-minute subscriptions), the exact lead spread by connection so that a
-//! restart does not renew everything at once — and a
-//! `reauthorizationRequired` lifecycle notification renews at once: a `PATCH` of the expiry both
-//! renews and reauthorizes, so kehai never needs a separate `reauthorize` call. A subscription
+//! A sweep renews every subscription ahead of its lapse — a sixth to a quarter of its life ahead
+//! (10 to 15 minutes for 59-minute subscriptions), the exact lead spread by connection so that a
+//! restart does not renew everything at once. A subscription is thus renewed about every 45
+//! minutes: 1.3 Graph requests per connected member and hour, the bulk of kehai's Graph cost
+//! (earlier renewals would buy nothing but requests). A renewal uses an access token that lasts
+//! as long as the renewed subscription, so Graph has no reason to ask for reauthorization; when
+//! it does anyway, a `reauthorizationRequired` lifecycle notification renews at once: a `PATCH`
+//! of the expiry both renews and reauthorizes, so kehai never needs a separate `reauthorize`
+//! call. A subscription
 //! Graph no longer knows (404, `subscriptionRemoved`) is created anew, and the presence re-read
 //! because changes may have been missed meanwhile.
 //!
 //! With several instances on one database, a connection's upkeep is claimed by one instance at
-//! a time ([`Store::claim_connection`](kehai_store::Store::claim_connection)), for a sixth of a
-//! subscription's life at most: an instance that dies holding claims delays the renewals by less
-//! than the smallest lead. When an instance dies, another one reconciles at once (its queued
+//! a time ([`Store::claim_connection`](kehai_store::Store::claim_connection)), for a twelfth of
+//! a subscription's life at most: an instance that dies holding claims delays the renewals by
+//! less than half the smallest lead. When an instance dies, another one reconciles at once (its queued
 //! notifications died with it; see [`crate::instance`]).
 
 use std::time::Duration;
@@ -26,12 +30,13 @@ use tokio_util::sync::CancellationToken;
 use super::{Teams, tokens::CallError};
 use crate::state::AppState;
 
-/// Renewal starts a third of a subscription's life before it lapses, plus a per-connection
-/// spread of up to a sixth (with 59-minute subscriptions: 20 to 30 minutes ahead).
-const LEAD_SHARE: i64 = 3;
-const SPREAD_SHARE: i64 = 6;
-/// The sweep looks for subscriptions to renew every tenth of their life, at most every minute.
-const SWEEP_SHARE: i64 = 10;
+/// Renewal starts a sixth of a subscription's life before it lapses, plus a per-connection
+/// spread of up to a twelfth (with 59-minute subscriptions: 10 to 15 minutes ahead).
+const LEAD_SHARE: i64 = 6;
+const SPREAD_SHARE: i64 = 12;
+/// The sweep looks for subscriptions to renew every twentieth of their life, at most every
+/// minute.
+const SWEEP_SHARE: i64 = 20;
 const SWEEP_MAX: Duration = Duration::from_secs(60);
 /// How often the reconciliation runs (by one instance of several).
 const RECONCILE: Duration = Duration::from_secs(5 * 60);
@@ -40,8 +45,9 @@ const BATCH: u32 = 200;
 /// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
 /// sweep.
 const SWEEP_BUDGET: Duration = Duration::from_secs(120);
-/// Claims last a sixth of a subscription's life, at most five minutes.
-const CLAIM_SHARE: i64 = 6;
+/// Claims last a twelfth of a subscription's life (half the smallest lead), at most five
+/// minutes.
+const CLAIM_SHARE: i64 = 12;
 const CLAIM_MAX_MS: i64 = 5 * 60 * 1000;
 
 /// What one upkeep did.
@@ -166,7 +172,9 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
         _ => None,
     };
     let (expiry, id, moving_to) = (&rfc3339(requested), &current.id, &moving);
-    let renewal = super::tokens::authorized(state, teams, &mut connection, |token| async move {
+    // With a token that lasts as long as the renewed subscription: the subscription's
+    // authorization then lasts as long as the subscription itself.
+    let renewal = super::tokens::authorized_until(state, teams, &mut connection, requested, |token| async move {
         let renewed = match moving_to {
             Some((cert, cert_id)) => teams.graph.move_subscription(&token, id, expiry, (cert, cert_id)).await,
             None => teams.graph.renew_subscription(&token, id, expiry).await,
@@ -388,14 +396,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiries_round_trip_and_leads_are_a_third_of_the_life_spread_by_a_sixth() {
+    fn expiries_round_trip_and_leads_are_a_sixth_of_the_life_spread_by_a_twelfth() {
         let at = 1_790_000_000_000;
         assert_eq!(millis(&rfc3339(at)), Some(at));
         assert_eq!(millis("2026-11-26T10:00:00.1234567Z"), Some(1_795_687_200_123));
         assert_eq!(millis("tomorrow"), None);
         let hour = 3_540_000;
         let leads: Vec<i64> = (0..50).map(|_| lead(hour, ConnectionId::new())).collect();
-        assert!(leads.iter().all(|l| (1_180_000..1_180_000 + 590_000).contains(l)), "{leads:?}");
+        assert!(leads.iter().all(|l| (590_000..590_000 + 295_000).contains(l)), "{leads:?}");
+        // Claims lapse within half the smallest lead.
+        assert!(claim_ms(hour) * 2 <= hour / LEAD_SHARE && claim_ms(30_000) * 2 <= 30_000 / LEAD_SHARE);
         assert!(leads.iter().any(|l| *l != leads[0]), "spread");
     }
 }

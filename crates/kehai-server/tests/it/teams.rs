@@ -824,15 +824,15 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
 async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_lapses() {
     use kehai_server::teams::upkeep::{Upkeep, claim_ms, renew, sweep};
     use kehai_store::Claim;
-    // Ten-minute subscriptions: claims last 100 s (msemu, on the real clock, refuses expiries
-    // over an hour ahead of it).
+    // Ten-minute subscriptions: renewed 100 to 150 s ahead, claims last 50 s (msemu, on the real
+    // clock, refuses expiries over an hour ahead of it).
     let (app, emu) = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_subscription_seconds = 600).await;
     connected(&app, &emu, "alice@example.com", "alice-password").await;
     let teams = app.state.teams.clone().unwrap();
     let now = app.state.clock.now();
     let connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
-    record.expires_at = now + 190_000;
+    record.expires_at = now + 90_000;
     app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
     let hold = claim_ms(teams.subscription_ms);
     let other = Claim { holder: "another-instance", now, until: now + hold };
@@ -857,6 +857,32 @@ async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_renewal_uses_a_token_that_lasts_as_long_as_the_renewed_subscription() {
+    use kehai_server::teams::upkeep::{Upkeep, renew};
+    let (app, emu, _alice, teams) = alice_connected_while("Available").await;
+    let now = app.state.clock.now();
+    // A token still fine for ordinary calls, but lapsing half an hour before the renewed
+    // subscription would: Graph would ask for reauthorization then (one more request).
+    let connection = alice_connection(&app).await;
+    let aged = kehai_store::TokenUpdate {
+        access_token: connection.access_token.clone(),
+        access_expires_at: now + 30 * 60_000,
+        access_refresh_at: now + 25 * 60_000,
+        refresh_token: None,
+        refresh_expires_at: None,
+        updated_at: now,
+    };
+    assert!(app.state.store.update_connection_tokens(connection.id, &aged).await.unwrap());
+    let refreshes = |emu: &msemu::Running| emu.emulator.world.lock().access_tokens.len();
+    let before = refreshes(&emu);
+    assert_eq!(renew(&app.state, &teams, alice_connection(&app).await).await, Ok(Upkeep::Renewed));
+    assert_eq!(refreshes(&emu), before + 1, "a new access token first");
+    let world = emu.emulator.world.lock();
+    let sub = world.subscriptions.values().next().unwrap();
+    assert!(sub.authorized_until >= sub.expiration, "authorized for its whole life");
 }
 
 #[tokio::test]
