@@ -257,6 +257,11 @@ impl Metrics {
         self.notifications_dropped.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// How many notifications were dropped for `reason` so far.
+    pub fn notifications_dropped(&self, reason: &'static str) -> u64 {
+        self.notifications_dropped.get_or_create(&ReasonLabels { reason }).get()
+    }
+
     /// Counts a subscription upkeep (`renewed`, `recreated` or `failed`).
     pub fn subscription_upkeep(&self, outcome: &'static str) {
         self.subscription_upkeep.get_or_create(&OutcomeLabels { outcome }).inc();

@@ -147,7 +147,47 @@ pub fn tick(emu: &Arc<Emulator>) {
 }
 
 /// The notification body for one change of `user` under `sub`.
-fn notification(emu: &Emulator, sub: &Subscription, user: Uuid, mut resource: Value) -> anyhow::Result<Value> {
+fn notification(emu: &Emulator, sub: &Subscription, user: Uuid, resource: Value) -> anyhow::Result<Value> {
+    notification_with(sub, user, resource, || validation_token(emu, sub))
+}
+
+/// For load generators (kehai's benchmarks): records that `user` is now (`availability`,
+/// `activity`) and returns the body Graph would post for it under subscription `id`, without
+/// sending anything. Rich bodies carry `validation_token` (one from [`validation_token_for`] serves
+/// a day), so that preparing many costs no signature each.
+pub fn prepared_change(
+    emu: &Emulator,
+    id: Uuid,
+    user: Uuid,
+    (availability, activity): (&str, &str),
+    validation_token: &str,
+) -> anyhow::Result<Value> {
+    let (sub, presence) = {
+        let mut world = emu.world.lock();
+        let sub = world.subscriptions.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no subscription {id}"))?;
+        let mut p = world.presence(user);
+        p.availability = availability.to_owned();
+        p.activity = activity.to_owned();
+        p.sequence = world.next_sequence();
+        world.presences.insert(user, p.clone());
+        (sub, p)
+    };
+    notification_with(&sub, user, presence_json(user, &presence), || Ok(validation_token.to_owned()))
+}
+
+/// A validation token for subscription `id`'s (app, tenant), valid for a day.
+pub fn validation_token_for(emu: &Emulator, id: Uuid) -> anyhow::Result<String> {
+    let sub =
+        emu.world.lock().subscriptions.get(&id).cloned().ok_or_else(|| anyhow::anyhow!("no subscription {id}"))?;
+    validation_token(emu, &sub)
+}
+
+fn notification_with(
+    sub: &Subscription,
+    user: Uuid,
+    mut resource: Value,
+    validation_token: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Value> {
     let mut item = json!({
         "subscriptionId": sub.id.to_string(),
         "clientState": sub.client_state,
@@ -173,7 +213,7 @@ fn notification(emu: &Emulator, sub: &Subscription, user: Uuid, mut resource: Va
     resource["@odata.id"] = json!(format!("users/{user}/presence"));
     let encrypted = crypto::encrypt(cert, cert_id, resource.to_string().as_bytes())?;
     item["encryptedContent"] = serde_json::to_value(encrypted)?;
-    Ok(json!({ "value": [item], "validationTokens": [validation_token(emu, sub)?] }))
+    Ok(json!({ "value": [item], "validationTokens": [validation_token()?] }))
 }
 
 /// A validation token for the subscription's (app, tenant): a v2.0 JWT from the publisher.

@@ -1,0 +1,124 @@
+//! Load for the benchmarks: notification bodies prepared ahead (msemu encrypts them as Graph
+//! does), posted as fast as kehai takes them or at a fixed rate, and the figures made of it.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::time::MissedTickBehavior;
+
+use crate::rig::Rig;
+
+/// Statuses the prepared changes cycle through (availability, activity).
+const STATUSES: [(&str, &str); 5] = [
+    ("Busy", "Busy"),
+    ("DoNotDisturb", "Presenting"),
+    ("Busy", "InAMeeting"),
+    ("Away", "Away"),
+    ("BeRightBack", "BeRightBack"),
+];
+
+/// One prepared POST: whose presence it changes (an index into the rig's members) and its body.
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub member: usize,
+    /// The activity it announces (what the avatar frame will carry).
+    pub activity: &'static str,
+    pub body: String,
+}
+
+/// `rounds` presence changes of every member, one notification per POST, member after member
+/// (so that a member's changes are far apart and arrive in order). Rich unless `basic`: then the
+/// bodies carry no resource data, as Graph's basic notifications, and kehai reads each presence.
+pub fn prepare(rig: &Rig, rounds: usize, basic: bool) -> anyhow::Result<Vec<Post>> {
+    let first = rig.members.first().ok_or_else(|| anyhow::anyhow!("no members"))?;
+    let token = msemu::notify::validation_token_for(&rig.emu.emulator, first.subscription)?;
+    let mut posts = Vec::with_capacity(rounds * rig.members.len());
+    for round in 0..rounds {
+        for (i, m) in rig.members.iter().enumerate() {
+            let status = STATUSES[(round + i) % STATUSES.len()];
+            let mut body =
+                msemu::notify::prepared_change(&rig.emu.emulator, m.subscription, m.ms_user, status, &token)?;
+            if basic {
+                if let Some(obj) = body.as_object_mut() {
+                    obj.remove("validationTokens");
+                }
+                if let Some(item) = body["value"][0].as_object_mut() {
+                    item.remove("encryptedContent");
+                }
+            }
+            posts.push(Post { member: i, activity: status.1, body: body.to_string() });
+        }
+    }
+    Ok(posts)
+}
+
+/// An HTTP client for load: many connections, no redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+/// POSTs `body` to `url` until it is taken (a full queue answers 503: wait a little, again).
+async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+    loop {
+        let answer = http.post(url).header("content-type", "application/json").body(body.clone()).send().await?;
+        match answer.status().as_u16() {
+            200..=299 => return Ok(()),
+            503 => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => anyhow::bail!("{url} answered {other}"),
+        }
+    }
+}
+
+/// Posts everything `concurrency` at a time; returns how long until every POST was answered.
+pub async fn flood(url: &str, posts: Vec<String>, concurrency: usize) -> anyhow::Result<Duration> {
+    let http = client();
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> =
+        futures::stream::iter(posts).map(|b| post(&http, url, b)).buffer_unordered(concurrency).collect().await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(started.elapsed())
+}
+
+/// Waits until `done()` reaches `target` (at most `within`); returns when it did.
+pub async fn until(done: impl Fn() -> u64, target: u64, within: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + within;
+    while done() < target {
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {target} done in {within:?}", done());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(Instant::now())
+}
+
+/// Posts `posts` at `per_second` (open loop: a late answer does not delay the next POST) and
+/// returns each POST's send time and answer time, in order.
+pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Result<Vec<(Instant, Duration)>> {
+    let http = client();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut sent = Vec::with_capacity(posts.len());
+    for body in posts {
+        tick.tick().await;
+        let (http, url) = (http.clone(), url.to_owned());
+        let at = Instant::now();
+        sent.push((at, tokio::spawn(async move { post(&http, &url, body).await.map(|()| at.elapsed()) })));
+    }
+    let mut timed = Vec::with_capacity(sent.len());
+    for (at, answer) in sent {
+        timed.push((at, answer.await??));
+    }
+    Ok(timed)
+}
+
+/// The `p`-th percentile (0–100) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}

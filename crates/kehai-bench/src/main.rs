@@ -1,0 +1,150 @@
+//! kehai's benchmarks, each figure beside its baseline measured in the same run:
+//!
+//! ```text
+//! cargo run --release -p kehai-bench            # prints the table, writes docs/benchmarks.md
+//! cargo run --release -p kehai-bench -- --quick # a small run, to see that everything works
+//! ```
+//!
+//! kehai and msemu (the emulated Microsoft) run in this process on loopback; members sign in and
+//! connect Teams through the real pages; msemu prepares notifications exactly as it sends them.
+//! See `docs/benchmarks.md` for what each figure measures and the latest results.
+
+mod graph_cost;
+mod ingest;
+mod latency;
+mod load;
+mod report;
+mod rig;
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// kehai's benchmarks.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// A small, fast run (figures are not representative; nothing is written unless --out).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the results (default: docs/benchmarks.md, except with --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// How much load each figure gets.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub members: usize,
+    /// Changes per member in the throughput runs.
+    pub rounds: usize,
+    /// How long each core decrypts for the RSA baseline.
+    pub rsa_time: Duration,
+    /// How long the paced runs last.
+    pub paced: Duration,
+    /// The subscription life of the accelerated Graph-cost run, and how many lives it counts.
+    pub simulated_life: Duration,
+    pub cost_lives: u32,
+    pub cost_members: usize,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            members: 200,
+            rounds: 50,
+            rsa_time: Duration::from_secs(3),
+            paced: Duration::from_secs(5),
+            simulated_life: Duration::from_secs(20),
+            cost_lives: 6,
+            cost_members: 200,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            members: 8,
+            rounds: 3,
+            rsa_time: Duration::from_millis(200),
+            paced: Duration::from_millis(500),
+            simulated_life: Duration::from_secs(10),
+            cost_lives: 1,
+            cost_members: 4,
+        }
+    }
+
+    /// Rounds of changes of `members` that last the paced time at `per_second`.
+    pub fn paced_rounds(&self, per_second: u32, members: usize) -> usize {
+        let posts = self.paced.as_secs_f64() * f64::from(per_second);
+        (posts / members.max(1) as f64).ceil().max(1.0) as usize
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEHAI_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    let mut report = report::Report::default();
+    println!("kehai benchmarks ({})", if args.quick { "quick" } else { "full" });
+
+    let rig = rig::Rig::start(&rig::Plan::new(sizes.members)).await?;
+    ingest::run(&rig, &sizes, &mut report).await?;
+    latency::run(&rig, &sizes, &mut report).await?;
+    rig.stop().await?;
+    graph_cost::run(&sizes, &mut report).await?;
+
+    let out = args.out.or_else(|| (!args.quick).then(|| PathBuf::from("docs/benchmarks.md")));
+    if let Some(out) = out {
+        write(&out, &report, &std::env::args().collect::<Vec<_>>().join(" "))?;
+        println!("written to {}", out.display());
+    }
+    let missed = report.rows.iter().filter(|r| r.met() == Some(false)).count();
+    println!("{} figures, {missed} targets missed", report.rows.len());
+    Ok(())
+}
+
+/// Replaces the results part of `path` (between its markers; the whole file when it has none),
+/// keeping what people wrote around it.
+fn write(path: &std::path::Path, report: &report::Report, command: &str) -> anyhow::Result<()> {
+    const BEGIN: &str = "<!-- results: written by kehai-bench -->";
+    const END: &str = "<!-- end of results -->";
+    let results = format!(
+        "{BEGIN}\nRun {} on {}.\n\nCommand: `cargo run --release -p kehai-bench` (ran as `{command}`)\n\n{}\n{}\n{}{END}",
+        today(),
+        machine(),
+        report.table(),
+        "Notes from the run:\n",
+        report.notes.iter().map(|n| format!("- {n}\n")).collect::<String>(),
+    );
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{results}{}", &old[..b], &old[e + END.len()..]),
+        _ => format!("# Benchmarks\n\n{results}\n"),
+    };
+    std::fs::write(path, new)?;
+    Ok(())
+}
+
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+/// The CPU, its cores, the memory and the kernel, from /proc.
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("an unknown CPU".to_owned(), |m| m.trim().to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let kernel = read("/proc/sys/kernel/osrelease");
+    format!("{model}, {cores} cores, {} GiB, Linux {}", mem_kb / (1024 * 1024), kernel.trim())
+}
