@@ -52,6 +52,22 @@ pub fn prepare(rig: &Rig, rounds: usize, basic: bool) -> anyhow::Result<Vec<Post
     Ok(posts)
 }
 
+/// The same notifications `per_post` to a POST, as Graph batches them when many arrive at once
+/// (their validation tokens are the same).
+pub fn batched(posts: &[Post], per_post: usize) -> Vec<String> {
+    posts
+        .chunks(per_post.max(1))
+        .filter_map(|chunk| {
+            let mut bodies = chunk.iter().filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.body).ok());
+            let mut first = bodies.next()?;
+            let rest: Vec<serde_json::Value> =
+                bodies.flat_map(|b| b["value"].as_array().cloned().unwrap_or_default()).collect();
+            first["value"].as_array_mut()?.extend(rest);
+            Some(first.to_string())
+        })
+        .collect()
+}
+
 /// An HTTP client for load: many connections, no redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -63,8 +79,18 @@ pub fn client() -> reqwest::Client {
 
 /// POSTs `body` to `url` until it is taken (a full queue answers 503: wait a little, again).
 async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+    let mut refused = 0;
     loop {
-        let answer = http.post(url).header("content-type", "application/json").body(body.clone()).send().await?;
+        let answer = match http.post(url).header("content-type", "application/json").body(body.clone()).send().await {
+            Ok(answer) => answer,
+            // Out of local ports or connections for a moment under an open-loop burst: again.
+            Err(e) if e.is_connect() && refused < 100 => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         match answer.status().as_u16() {
             200..=299 => return Ok(()),
             503 => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -121,4 +147,14 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[rank.min(samples.len() - 1)]
+}
+
+/// CPU time this process has used so far (user and system), from /proc.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
+    // Linux counts in clock ticks of 1/100 s (USER_HZ) on every mainstream architecture.
+    Duration::from_millis(ticks * 10)
 }

@@ -13,6 +13,7 @@ mod graph_cost;
 mod ingest;
 mod latency;
 mod load;
+mod postgres;
 mod report;
 mod rig;
 
@@ -30,6 +31,13 @@ struct Args {
     /// Where to write the results (default: docs/benchmarks.md, except with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/test): ingestion and latency
+    /// are measured on a fresh database there too, besides SQLite.
+    #[arg(long, env = "KEHAI_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Only these sections (a, b, c; comma-separated). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// How much load each figure gets.
@@ -83,17 +91,45 @@ impl Sizes {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEHAI_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEHAI_LOG").unwrap_or_else(|_| "error".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
     let mut report = report::Report::default();
     println!("kehai benchmarks ({})", if args.quick { "quick" } else { "full" });
 
-    let rig = rig::Rig::start(&rig::Plan::new(sizes.members)).await?;
-    ingest::run(&rig, &sizes, &mut report).await?;
-    latency::run(&rig, &sizes, &mut report).await?;
-    rig.stop().await?;
-    graph_cost::run(&sizes, &mut report).await?;
+    let wanted = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
+    let (a, b) = (wanted("a"), wanted("b"));
+    let mut databases = vec![(None, "")];
+    let postgres = match &args.postgres {
+        Some(server) if a || b => Some(postgres::Database::create(server).await?),
+        _ => None,
+    };
+    if let Some(db) = &postgres {
+        databases.push((Some(db.url.clone()), " (PostgreSQL)"));
+    }
+    for (database_url, suffix) in databases.into_iter().filter(|_| a || b) {
+        let mut plan = rig::Plan::new(sizes.members);
+        plan.database_url = database_url;
+        let rig = rig::Rig::start(&plan).await?;
+        report.section_suffix(suffix);
+        if a {
+            ingest::run(&rig, &sizes, &mut report).await?;
+        }
+        if b {
+            latency::run(&rig, &sizes, &mut report).await?;
+        }
+        if a && suffix.is_empty() {
+            ingest::basic(&rig, &mut report).await?;
+        }
+        report.section_suffix("");
+        rig.stop().await?;
+    }
+    if let Some(db) = postgres {
+        db.drop().await;
+    }
+    if wanted("c") {
+        graph_cost::run(&sizes, &mut report).await?;
+    }
 
     let out = args.out.or_else(|| (!args.quick).then(|| PathBuf::from("docs/benchmarks.md")));
     if let Some(out) = out {

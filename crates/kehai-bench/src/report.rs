@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 /// One figure.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub section: &'static str,
+    pub section: String,
     pub measure: &'static str,
     pub value: f64,
     pub unit: &'static str,
@@ -28,18 +28,20 @@ impl Row {
         baseline: f64,
         at_least: Option<f64>,
     ) -> Row {
+        let section = section.to_owned();
         Row { section, measure, value, unit: "/s", baseline: Some((baseline_name, baseline)), at_least, at_most: None }
     }
 
     /// A duration, in milliseconds, with an upper target.
     pub fn time(section: &'static str, measure: &'static str, value: Duration, at_most_ms: Option<f64>) -> Row {
         let ms = value.as_secs_f64() * 1000.0;
+        let section = section.to_owned();
         Row { section, measure, value: ms, unit: "ms", baseline: None, at_least: None, at_most: at_most_ms }
     }
 
     /// A plain number with an upper target.
     pub fn value(section: &'static str, measure: &'static str, value: f64, at_most: Option<f64>) -> Row {
-        Row { section, measure, value, unit: "", baseline: None, at_least: None, at_most }
+        Row { section: section.to_owned(), measure, value, unit: "", baseline: None, at_least: None, at_most }
     }
 
     fn ratio_value(&self) -> Option<f64> {
@@ -79,15 +81,23 @@ fn number(v: f64, unit: &str) -> String {
 pub struct Report {
     pub rows: Vec<Row>,
     pub notes: Vec<String>,
+    /// Added to the section of rows pushed from now on (which database, say).
+    suffix: String,
 }
 
 impl Report {
-    pub fn push(&mut self, row: Row) {
+    pub fn section_suffix(&mut self, suffix: &str) {
+        suffix.clone_into(&mut self.suffix);
+    }
+
+    pub fn push(&mut self, mut row: Row) {
+        row.section.push_str(&self.suffix);
         println!("{}", Self::line(&row));
         self.rows.push(row);
     }
 
     pub fn note(&mut self, note: String) {
+        let note = format!("{note}{}", self.suffix);
         println!("   {note}");
         self.notes.push(note);
     }

@@ -5,7 +5,7 @@
 //! signatures, no RSA private-key work), then the HMAC of the ciphertext, then the RSA-OAEP
 //! unwrap and AES decryption.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use aws_lc_rs::{
     cipher::{AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey},
@@ -74,15 +74,41 @@ pub struct EncryptedContent {
     pub encryption_certificate_thumbprint: Option<String>,
 }
 
+fn refused(what: &str) -> MicrosoftError {
+    MicrosoftError::Transport(format!("encrypted content refused: {what}"))
+}
+
+/// A certificate's private key, parsed once (parsing and checking an RSA key costs about as much
+/// as a decryption with it).
+pub struct DecryptionKey(OaepPrivateDecryptingKey);
+
+impl std::fmt::Debug for DecryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecryptionKey(..)")
+    }
+}
+
+impl DecryptionKey {
+    /// The key from its PKCS#8 DER.
+    pub fn from_pkcs8(der: &[u8]) -> Result<DecryptionKey, MicrosoftError> {
+        let private = PrivateDecryptingKey::from_pkcs8(der).map_err(|_| refused("unusable private key"))?;
+        Ok(DecryptionKey(OaepPrivateDecryptingKey::new(private).map_err(|_| refused("unusable private key"))?))
+    }
+}
+
 /// Decrypts resource data with the certificate's PKCS#8 private key: HMAC checked before the
 /// plaintext is produced.
 pub fn decrypt(private_key_pkcs8: &[u8], content: &EncryptedContent) -> Result<Vec<u8>, MicrosoftError> {
-    let bad = |what: &str| MicrosoftError::Transport(format!("encrypted content refused: {what}"));
+    decrypt_with(&DecryptionKey::from_pkcs8(private_key_pkcs8)?, content)
+}
+
+/// [`decrypt`] with a parsed key.
+pub fn decrypt_with(key: &DecryptionKey, content: &EncryptedContent) -> Result<Vec<u8>, MicrosoftError> {
+    let bad = refused;
     let data = STANDARD.decode(content.data.trim()).map_err(|_| bad("data is not base64"))?;
     let signature = STANDARD.decode(content.data_signature.trim()).map_err(|_| bad("signature is not base64"))?;
     let wrapped = STANDARD.decode(content.data_key.trim()).map_err(|_| bad("key is not base64"))?;
-    let private = PrivateDecryptingKey::from_pkcs8(private_key_pkcs8).map_err(|_| bad("unusable private key"))?;
-    let oaep = OaepPrivateDecryptingKey::new(private).map_err(|_| bad("unusable private key"))?;
+    let oaep = &key.0;
     let mut key = vec![0u8; oaep.min_output_size()];
     let key = oaep
         .decrypt(&OAEP_SHA1_MGF1SHA1, &wrapped, &mut key, None)
@@ -119,7 +145,17 @@ pub struct ValidationTokens {
     config: MicrosoftConfig,
     http: reqwest::Client,
     keys: Arc<RwLock<Keys>>,
+    /// Tokens verified already (by SHA-256), with the tenant they vouch for and their expiry:
+    /// Graph sends the same token with many notifications, and a signature checked once need
+    /// not be checked again while the token lasts.
+    verified: Arc<std::sync::Mutex<Verified>>,
 }
+
+/// Verified tokens by SHA-256: the tenant each vouches for and its expiry.
+type Verified = HashMap<[u8; 32], (String, i64)>;
+
+/// Verified tokens remembered at most.
+const VERIFIED_KEPT: usize = 1024;
 
 /// The cached keys and when they were last fetched.
 #[derive(Default)]
@@ -139,7 +175,7 @@ impl std::fmt::Debug for ValidationTokens {
 
 impl ValidationTokens {
     pub fn new(config: MicrosoftConfig) -> Self {
-        ValidationTokens { config, http: http::client(), keys: Arc::default() }
+        ValidationTokens { config, http: http::client(), keys: Arc::default(), verified: Default::default() }
     }
 
     async fn fetch(&self) -> Result<Vec<Jwk>, MicrosoftError> {
@@ -197,6 +233,34 @@ impl ValidationTokens {
     /// or v2.0 form with the token's tenant, and Graph's publisher in `azp` or `appid`.
     /// Returns the tenant it vouches for.
     pub async fn verify(&self, token: &str) -> Result<String, MicrosoftError> {
+        let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        let now = jsonwebtoken::get_current_timestamp();
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tid, exp)) = verified.get(&digest)
+                && *exp > now
+            {
+                return Ok(tid.clone());
+            }
+        }
+        let (tid, exp) = self.check(token).await?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_KEPT {
+            verified.retain(|_, (_, exp)| *exp > now);
+            if verified.len() >= VERIFIED_KEPT {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (tid.clone(), exp));
+        Ok(tid)
+    }
+
+    /// [`ValidationTokens::verify`] without the memory: the tenant and the token's expiry.
+    async fn check(&self, token: &str) -> Result<(String, i64), MicrosoftError> {
         let refuse = |why: &str| MicrosoftError::IdToken(format!("validation token refused: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed"))?;
         let key = self.key(&header.kid.ok_or_else(|| refuse("no kid"))?).await?;
@@ -216,7 +280,8 @@ impl ValidationTokens {
         if text("azp") != Some(PUBLISHER) && text("appid") != Some(PUBLISHER) {
             return Err(refuse("not from Microsoft Graph"));
         }
-        Ok(tid.to_owned())
+        let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| refuse("no exp"))?;
+        Ok((tid.to_owned(), exp))
     }
 }
 

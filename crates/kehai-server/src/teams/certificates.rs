@@ -8,9 +8,16 @@
 //! retired private key is kept while any subscription still uses it and for Graph's four hours of
 //! retries after that, then deleted ([`remove_unused`]).
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
 use base64::{Engine, engine::general_purpose::STANDARD};
-use kehai_store::{EncryptionCertificate, Sealed};
-use secrecy::SecretString;
+use kehai_microsoft::notifications::DecryptionKey;
+use kehai_store::{EncryptionCertificate, Sealed, secrets::row_label};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{Teams, upkeep};
 use crate::{error::ApiError, state::AppState};
@@ -20,6 +27,54 @@ use crate::{error::ApiError, state::AppState};
 const RETRY_WINDOW_MS: i64 = 4 * 3600 * 1000;
 /// Connections read from the database at a time while moving subscriptions.
 const PAGE: u32 = 500;
+/// How long a private key stays parsed in memory before it is read again.
+const KEY_KEPT: Duration = Duration::from_secs(5 * 60);
+
+/// Why no private key could be had for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// No such certificate, or its key does not open: nothing to decrypt with.
+    Unknown,
+    /// The database did not answer.
+    Unavailable,
+}
+
+/// Certificates' private keys, read, unsealed and parsed once: a rich notification then costs an
+/// RSA decryption and little else. A key is read again after five minutes, so that one deleted
+/// (here or by another instance) is not kept for longer.
+#[derive(Debug, Default)]
+pub struct Keys(Mutex<HashMap<String, (Instant, Arc<DecryptionKey>)>>);
+
+impl Keys {
+    /// The private key of certificate `id`.
+    pub async fn get(&self, state: &AppState, id: &str) -> Result<Arc<DecryptionKey>, KeyError> {
+        if let Some((at, key)) = self.lock().get(id)
+            && at.elapsed() < KEY_KEPT
+        {
+            return Ok(Arc::clone(key));
+        }
+        let cert = state.store.certificate(id).await.map_err(|_| KeyError::Unavailable)?.ok_or(KeyError::Unknown)?;
+        let sealed = state
+            .secrets
+            .open(&cert.private_key.0, &row_label("certificate", &cert.id, "private_key"))
+            .map_err(|_| KeyError::Unknown)?;
+        let der = STANDARD.decode(sealed.expose_secret()).map_err(|_| KeyError::Unknown)?;
+        let key = Arc::new(DecryptionKey::from_pkcs8(&der).map_err(|_| KeyError::Unknown)?);
+        let mut keys = self.lock();
+        keys.retain(|_, (at, _)| at.elapsed() < KEY_KEPT);
+        keys.insert(id.to_owned(), (Instant::now(), Arc::clone(&key)));
+        Ok(key)
+    }
+
+    /// Forgets every parsed key (certificates were deleted).
+    pub fn forget(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<DecryptionKey>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// The current certificate's id and base64 DER, made if there is none.
 pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
@@ -119,7 +174,12 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
 /// longer be retrying notifications encrypted for them. Runs with every reconciliation.
 pub async fn remove_unused(state: &AppState) {
     match state.store.remove_unused_certificates(state.clock.now(), RETRY_WINDOW_MS).await {
-        Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "retired encryption certificates deleted"),
+        Ok(removed) if !removed.is_empty() => {
+            if let Some(teams) = &state.teams {
+                teams.keys.forget();
+            }
+            tracing::info!(?removed, "retired encryption certificates deleted");
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot delete retired encryption certificates"),
     }

@@ -46,6 +46,8 @@ pub struct Teams {
     pub(crate) refreshing: Gates,
     /// One presence applied at a time per connection (the sequence check and the avatars).
     pub(crate) applying: Gates,
+    /// The encryption certificates' private keys, parsed.
+    pub keys: certificates::Keys,
 }
 
 /// One async lock per connection, made on first use.
@@ -84,6 +86,7 @@ impl Teams {
             subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
             refreshing: Gates::default(),
             applying: Gates::default(),
+            keys: certificates::Keys::default(),
         }))
     }
 }

@@ -3,16 +3,15 @@
 //! and then the HMAC before anything is decrypted — and its presence applied in order
 //! (`sequenceNumber`) to every space where the connection is ON.
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use kehai_microsoft::{
     Presence,
-    notifications::{ChangeNotification, NotificationBatch, decrypt},
+    notifications::{ChangeNotification, NotificationBatch, decrypt_with},
 };
 use kehai_store::{Connection, ConnectionState, secrets::row_label};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::{Teams, upkeep};
+use super::{Teams, certificates::KeyError, upkeep};
 use crate::state::AppState;
 
 /// Why a notification was not applied (logged, and counted in `kehai_notifications_dropped`).
@@ -145,18 +144,11 @@ async fn one(
     }
     let presence: Presence = match &n.encrypted_content {
         Some(content) => {
-            let cert = state
-                .store
-                .certificate(&content.encryption_certificate_id)
-                .await
-                .map_err(|_| Dropped::Unavailable)?
-                .ok_or(Dropped::Decryption)?;
-            let key = state
-                .secrets
-                .open(&cert.private_key.0, &row_label("certificate", &cert.id, "private_key"))
-                .map_err(|_| Dropped::Decryption)?;
-            let der = STANDARD.decode(key.expose_secret()).map_err(|_| Dropped::Decryption)?;
-            let plain = decrypt(&der, content).map_err(|_| Dropped::Decryption)?;
+            let key = teams.keys.get(state, &content.encryption_certificate_id).await.map_err(|e| match e {
+                KeyError::Unknown => Dropped::Decryption,
+                KeyError::Unavailable => Dropped::Unavailable,
+            })?;
+            let plain = decrypt_with(&key, content).map_err(|_| Dropped::Decryption)?;
             serde_json::from_slice(&plain).map_err(|_| Dropped::Decryption)?
         }
         // Basic notifications carry no presence (§0.4): read it.
