@@ -67,8 +67,8 @@ pub async fn run(rig: &Rig, sizes: &Sizes, report: &mut Report) -> anyhow::Resul
     let stale = rig.state.metrics.notifications_dropped("stale") - stale_before;
     let expected = timed.len() - usize::try_from(stale).unwrap_or(0);
     let mut sent: HashMap<&(String, String), VecDeque<Instant>> = HashMap::new();
-    for (key, (at, _)) in whose.iter().zip(&timed) {
-        sent.entry(key).or_default().push_back(*at);
+    for (key, t) in whose.iter().zip(&timed) {
+        sent.entry(key).or_default().push_back(t.sent);
     }
     let mut latencies = Vec::with_capacity(expected);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -77,14 +77,17 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// POSTs `body` to `url` until it is taken (a full queue answers 503: wait a little, again).
+/// POSTs `body` to `url` until it is taken. A full queue answers 503: again after a wait that
+/// doubles each time (from 5 ms to a second), as Graph backs off.
 async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
     let mut refused = 0;
+    let mut wait = Duration::from_millis(5);
     loop {
         let answer = match http.post(url).header("content-type", "application/json").body(body.clone()).send().await {
             Ok(answer) => answer,
-            // Out of local ports or connections for a moment under an open-loop burst: again.
-            Err(e) if e.is_connect() && refused < 100 => {
+            // Out of local ports, or a kept-alive connection closed under us, in an open-loop
+            // burst: again, on another connection (the notification was not taken).
+            Err(e) if (e.is_connect() || e.is_request()) && refused < 100 => {
                 refused += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -93,7 +96,10 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result
         };
         match answer.status().as_u16() {
             200..=299 => return Ok(()),
-            503 => tokio::time::sleep(Duration::from_millis(5)).await,
+            503 => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
             other => anyhow::bail!("{url} answered {other}"),
         }
     }
@@ -119,9 +125,17 @@ pub async fn until(done: impl Fn() -> u64, target: u64, within: Duration) -> any
     Ok(Instant::now())
 }
 
-/// Posts `posts` at `per_second` (open loop: a late answer does not delay the next POST) and
-/// returns each POST's send time and answer time, in order.
-pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Result<Vec<(Instant, Duration)>> {
+/// One paced POST: when it was sent, how long its (first) answer took, and whether that answer
+/// took it (a 503 asks to come again, as Graph does; the POST is then repeated until taken).
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    pub sent: Instant,
+    pub answer: Duration,
+    pub taken: bool,
+}
+
+/// Posts `posts` at `per_second` (open loop: a late answer does not delay the next POST).
+pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Result<Vec<Timed>> {
     let http = client();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -130,11 +144,19 @@ pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Re
         tick.tick().await;
         let (http, url) = (http.clone(), url.to_owned());
         let at = Instant::now();
-        sent.push((at, tokio::spawn(async move { post(&http, &url, body).await.map(|()| at.elapsed()) })));
+        sent.push(tokio::spawn(async move {
+            let first = http.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+            let answer = at.elapsed();
+            let taken = first.as_ref().is_ok_and(|a| a.status().is_success());
+            if !taken {
+                post(&http, &url, body).await?;
+            }
+            anyhow::Ok(Timed { sent: at, answer, taken })
+        }));
     }
     let mut timed = Vec::with_capacity(sent.len());
-    for (at, answer) in sent {
-        timed.push((at, answer.await??));
+    for answer in sent {
+        timed.push(answer.await??);
     }
     Ok(timed)
 }
