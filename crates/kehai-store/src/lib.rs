@@ -26,7 +26,7 @@ pub use microsoft::{
     Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
     TokenUpdate,
 };
-pub use records::{AvatarChange, Claim, Member, Session};
+pub use records::{Applied, AvatarChange, Claim, Member, Session};
 
 /// What can go wrong in the store, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -155,18 +155,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn update_connection_tokens(&self, id: ConnectionId, tokens: &TokenUpdate) -> Result<bool>;
     /// Shows a connection's presence (or with `None` removes it) on the member's avatar in every
     /// space where the connection is ON, and records `sequence` as the last applied — in one
-    /// transaction, so that a crash leaves neither without the other — if `sequence` is newer
-    /// than the one recorded (byte order; equal too with `again`), so that a stale or duplicate
-    /// notification never wins. `None` when it is not newer or the connection is gone; else the
-    /// avatars as changed.
+    /// transaction, so that a crash leaves neither without the other — if the connection is
+    /// still connected to Microsoft user `ms_user` and `sequence` is newer than the one recorded
+    /// (byte order; equal too with `again`), so that a stale or duplicate notification never
+    /// wins.
     async fn apply_presence(
         &self,
         id: ConnectionId,
+        ms_user: &str,
         sequence: Option<&str>,
         again: bool,
         presence: Option<&PresenceOverride>,
         now: Millis,
-    ) -> Result<Option<Vec<Avatar>>>;
+    ) -> Result<Applied>;
     /// Whether the member is still to be told that their connection needs a new sign-in; true
     /// once per time it became Needs reconnect (the caller shows the notice).
     async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;

@@ -1,6 +1,6 @@
 //! Plain records the store reads and writes beside the domain types.
 
-use kehai_core::{Account, DisplayName, Emoji, Millis, PersonId, PersonKind, Role, SpaceId};
+use kehai_core::{Account, Avatar, DisplayName, Emoji, Millis, PersonId, PersonKind, Role, SpaceId};
 
 /// A member of a space as `kehai member list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,4 +48,15 @@ pub struct Claim<'a> {
     pub holder: &'a str,
     pub now: Millis,
     pub until: Millis,
+}
+
+/// What applying a presence did ([`Store::apply_presence`](crate::Store::apply_presence)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Shown: the avatars as changed, one per space where the connection is ON.
+    Shown(Vec<Avatar>),
+    /// Not newer than the presence applied already: nothing changed.
+    Stale,
+    /// The connection is gone, not connected, or now for another Microsoft account.
+    NotConnected,
 }

@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState, Result,
-    Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
+    Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState,
+    Result, Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 /// SQLite in one file: WAL for concurrent readers, one writer connection.
@@ -755,25 +755,29 @@ macro_rules! impl_store {
             async fn apply_presence(
                 &self,
                 id: ConnectionId,
+                ms_user: &str,
                 sequence: Option<&str>,
                 again: bool,
                 presence: Option<&PresenceOverride>,
                 now: Millis,
-            ) -> Result<Option<Vec<Avatar>>> {
+            ) -> Result<Applied> {
                 let mut tx = self.writer().begin().await?;
-                let current: Option<(String, Option<String>)> = sqlx::query_as(concat!(
-                    "SELECT account_id, last_sequence FROM ms_connections WHERE id = $1", $lock
+                let current: Option<(String, Option<String>, String, String)> = sqlx::query_as(concat!(
+                    "SELECT account_id, last_sequence, state, ms_user_id FROM ms_connections WHERE id = $1", $lock
                 ))
                 .bind(id.0.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((account, last)) = current else { return Ok(None) };
+                let Some((account, last, state, user)) = current else { return Ok(Applied::NotConnected) };
+                if state != ConnectionState::Connected.as_str() || user != ms_user {
+                    return Ok(Applied::NotConnected);
+                }
                 if let Some(sequence) = sequence {
                     // Compared in Rust (byte order, the same in both engines; SQL text comparison
                     // follows the database's collation), under the row's lock.
                     match last.as_deref().map(|l| l.as_bytes().cmp(sequence.as_bytes())) {
-                        Some(std::cmp::Ordering::Greater) => return Ok(None),
-                        Some(std::cmp::Ordering::Equal) if !again => return Ok(None),
+                        Some(std::cmp::Ordering::Greater) => return Ok(Applied::Stale),
+                        Some(std::cmp::Ordering::Equal) if !again => return Ok(Applied::Stale),
                         _ => {}
                     }
                     sqlx::query("UPDATE ms_connections SET last_sequence = $2 WHERE id = $1")
@@ -782,24 +786,20 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let spaces: Vec<String> = sqlx::query_scalar(
-                    "SELECT space_id FROM ms_connection_spaces WHERE connection_id = $1 AND enabled ORDER BY space_id",
-                )
+                let query = sqlx::query_as::<_, AvatarRow>(concat!(
+                    "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
+                     presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
+                     WHERE person_id = $2 AND space_id IN \
+                     (SELECT space_id FROM ms_connection_spaces WHERE connection_id = $1 AND enabled) RETURNING ",
+                    avatar_columns!()
+                ))
                 .bind(id.0.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut avatars = Vec::with_capacity(spaces.len());
-                for space in spaces {
-                    let query = sqlx::query_as::<_, AvatarRow>(set_presence!()).bind(space).bind(&account);
-                    let row = bind_presence!(query, presence, now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(row) = row {
-                        avatars.push(Avatar::try_from(row)?);
-                    }
-                }
+                .bind(&account);
+                let rows = bind_presence!(query, presence, now).fetch_all(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(Some(avatars))
+                let mut avatars = rows.into_iter().map(Avatar::try_from).collect::<Result<Vec<_>>>()?;
+                avatars.sort_by_key(|a| a.space_id.0);
+                Ok(Applied::Shown(avatars))
             }
 
             async fn set_connection_subscription(

@@ -7,7 +7,7 @@ use kehai_microsoft::{
     Presence,
     notifications::{ChangeNotification, NotificationBatch, decrypt_with},
 };
-use kehai_store::{Connection, ConnectionState, secrets::row_label};
+use kehai_store::{Applied, Connection, ConnectionState, secrets::row_label};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -191,31 +191,22 @@ async fn apply_as(
 ) -> Result<(), Dropped> {
     let gate = teams.applying.of(connection.id);
     let _applying = gate.lock().await;
-    // Still connected to the same account (not marked Needs reconnect, removed or reconnected
-    // to another account since it was admitted).
-    let current = match state.store.connection_of(connection.account_id).await {
-        Ok(Some(now))
-            if now.id == connection.id
-                && now.ms_user_id == connection.ms_user_id
-                && now.state == ConnectionState::Connected =>
-        {
-            now
-        }
-        Ok(_) => return Err(Dropped::NotConnected),
-        Err(_) => return Err(Dropped::Unavailable),
-    };
-    // Newer than what was applied, or nothing (duplicates and late re-deliveries change nothing);
-    // the avatars and the sequence are written together, so that a crash between the two cannot
-    // make the next reading of the same presence look stale.
+    // Still connected to the same account (not marked Needs reconnect, removed or reconnected to
+    // another account since it was admitted), and newer than what was applied (duplicates and
+    // late re-deliveries change nothing) — checked in the transaction that writes the avatars
+    // and the sequence together, so that a crash between the two cannot make the next reading
+    // of the same presence look stale.
     let now = state.clock.now();
     let over = super::override_for(presence, now);
     let sequence = presence.sequence_number.as_deref();
-    match state.store.apply_presence(current.id, sequence, again, over.as_ref(), now).await {
-        Ok(Some(avatars)) => {
+    let user = &connection.ms_user_id;
+    match state.store.apply_presence(connection.id, user, sequence, again, over.as_ref(), now).await {
+        Ok(Applied::Shown(avatars)) => {
             avatars.iter().for_each(|a| state.live.publish_avatar(a));
             Ok(())
         }
-        Ok(None) => Err(Dropped::Stale),
+        Ok(Applied::Stale) => Err(Dropped::Stale),
+        Ok(Applied::NotConnected) => Err(Dropped::NotConnected),
         Err(e) => {
             tracing::warn!(error = %e, "could not show a presence");
             Err(Dropped::Unavailable)

@@ -5,8 +5,8 @@ use kehai_core::{
     SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{
-    AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, Session,
-    Store, StoreError, SubscriptionRecord, TokenUpdate,
+    Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed,
+    Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -271,8 +271,9 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
         emoji: emoji("🔴"),
         since: T0,
     };
-    let apply = |seq: &'static str, again| store.apply_presence(c.id, Some(seq), again, Some(&busy), T0 + 1);
-    let shown = apply("C0002", false).await.unwrap().expect("newer");
+    let apply =
+        |seq: &'static str, again| store.apply_presence(c.id, "ms-user-a", Some(seq), again, Some(&busy), T0 + 1);
+    let Applied::Shown(shown) = apply("C0002", false).await.unwrap() else { panic!("newer") };
     assert_eq!(
         shown
             .iter()
@@ -281,17 +282,25 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
         [(s.id, Some("🔴".to_owned()))],
         "ON spaces only"
     );
-    assert_eq!(apply("C0002", false).await.unwrap(), None, "a duplicate");
-    assert!(apply("C0002", true).await.unwrap().is_some(), "shown again on purpose");
-    assert_eq!(apply("C0001", true).await.unwrap(), None, "an older one");
-    assert!(apply("C0010", false).await.unwrap().is_some());
+    assert_eq!(apply("C0002", false).await.unwrap(), Applied::Stale, "a duplicate");
+    assert!(matches!(apply("C0002", true).await.unwrap(), Applied::Shown(_)), "shown again on purpose");
+    assert_eq!(apply("C0001", true).await.unwrap(), Applied::Stale, "an older one");
+    assert!(matches!(apply("C0010", false).await.unwrap(), Applied::Shown(_)));
+    let other_user = store.apply_presence(c.id, "ms-user-b", Some("C0011"), false, Some(&busy), T0 + 1);
+    assert_eq!(other_user.await.unwrap(), Applied::NotConnected, "reconnected to another account");
+    store.set_connection_state(c.id, ConnectionState::NeedsReconnect, None, T0 + 1).await.unwrap();
+    assert_eq!(apply("C0011", false).await.unwrap(), Applied::NotConnected, "needs reconnect");
+    store.set_connection_state(c.id, ConnectionState::Connected, None, T0 + 1).await.unwrap();
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     // Without a sequence (a presence taken off): always.
-    let cleared = store.apply_presence(c.id, None, false, None, T0 + 2).await.unwrap().unwrap();
+    let Applied::Shown(cleared) = store.apply_presence(c.id, "ms-user-a", None, false, None, T0 + 2).await.unwrap()
+    else {
+        panic!("shown")
+    };
     assert_eq!(cleared[0].presence, None);
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     store.delete_connection(c.id).await.unwrap();
-    assert_eq!(apply("C0011", false).await.unwrap(), None, "gone");
+    assert_eq!(apply("C0011", false).await.unwrap(), Applied::NotConnected, "gone");
 }
 
 pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn Store) {
