@@ -14,7 +14,9 @@ use crate::{Config, auth::password};
 /// Why an administrative command failed, in words for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("{0}")]
+    // Transparent: its message is the whole message (with `{0}` and `#[from]`, a chain-printing
+    // caller would say it twice).
+    #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("there is no space `{0}`")]
     UnknownSpace(String),

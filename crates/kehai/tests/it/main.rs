@@ -102,7 +102,9 @@ fn spaces_and_members_are_administered_with_clear_errors() {
         &kehai(d, &["member", "add", "nowhere", "x@example.com"], Some("a long enough secret\n"), &[]),
         "there is no space",
     );
-    fails(&kehai(d, &["member", "add", "team", "weak@example.com"], Some("short\n"), &[]), "too weak");
+    let weak = kehai(d, &["member", "add", "team", "weak@example.com"], Some("short\n"), &[]);
+    fails(&weak, "too weak");
+    assert_eq!(String::from_utf8_lossy(&weak.stderr).matches("too weak").count(), 1, "said once");
     fails(&kehai(d, &["member", "add", "team", "empty@example.com"], Some(""), &[]), "empty");
     fails(&kehai(d, &["member", "add", "team", "not-an-email"], Some("a long enough secret\n"), &[]), "email");
     fails(
