@@ -77,13 +77,18 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// One POST of a notification body.
+async fn send(http: &reqwest::Client, url: &str, body: &str) -> reqwest::Result<reqwest::Response> {
+    http.post(url).header("content-type", "application/json").body(body.to_owned()).send().await
+}
+
 /// POSTs `body` to `url` until it is taken. A full queue answers 503: again after a wait that
 /// doubles each time (from 5 ms to a second), as Graph backs off.
 async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
     let mut refused = 0;
     let mut wait = Duration::from_millis(5);
     loop {
-        let answer = match http.post(url).header("content-type", "application/json").body(body.clone()).send().await {
+        let answer = match send(http, url, &body).await {
             Ok(answer) => answer,
             // Out of local ports, or a kept-alive connection closed under us, in an open-loop
             // burst: again, on another connection (the notification was not taken).
@@ -145,7 +150,7 @@ pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Re
         let (http, url) = (http.clone(), url.to_owned());
         let at = Instant::now();
         sent.push(tokio::spawn(async move {
-            let first = http.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+            let first = send(&http, &url, &body).await;
             let answer = at.elapsed();
             let taken = first.as_ref().is_ok_and(|a| a.status().is_success());
             if !taken {

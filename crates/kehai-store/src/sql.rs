@@ -378,6 +378,31 @@ macro_rules! claim_free {
     };
 }
 
+/// Claims up to `$limit` connected connections matching `$condition` (on `$4`, bound to
+/// `$value`) that are free for `$claim`, the soonest to lapse first; `$skip` passes over rows
+/// another instance is claiming this moment.
+macro_rules! claim_batch {
+    ($self:ident, $skip:literal, $condition:literal, $value:expr, $claim:ident, $limit:ident) => {{
+        let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
+            "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
+             SELECT id FROM ms_connections WHERE state = 'connected' AND ",
+            $condition,
+            " AND ",
+            claim_free!(),
+            " ORDER BY subscription_expires_at LIMIT $5",
+            $skip,
+            ") RETURNING ",
+            connection_columns!()
+        ))
+        .bind($claim.holder)
+        .bind($claim.now)
+        .bind($claim.until)
+        .bind($value)
+        .bind(i64::from($limit));
+        soonest_first(connections(rows.fetch_all($self.writer()).await?)?)
+    }};
+}
+
 macro_rules! impl_store {
     // `$lock`: how the engine locks a row it read for the rest of the transaction (PostgreSQL:
     // FOR UPDATE; SQLite has one writer, which already serializes). `$skip`: the same for rows
@@ -864,18 +889,7 @@ macro_rules! impl_store {
             }
 
             async fn claim_expiring(&self, before: Millis, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>> {
-                let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
-                     SELECT id FROM ms_connections WHERE state = 'connected' AND subscription_expires_at < $4 \
-                     AND ", claim_free!(), " ORDER BY subscription_expires_at LIMIT $5", $skip, ") \
-                     RETURNING ", connection_columns!()
-                ))
-                .bind(claim.holder)
-                .bind(claim.now)
-                .bind(claim.until)
-                .bind(before)
-                .bind(i64::from(limit));
-                soonest_first(connections(rows.fetch_all(self.writer()).await?)?)
+                claim_batch!(self, $skip, "subscription_expires_at < $4", before, claim, limit)
             }
 
             async fn claim_on_other_certificates(
@@ -884,18 +898,7 @@ macro_rules! impl_store {
                 claim: Claim<'_>,
                 limit: u32,
             ) -> Result<Vec<Connection>> {
-                let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
-                     SELECT id FROM ms_connections WHERE state = 'connected' AND subscription_certificate_id <> $4 \
-                     AND ", claim_free!(), " ORDER BY subscription_expires_at LIMIT $5", $skip, ") \
-                     RETURNING ", connection_columns!()
-                ))
-                .bind(claim.holder)
-                .bind(claim.now)
-                .bind(claim.until)
-                .bind(current)
-                .bind(i64::from(limit));
-                soonest_first(connections(rows.fetch_all(self.writer()).await?)?)
+                claim_batch!(self, $skip, "subscription_certificate_id <> $4", current, claim, limit)
             }
 
             async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool> {

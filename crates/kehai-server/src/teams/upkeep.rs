@@ -65,22 +65,11 @@ pub fn claim_ms(life_ms: i64) -> i64 {
     (life_ms / CLAIM_SHARE).clamp(1, CLAIM_MAX_MS)
 }
 
-/// Runs `work` while this instance holds the connection's upkeep claim; `None` when another
-/// instance holds it. The claim is let go afterwards.
-async fn claimed<T>(
-    state: &AppState,
-    teams: &Teams,
-    id: ConnectionId,
-    work: impl Future<Output = T>,
-) -> Result<Option<T>, String> {
+/// Claims the connection's upkeep for this instance; false when another instance holds it.
+async fn claim(state: &AppState, teams: &Teams, id: ConnectionId) -> Result<bool, String> {
     let now = state.clock.now();
     let claim = Claim { holder: &state.instance, now, until: now + claim_ms(teams.subscription_ms) };
-    if !state.store.claim_connection(id, claim).await.map_err(|e| e.to_string())? {
-        return Ok(None);
-    }
-    let done = work.await;
-    release(state, id).await;
-    Ok(Some(done))
+    state.store.claim_connection(id, claim).await.map_err(|e| e.to_string())
 }
 
 async fn release(state: &AppState, id: ConnectionId) {
@@ -133,14 +122,20 @@ pub async fn subscribe(
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when
 /// Graph no longer has it. Errors are described for the log (never a token).
 pub async fn renew(state: &AppState, teams: &Teams, connection: Connection) -> Result<Upkeep, String> {
+    if !claim(state, teams, connection.id).await? {
+        return Ok(Upkeep::Elsewhere);
+    }
+    renew_held(state, teams, connection).await
+}
+
+/// [`renew`] of a connection whose claim this instance holds already; lets go of it after.
+async fn renew_held(state: &AppState, teams: &Teams, connection: Connection) -> Result<Upkeep, String> {
     let id = connection.id;
-    let outcome = claimed(state, teams, id, renew_or_recreate(state, teams, connection))
-        .await
-        .and_then(|done| done.unwrap_or(Ok(Upkeep::Elsewhere)));
+    let outcome = renew_or_recreate(state, teams, connection).await;
+    release(state, id).await;
     state.metrics.subscription_upkeep(match outcome {
-        Ok(Upkeep::Renewed) => "renewed",
         Ok(Upkeep::Recreated) => "recreated",
-        Ok(Upkeep::Elsewhere) => return outcome,
+        Ok(_) => "renewed",
         Err(_) => "failed",
     });
     outcome
@@ -150,11 +145,15 @@ pub async fn renew(state: &AppState, teams: &Teams, connection: Connection) -> R
 /// the connection's claim.
 pub async fn resubscribe(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
     let id = connection.id;
-    let work = async {
-        let token = super::tokens::access_token(state, teams, &mut connection).await.map_err(|e| e.to_string())?;
-        recreate(state, teams, &connection, &token).await
+    if !claim(state, teams, id).await? {
+        return Ok(Upkeep::Elsewhere);
+    }
+    let outcome = match super::tokens::access_token(state, teams, &mut connection).await {
+        Ok(token) => recreate(state, teams, &connection, &token).await,
+        Err(e) => Err(e.to_string()),
     };
-    claimed(state, teams, id, work).await.and_then(|done| done.unwrap_or(Ok(Upkeep::Elsewhere)))
+    release(state, id).await;
+    outcome
 }
 
 async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
@@ -332,7 +331,8 @@ async fn renew_all(
             return (done, false);
         }
         let id = connection.id;
-        match renew(state, teams, connection).await {
+        // Claimed with the batch already.
+        match renew_held(state, teams, connection).await {
             Ok(Upkeep::Renewed | Upkeep::Recreated) => done += 1,
             Ok(Upkeep::Elsewhere) => {}
             Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
