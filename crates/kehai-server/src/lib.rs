@@ -95,6 +95,42 @@ impl App {
     }
 }
 
+/// An application with its address bound and its database claimed, not serving yet.
+pub struct Bound {
+    pub app: App,
+    pub listener: TcpListener,
+    /// SQLite: this process's claim on the database, held while serving.
+    _instance: Option<instance::InstanceLock>,
+}
+
+/// Claims the database for this instance (SQLite: one at a time), builds the application and
+/// binds its address (a taken one is named, with how to choose another), without serving yet:
+/// `kehai serve` and `kehai demo` print nothing until both addresses are theirs.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+    let lock = instance::claim(&config)?;
+    let listen = config.listen;
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen} ({e}); choose another address with KEHAI_LISTEN or `listen` in the config file"
+        )
+    })?;
+    let app = App::build(config).await?;
+    Ok(Bound { app, listener, _instance: lock })
+}
+
+/// Serves a bound application until SIGTERM/SIGINT.
+pub async fn serve_bound(bound: Bound) -> anyhow::Result<()> {
+    let Bound { app, listener, _instance } = bound;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, public_url = %app.state.config.public_url, "kehai is serving");
+    run(app, listener, shutdown_signal()).await
+}
+
+/// `kehai serve`: binds the configured address and serves until SIGTERM/SIGINT.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    serve_bound(bind(config).await?).await
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// (up to the configured grace) and closes every event stream.
 pub async fn run(

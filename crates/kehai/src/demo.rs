@@ -37,8 +37,8 @@ pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyh
         if config.microsoft().is_none() { Some(start_msemu(&mut config, msemu_listen, &base).await?) } else { None };
     // Both addresses are taken before anything is printed: a banner for a demo that then fails
     // to start would send people to the wrong place.
-    let (app, listener, _instance) = crate::bind(config).await?;
-    let config = &app.state.config;
+    let bound = kehai_server::bind(config).await?;
+    let config = &bound.app.state.config;
     println!();
     println!("  kehai demo is running (data in {})", config.data_dir.display());
     println!();
@@ -55,7 +55,7 @@ pub async fn run(mut config: Config, msemu_listen: std::net::SocketAddr) -> anyh
     println!("  Try: log in as Alice → click her avatar → pencil → Status → Connect, then set her Teams status.");
     println!("  Stop with Ctrl-C.");
     println!();
-    crate::serve_bound(app, listener).await
+    kehai_server::serve_bound(bound).await
 }
 
 /// Starts the emulated Microsoft, with the demo's app registration accepting this server's

@@ -10,8 +10,7 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kehai_core::Role;
-use kehai_server::{App, Config, LogFormat, admin, instance::InstanceLock};
-use tokio::net::TcpListener;
+use kehai_server::{App, Config, LogFormat, admin};
 
 mod demo;
 
@@ -139,7 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             init_logging(&config)?;
-            serve(config).await
+            kehai_server::serve(config).await
         }
         Command::Demo { msemu_listen } => demo::run(config, msemu_listen).await,
         Command::Migrate => {
@@ -248,32 +247,4 @@ pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
-}
-
-/// Binds the configured address and serves until SIGTERM/SIGINT.
-pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
-    let (app, listener, _instance) = bind(config).await?;
-    serve_bound(app, listener).await
-}
-
-/// Claims the database for this instance (SQLite: one at a time), builds the application and
-/// binds its address (a taken one is named, with how to choose another), without serving yet.
-/// The returned lock must live as long as the serving.
-pub(crate) async fn bind(config: Config) -> anyhow::Result<(App, TcpListener, Option<InstanceLock>)> {
-    let lock = kehai_server::instance::claim(&config)?;
-    let listen = config.listen;
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {listen} ({e}); choose another address with KEHAI_LISTEN or `listen` in the config file"
-        )
-    })?;
-    let app = App::build(config).await?;
-    Ok((app, listener, lock))
-}
-
-/// Serves a bound application until SIGTERM/SIGINT.
-pub(crate) async fn serve_bound(app: App, listener: TcpListener) -> anyhow::Result<()> {
-    let address = listener.local_addr()?;
-    tracing::info!(%address, public_url = %app.state.config.public_url, "kehai is serving");
-    kehai_server::run(app, listener, kehai_server::shutdown_signal()).await
 }
