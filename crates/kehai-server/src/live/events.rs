@@ -19,7 +19,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::{
     attendance::Presence,
     bus::SpaceEvent,
-    hub::{Feed, Numbered, Start},
+    hub::{Feed, Start},
 };
 use crate::{access, auth::Visitor, error::ApiError, ops::OpenStream, state::AppState, view::AvatarView};
 
@@ -55,14 +55,19 @@ pub async fn stream(
     let (start, rx) = state.live.hub.join(space.id, last_event_id);
     let mut pending = VecDeque::new();
     match start {
-        Start::Replay(events) => pending.extend(events.iter().map(|e| frame(&state, e))),
+        Start::Replay(events) => pending.extend(events.into_iter().map(|e| e.frame)),
         Start::Snapshot { n } => pending.push_back(snapshot(&state, &space, n).await?),
     }
 
+    let (stop, ended) = (state.shutdown.clone(), state.live.sessions.token(&admitted.visitor.session.id_hash));
     let feed = StreamState {
         _open: state.metrics.open_stream(),
-        stop: state.shutdown.clone(),
-        ended: state.live.sessions.token(&admitted.visitor.session.id_hash),
+        closed: Box::pin(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = ended.cancelled() => {}
+            }
+        }),
         state,
         space,
         rx,
@@ -82,9 +87,10 @@ struct StreamState {
     space: Space,
     rx: broadcast::Receiver<Feed>,
     pending: VecDeque<Event>,
-    stop: tokio_util::sync::CancellationToken,
-    /// Cancelled when the stream's session ends.
-    ended: tokio_util::sync::CancellationToken,
+    /// Resolves when kehai shuts down or the stream's session ends. Made once, not per event:
+    /// with thousands of streams, waiting anew on both tokens for every event was a visible part
+    /// of the fan-out.
+    closed: futures::future::BoxFuture<'static, ()>,
     _open: OpenStream,
     _presence: Presence,
 }
@@ -95,12 +101,11 @@ impl StreamState {
             return Some(event);
         }
         let received = tokio::select! {
-            _ = self.stop.cancelled() => return None,
-            _ = self.ended.cancelled() => return None,
+            () = &mut self.closed => return None,
             r = self.rx.recv() => r,
         };
         match received {
-            Ok(Feed::Event(e)) => Some(frame(&self.state, &e)),
+            Ok(Feed::Event(e)) => Some(e.frame),
             // Fell behind or the bus lost messages: start again from the database. If that
             // fails, the stream ends and the page's EventSource reconnects and tries again.
             Ok(Feed::Resync) | Err(RecvError::Lagged(_)) => {
@@ -112,14 +117,15 @@ impl StreamState {
     }
 }
 
-fn frame(state: &AppState, e: &Numbered) -> Event {
-    let (name, data) = match &*e.event {
+/// An event's frame, rendered once by the hub for every stream of its space.
+pub(super) fn render(id: String, event: &SpaceEvent) -> Event {
+    let (name, data) = match event {
         SpaceEvent::Avatar(view) => ("avatar", serde_json::to_string(view)),
         SpaceEvent::Left { person_id } => {
             ("left", serde_json::to_string(&serde_json::json!({ "person_id": person_id })))
         }
     };
-    Event::default().event(name).id(state.live.hub.event_id(e.n)).data(data.unwrap_or_default())
+    Event::default().event(name).id(id).data(data.unwrap_or_default())
 }
 
 async fn snapshot(state: &AppState, space: &Space, n: u64) -> Result<Event, ApiError> {

@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use axum::response::sse::Event;
 use kehai_core::SpaceId;
 use tokio::sync::broadcast;
 
@@ -17,11 +18,14 @@ use super::bus::SpaceEvent;
 /// How many recent events per space are kept for reconnecting pages.
 const HISTORY: usize = 256;
 
-/// An event with its number in its space.
+/// An event with its number in its space, and its SSE frame (rendered once, however many
+/// streams receive it: with thousands of pages open, rendering per stream was the fan-out's
+/// cost).
 #[derive(Debug, Clone)]
 pub struct Numbered {
     pub n: u64,
     pub event: Arc<SpaceEvent>,
+    pub frame: Event,
 }
 
 /// What an open stream receives from the hub.
@@ -81,7 +85,8 @@ impl Hub {
         let mut spaces = self.lock();
         let channel = spaces.entry(space_id).or_insert_with(Channel::new);
         channel.last += 1;
-        let numbered = Numbered { n: channel.last, event: Arc::new(event) };
+        let frame = super::events::render(self.event_id(channel.last), &event);
+        let numbered = Numbered { n: channel.last, event: Arc::new(event), frame };
         if channel.recent.len() == HISTORY {
             channel.recent.pop_front();
         }
