@@ -1,15 +1,21 @@
 //! Self-healing (S1): notifications can be missed — kehai was down, Graph gave up retrying, a
 //! subscription vanished. At start-up and every five minutes a reconciliation checks that every
 //! connected connection has a live subscription (making a new one where not) and reads every
-//! presence again, a tenant at a time in batches of 650 through one member's token, applying
-//! only what is newer than what was shown. After a downtime every avatar is right within a
+//! presence again — 650 connections at a time, in one batch read per tenant through one member's
+//! token, so that its memory does not grow with the number of connections — applying only what is
+//! newer than what was shown. After a downtime every avatar is right within a
 //! minute of the start. It runs in the upkeep task ([`super::upkeep::spawn`]), so that it and
 //! the renewal sweep never work on the same subscription at once.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
+use kehai_core::PersonId;
 use kehai_microsoft::{Graph, Presence};
-use kehai_store::Connection;
+use kehai_store::{Connection, ConnectionState};
+use secrecy::SecretString;
 
 use super::{
     Teams,
@@ -17,8 +23,12 @@ use super::{
 };
 use crate::state::AppState;
 
-/// Connections read from the database at a time.
-const PAGE: u32 = 500;
+/// Connections read from the database at a time: one batch read per tenant and page, and the
+/// memory of one page, however many connections there are.
+const PAGE: u32 = Graph::PRESENCE_BATCH as u32;
+/// A tenant's reading token is used for this long before another is asked for (it is valid for
+/// minutes more: tokens are refreshed well ahead of their expiry).
+const TOKEN_REUSE: Duration = Duration::from_secs(60);
 
 /// What one reconciliation found and repaired.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +41,13 @@ pub struct Healed {
     pub corrected: usize,
 }
 
-/// One reconciliation over every connected connection.
+/// One reconciliation over every connected connection, a page at a time.
 pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
     let mut healed = Healed::default();
-    let mut tenants: HashMap<String, Vec<Connection>> = HashMap::new();
+    let mut readers = Readers::default();
+    // Every presence first: after a long downtime the avatars are right before the (one-by-one)
+    // resubscriptions start. Only the accounts of the lapsed are kept meanwhile.
+    let mut lapsed: Vec<PersonId> = Vec::new();
     let mut after = None;
     loop {
         let page = match state.store.connected_connections(after, PAGE).await {
@@ -46,29 +59,33 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
         };
         let Some(last) = page.last() else { break };
         after = Some(last.id);
+        let now = state.clock.now();
+        healed.checked += page.len();
+        lapsed.extend(
+            page.iter().filter(|c| c.subscription.as_ref().is_none_or(|s| s.expires_at <= now)).map(|c| c.account_id),
+        );
+        let mut tenants: HashMap<String, Vec<Connection>> = HashMap::new();
         for connection in page {
             tenants.entry(connection.ms_tenant_id.clone()).or_default().push(connection);
         }
+        for (tenant, connections) in tenants {
+            healed.corrected += reread(state, teams, &mut readers, &tenant, connections).await;
+        }
     }
-    let now = state.clock.now();
-    for (tenant, connections) in tenants {
-        healed.checked += connections.len();
-        let lapsed: Vec<Connection> = connections
-            .iter()
-            .filter(|c| c.subscription.as_ref().is_none_or(|s| s.expires_at <= now))
-            .cloned()
-            .collect();
-        // Every presence first, in batches: after a long downtime the avatars are right before
-        // the (one-by-one) resubscriptions start.
-        healed.corrected += reread(state, teams, &tenant, connections).await;
-        for connection in lapsed {
-            // Renewing finds it gone at Graph and makes a new one.
-            let id = connection.id;
-            match upkeep::renew(state, teams, connection).await {
-                Ok(Upkeep::Recreated) => healed.resubscribed += 1,
-                Ok(Upkeep::Renewed | Upkeep::Elsewhere) => {}
-                Err(e) => tracing::warn!(connection = %id.0, error = %e, "reconciliation: no subscription"),
-            }
+    for account in lapsed {
+        // Read again: a page may have renewed or dropped it meanwhile.
+        let Ok(Some(connection)) = state.store.connection_of(account).await else { continue };
+        if connection.state != ConnectionState::Connected
+            || connection.subscription.as_ref().is_some_and(|s| s.expires_at > state.clock.now())
+        {
+            continue;
+        }
+        // Renewing finds it gone at Graph and makes a new one.
+        let id = connection.id;
+        match upkeep::renew(state, teams, connection).await {
+            Ok(Upkeep::Recreated) => healed.resubscribed += 1,
+            Ok(Upkeep::Renewed | Upkeep::Elsewhere) => {}
+            Err(e) => tracing::warn!(connection = %id.0, error = %e, "reconciliation: no subscription"),
         }
     }
     state.metrics.subscription_repairs.inc_by(healed.resubscribed as u64);
@@ -79,17 +96,45 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
     healed
 }
 
-/// Reads the presences of one tenant's connections again; returns how many had changed.
-async fn reread(state: &AppState, teams: &Teams, tenant: &str, mut connections: Vec<Connection>) -> usize {
-    // One member's token reads the tenant's presences (Presence.Read.All), 650 at a time.
-    let mut token = None;
-    for connection in &mut connections {
-        if let Ok(t) = super::tokens::access_token(state, teams, connection).await {
-            token = Some(t);
-            break;
+/// Each tenant's reading token (one member's), and when it was had.
+#[derive(Default)]
+struct Readers(HashMap<String, (SecretString, Instant)>);
+
+impl Readers {
+    /// A token to read `tenant`'s presences with: the one had less than [`TOKEN_REUSE`] ago, or
+    /// the first of `connections` that gives one.
+    async fn token(
+        &mut self,
+        state: &AppState,
+        teams: &Teams,
+        tenant: &str,
+        connections: &mut [Connection],
+    ) -> Option<SecretString> {
+        if let Some((token, at)) = self.0.get(tenant)
+            && at.elapsed() < TOKEN_REUSE
+        {
+            return Some(token.clone());
         }
+        for connection in connections {
+            if let Ok(token) = super::tokens::access_token(state, teams, connection).await {
+                self.0.insert(tenant.to_owned(), (token.clone(), Instant::now()));
+                return Some(token);
+            }
+        }
+        None
     }
-    let Some(token) = token else { return 0 };
+}
+
+/// Reads the presences of one tenant's connections again; returns how many had changed.
+async fn reread(
+    state: &AppState,
+    teams: &Teams,
+    readers: &mut Readers,
+    tenant: &str,
+    mut connections: Vec<Connection>,
+) -> usize {
+    // One member's token reads the tenant's presences (Presence.Read.All), 650 at a time.
+    let Some(token) = readers.token(state, teams, tenant, &mut connections).await else { return 0 };
     let mut corrected = 0;
     for chunk in connections.chunks_mut(Graph::PRESENCE_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|c| c.ms_user_id.clone()).collect();
@@ -97,12 +142,14 @@ async fn reread(state: &AppState, teams: &Teams, tenant: &str, mut connections: 
             Ok(presences) => presences,
             Err(e) => {
                 tracing::info!(error = %e, "reconciliation: batch read refused, reading one by one");
+                readers.0.remove(tenant);
                 one_by_one(state, teams, chunk).await
             }
         };
         let by_user: HashMap<&str, &Connection> = chunk.iter().map(|c| (c.ms_user_id.as_str(), c)).collect();
         for presence in &presences {
             if let Some(connection) = by_user.get(presence.id.as_str())
+                && !already_shown(connection, presence)
                 && super::sync::apply(state, teams, connection, presence).await.is_ok()
             {
                 corrected += 1;
@@ -110,6 +157,16 @@ async fn reread(state: &AppState, teams: &Teams, tenant: &str, mut connections: 
         }
     }
     corrected
+}
+
+/// Whether the connection, as just read, has shown this presence or a newer one already: then
+/// applying it would find it stale, and the transaction is spared (nearly every presence, in a
+/// reconciliation that finds nothing missed). Byte order, as the store compares.
+fn already_shown(connection: &Connection, presence: &Presence) -> bool {
+    match (&connection.last_sequence, &presence.sequence_number) {
+        (Some(last), Some(sequence)) => last.as_bytes() >= sequence.as_bytes(),
+        _ => false,
+    }
 }
 
 /// Each connection's presence with its own token (when the batch read is not allowed).
