@@ -57,7 +57,8 @@ pub struct Config {
     /// or `basic` (the notification only says that it changed; kehai then reads it from Graph).
     pub ms_notifications: NotificationMode,
     /// `KEHAI_MS_SUBSCRIPTION_SECONDS`: how long presence subscriptions are made and renewed for
-    /// (Graph allows at most an hour; kehai renews a sixth to a quarter of it ahead of the end).
+    /// (Graph allows at most an hour; each connection's are asked for up to a twelfth shorter, and
+    /// renewed a sixth of it ahead of their end).
     pub ms_subscription_seconds: u64,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,

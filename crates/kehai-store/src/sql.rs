@@ -898,7 +898,16 @@ macro_rules! impl_store {
                 claim: Claim<'_>,
                 limit: u32,
             ) -> Result<Vec<Connection>> {
-                claim_batch!(self, $skip, "subscription_certificate_id <> $4", current, claim, limit)
+                // Through the few other certificates and the index on the connections' certificate: no
+                // scan of every connection when, as nearly always, there are none.
+                claim_batch!(
+                    self,
+                    $skip,
+                    "subscription_certificate_id IN (SELECT id FROM encryption_certificates WHERE id <> $4)",
+                    current,
+                    claim,
+                    limit
+                )
             }
 
             async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool> {

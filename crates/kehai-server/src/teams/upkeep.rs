@@ -1,11 +1,15 @@
 //! Keeping presence subscriptions alive (S1): Graph ends a presence subscription after at most an
 //! hour, and asks for reauthorization before the access token it was made with lapses.
 //!
-//! A sweep renews every subscription ahead of its lapse — a sixth to a quarter of its life ahead
-//! (10 to 15 minutes for 59-minute subscriptions), the exact lead spread by connection so that a
-//! restart does not renew everything at once. A subscription is thus renewed about every 45
-//! minutes: 1.3 Graph requests per connected member and hour, the bulk of kehai's Graph cost
-//! (earlier renewals would buy nothing but requests). A renewal uses an access token that lasts
+//! A sweep renews every subscription a sixth of its life before it lapses (10 minutes for
+//! 59-minute subscriptions). Each connection's subscriptions are asked for a little shorter than
+//! the configured life — by up to a twelfth, the same for a connection every time — so that
+//! subscriptions made or renewed at once (a restart, an outage, many people connecting at nine)
+//! fall due spread over five minutes at their next renewal, and stay spread. A subscription is
+//! thus renewed about every 47 minutes: 1.3 Graph requests per connected member and hour, the
+//! bulk of kehai's Graph cost (earlier renewals would buy nothing but requests). As the lead is
+//! the same for all, the sweep asks the database for exactly what is due (an indexed range of
+//! expiries) however many connections there are. A renewal uses an access token that lasts
 //! as long as the renewed subscription, so Graph has no reason to ask for reauthorization; when
 //! it does anyway, a `reauthorizationRequired` lifecycle notification renews at once: a `PATCH`
 //! of the expiry both renews and reauthorizes, so kehai never needs a separate `reauthorize`
@@ -16,7 +20,7 @@
 //! With several instances on one database, a connection's upkeep is claimed by one instance at
 //! a time ([`Store::claim_connection`](kehai_store::Store::claim_connection)), for a twelfth of
 //! a subscription's life at most: an instance that dies holding claims delays the renewals by
-//! less than half the smallest lead. When an instance dies, another one reconciles at once (its queued
+//! half the lead at most. When an instance dies, another one reconciles at once (its queued
 //! notifications died with it; see [`crate::instance`]).
 
 use std::time::Duration;
@@ -30,9 +34,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Teams, tokens::CallError};
 use crate::state::AppState;
 
-/// Renewal starts a sixth of a subscription's life before it lapses, plus a per-connection
-/// spread of up to a twelfth (with 59-minute subscriptions: 10 to 15 minutes ahead).
+/// Renewal starts a sixth of a subscription's life before it lapses (10 minutes for 59-minute
+/// subscriptions)…
 const LEAD_SHARE: i64 = 6;
+/// …and each connection's subscriptions are asked for up to a twelfth shorter than the life.
 const SPREAD_SHARE: i64 = 12;
 /// The sweep looks for subscriptions to renew every twentieth of their life, at most every
 /// minute.
@@ -45,8 +50,7 @@ const BATCH: u32 = 200;
 /// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
 /// sweep.
 const SWEEP_BUDGET: Duration = Duration::from_secs(120);
-/// Claims last a twelfth of a subscription's life (half the smallest lead), at most five
-/// minutes.
+/// Claims last a twelfth of a subscription's life (half the lead), at most five minutes.
 const CLAIM_SHARE: i64 = 12;
 const CLAIM_MAX_MS: i64 = 5 * 60 * 1000;
 
@@ -91,7 +95,7 @@ pub async fn subscribe(
     let encryption_certificate = if teams.rich { Some(current_certificate(state).await?) } else { None };
     let certificate_id = encryption_certificate.as_ref().map(|(_, id)| id.clone());
     let client_state = SecretString::from(super::connect::random(32));
-    let requested = state.clock.now() + teams.subscription_ms;
+    let requested = state.clock.now() + life_of(teams.subscription_ms, connection);
     let new = NewSubscription {
         resource: format!("communications/presences/{user}"),
         notification_url: teams.notification_url.clone(),
@@ -162,7 +166,7 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
         return recreate(state, teams, &connection, &token).await;
     };
     let now = state.clock.now();
-    let requested = now + teams.subscription_ms;
+    let requested = now + life_of(teams.subscription_ms, connection.id);
     // A subscription encrypted for a retired certificate moves to the current one as it renews.
     let moving = match &current.certificate_id {
         Some(on) if teams.rich => {
@@ -248,11 +252,16 @@ pub async fn recreate(
     }
 }
 
-/// How long before its subscription lapses a connection is renewed: a third of the life plus a
-/// spread by connection id, the same at every start.
-fn lead(life_ms: i64, id: ConnectionId) -> i64 {
+/// How long before its subscription lapses a connection is renewed.
+pub fn lead(life_ms: i64) -> i64 {
+    life_ms / LEAD_SHARE
+}
+
+/// How long a connection's subscriptions are asked for: the life, less a spread by connection id
+/// of up to a twelfth of it, the same at every renewal and every start.
+pub fn life_of(life_ms: i64, id: ConnectionId) -> i64 {
     let spread = (life_ms / SPREAD_SHARE).max(1);
-    life_ms / LEAD_SHARE + i64::try_from(id.0.as_u128() % spread as u128).unwrap_or(0)
+    life_ms - i64::try_from(id.0.as_u128() % spread as u128).unwrap_or(0)
 }
 
 /// Renews what is due now; returns how many subscriptions were renewed or recreated. The
@@ -267,20 +276,16 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     loop {
         let now = state.clock.now();
         let claim = Claim { holder: &state.instance, now, until: now + hold };
-        let horizon = now + life / LEAD_SHARE + life / SPREAD_SHARE;
-        let batch = match state.store.claim_expiring(horizon, claim, BATCH).await {
+        let batch = match state.store.claim_expiring(now + lead(life), claim, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim subscriptions to renew");
                 break;
             }
         };
-        // Due by its own lead, and not tried in this sweep already (a failed one waits).
-        let (due, later): (Vec<Connection>, Vec<Connection>) = batch.into_iter().partition(|c| {
-            let lapses = c.subscription.as_ref().map_or(now, |s| s.expires_at);
-            lapses - now <= lead(life, c.id) && !seen.contains(&c.id)
-        });
-        for c in &later {
+        // Not tried in this sweep already: a failed one waits for the next sweep.
+        let (due, tried): (Vec<Connection>, Vec<Connection>) = batch.into_iter().partition(|c| !seen.contains(&c.id));
+        for c in &tried {
             release(state, c.id).await;
         }
         if due.is_empty() {
@@ -351,13 +356,18 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
     let every = u64::try_from(teams.subscription_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
     let every = every.clamp(Duration::from_millis(100), SWEEP_MAX);
     tokio::spawn(async move {
+        // Sweeps start `every` apart however long each takes (a slow one delays the next one,
+        // never two at once), so that renewals fall evenly per minute.
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
         super::heal::reconcile(&state, &teams).await;
         sweep(&state, &teams).await;
         let mut reconciled = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(every) => {}
+                _ = ticks.tick() => {}
             }
             sweep(&state, &teams).await;
             if reconciled.elapsed() >= RECONCILE {
@@ -396,16 +406,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiries_round_trip_and_leads_are_a_sixth_of_the_life_spread_by_a_twelfth() {
+    fn expiries_round_trip_the_lead_is_a_sixth_of_the_life_and_lives_are_spread_by_a_twelfth() {
         let at = 1_790_000_000_000;
         assert_eq!(millis(&rfc3339(at)), Some(at));
         assert_eq!(millis("2026-11-26T10:00:00.1234567Z"), Some(1_795_687_200_123));
         assert_eq!(millis("tomorrow"), None);
         let hour = 3_540_000;
-        let leads: Vec<i64> = (0..50).map(|_| lead(hour, ConnectionId::new())).collect();
-        assert!(leads.iter().all(|l| (590_000..590_000 + 295_000).contains(l)), "{leads:?}");
-        // Claims lapse within half the smallest lead.
-        assert!(claim_ms(hour) * 2 <= hour / LEAD_SHARE && claim_ms(30_000) * 2 <= 30_000 / LEAD_SHARE);
-        assert!(leads.iter().any(|l| *l != leads[0]), "spread");
+        assert_eq!(lead(hour), 590_000);
+        let ids: Vec<ConnectionId> = (0..200).map(|_| ConnectionId::new()).collect();
+        let lives: Vec<i64> = ids.iter().map(|id| life_of(hour, *id)).collect();
+        assert!(lives.iter().all(|l| (hour - 295_000 + 1..=hour).contains(l)), "{lives:?}");
+        // The same for a connection every time; spread over the whole twelfth across connections.
+        assert!(ids.iter().zip(&lives).all(|(id, l)| life_of(hour, *id) == *l));
+        let (shortest, longest) = (lives.iter().min().unwrap(), lives.iter().max().unwrap());
+        assert!(longest - shortest > 250_000, "spread: {shortest}..{longest}");
+        // Claims lapse within half the lead.
+        assert!(claim_ms(hour) * 2 <= lead(hour) && claim_ms(30_000) * 2 <= lead(30_000));
     }
 }

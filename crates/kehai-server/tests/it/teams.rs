@@ -775,15 +775,25 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     assert_eq!(sweep(&app.state, &teams).await, 0);
     assert_eq!(subscriptions(&emu).await[0]["renewals"], 0);
 
-    // Five minutes left: renewed to about 59 minutes from now.
+    // Made for Alice's connection's life: 59 minutes less her spread (up to a twelfth).
     let mut connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
+    let life = kehai_server::teams::upkeep::life_of(3_540_000, connection.id);
+    assert!(life <= 3_540_000 && life > 3_540_000 - 295_000, "{life}");
+    assert!((record.expires_at - (connection.connected_at + life)).abs() < 5_000, "{}", record.expires_at - now);
+
+    // Eleven minutes left: not yet (the lead is ten minutes).
+    record.expires_at = now + 11 * 60_000;
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    assert_eq!(sweep(&app.state, &teams).await, 0);
+
+    // Five minutes left: renewed for the same life.
     record.expires_at = now + 5 * 60_000;
     app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 1);
     assert_eq!(subscriptions(&emu).await[0]["renewals"], 1);
     let expires_at = alice_connection(&app).await.subscription.unwrap().expires_at;
-    assert!(expires_at > now + 58 * 60_000, "{}", expires_at - now);
+    assert!((expires_at - (now + life)).abs() < 5_000, "{} for a life of {life}", expires_at - now);
 
     // Graph lost it (404 on renewal) while Alice became Busy: a new subscription, the
     // presence read again, and notifications flow through the new one.
