@@ -178,7 +178,12 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 /// CPU time this process has used so far (user and system), from /proc.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_of("/proc/self/stat")
+}
+
+/// The CPU time of the process whose `/proc/<pid>/stat` is `stat`.
+pub fn cpu_time_of(stat: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();

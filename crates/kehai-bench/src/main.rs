@@ -9,13 +9,16 @@
 //! connect Teams through the real pages; msemu prepares notifications exactly as it sends them.
 //! See `docs/benchmarks.md` for what each figure measures and the latest results.
 
+mod fanout;
 mod graph_cost;
 mod ingest;
 mod latency;
 mod load;
+mod office;
 mod postgres;
 mod report;
 mod rig;
+mod scale;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -35,9 +38,21 @@ struct Args {
     /// are measured on a fresh database there too, besides SQLite.
     #[arg(long, env = "KEHAI_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
-    /// Only these sections (a, b, c; comma-separated). Default: all.
+    /// Only these sections (a, b, c, d, e; comma-separated). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Record `perf` profiles of kehai while it is measured, into this directory (scale:
+    /// scale.perf.data and scale-postgres.perf.data; fan-out: fanout.perf.data; read them with
+    /// `perf report -i`).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Serve kehai as `kehai serve` does, configured from the environment: the scale benchmark
+    /// runs kehai in a process of its own, to measure it alone.
+    #[arg(long, hide = true)]
+    serve: bool,
+    /// Serve the fan-out's baseline (a bare axum server) on KEHAI_LISTEN.
+    #[arg(long, hide = true)]
+    serve_fanout_baseline: bool,
 }
 
 /// How much load each figure gets.
@@ -54,6 +69,17 @@ pub struct Sizes {
     pub simulated_life: Duration,
     pub cost_lives: u32,
     pub cost_members: usize,
+    /// Connections seeded for the scale figures, how long the instance settles after its first
+    /// reconciliation, and the periods renewals are counted in ("minutes").
+    pub scale_connections: usize,
+    /// Their subscriptions' life (production: 59 minutes).
+    pub scale_life: Duration,
+    pub scale_settle: Duration,
+    pub scale_minute: Duration,
+    pub scale_minutes: u32,
+    /// The fan-out's streams: this many members with this many pages each.
+    pub fanout_members: usize,
+    pub fanout_pages_per_member: usize,
 }
 
 impl Sizes {
@@ -66,6 +92,13 @@ impl Sizes {
             simulated_life: Duration::from_secs(20),
             cost_lives: 6,
             cost_members: 200,
+            scale_connections: 100_000,
+            scale_life: Duration::from_secs(3540),
+            scale_settle: Duration::from_secs(20),
+            scale_minute: Duration::from_secs(60),
+            scale_minutes: 3,
+            fanout_members: 100,
+            fanout_pages_per_member: 100,
         }
     }
 
@@ -78,6 +111,14 @@ impl Sizes {
             simulated_life: Duration::from_secs(10),
             cost_lives: 1,
             cost_members: 4,
+            scale_connections: 300,
+            // Short, so that a few renewals fall in the quick run's two seconds.
+            scale_life: Duration::from_secs(60),
+            scale_settle: Duration::from_secs(1),
+            scale_minute: Duration::from_secs(2),
+            scale_minutes: 2,
+            fanout_members: 4,
+            fanout_pages_per_member: 5,
         }
     }
 
@@ -90,13 +131,30 @@ impl Sizes {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let done = if args.serve {
+        serve().await
+    } else if args.serve_fanout_baseline {
+        fanout::serve_baseline().await
+    } else {
+        run(args).await
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `kehai serve`, for [`scale`].
+async fn serve() -> anyhow::Result<()> {
+    let config = kehai_server::Config::load(None)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)?;
+    // Into a file the benchmark reads: no colours.
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::io::stderr).init();
+    kehai_server::serve(config).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -138,6 +196,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wanted("c") {
         graph_cost::run(&sizes, &mut report).await?;
+    }
+    if wanted("d") {
+        scale::run(&sizes, None, args.profile.as_deref(), &mut report).await?;
+        if let Some(server) = &args.postgres {
+            report.section_suffix(" (PostgreSQL)");
+            let measured = scale::run(&sizes, Some(server), args.profile.as_deref(), &mut report).await;
+            report.section_suffix("");
+            measured?;
+        }
+    }
+    if wanted("e") {
+        fanout::run(&sizes, args.profile.as_deref(), &mut report).await?;
     }
 
     let out = args.out.or_else(|| (!args.quick).then(|| PathBuf::from("docs/benchmarks.md")));

@@ -20,6 +20,25 @@ impl Database {
         Ok(Database { server: server.to_owned(), name, url: url.to_string() })
     }
 
+    /// A fresh database on `server`; none (SQLite) without a server.
+    pub async fn fresh(server: Option<&str>) -> anyhow::Result<Option<Database>> {
+        Ok(match server {
+            Some(server) => Some(Database::create(server).await?),
+            None => None,
+        })
+    }
+
+    /// The URL of a fresh database, if any.
+    pub fn url(fresh: &Option<Database>) -> Option<String> {
+        fresh.as_ref().map(|d| d.url.clone())
+    }
+
+    pub async fn drop_fresh(fresh: Option<Database>) {
+        if let Some(db) = fresh {
+            db.drop().await;
+        }
+    }
+
     pub async fn drop(self) {
         if let Ok(mut admin) = PgConnection::connect(&self.server).await {
             let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);

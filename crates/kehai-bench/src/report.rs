@@ -41,7 +41,18 @@ impl Row {
 
     /// A plain number with an upper target.
     pub fn value(section: &'static str, measure: &'static str, value: f64, at_most: Option<f64>) -> Row {
-        Row { section: section.to_owned(), measure, value, unit: "", baseline: None, at_least: None, at_most }
+        Self::amount(section, measure, value, "", at_most)
+    }
+
+    /// An amount in `unit` (MB, %, s…) with an upper target.
+    pub fn amount(
+        section: &'static str,
+        measure: &'static str,
+        value: f64,
+        unit: &'static str,
+        at_most: Option<f64>,
+    ) -> Row {
+        Row { section: section.to_owned(), measure, value, unit, baseline: None, at_least: None, at_most }
     }
 
     fn ratio_value(&self) -> Option<f64> {
@@ -62,7 +73,8 @@ impl Row {
         let what = if self.baseline.is_some() { "ratio" } else { "value" };
         match (self.at_least, self.at_most) {
             (Some(min), _) => format!("{what} ≥ {min}"),
-            (_, Some(max)) => format!("≤ {max}{}", self.unit),
+            (_, Some(max)) if self.unit.is_empty() || self.unit == "ms" => format!("≤ {max}{}", self.unit),
+            (_, Some(max)) => format!("≤ {max} {}", self.unit),
             _ => "—".into(),
         }
     }
@@ -72,7 +84,9 @@ fn number(v: f64, unit: &str) -> String {
     match unit {
         "ms" => format!("{v:.2} ms"),
         "/s" => format!("{v:.0}/s"),
-        _ => format!("{v:.3}"),
+        "" => format!("{v:.3}"),
+        "%" => format!("{v:.2} %"),
+        _ => format!("{v:.1} {unit}"),
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Rig {
     _dir: tempfile::TempDir,
 }
 
-fn email(n: usize) -> String {
+pub fn email(n: usize) -> String {
     format!("member{n}@contoso.example")
 }
 

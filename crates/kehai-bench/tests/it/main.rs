@@ -29,6 +29,12 @@ fn a_quick_run_measures_every_figure_and_writes_the_table_between_the_markers() 
         "| a. ingestion | basic notifications taken/s |",
         "| b. latency | POST to frame p99 at 500/s |",
         "| c. Graph cost | requests per member-hour |",
+        "| d. scale | start to ready (/readyz) |",
+        "| d. scale | resident memory, steady state (max) |",
+        "| d. scale | idle CPU (one core = 100 %) |",
+        "| d. scale | renewals: busiest minute / mean |",
+        "| e. fan-out | POST to frame at every stream p99 |",
+        "| e. fan-out | bare axum + broadcast p99 (baseline) |",
     ] {
         assert!(written.contains(figure) && printed.contains(figure), "{figure} missing:\n{written}");
     }
