@@ -3,10 +3,10 @@
 //! from start to ready.
 //!
 //! The office is seeded ([`crate::office`]) with subscriptions at evenly spread points of their
-//! renewal cycles, as steady state leaves them. `kehai serve` then starts
-//! on it, reads every presence again once (the start-up reconciliation) and is watched through
-//! `/proc` while it renews what falls due — each renewal refreshing its access token first, as
-//! in production. An empty office served the same way is the memory baseline.
+//! renewal cycles, as steady state leaves them. `kehai serve` then starts on it, reads every
+//! presence again once (the start-up reconciliation) and is watched through `/proc` while it
+//! renews what falls due — each renewal refreshing its access token first, as in production.
+//! An empty office served the same way is the memory baseline.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,8 @@ use crate::{
 
 const SECTION: &str = "d. scale";
 
-/// On SQLite, or on a fresh database of the PostgreSQL server at `postgres`.
-/// With `profile`, kehai is profiled with `perf record` during the steady-state window.
+/// On SQLite, or on a fresh database of the PostgreSQL server at `postgres`. With `profile`,
+/// kehai is profiled with `perf record` during the steady-state window.
 pub async fn run(
     sizes: &Sizes,
     postgres: Option<&str>,
