@@ -68,7 +68,10 @@ pub async fn run(sizes: &Sizes, profile: Option<&std::path::Path>, report: &mut 
     let token = msemu::notify::validation_token_for(&office.emu.emulator, member.subscription)?;
     let webhook = format!("{}/webhooks/msgraph", office.base);
     let client = reqwest::Client::new();
-    let profiling = profile.map(|dir| kehai.profile(&dir.join("fanout.perf.data"))).transpose()?;
+    let profiling = match profile {
+        Some(dir) => Some(kehai.profile(&dir.join("fanout.perf.data")).await?),
+        None => None,
+    };
     let mut latencies = open
         .time(|change| {
             let (emu, client, webhook) = (&office.emu.emulator, &client, &webhook);

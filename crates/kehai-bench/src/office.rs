@@ -431,7 +431,7 @@ impl Kehai {
     }
 
     /// Starts `perf record` (call graphs) on it, writing `to`; [`Profile::finish`] ends it.
-    pub fn profile(&self, to: &Path) -> anyhow::Result<Profile> {
+    pub async fn profile(&self, to: &Path) -> anyhow::Result<Profile> {
         let perf = std::process::Command::new("perf")
             .args(["record", "-F", "999", "-g", "-q", "-o"])
             .arg(to)
@@ -439,8 +439,8 @@ impl Kehai {
             .stdout(Stdio::null())
             .spawn()
             .context("perf (install linux-perf) for --profile")?;
-        // perf attaches asynchronously.
-        std::thread::sleep(Duration::from_millis(500));
+        // perf attaches asynchronously (without holding up the runtime's thread meanwhile).
+        tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(Profile(perf))
     }
 }

@@ -71,7 +71,10 @@ async fn measure(
 
     let window = sizes.scale_minute * sizes.scale_minutes;
     let from = msemu::world::now();
-    let profiling = profile.map(|to| kehai.profile(to)).transpose()?;
+    let profiling = match profile {
+        Some(to) => Some(kehai.profile(to).await?),
+        None => None,
+    };
     let cpu_before = kehai.cpu();
     let watching = Instant::now();
     let mut rss_max = 0u64;
