@@ -35,7 +35,8 @@ pub enum BusMessage {
     /// it.
     RollCall { instance: String },
     /// `instance` died (its heartbeat lapsed; `by` noticed): whoever was here only through it has
-    /// left, and `by` tells the pages.
+    /// left, and `by` tells the pages; every page resynchronises (the dead instance's last events
+    /// may have died in its buffers).
     Gone { instance: String, by: String },
 }
 

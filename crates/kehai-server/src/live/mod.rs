@@ -8,7 +8,9 @@
 //!
 //! With several instances, who is here is the union of every instance's open streams: each
 //! instance notes its arrivals and departures on the bus ([`BusMessage::Here`]), answers a new
-//! instance's roll call, and forgets a dead instance's people when its heartbeat lapses.
+//! instance's roll call, and forgets a dead instance's people when its heartbeat lapses. A dead
+//! instance's last events may have been written to the database and lost on their way to the
+//! bus, so its death also resynchronises every page of every instance from the database.
 
 pub mod attendance;
 pub mod bus;
@@ -119,6 +121,10 @@ impl Live {
                 }
             }
             BusMessage::Gone { instance, by } => {
+                // What the dead instance wrote last may never have reached the bus: its
+                // publications wait in a queue and in the NATS client's buffer after the
+                // database has them, and died there. Every page starts again from the database.
+                self.hub.resync_all();
                 let left = self.attendance.forget(&instance);
                 // The instance that noticed tells the pages (once, not once per instance).
                 if by == me {

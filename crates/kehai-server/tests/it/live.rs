@@ -93,6 +93,36 @@ async fn a_reconnecting_page_catches_up() {
 }
 
 #[tokio::test]
+async fn when_another_instance_dies_every_page_starts_again_from_the_database() {
+    use kehai_server::live::BusMessage;
+    let app = TestApp::start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let bob = app.member("bob@example.com").await;
+    let mut stream = bob.events("alpha", None).await;
+    assert_eq!(stream.next(5).await.expect("snapshot").event, "snapshot");
+
+    // What a dying instance wrote and never published: in the database, on no page.
+    let slug = kehai_core::SpaceSlug::parse("alpha").unwrap();
+    let space = app.state.store.space_by_slug(&slug).await.unwrap().unwrap();
+    let alice = find(&bob.avatars("alpha").await, "Alice").unwrap()["person_id"].as_str().unwrap().to_owned();
+    let alice = kehai_core::PersonId::parse(&alice).unwrap();
+    let change = kehai_store::AvatarChange {
+        own_emoji: Some(Some(kehai_core::Emoji::parse("🌵").unwrap())),
+        ..Default::default()
+    };
+    app.state.store.update_avatar(space.id, alice, &change, app.state.clock.now()).await.unwrap().unwrap();
+    while let Some(e) = stream.next(1).await {
+        assert_ne!(e.data["emoji"], "🌵", "nothing was published: {e:?}");
+    }
+
+    // Its heartbeat lapses; another instance says so on the bus.
+    app.state.live.bus.publish(BusMessage::Gone { instance: "dead".into(), by: "another".into() });
+    let e = stream.wait_for("a fresh snapshot", |e| e.event == "snapshot").await;
+    assert_eq!(find(&avatars(&e), "Alice").unwrap()["emoji"], "🌵");
+}
+
+#[tokio::test]
 async fn streams_need_a_session() {
     let app = TestApp::start().await;
     let r = app.client().get("/s/alpha/events").await;
