@@ -151,8 +151,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn save_connection(&self, connection: &Connection) -> Result<()>;
     async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>>;
     /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
-    /// false when the connection is gone.
-    async fn update_connection_tokens(&self, id: ConnectionId, tokens: &TokenUpdate) -> Result<bool>;
+    /// false when the connection is gone. `release`'s refresh claim
+    /// ([`Store::claim_refresh`]), if it holds it, is let go of in the same write.
+    async fn update_connection_tokens(
+        &self,
+        id: ConnectionId,
+        tokens: &TokenUpdate,
+        release: Option<&str>,
+    ) -> Result<bool>;
+    /// Claims the refresh of a connection's tokens (one at a time across instances: each
+    /// refresh rotates the refresh token); false when another instance is refreshing them (or
+    /// the connection is gone). Claiming again what one holds extends the claim.
+    async fn claim_refresh(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool>;
+    /// Lets go of a connection's refresh claim, if `holder` holds it.
+    async fn release_refresh(&self, id: ConnectionId, holder: &str) -> Result<()>;
     /// Shows a connection's presence (or with `None` removes it) on the member's avatar in every
     /// space where the connection is ON, and records `sequence` as the last applied — in one
     /// transaction, so that a crash leaves neither without the other — if the connection is
@@ -183,13 +195,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
     /// Records a connection's renewed or new subscription, if its subscription is still
     /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
-    /// False when it is not, or the connection is gone.
+    /// False when it is not, or the connection is gone. When stored, `release`'s upkeep claim on
+    /// the connection (if it holds it) is let go of in the same write — one statement less per
+    /// renewal, at tens of renewals a second with 100,000 connections; when not, the claim stays.
     async fn set_connection_subscription(
         &self,
         id: ConnectionId,
         replacing: Option<&str>,
         subscription: &SubscriptionRecord,
         now: Millis,
+        release: Option<&str>,
     ) -> Result<bool>;
     /// Connected connections in id order, `limit` at a time after `after` (keyset paging).
     async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;

@@ -370,12 +370,58 @@ macro_rules! connection_columns {
     };
 }
 
-/// Whether a connection is free for the claim at hand (`$1` the holder, `$2` now): unclaimed,
-/// held by the same instance, or held by a claim that lapsed.
+/// Whether a connection is free for the claim at hand (`$1` the holder, `$2` now) kept in the
+/// columns `$by` and `$until`: unclaimed, held by the same instance, or held by a claim that
+/// lapsed.
 macro_rules! claim_free {
     () => {
-        "(claimed_by IS NULL OR claimed_by = $1 OR claimed_until <= $2)"
+        claim_free!("claimed_by", "claimed_until")
     };
+    ($by:literal, $until:literal) => {
+        concat!("(", $by, " IS NULL OR ", $by, " = $1 OR ", $until, " <= $2)")
+    };
+}
+
+/// Claims one connection in its claim columns `$by` and `$until` (the upkeep claim, the refresh
+/// claim); true when this holder has it now.
+macro_rules! claim_row {
+    ($self:ident, $by:literal, $until:literal, $id:expr, $claim:expr) => {{
+        let done = sqlx::query(concat!(
+            "UPDATE ms_connections SET ",
+            $by,
+            " = $1, ",
+            $until,
+            " = $3 WHERE id = $4 AND ",
+            claim_free!($by, $until)
+        ))
+        .bind($claim.holder)
+        .bind($claim.now)
+        .bind($claim.until)
+        .bind($id.0.to_string())
+        .execute($self.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }};
+}
+
+/// Lets go of a connection's claim in `$by` and `$until`, if `$holder` holds it.
+macro_rules! release_row {
+    ($self:ident, $by:literal, $until:literal, $id:expr, $holder:expr) => {{
+        sqlx::query(concat!(
+            "UPDATE ms_connections SET ",
+            $by,
+            " = NULL, ",
+            $until,
+            " = NULL WHERE id = $1 AND ",
+            $by,
+            " = $2"
+        ))
+        .bind($id.0.to_string())
+        .bind($holder)
+        .execute($self.writer())
+        .await?;
+        Ok(())
+    }};
 }
 
 /// Claims up to `$limit` connected connections matching `$condition` (on `$4`, bound to
@@ -759,11 +805,19 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn update_connection_tokens(&self, id: ConnectionId, t: &TokenUpdate) -> Result<bool> {
+            async fn update_connection_tokens(
+                &self,
+                id: ConnectionId,
+                t: &TokenUpdate,
+                release: Option<&str>,
+            ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE ms_connections SET access_token = $2, access_expires_at = $3, \
                      refresh_token = COALESCE($4, refresh_token), refresh_expires_at = COALESCE($5, refresh_expires_at), \
-                     updated_at = $6, access_refresh_at = $7 WHERE id = $1",
+                     updated_at = $6, access_refresh_at = $7, \
+                     refreshing_until = CASE WHEN refreshing_by = $8 THEN NULL ELSE refreshing_until END, \
+                     refreshing_by = CASE WHEN refreshing_by = $8 THEN NULL ELSE refreshing_by END \
+                     WHERE id = $1",
                 )
                 .bind(id.0.to_string())
                 .bind(&t.access_token.0)
@@ -772,9 +826,18 @@ macro_rules! impl_store {
                 .bind(t.refresh_expires_at)
                 .bind(t.updated_at)
                 .bind(t.access_refresh_at)
+                .bind(release)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn claim_refresh(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool> {
+                claim_row!(self, "refreshing_by", "refreshing_until", id, claim)
+            }
+
+            async fn release_refresh(&self, id: ConnectionId, holder: &str) -> Result<()> {
+                release_row!(self, "refreshing_by", "refreshing_until", id, holder)
             }
 
             async fn apply_presence(
@@ -833,10 +896,13 @@ macro_rules! impl_store {
                 replacing: Option<&str>,
                 subscription: &SubscriptionRecord,
                 now: Millis,
+                release: Option<&str>,
             ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
-                     updated_at = $5, subscription_certificate_id = $7 \
+                     updated_at = $5, subscription_certificate_id = $7, \
+                     claimed_until = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_until END, \
+                     claimed_by = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_by END \
                      WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
                 )
                 .bind(id.0.to_string())
@@ -846,6 +912,7 @@ macro_rules! impl_store {
                 .bind(now)
                 .bind(replacing)
                 .bind(&subscription.certificate_id)
+                .bind(release)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)
@@ -911,28 +978,11 @@ macro_rules! impl_store {
             }
 
             async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool> {
-                let done = sqlx::query(concat!(
-                    "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id = $4 AND ",
-                    claim_free!()
-                ))
-                .bind(claim.holder)
-                .bind(claim.now)
-                .bind(claim.until)
-                .bind(id.0.to_string())
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() > 0)
+                claim_row!(self, "claimed_by", "claimed_until", id, claim)
             }
 
             async fn release_connection(&self, id: ConnectionId, holder: &str) -> Result<()> {
-                sqlx::query(
-                    "UPDATE ms_connections SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2",
-                )
-                .bind(id.0.to_string())
-                .bind(holder)
-                .execute(self.writer())
-                .await?;
-                Ok(())
+                release_row!(self, "claimed_by", "claimed_until", id, holder)
             }
 
             async fn set_connection_state(

@@ -147,7 +147,6 @@ async fn token_for(
     let gate = teams.refreshing.of(connection.id);
     let _refreshing = gate.lock().await;
     // Other instances refresh too: one at a time per connection, by claim.
-    let claim = format!("refresh/{id}");
     let waited = tokio::time::Instant::now();
     loop {
         match state.store.connection_of(connection.account_id).await {
@@ -167,7 +166,7 @@ async fn token_for(
         }
         let now = state.clock.now();
         let mine = Claim { holder: &state.instance, now, until: now + REFRESH_CLAIM_MS };
-        match state.store.claim(&claim, mine).await {
+        match state.store.claim_refresh(connection.id, mine).await {
             Ok(true) => break,
             Ok(false) if waited.elapsed() < REFRESH_WAIT => tokio::time::sleep(REFRESH_POLL).await,
             Ok(false) => return Err(TokenError::Unavailable("another instance is still refreshing".into())),
@@ -175,14 +174,17 @@ async fn token_for(
         }
     }
     let refreshed = refresh(state, teams, connection, now).await;
-    if let Err(e) = state.store.release(&claim, &state.instance).await {
+    // Storing the new tokens let go of the claim; otherwise it is let go of now.
+    if refreshed.is_err()
+        && let Err(e) = state.store.release_refresh(connection.id, &state.instance).await
+    {
         tracing::warn!(error = %e, "could not let go of a refresh claim");
     }
     refreshed
 }
 
 /// Redeems the connection's refresh token and stores what Microsoft gives back (under the
-/// connection's refresh claim).
+/// connection's refresh claim, which storing them lets go of).
 async fn refresh(
     state: &AppState,
     teams: &Teams,
@@ -200,7 +202,7 @@ async fn refresh(
             let update = sealed(state, connection.id, &tokens, now).map_err(TokenError::Unavailable)?;
             let stored = state
                 .store
-                .update_connection_tokens(connection.id, &update)
+                .update_connection_tokens(connection.id, &update, Some(&state.instance))
                 .await
                 .map_err(|e| TokenError::Unavailable(e.to_string()))?;
             if !stored {

@@ -136,7 +136,7 @@ pub async fn renew(state: &AppState, teams: &Teams, connection: Connection) -> R
 async fn renew_held(state: &AppState, teams: &Teams, connection: Connection) -> Result<Upkeep, String> {
     let id = connection.id;
     let outcome = renew_or_recreate(state, teams, connection).await;
-    release(state, id).await;
+    release_unless_stored(state, id, &outcome).await;
     state.metrics.subscription_upkeep(match outcome {
         Ok(Upkeep::Recreated) => "recreated",
         Ok(_) => "renewed",
@@ -156,8 +156,16 @@ pub async fn resubscribe(state: &AppState, teams: &Teams, mut connection: Connec
         Ok(token) => recreate(state, teams, &connection, &token).await,
         Err(e) => Err(e.to_string()),
     };
-    release(state, id).await;
+    release_unless_stored(state, id, &outcome).await;
     outcome
+}
+
+/// Lets go of the connection's claim after its upkeep, unless storing the new subscription let
+/// go of it already (it did when the upkeep succeeded).
+async fn release_unless_stored(state: &AppState, id: ConnectionId, outcome: &Result<Upkeep, String>) {
+    if !matches!(outcome, Ok(Upkeep::Renewed | Upkeep::Recreated)) {
+        release(state, id).await;
+    }
 }
 
 async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Connection) -> Result<Upkeep, String> {
@@ -194,12 +202,14 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
             };
             let stored = state
                 .store
-                .set_connection_subscription(connection.id, Some(&current.id), &record, now)
+                .set_connection_subscription(connection.id, Some(&current.id), &record, now, Some(&state.instance))
                 .await
                 .map_err(|e| e.to_string())?;
-            if !stored && state.store.connection_by_subscription(&current.id).await.is_ok_and(|c| c.is_none()) {
-                // Disconnected or replaced meanwhile: nobody needs it any more.
-                let _ = teams.graph.delete_subscription(&token, &current.id).await;
+            if !stored {
+                if state.store.connection_by_subscription(&current.id).await.is_ok_and(|c| c.is_none()) {
+                    // Disconnected or replaced meanwhile: nobody needs it any more.
+                    let _ = teams.graph.delete_subscription(&token, &current.id).await;
+                }
                 return Err("the subscription was replaced or removed meanwhile".into());
             }
             tracing::debug!(connection = %connection.id.0, "subscription renewed");
@@ -219,7 +229,8 @@ async fn current_certificate(state: &AppState) -> Result<(String, String), Micro
     Ok((cert, id))
 }
 
-/// A new subscription for a connection whose old one is gone, and the presence read again.
+/// A new subscription for a connection whose old one is gone, and the presence read again
+/// (under the connection's claim, which storing the subscription lets go of).
 pub async fn recreate(
     state: &AppState,
     teams: &Teams,
@@ -231,7 +242,7 @@ pub async fn recreate(
     let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
     let stored = state
         .store
-        .set_connection_subscription(connection.id, replacing, &record, state.clock.now())
+        .set_connection_subscription(connection.id, replacing, &record, state.clock.now(), Some(&state.instance))
         .await
         .map_err(|e| e.to_string())?;
     if !stored {

@@ -784,12 +784,12 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
 
     // Eleven minutes left: not yet (the lead is ten minutes).
     record.expires_at = now + 11 * 60_000;
-    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now, None).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 0);
 
     // Five minutes left: renewed for the same life.
     record.expires_at = now + 5 * 60_000;
-    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now, None).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 1);
     assert_eq!(subscriptions(&emu).await[0]["renewals"], 1);
     let expires_at = alice_connection(&app).await.subscription.unwrap().expires_at;
@@ -800,7 +800,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     emu.emulator.world.lock().subscriptions.clear();
     quietly_set(&emu, "alice@example.com", "Busy");
     record.expires_at = now + 60_000;
-    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now, None).await.unwrap();
     assert_eq!(sweep(&app.state, &teams).await, 1);
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
     let subs = subscriptions(&emu).await;
@@ -843,7 +843,7 @@ async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_
     let connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
     record.expires_at = now + 90_000;
-    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now).await.unwrap();
+    app.state.store.set_connection_subscription(connection.id, Some(&record.id), &record, now, None).await.unwrap();
     let hold = claim_ms(teams.subscription_ms);
     let other = Claim { holder: "another-instance", now, until: now + hold };
     assert!(app.state.store.claim_connection(connection.id, other).await.unwrap());
@@ -885,7 +885,7 @@ async fn a_renewal_uses_a_token_that_lasts_as_long_as_the_renewed_subscription()
         refresh_expires_at: None,
         updated_at: now,
     };
-    assert!(app.state.store.update_connection_tokens(connection.id, &aged).await.unwrap());
+    assert!(app.state.store.update_connection_tokens(connection.id, &aged, None).await.unwrap());
     let refreshes = |emu: &msemu::Running| emu.emulator.world.lock().access_tokens.len();
     let before = refreshes(&emu);
     assert_eq!(renew(&app.state, &teams, alice_connection(&app).await).await, Ok(Upkeep::Renewed));
@@ -958,7 +958,7 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
     let lapsed = kehai_store::SubscriptionRecord { expires_at: app.state.clock.now() - 1, ..bob.subscription.unwrap() };
     app.state
         .store
-        .set_connection_subscription(bob.id, Some(&lapsed.id), &lapsed, app.state.clock.now())
+        .set_connection_subscription(bob.id, Some(&lapsed.id), &lapsed, app.state.clock.now(), None)
         .await
         .unwrap();
     app.restart().await;
@@ -1426,7 +1426,7 @@ async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_unti
         refresh_expires_at: None,
         updated_at: now,
     };
-    app.state.store.update_connection_tokens(bob.id, &lapsed).await.unwrap();
+    app.state.store.update_connection_tokens(bob.id, &lapsed, None).await.unwrap();
     let rotation = rotate(&app.state, &teams).await.unwrap();
     assert_eq!((rotation.moved, rotation.failed, rotation.kept), (1, 1, 1), "{rotation:?}");
     let new = app.state.store.current_certificate().await.unwrap().unwrap().id;

@@ -356,34 +356,53 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     assert_eq!(counts, [(ConnectionState::Connected, 2), (ConnectionState::NeedsReconnect, 1)]);
     assert!(store.connected_connections(Some(expected[1]), 10).await.unwrap().is_empty());
 
-    // Renewed (same id, later expiry) and recreated (a new id).
+    // Renewed (same id, later expiry) and recreated (a new id), under the renewing instance's
+    // claim, which the write lets go of (another instance's stays).
+    assert!(store.claim_connection(cb.id, one(T0 + 20_001)).await.unwrap());
     assert!(
         store
-            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 3_540_000), T0 + 1)
+            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 1_000_000), T0 + 1, Some("two"))
             .await
             .unwrap()
     );
+    assert!(!store.claim_connection(cb.id, two(T0 + 20_002)).await.unwrap(), "still one's");
     assert!(
         store
-            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a2", T0 + 3_540_000), T0 + 1)
+            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 3_540_000), T0 + 1, Some("one"))
             .await
             .unwrap()
     );
-    // A second recreation that started from the old one loses.
-    assert!(!store.set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a9", T0), T0 + 2).await.unwrap());
-    assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2).await.unwrap());
+    assert!(store.claim_connection(cb.id, two(T0 + 20_002)).await.unwrap(), "let go of with the write");
+    store.release_connection(cb.id, "two").await.unwrap();
+    assert!(
+        store
+            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a2", T0 + 3_540_000), T0 + 1, None)
+            .await
+            .unwrap()
+    );
+    // A second recreation that started from the old one loses, and keeps its claim.
+    assert!(store.claim_connection(ca.id, one(T0 + 20_001)).await.unwrap());
+    assert!(
+        !store
+            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a9", T0), T0 + 2, Some("one"))
+            .await
+            .unwrap()
+    );
+    assert!(!store.claim_connection(ca.id, two(T0 + 20_002)).await.unwrap(), "not stored: still held");
+    store.release_connection(ca.id, "one").await.unwrap();
+    assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2, None).await.unwrap());
     assert_eq!(due(store.claim_expiring(T0 + 3_000_000, one(T0), 10).await.unwrap()), Vec::<String>::new());
     assert_eq!(store.connection_by_subscription("sub-a").await.unwrap(), None);
     let found = store.connection_by_subscription("sub-a2").await.unwrap().unwrap();
     assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
     assert_eq!(found.updated_at, T0 + 1);
     store.delete_connection(ca.id).await.unwrap();
-    assert!(!store.set_connection_subscription(ca.id, Some("sub-a2"), &record("sub-a3", T0), T0).await.unwrap());
+    assert!(!store.set_connection_subscription(ca.id, Some("sub-a2"), &record("sub-a3", T0), T0, None).await.unwrap());
     // A connection without a subscription gets its first one.
     let mut cd = connection(member(store, &s, "d@example.com", "D").await.id, "ms-d");
     cd.subscription = None;
     store.save_connection(&cd).await.unwrap();
-    assert!(store.set_connection_subscription(cd.id, None, &record("sub-d", T0), T0).await.unwrap());
+    assert!(store.set_connection_subscription(cd.id, None, &record("sub-d", T0), T0, None).await.unwrap());
 }
 
 pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {
@@ -508,7 +527,7 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     assert!(store.claim_on_other_certificates("cert-1", claim("one"), 10).await.unwrap().is_empty());
     // Moved to the new certificate at T0 + 2_000_000: the old key goes once unused for 100 ms.
     let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
-    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3).await.unwrap());
+    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3, None).await.unwrap());
     assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().subscription, Some(moved));
     assert!(store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap().is_empty());
     assert!(store.remove_unused_certificates(T0 + 2_000_000, 100).await.unwrap().is_empty(), "first seen unused");
@@ -527,7 +546,7 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     store.retire_certificates("cert-3", T0 + 11).await.unwrap();
     // (cert-2 is still named by a's connected subscription: move that one too.)
     let moved = SubscriptionRecord { certificate_id: Some("cert-3".into()), ..c.subscription.clone().unwrap() };
-    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 12).await.unwrap());
+    assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 12, None).await.unwrap());
     assert_eq!(store.remove_unused_certificates(T0 + 3_000_000, 0).await.unwrap(), ["cert-2"]);
 }
 
@@ -544,7 +563,22 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
         refresh_expires_at: None,
         updated_at: T0 + 5,
     };
-    assert!(store.update_connection_tokens(c.id, &update).await.unwrap());
+    // One refresh at a time: the claim keeps other instances off until it lapses, is let go
+    // of, or the new tokens are stored by its holder.
+    let by = |holder, now| Claim { holder, now, until: now + 1_000 };
+    assert!(store.claim_refresh(c.id, by("one", T0)).await.unwrap());
+    assert!(!store.claim_refresh(c.id, by("two", T0 + 999)).await.unwrap());
+    assert!(store.claim_refresh(c.id, by("one", T0 + 999)).await.unwrap(), "extended by its holder");
+    store.release_refresh(c.id, "two").await.unwrap();
+    assert!(!store.claim_refresh(c.id, by("two", T0 + 1_000)).await.unwrap(), "only the holder lets go");
+    assert!(store.claim_refresh(c.id, by("two", T0 + 1_999)).await.unwrap(), "lapsed: taken over");
+    store.release_refresh(c.id, "two").await.unwrap();
+    assert!(store.claim_refresh(c.id, by("one", T0 + 2_000)).await.unwrap());
+    assert!(store.update_connection_tokens(c.id, &update, Some("two")).await.unwrap());
+    assert!(!store.claim_refresh(c.id, by("two", T0 + 2_001)).await.unwrap(), "another's write keeps it");
+    assert!(store.update_connection_tokens(c.id, &update, Some("one")).await.unwrap());
+    assert!(store.claim_refresh(c.id, by("two", T0 + 2_001)).await.unwrap(), "let go of with the tokens");
+    store.release_refresh(c.id, "two").await.unwrap();
     let stored = store.connection_of(a.id).await.unwrap().unwrap();
     assert_eq!(stored.access_token, update.access_token);
     assert_eq!((stored.access_expires_at, stored.access_refresh_at), (T0 + 7_200_000, T0 + 6_900_000));
@@ -562,7 +596,8 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("later"), T0 + 8).await.unwrap());
     assert!(store.take_connection_notice(a.id).await.unwrap());
     store.delete_connection(c.id).await.unwrap();
-    assert!(!store.update_connection_tokens(c.id, &update).await.unwrap(), "a deleted connection stays deleted");
+    assert!(!store.update_connection_tokens(c.id, &update, None).await.unwrap(), "a deleted connection stays deleted");
+    assert!(!store.claim_refresh(c.id, by("one", T0 + 9)).await.unwrap(), "nothing to refresh");
     assert!(!store.set_connection_state(c.id, ConnectionState::Error, None, T0).await.unwrap());
     assert_eq!(store.connection_of(a.id).await.unwrap(), None);
 }
