@@ -10,6 +10,7 @@
 //! ([`kehai_core`]) validated, and reports conflicts and missing rows as [`StoreError`]s.
 
 mod microsoft;
+mod presences;
 mod records;
 pub mod secrets;
 mod sql;
@@ -26,7 +27,7 @@ pub use microsoft::{
     Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
     TokenUpdate,
 };
-pub use records::{Applied, AvatarChange, Claim, Member, Session};
+pub use records::{Applied, AvatarChange, Claim, Member, PresenceWrite, Session};
 
 /// What can go wrong in the store, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +180,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         again: bool,
         presence: Option<&PresenceOverride>,
         now: Millis,
-    ) -> Result<Applied>;
+    ) -> Result<Applied> {
+        let write = PresenceWrite {
+            connection: id,
+            ms_user: ms_user.to_owned(),
+            sequence: sequence.map(str::to_owned),
+            again,
+            presence: presence.cloned(),
+        };
+        let mut applied = self.apply_presences(std::slice::from_ref(&write), now).await?;
+        applied.pop().ok_or_else(|| StoreError::Corrupt("presence write outcome"))
+    }
+    /// [`Store::apply_presence`] for many writes in one transaction — a group commit: under load,
+    /// tens of notifications' presences cost one transaction of five statements instead of five
+    /// statements each. The outcomes come in the writes' order, as applying them one after the
+    /// other would give them (of several writes for one connection, only the newest is shown).
+    async fn apply_presences(&self, writes: &[PresenceWrite], now: Millis) -> Result<Vec<Applied>>;
     /// Whether the member is still to be told that their connection needs a new sign-in; true
     /// once per time it became Needs reconnect (the caller shows the notice).
     async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;

@@ -50,6 +50,20 @@ pub struct Claim<'a> {
     pub until: Millis,
 }
 
+/// A presence to show on a connection's avatars ([`Store::apply_presences`](crate::Store::apply_presences)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceWrite {
+    pub connection: crate::ConnectionId,
+    /// The Microsoft user the presence is of: the connection must still be connected to them.
+    pub ms_user: String,
+    /// Graph's `sequenceNumber`, when it has one.
+    pub sequence: Option<String>,
+    /// Shown again even if its sequence is the one recorded (a space turning the connection ON).
+    pub again: bool,
+    /// `None` takes the presence off the avatars.
+    pub presence: Option<kehai_core::PresenceOverride>,
+}
+
 /// What applying a presence did ([`Store::apply_presence`](crate::Store::apply_presence)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {

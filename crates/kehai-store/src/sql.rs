@@ -5,7 +5,7 @@
 //! SQLite gets a single-connection *writer* pool beside its reader pool, so writes queue in
 //! kehai instead of failing on SQLite's database lock.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use kehai_core::{
@@ -20,7 +20,7 @@ use sqlx::{
 
 use crate::{
     Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, Member, OAuthState,
-    Result, Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
+    PresenceWrite, Result, Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate, presences,
 };
 
 /// SQLite in one file: WAL for concurrent readers, one writer connection.
@@ -450,11 +450,11 @@ macro_rules! claim_batch {
 }
 
 macro_rules! impl_store {
-    // `$lock`: how the engine locks a row it read for the rest of the transaction (PostgreSQL:
+    // `$db`: the engine (for statements built at run time). `$lock`: how the engine locks a row it read for the rest of the transaction (PostgreSQL:
     // FOR UPDATE; SQLite has one writer, which already serializes). `$skip`: the same for rows
     // being claimed, passing over those another instance is claiming this moment (PostgreSQL:
     // FOR UPDATE SKIP LOCKED, so that instances sweeping at once divide the work).
-    ($store:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -840,54 +840,95 @@ macro_rules! impl_store {
                 release_row!(self, "refreshing_by", "refreshing_until", id, holder)
             }
 
-            async fn apply_presence(
-                &self,
-                id: ConnectionId,
-                ms_user: &str,
-                sequence: Option<&str>,
-                again: bool,
-                presence: Option<&PresenceOverride>,
-                now: Millis,
-            ) -> Result<Applied> {
+            async fn apply_presences(&self, writes: &[PresenceWrite], now: Millis) -> Result<Vec<Applied>> {
+                if writes.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.writer().begin().await?;
-                let current: Option<(String, Option<String>, String, String)> = sqlx::query_as(concat!(
-                    "SELECT account_id, last_sequence, state, ms_user_id FROM ms_connections WHERE id = $1", $lock
-                ))
-                .bind(id.0.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((account, last, state, user)) = current else { return Ok(Applied::NotConnected) };
-                if state != ConnectionState::Connected.as_str() || user != ms_user {
-                    return Ok(Applied::NotConnected);
+                // The connections, locked in id order (two instances' batches never wait on each
+                // other in a circle).
+                let mut read = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, account_id, last_sequence, state, ms_user_id FROM ms_connections WHERE id IN (",
+                );
+                let mut ids = read.separated(", ");
+                for w in writes {
+                    ids.push_bind(w.connection.0.to_string());
                 }
-                if let Some(sequence) = sequence {
-                    // Compared in Rust (byte order, the same in both engines; SQL text comparison
-                    // follows the database's collation), under the row's lock.
-                    match last.as_deref().map(|l| l.as_bytes().cmp(sequence.as_bytes())) {
-                        Some(std::cmp::Ordering::Greater) => return Ok(Applied::Stale),
-                        Some(std::cmp::Ordering::Equal) if !again => return Ok(Applied::Stale),
-                        _ => {}
+                read.push(concat!(") ORDER BY id", $lock));
+                let rows: Vec<(String, String, Option<String>, String, String)> =
+                    read.build_query_as().fetch_all(&mut *tx).await?;
+                let mut current = HashMap::with_capacity(rows.len());
+                for (id, account, last_sequence, state, ms_user) in rows {
+                    let id = ConnectionId(uuid(&id, "connection id")?);
+                    let account = PersonId(uuid(&account, "account id")?);
+                    let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
+                    current.insert(id, presences::Current { account, last_sequence, state, ms_user });
+                }
+                let decided = presences::decide(writes, &current);
+                if !decided.sequences.is_empty() {
+                    let mut record = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE ms_connections SET last_sequence = v.column2 FROM (",
+                    );
+                    record.push_values(&decided.sequences, |mut row, (id, sequence)| {
+                        row.push_bind(id.0.to_string()).push_bind(sequence.clone());
+                    });
+                    record.push(") AS v WHERE ms_connections.id = v.column1");
+                    record.build().execute(&mut *tx).await?;
+                }
+                let shown: Vec<(&PresenceWrite, PersonId)> = writes
+                    .iter()
+                    .zip(&decided.decisions)
+                    .filter_map(|(w, d)| match d {
+                        presences::Decision::Show(account) => Some((w, *account)),
+                        _ => None,
+                    })
+                    .collect();
+                let mut avatars: HashMap<PersonId, Vec<Avatar>> = HashMap::new();
+                if !shown.is_empty() {
+                    // Each shown presence on its account's avatars in the spaces where its
+                    // connection is ON.
+                    let mut show = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE avatars SET presence_provider = v.column3, presence_availability = v.column4, \
+                         presence_activity = v.column5, presence_label = v.column6, presence_emoji = v.column7, \
+                         presence_since = v.column8, updated_at = ",
+                    );
+                    show.push_bind(now).push(" FROM (");
+                    show.push_values(&shown, |mut row, (w, account)| {
+                        let p = w.presence.as_ref();
+                        row.push_bind(w.connection.0.to_string())
+                            .push_bind(account.0.to_string())
+                            .push_bind(p.map(|p| p.provider.clone()))
+                            .push_bind(p.map(|p| p.availability.clone()))
+                            .push_bind(p.map(|p| p.activity.clone()))
+                            .push_bind(p.map(|p| p.label.clone()))
+                            .push_bind(p.map(|p| p.emoji.as_str().to_owned()))
+                            .push_bind(p.map(|p| p.since));
+                    });
+                    show.push(concat!(
+                        ") AS v WHERE avatars.person_id = v.column2 AND avatars.space_id IN \
+                         (SELECT space_id FROM ms_connection_spaces WHERE connection_id = v.column1 AND enabled) \
+                         RETURNING ",
+                        avatar_columns!()
+                    ));
+                    for row in show.build_query_as::<AvatarRow>().fetch_all(&mut *tx).await? {
+                        let avatar = Avatar::try_from(row)?;
+                        avatars.entry(avatar.person_id).or_default().push(avatar);
                     }
-                    sqlx::query("UPDATE ms_connections SET last_sequence = $2 WHERE id = $1")
-                        .bind(id.0.to_string())
-                        .bind(sequence)
-                        .execute(&mut *tx)
-                        .await?;
                 }
-                let query = sqlx::query_as::<_, AvatarRow>(concat!(
-                    "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
-                     presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
-                     WHERE person_id = $2 AND space_id IN \
-                     (SELECT space_id FROM ms_connection_spaces WHERE connection_id = $1 AND enabled) RETURNING ",
-                    avatar_columns!()
-                ))
-                .bind(id.0.to_string())
-                .bind(&account);
-                let rows = bind_presence!(query, presence, now).fetch_all(&mut *tx).await?;
                 tx.commit().await?;
-                let mut avatars = rows.into_iter().map(Avatar::try_from).collect::<Result<Vec<_>>>()?;
-                avatars.sort_by_key(|a| a.space_id.0);
-                Ok(Applied::Shown(avatars))
+                Ok(decided
+                    .decisions
+                    .into_iter()
+                    .map(|d| match d {
+                        presences::Decision::Show(account) => {
+                            let mut shown = avatars.remove(&account).unwrap_or_default();
+                            shown.sort_by_key(|a| a.space_id.0);
+                            Applied::Shown(shown)
+                        }
+                        presences::Decision::Stale => Applied::Stale,
+                        presences::Decision::NotConnected => Applied::NotConnected,
+                    })
+                    .collect())
             }
 
             async fn set_connection_subscription(
@@ -1311,7 +1352,7 @@ macro_rules! define_remove_guest {
 mod sqlite_impl {
     use super::*;
     define_remove_guest!(remove_guest, sqlx::Sqlite);
-    impl_store!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"), "", "");
+    impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", sqlx::migrate!("migrations/sqlite"), "", "");
 }
 
 mod postgres_impl {
@@ -1319,6 +1360,7 @@ mod postgres_impl {
     define_remove_guest!(remove_guest, sqlx::Postgres);
     impl_store!(
         PostgresStore,
+        sqlx::Postgres,
         "postgres",
         sqlx::migrate!("migrations/postgres"),
         " FOR UPDATE",

@@ -6,6 +6,7 @@
 //! back; it exists only when the server is configured with an app registration.
 
 pub mod certificates;
+pub mod commit;
 pub mod connect;
 pub mod heal;
 pub mod sync;
@@ -46,6 +47,8 @@ pub struct Teams {
     pub(crate) refreshing: Gates,
     /// One presence applied at a time per connection (the sequence check and the avatars).
     pub(crate) applying: Gates,
+    /// Presences applied at once are written in one transaction.
+    pub(crate) presences: Arc<commit::GroupCommit>,
     /// The encryption certificates' private keys, parsed.
     pub keys: certificates::Keys,
 }
@@ -86,6 +89,7 @@ impl Teams {
             subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
             refreshing: Gates::default(),
             applying: Gates::default(),
+            presences: Arc::default(),
             keys: certificates::Keys::default(),
         }))
     }

@@ -7,7 +7,7 @@ use kehai_microsoft::{
     Presence,
     notifications::{ChangeNotification, NotificationBatch, decrypt_with},
 };
-use kehai_store::{Applied, Connection, ConnectionState, secrets::row_label};
+use kehai_store::{Applied, Connection, ConnectionState, PresenceWrite, secrets::row_label};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -196,11 +196,15 @@ async fn apply_as(
     // late re-deliveries change nothing) — checked in the transaction that writes the avatars
     // and the sequence together, so that a crash between the two cannot make the next reading
     // of the same presence look stale.
-    let now = state.clock.now();
-    let over = super::override_for(presence, now);
-    let sequence = presence.sequence_number.as_deref();
-    let user = &connection.ms_user_id;
-    match state.store.apply_presence(connection.id, user, sequence, again, over.as_ref(), now).await {
+    let write = PresenceWrite {
+        connection: connection.id,
+        ms_user: connection.ms_user_id.clone(),
+        sequence: presence.sequence_number.clone(),
+        again,
+        presence: super::override_for(presence, state.clock.now()),
+    };
+    // With the presences being applied meanwhile, in one transaction.
+    match teams.presences.apply(&state.store, &state.clock, write).await {
         Ok(Applied::Shown(avatars)) => {
             avatars.iter().for_each(|a| state.live.publish_avatar(a));
             Ok(())

@@ -5,8 +5,8 @@ use kehai_core::{
     SpaceId, SpaceName, SpaceSlug,
 };
 use kehai_store::{
-    Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed,
-    Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
+    Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState,
+    PresenceWrite, Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -251,6 +251,81 @@ fn connection(account: PersonId, ms_user: &str) -> Connection {
         connected_at: T0,
         updated_at: T0,
     }
+}
+
+pub async fn many_presences_apply_in_one_group_commit_as_one_after_the_other(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let mut connections = Vec::new();
+    for n in 0..3 {
+        let m = member(store, &s, &format!("m{n}@example.com"), &format!("M{n}")).await;
+        let c = connection(m.id, &format!("ms-user-{n}"));
+        store.save_connection(&c).await.unwrap();
+        store.set_connection_space(c.id, s.id, true).await.unwrap();
+        connections.push((m, c));
+    }
+    let status = |e: &str| PresenceOverride {
+        provider: "msteams".into(),
+        availability: e.into(),
+        activity: e.into(),
+        label: e.into(),
+        emoji: emoji(e),
+        since: T0,
+    };
+    let write = |n: usize, seq: &str, e: Option<&str>| PresenceWrite {
+        connection: connections[n].1.id,
+        ms_user: format!("ms-user-{n}"),
+        sequence: Some(seq.to_owned()),
+        again: false,
+        presence: e.map(status),
+    };
+    let emoji_of = |applied: &Applied| match applied {
+        Applied::Shown(avatars) => {
+            avatars.iter().map(|a| a.presence.as_ref().map(|p| p.emoji.as_str().to_owned())).collect()
+        }
+        other => vec![Some(format!("{other:?}"))],
+    };
+    let writes = [
+        write(0, "C0002", Some("🔴")),
+        write(1, "C0005", Some("⛔")),
+        write(0, "C0003", Some("📅")),
+        write(0, "C0001", Some("💤")),
+        write(2, "C0001", None),
+        PresenceWrite { ms_user: "ms-user-9".into(), ..write(2, "C0009", Some("🔴")) },
+    ];
+    let applied = store.apply_presences(&writes, T0 + 1).await.unwrap();
+    let shown: Vec<Vec<Option<String>>> = applied.iter().map(emoji_of).collect();
+    let stale = vec![Some("Stale".to_owned())];
+    assert_eq!(
+        shown,
+        [
+            stale.clone(),
+            vec![Some("⛔".to_owned())],
+            vec![Some("📅".to_owned())],
+            stale.clone(),
+            vec![None],
+            vec![Some("NotConnected".to_owned())],
+        ],
+        "in order; of one connection's writes only the newest is shown"
+    );
+    let stored: Vec<(Option<String>, Option<String>)> =
+        futures::future::join_all(connections.iter().map(|(m, _)| async {
+            let connection = store.connection_of(m.id).await.unwrap().unwrap();
+            let avatar = store.avatar(s.id, m.id).await.unwrap().unwrap();
+            (connection.last_sequence, avatar.presence.map(|p| p.emoji.as_str().to_owned()))
+        }))
+        .await;
+    assert_eq!(
+        stored,
+        [
+            (Some("C0003".into()), Some("📅".into())),
+            (Some("C0005".into()), Some("⛔".into())),
+            (Some("C0001".into()), None)
+        ]
+    );
+    // A later batch compares with what the earlier one recorded; an empty one does nothing.
+    let again = store.apply_presences(&[write(0, "C0003", Some("🔴")), write(1, "C0006", Some("🔴"))], T0 + 2).await;
+    assert_eq!(again.unwrap().iter().map(emoji_of).collect::<Vec<_>>(), [stale, vec![Some("🔴".to_owned())]]);
+    assert!(store.apply_presences(&[], T0 + 3).await.unwrap().is_empty());
 }
 
 pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn Store) {

@@ -61,5 +61,6 @@ contract_suite!(
     named_claims_have_one_holder_until_they_lapse,
     refreshed_tokens_update_but_never_recreate_a_connection,
     presences_apply_in_sequence_order_with_their_sequence,
+    many_presences_apply_in_one_group_commit_as_one_after_the_other,
     subscriptions_are_renewed_and_found_before_they_lapse,
 );
