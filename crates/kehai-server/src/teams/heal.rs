@@ -43,6 +43,11 @@ pub struct Healed {
 
 /// One reconciliation over every connected connection, a page at a time.
 pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
+    reconcile_in_pages(state, teams, PAGE).await
+}
+
+/// [`reconcile`] with pages of `size` connections (tests page through a few).
+pub async fn reconcile_in_pages(state: &AppState, teams: &Teams, size: u32) -> Healed {
     let mut healed = Healed::default();
     let mut readers = Readers::default();
     // Every presence first: after a long downtime the avatars are right before the (one-by-one)
@@ -50,7 +55,7 @@ pub async fn reconcile(state: &AppState, teams: &Teams) -> Healed {
     let mut lapsed: Vec<PersonId> = Vec::new();
     let mut after = None;
     loop {
-        let page = match state.store.connected_connections(after, PAGE).await {
+        let page = match state.store.connected_connections(after, size).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "reconciliation: cannot list connections");

@@ -986,6 +986,39 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
     assert!(metrics.lines().any(|l| l == "kehai_subscription_repairs_total 1"), "{metrics}");
 }
 
+#[tokio::test]
+async fn the_reconciliation_pages_through_every_connection_and_reads_only_what_changed() {
+    use kehai_server::teams::heal::{Healed, reconcile_in_pages};
+    let (app, emu) = start().await;
+    set_status(&emu, "alice@example.com", "Available").await;
+    set_status(&emu, "bob@example.com", "Available").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    connected(&app, &emu, "bob@example.com", "bob-password").await;
+    let teams = app.state.teams.clone().unwrap();
+    let batch_reads = || async {
+        let requests: Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
+        let requests = requests["requests"].as_object().unwrap().clone();
+        requests.iter().filter(|(k, _)| k.contains("getPresencesByUserId")).filter_map(|(_, n)| n.as_u64()).sum::<u64>()
+    };
+
+    // Both changed unnoticed; pages of one connection: two pages, a batch read each.
+    quietly_set(&emu, "alice@example.com", "Busy");
+    quietly_set(&emu, "bob@example.com", "DoNotDisturb");
+    let before = batch_reads().await;
+    let healed = reconcile_in_pages(&app.state, &teams, 1).await;
+    assert_eq!(healed, Healed { checked: 2, resubscribed: 0, corrected: 2 });
+    assert_eq!(batch_reads().await - before, 2, "one batch read per page");
+    let avatars = alice.avatars("alpha").await;
+    assert_eq!(
+        (find(&avatars, "Alice").unwrap()["emoji"].as_str(), find(&avatars, "Bob").unwrap()["emoji"].as_str()),
+        (Some("🔴"), Some("⛔"))
+    );
+
+    // Again, in one page: nothing new, nothing applied.
+    let healed = reconcile_in_pages(&app.state, &teams, 650).await;
+    assert_eq!(healed, Healed { checked: 2, resubscribed: 0, corrected: 0 });
+}
+
 fn bob_ms_id(emu: &msemu::Running) -> String {
     emu.emulator.world.lock().directory.user_by_email("bob@example.com").unwrap().id.to_string()
 }
