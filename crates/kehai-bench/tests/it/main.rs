@@ -38,7 +38,51 @@ fn a_quick_run_measures_every_figure_and_writes_the_table_between_the_markers() 
     ] {
         assert!(written.contains(figure) && printed.contains(figure), "{figure} missing:\n{written}");
     }
+    for row in written.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| section") && !l.starts_with("|---"))
+    {
+        check_row(row);
+    }
     assert!(written.contains("Written by people.") && written.contains("After."), "{written}");
     assert!(!written.contains("\nold\n"), "the old results are replaced: {written}");
     assert!(written.contains("cores") && written.contains("cargo run --release -p kehai-bench"), "{written}");
+}
+
+/// The leading number of a cell ("2151/s", "3.17 ms", "ratio ≥ 0.7" after its words), and how
+/// far it may be from the figure it shows (half its last digit).
+fn number(cell: &str) -> Option<(f64, f64)> {
+    let start = cell.find(|c: char| c.is_ascii_digit())?;
+    let digits: String = cell[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let decimals = digits.split_once('.').map_or(0, |(_, d)| d.len());
+    Some((digits.parse().ok()?, 0.5 / 10f64.powi(decimals as i32)))
+}
+
+/// A row of the table: a measured figure (a finite number, not negative), a ratio that is the
+/// figure over its baseline, and a verdict that follows from the target.
+fn check_row(row: &str) {
+    let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+    let [_, _, value, baseline, ratio, target, verdict] = cells[..] else { panic!("not a row of seven cells: {row}") };
+    let (value, value_rounding) = number(value).unwrap_or_else(|| panic!("no figure: {row}"));
+    assert!(value.is_finite() && value >= 0.0, "{row}");
+    if ratio != "—" {
+        let (ratio, baseline) = (number(ratio).unwrap().0, number(baseline).unwrap().0);
+        assert!(baseline > 0.0 && (ratio - value / baseline).abs() < 0.01 + ratio * 0.01, "the ratio: {row}");
+    }
+    let (judged, rounding, limit) = match target.split_once(' ') {
+        Some(("ratio", limit)) => {
+            let (ratio, rounding) = number(ratio).unwrap();
+            (ratio, rounding, number(limit).unwrap().0)
+        }
+        Some(("≤", limit)) => (value, value_rounding, number(limit).unwrap().0),
+        _ => {
+            assert_eq!((target, verdict), ("—", "—"), "{row}");
+            return;
+        }
+    };
+    // A figure shown as its target's value may be either side of it.
+    if (judged - limit).abs() > rounding {
+        let met = if target.starts_with("ratio") { judged >= limit } else { judged <= limit };
+        assert_eq!(verdict, if met { "met" } else { "MISSED" }, "{row}");
+    } else {
+        assert!(["met", "MISSED"].contains(&verdict), "{row}");
+    }
 }
