@@ -924,6 +924,15 @@ async fn alice_connected_while(
     (app, emu, alice, teams)
 }
 
+/// kehai and msemu with Alice and Bob connected while Available, Alice's client and the
+/// integration.
+async fn alice_and_bob_connected() -> (TestApp, msemu::Running, Client, std::sync::Arc<kehai_server::teams::Teams>) {
+    let (app, emu, alice, teams) = alice_connected_while("Available").await;
+    set_status(&emu, "bob@example.com", "Available").await;
+    connected(&app, &emu, "bob@example.com", "bob-password").await;
+    (app, emu, alice, teams)
+}
+
 /// A sealed value of a connection's row, opened.
 fn opened(
     app: &TestApp,
@@ -989,12 +998,7 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
 #[tokio::test]
 async fn the_reconciliation_pages_through_every_connection_and_reads_only_what_changed() {
     use kehai_server::teams::heal::{Healed, reconcile_in_pages};
-    let (app, emu) = start().await;
-    set_status(&emu, "alice@example.com", "Available").await;
-    set_status(&emu, "bob@example.com", "Available").await;
-    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    connected(&app, &emu, "bob@example.com", "bob-password").await;
-    let teams = app.state.teams.clone().unwrap();
+    let (app, emu, alice, teams) = alice_and_bob_connected().await;
     let batch_reads = || async {
         let requests: Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
         let requests = requests["requests"].as_object().unwrap().clone();
@@ -1432,12 +1436,7 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
 async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_until_unused() {
     use kehai_server::teams::certificates::{remove_unused, rotate};
     use kehai_server::teams::sync::process;
-    let (app, emu) = start().await;
-    set_status(&emu, "alice@example.com", "Available").await;
-    set_status(&emu, "bob@example.com", "Available").await;
-    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    connected(&app, &emu, "bob@example.com", "bob-password").await;
-    let teams = app.state.teams.clone().unwrap();
+    let (app, emu, alice, teams) = alice_and_bob_connected().await;
     let old = app.state.store.current_certificate().await.unwrap().unwrap().id;
     let at_msemu = |email: &str| {
         let world = emu.emulator.world.lock();
