@@ -1,11 +1,13 @@
 //! Group commit of presences: the notifications being processed at once write their presences in
 //! one transaction ([`Store::apply_presences`]).
 //!
-//! Each presence joins a waiting list and starts a flush. One flush runs at a time: it writes
-//! everything waiting (at most [`MOST`] per transaction, oldest first) and hands every write its
-//! outcome; flushes that find the list empty end at once. A lone presence is written at once, so
-//! quiet traffic waits for nothing; under a flood the single writer of SQLite (or the
-//! PostgreSQL connection) does one transaction for tens of notifications instead of one each.
+//! Each presence joins a waiting list and starts a flush. A flush writes everything waiting (at
+//! most [`MOST`] per transaction, oldest first) and hands every write its outcome; flushes that
+//! find the list empty end at once. A lone presence is written at once, so quiet traffic waits
+//! for nothing; under a flood the database does one transaction for tens of notifications
+//! instead of one each. On SQLite one flush runs at a time (it has one writer); on PostgreSQL a
+//! few, each on its own connection, so that one transaction's commit (a WAL flush) does not hold
+//! up the next batch ([`flushes_for`]).
 //! Flushes run in tasks of their own, so that a caller that goes away (a closed request) cannot
 //! cut short a transaction others wait for.
 
@@ -23,14 +25,29 @@ pub const MOST: usize = 256;
 /// What a write is told: its outcome, or why the store failed (the message of the error).
 type Outcome = Result<Applied, String>;
 
-/// The presences waiting to be written, and the turn to write them.
-#[derive(Debug, Default)]
+/// How many flushes may run at once on `database`: one on SQLite (one writer), a few on
+/// PostgreSQL (writes to different connections' rows do not wait on each other; the rows are
+/// locked in id order, so transactions never wait in a circle).
+pub fn flushes_for(database: Option<&kehai_store::Database>) -> usize {
+    match database {
+        Some(kehai_store::Database::Postgres(_)) => 4,
+        _ => 1,
+    }
+}
+
+/// The presences waiting to be written, and the turns to write them.
+#[derive(Debug)]
 pub struct GroupCommit {
     waiting: Mutex<Vec<(PresenceWrite, oneshot::Sender<Outcome>)>>,
-    turn: tokio::sync::Mutex<()>,
+    turns: tokio::sync::Semaphore,
 }
 
 impl GroupCommit {
+    /// A group commit with up to `flushes` transactions at once.
+    pub fn new(flushes: usize) -> GroupCommit {
+        GroupCommit { waiting: Mutex::default(), turns: tokio::sync::Semaphore::new(flushes.max(1)) }
+    }
+
     /// Writes `write` with whatever else is waiting; its outcome as applying it alone would give.
     pub async fn apply(
         self: &Arc<Self>,
@@ -47,7 +64,7 @@ impl GroupCommit {
 
     /// Writes what is waiting, [`MOST`] at a time, until nothing is.
     async fn flush(&self, store: &dyn Store, clock: &dyn Clock) {
-        let _turn = self.turn.lock().await;
+        let Ok(_turn) = self.turns.acquire().await else { return };
         loop {
             let batch: Vec<_> = {
                 let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);

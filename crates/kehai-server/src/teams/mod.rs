@@ -89,7 +89,7 @@ impl Teams {
             subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
             refreshing: Gates::default(),
             applying: Gates::default(),
-            presences: Arc::default(),
+            presences: Arc::new(commit::GroupCommit::new(commit::flushes_for(config.database().as_ref()))),
             keys: certificates::Keys::default(),
         }))
     }

@@ -83,8 +83,10 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
 /// How long the worker may go on with accepted notifications after `stop`.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Batches processed at once: a slow or throttled Microsoft (basic notifications read the
-/// presence, lifecycle events renew) holds up only the batches waiting on it.
-pub const WORKERS: usize = 16;
+/// presence, lifecycle events renew) holds up only the batches waiting on it, and the presences
+/// of the batches being processed are written together (`teams::commit`): the more at once,
+/// the fewer transactions per notification under a flood.
+pub const WORKERS: usize = 64;
 
 /// Processes queued notifications — up to [`WORKERS`] batches at once — until `stop`, then what
 /// was already accepted (Graph got 202 for it and will not send it again) for at most a few
