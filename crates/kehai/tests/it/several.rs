@@ -19,6 +19,8 @@ use futures::StreamExt;
 use reqwest::{StatusCode, redirect::Policy};
 use serde_json::{Value, json};
 
+use crate::support::{Database, connect_teams, free_port, log_in, msemu_with, run_ok, service, wait_ready};
+
 const MEMBERS: usize = 200;
 const SPACE: &str = "office";
 const PASSWORD: &str = "several instances, one office";
@@ -27,48 +29,6 @@ const SUBSCRIPTION_SECONDS: i64 = 60;
 /// Statuses set at msemu, and the emoji kehai shows for each.
 const STATUSES: [(&str, &str); 5] =
     [("Busy", "🔴"), ("DoNotDisturb", "⛔"), ("InAMeeting", "📅"), ("InACall", "📞"), ("AppearAway", "💤")];
-
-/// A service the test needs: its URL from `var`, else `default`; `None` (skip) when it does not
-/// answer outside CI.
-async fn service(var: &str, default: &str) -> Option<String> {
-    let url = std::env::var(var).ok().filter(|u| !u.is_empty()).unwrap_or_else(|| default.to_owned());
-    let parsed = url::Url::parse(&url).unwrap();
-    let addr = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
-    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-        return Some(url);
-    }
-    assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true but nothing answers at {addr} ({var})");
-    eprintln!("skipping: nothing answers at {addr} ({var})");
-    None
-}
-
-/// A fresh database on the PostgreSQL server at `base`, dropped with the guard.
-struct Database {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(base: &str) -> Database {
-        use sqlx::Connection;
-        let name = format!("kehai_several_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-        let mut url = url::Url::parse(base).unwrap();
-        url.set_path(&format!("/{name}"));
-        Database { base: base.to_owned(), name, url: url.to_string() }
-    }
-
-    async fn drop_database(&self) {
-        use sqlx::Connection;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.base).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut admin)
-                .await;
-        }
-    }
-}
 
 /// A round-robin HTTP balancer in front of the instances: the public URL Microsoft and browsers
 /// use. A request an instance cannot take (it is dead) goes to the next one.
@@ -124,10 +84,6 @@ async fn start_balancer(backends: Vec<String>) -> String {
     format!("http://{addr}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The environment every instance (and the administration commands) share.
 fn shared_env(db: &Database, bus: &str, public: &str, emu: &msemu::Running) -> Vec<(String, String)> {
     let app = emu.emulator.world.lock().directory.apps[0].clone();
@@ -156,71 +112,8 @@ fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> Co
     cmd
 }
 
-fn run_ok(mut cmd: Command) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-async fn wait_ready(base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "{base} did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn email(n: usize) -> String {
     format!("user{n}@contoso.example")
-}
-
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = s.find(start)? + start.len();
-    Some(&s[from..from + s[from..].find(end)?])
-}
-
-/// A browser's client: cookies, no redirects followed.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()["location"].to_str().unwrap().to_owned()
-}
-
-/// Logs member `n` in through the balancer (the login form and its answer may come from
-/// different instances).
-async fn log_in(public: &str, n: usize) -> reqwest::Client {
-    let c = browser();
-    let page = c.get(format!("{public}/login?next=/s/{SPACE}")).send().await.unwrap().text().await.unwrap();
-    let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a login form").to_owned();
-    let email = email(n);
-    let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/s/office")];
-    let r = c.post(format!("{public}/login")).form(&form).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of member {n}");
-    c
-}
-
-/// Member `n` connects Teams: kehai's connect link, msemu's sign-in and consent, kehai's
-/// callback — each kehai step through the balancer, so on any instance.
-async fn connect_teams(public: &str, emu: &msemu::Running, n: usize) {
-    let c = log_in(public, n).await;
-    let r = c.get(format!("{public}/integrations/msteams/connect?space={SPACE}")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let page = c.get(location(&r)).send().await.unwrap().text().await.unwrap();
-    let flow = between(&page, "name=\"flow\" value=\"", "\"").expect("msemu's sign-in").to_owned();
-    let email = email(n);
-    let form = [("flow", flow.as_str()), ("email", &email), ("password", "")];
-    let mut answer = c.post(emu.url("/organizations/login")).form(&form).send().await.unwrap();
-    if answer.status() == StatusCode::OK {
-        let consent = answer.text().await.unwrap();
-        let flow = between(&consent, "name=\"flow\" value=\"", "\"").expect("msemu's consent").to_owned();
-        let form = [("flow", flow.as_str()), ("decision", "accept")];
-        answer = c.post(emu.url("/organizations/consent")).form(&form).send().await.unwrap();
-    }
-    let callback = location(&answer);
-    assert!(callback.starts_with(public), "{callback}");
-    let done = c.get(callback).send().await.unwrap().text().await.unwrap();
-    assert_eq!(between(&done, "data-outcome=\"", "\""), Some("connected"), "member {n}");
 }
 
 /// What one event stream has shown: each member's latest emoji and whether they are here, by
@@ -349,27 +242,8 @@ async fn three_instances_share_postgres_and_nats_and_one_dies_without_losing_any
 async fn run(db: &Database, nats: &str) {
     // msemu with 200 more people in contoso, granting minute-long subscriptions and asking for
     // reauthorization only when a subscription is about to lapse unrenewed.
-    let mut directory = msemu::Directory::default();
-    for n in 0..MEMBERS {
-        directory.users.push(msemu::directory::User {
-            id: uuid::Uuid::new_v4(),
-            tenant: "contoso".into(),
-            email: email(n),
-            display_name: format!("User {n}"),
-            password: None,
-            admin: false,
-        });
-    }
-    let emu = msemu::Emulator::start(msemu::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        directory,
-        allow_http_notifications: true,
-        min_subscription_lifetime: Duration::from_secs(10),
-        reauthorization_lead: Duration::from_secs(3),
-        ..msemu::Config::default()
-    })
-    .await
-    .unwrap();
+    let people = (0..MEMBERS).map(|n| (email(n), format!("User {n}"))).collect();
+    let emu = msemu_with(people, |c| c.reauthorization_lead = Duration::from_secs(3)).await;
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let instances: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
@@ -411,7 +285,10 @@ async fn run(db: &Database, nats: &str) {
     futures::stream::iter(0..MEMBERS)
         .map(|n| {
             let (public, emu) = (public.clone(), &emu);
-            async move { connect_teams(&public, emu, n).await }
+            async move {
+                let c = log_in(&public, &email(n), PASSWORD, SPACE).await;
+                connect_teams(&c, &public, emu, &email(n), SPACE).await
+            }
         })
         .buffer_unordered(8)
         .collect::<Vec<()>>()
@@ -424,7 +301,7 @@ async fn run(db: &Database, nats: &str) {
     // balancer.
     let mut shown = Vec::new();
     for (i, instance) in instances.iter().enumerate() {
-        shown.push(watch(log_in(&public, i).await, instance.clone()).await);
+        shown.push(watch(log_in(&public, &email(i), PASSWORD, SPACE).await, instance.clone()).await);
     }
 
     // Wave 1, all instances up: every change reaches the pages on every instance.
@@ -497,7 +374,7 @@ async fn run(db: &Database, nats: &str) {
     }
 
     // And every avatar is right, as a fresh page on a survivor sees it.
-    let page = log_in(&public, 1).await;
+    let page = log_in(&public, &email(1), PASSWORD, SPACE).await;
     let avatars: Value =
         page.get(format!("{}/api/spaces/{SPACE}/avatars", instances[0])).send().await.unwrap().json().await.unwrap();
     let avatars = avatars["avatars"].as_array().or(avatars.as_array()).cloned().unwrap_or_default();
