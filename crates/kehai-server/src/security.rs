@@ -11,7 +11,7 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 
 use crate::{i18n, ops, state::AppState};
@@ -47,8 +47,12 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                         .unwrap_or("-");
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
-                // One line per answered request (status, latency) at the default level.
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                // One line per answered request (status, latency) at the default level; 5xx
+                // answers add no line of their own: internal errors and panics are logged at
+                // ERROR where they happen, and a full notification queue (503, Graph retries)
+                // is back-pressure, warned about where it is decided.
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

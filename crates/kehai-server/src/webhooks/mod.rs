@@ -73,7 +73,9 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
             StatusCode::ACCEPTED.into_response()
         }
         Err(Refused::Full) => {
-            tracing::warn!("the notification queue is full: asking Graph to retry");
+            if let Some(refused) = state.notifications.refused() {
+                tracing::warn!(refused, "the notification queue is full: asking Graph to retry");
+            }
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
         }
         Err(Refused::Closed) => StatusCode::SERVICE_UNAVAILABLE.into_response(),

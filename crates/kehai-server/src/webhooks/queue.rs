@@ -3,7 +3,13 @@
 //! of up to 1 MiB each could hold a gigabyte. Beyond either bound the webhook answers 503 and
 //! Graph retries later.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use kehai_microsoft::notifications::NotificationBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -34,13 +40,37 @@ pub enum Refused {
 pub struct NotificationQueue {
     sender: mpsc::Sender<Queued>,
     bytes: Arc<Semaphore>,
+    refusals: Arc<Refusals>,
+}
+
+/// How often a full queue is worth a warning: under a flood Graph is refused hundreds of times
+/// a second, and one line per refusal would bury everything else.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Refusals since the last warning about them.
+#[derive(Debug, Default)]
+struct Refusals {
+    unreported: AtomicU64,
+    warned: Mutex<Option<Instant>>,
 }
 
 impl NotificationQueue {
     /// The queue and the workers' receiving end.
     pub fn new() -> (NotificationQueue, mpsc::Receiver<Queued>) {
         let (sender, receiver) = mpsc::channel(BATCHES);
-        (NotificationQueue { sender, bytes: Arc::new(Semaphore::new(BYTES)) }, receiver)
+        (NotificationQueue { sender, bytes: Arc::new(Semaphore::new(BYTES)), refusals: Arc::default() }, receiver)
+    }
+
+    /// Counts a refusal because the queue was full; the number of them to warn about now (the
+    /// first one, then at most one warning every [`WARN_EVERY`]), if any.
+    pub fn refused(&self) -> Option<u64> {
+        self.refusals.unreported.fetch_add(1, Ordering::Relaxed);
+        let mut warned = self.refusals.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return None;
+        }
+        *warned = Some(Instant::now());
+        Some(self.refusals.unreported.swap(0, Ordering::Relaxed))
     }
 
     /// Queues a batch whose body was `size` bytes.
@@ -88,5 +118,14 @@ mod tests {
         assert_eq!(queue.push(batch(), 1), Err(Refused::Full), "the batches are taken");
         drop(receiver);
         assert_eq!(queue.push(batch(), 1), Err(Refused::Closed), "the workers are gone");
+    }
+
+    #[test]
+    fn a_full_queue_is_warned_about_once_then_at_most_every_ten_seconds_with_the_count() {
+        let (queue, _workers) = NotificationQueue::new();
+        assert_eq!(queue.refused(), Some(1), "the first refusal is told at once");
+        assert_eq!((0..99).filter_map(|_| queue.refused()).count(), 0, "the next ones wait");
+        *queue.refusals.warned.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now().checked_sub(WARN_EVERY);
+        assert_eq!(queue.refused(), Some(100), "then all of them, counted");
     }
 }
