@@ -1,8 +1,8 @@
 //! Secret hygiene: the whole journey with logging at trace level — a member logs in, connects
 //! Teams through msemu's sign-in, presences arrive as rich notifications, the access token is
 //! refreshed and the subscription renewed — then the logs and the database (the SQLite files'
-//! bytes; a PostgreSQL dump) are searched for every token, secret, clientState and key that
-//! msemu and kehai produced. None may appear in plain text.
+//! bytes; a PostgreSQL dump) and the `Debug` of the stored records are searched for every token,
+//! secret, clientState and key that msemu and kehai produced. None may appear in plain text.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -207,6 +207,9 @@ async fn journey(postgres: Option<&Database>) {
     secrets.push(("the certificate's private key (base64)".into(), key.expose_secret().as_bytes()[200..260].to_vec()));
     secrets.push(("the certificate's private key".into(), der[150..182].to_vec()));
     drop(store);
+    // What a `{:?}` of the stored records would print.
+    let debug = format!("{connection:?} {certificate:?}").into_bytes();
+    assert!(contains(&debug, id.as_bytes()), "Debug prints the connection");
 
     // Where they must not be: the logs, and the database as stored.
     let logs = std::fs::read(&log).unwrap();
@@ -231,7 +234,7 @@ async fn journey(postgres: Option<&Database>) {
         .iter()
         .flat_map(|(name, value)| {
             assert!(value.len() >= 16, "{name} is too short to search for");
-            [("the logs", &logs), ("the database", &stored)]
+            [("the logs", &logs), ("the database", &stored), ("Debug of the records", &debug)]
                 .into_iter()
                 .filter(|(_, haystack)| contains(haystack, value))
                 .map(move |(place, _)| format!("{name} in {place}"))
