@@ -1537,6 +1537,73 @@ async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is
 }
 
 #[tokio::test]
+async fn urls_in_notifications_are_never_followed() {
+    use base64::Engine;
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let (app, _emu, _alice, _teams) = alice_connected_while("Available").await;
+    // A listener that counts every connection made to it: the URLs below all point at it.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", trap.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = trap.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let connection = alice_connection(&app).await;
+    let subscription = connection.subscription.clone().unwrap();
+    let client_state = opened(&app, &connection, &subscription.client_state, "client_state");
+    let client_state = secrecy::ExposeSecret::expose_secret(&client_state).to_owned();
+    let part = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    // A validation token that names its keys and its issuer at the trap.
+    let token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(json!({"alg": "RS256", "kid": "trap", "jku": format!("{url}/keys"), "x5u": format!("{url}/cert")})),
+        part(json!({"iss": format!("{url}/"), "aud": app.state.config.ms_client_id, "exp": 4_000_000_000_i64})),
+    );
+    let item = |extra: Value| {
+        let mut item = json!({
+            "subscriptionId": subscription.id,
+            "clientState": client_state,
+            "changeType": "updated",
+            "resource": format!("{url}/presence"),
+            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "@odata.id": format!("{url}/x"), "id": connection.ms_user_id},
+            "tenantId": connection.ms_tenant_id,
+        });
+        item.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        item
+    };
+    let encrypted = json!({"encryptedContent": {
+        "data": "AAAA", "dataSignature": "AAAA", "dataKey": "AAAA",
+        "encryptionCertificateId": format!("{url}/certificate"), "encryptionCertificateThumbprint": "trap",
+    }});
+    let posts = [
+        ("/webhooks/msgraph", json!({"value": [item(encrypted)], "validationTokens": [token]})),
+        ("/webhooks/msgraph", json!({"value": [item(json!({}))]})),
+        ("/webhooks/msgraph/lifecycle", json!({"value": [item(json!({"lifecycleEvent": "missed"}))]})),
+        ("/webhooks/msgraph/lifecycle", json!({"value": [item(json!({"lifecycleEvent": "subscriptionRemoved"}))]})),
+    ];
+    let received = app.state.metrics.notifications_received.get();
+    let c = reqwest::Client::new();
+    for (path, body) in &posts {
+        assert_eq!(c.post(app.url(path)).json(body).send().await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    // Every one processed (the basic one and the lifecycle ones read from and write to msemu).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app.state.metrics.notifications_received.get() < received + 4 || app.state.notifications.depth() > 0 {
+        assert!(std::time::Instant::now() < deadline, "not processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "kehai followed a URL from a notification");
+}
+
+#[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_and_what_was_accepted_is_processed() {
     let (app, emu, alice, _teams) = {
         let (app, emu) = start_in(NotificationMode::Basic).await;
