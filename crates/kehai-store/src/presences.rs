@@ -78,7 +78,96 @@ pub(crate) fn decide(writes: &[PresenceWrite], current: &HashMap<ConnectionId, C
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// What applying `writes` one after the other leaves, in the simplest terms (each write
+    /// checked against the state the previous ones left): the sequence recorded per
+    /// connection, and the last write shown for each.
+    type Left = (HashMap<ConnectionId, Option<String>>, HashMap<ConnectionId, usize>);
+
+    fn one_after_the_other(writes: &[PresenceWrite], current: &HashMap<ConnectionId, Current>) -> Left {
+        let mut last: HashMap<ConnectionId, Option<String>> =
+            current.iter().map(|(id, c)| (*id, c.last_sequence.clone())).collect();
+        let mut shown_by: HashMap<ConnectionId, usize> = HashMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            let Some(c) = current.get(&w.connection) else { continue };
+            let recorded = last.get(&w.connection).cloned().flatten();
+            let newer = match (&recorded, &w.sequence) {
+                (Some(l), Some(s)) => l.as_bytes() < s.as_bytes() || (l == s && w.again),
+                _ => true,
+            };
+            if c.state != ConnectionState::Connected || c.ms_user != w.ms_user || !newer {
+                continue;
+            }
+            if w.sequence.is_some() {
+                last.insert(w.connection, w.sequence.clone());
+            }
+            shown_by.insert(w.connection, i);
+        }
+        (last, shown_by)
+    }
+
+    proptest! {
+        /// A group commit decides as applying its writes one after the other would: the same
+        /// sequence numbers end up recorded, and what ends up shown is the last write shown
+        /// for each connection.
+        #[test]
+        fn a_batch_is_decided_as_its_writes_one_after_the_other(
+            recorded in proptest::collection::vec(proptest::option::of(0u8..6), 3),
+            writes in proptest::collection::vec((0usize..4, proptest::option::of(0u8..6), any::<bool>(), 0u8..4), 0..12),
+        ) {
+            let ids: Vec<ConnectionId> = (0..4).map(|_| ConnectionId::new()).collect();
+            let seq = |n: u8| format!("C{n:03}");
+            // Three connections (the fourth id is unknown), one of them needing a new sign-in.
+            let current: HashMap<ConnectionId, Current> = recorded
+                .iter()
+                .enumerate()
+                .map(|(i, last)| {
+                    let state = if i == 2 { ConnectionState::NeedsReconnect } else { ConnectionState::Connected };
+                    (ids[i], Current { account: PersonId::new(), last_sequence: last.map(seq), state, ms_user: "ms".into() })
+                })
+                .collect();
+            let writes: Vec<PresenceWrite> = writes
+                .iter()
+                .map(|(c, s, again, user)| PresenceWrite {
+                    connection: ids[*c],
+                    ms_user: if *user == 0 { "other".into() } else { "ms".into() },
+                    sequence: s.map(seq),
+                    again: *again,
+                    presence: None,
+                })
+                .collect();
+            let decided = decide(&writes, &current);
+            let (last, shown_by) = one_after_the_other(&writes, &current);
+            // The same sequences recorded in the end.
+            for (id, c) in &current {
+                let expected = last.get(id).cloned().flatten();
+                let after = decided.sequences.get(id).cloned().or(c.last_sequence.clone());
+                prop_assert_eq!(after, expected);
+            }
+            // One write shown per connection at most (they are written with one statement)…
+            let shows: Vec<ConnectionId> = decided
+                .decisions
+                .iter()
+                .zip(&writes)
+                .filter(|(d, _)| matches!(d, Decision::Show(_)))
+                .map(|(_, w)| w.connection)
+                .collect();
+            let distinct: std::collections::HashSet<_> = shows.iter().collect();
+            prop_assert_eq!(distinct.len(), shows.len());
+            // …and it is the last one shown one after the other.
+            let shown: HashMap<ConnectionId, usize> = decided
+                .decisions
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| matches!(d, Decision::Show(_)))
+                .map(|(i, _)| (writes[i].connection, i))
+                .collect();
+            prop_assert_eq!(shown, shown_by);
+        }
+    }
 
     fn write(connection: ConnectionId, user: &str, sequence: Option<&str>) -> PresenceWrite {
         PresenceWrite {

@@ -151,4 +151,18 @@ mod tests {
         assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), SecretError::BadKey);
         assert!(!format!("{key:?}").contains(text.expose_secret()));
     }
+
+    proptest::proptest! {
+        /// Any value sealed for a row opens for that row, to the same value, and for no other.
+        #[test]
+        fn any_value_round_trips_for_its_row_only(value in ".*", row in "[a-z0-9:_-]{1,40}", other in "[a-z0-9:_-]{1,40}") {
+            let b = SecretBox::new(&MasterKey::generate().unwrap());
+            let sealed = b.seal(&secret(&value), &row).unwrap();
+            let opened = b.open(&sealed, &row).unwrap();
+            proptest::prop_assert_eq!(opened.expose_secret(), value.as_str());
+            if other != row {
+                proptest::prop_assert!(b.open(&sealed, &other).is_err());
+            }
+        }
+    }
 }
