@@ -1543,7 +1543,7 @@ async fn urls_in_notifications_are_never_followed() {
         Arc,
         atomic::{AtomicUsize, Ordering},
     };
-    let (app, _emu, _alice, _teams) = alice_connected_while("Available").await;
+    let (app, emu, _alice, _teams) = alice_connected_while("Available").await;
     // A listener that counts every connection made to it: the URLs below all point at it.
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", trap.local_addr().unwrap());
@@ -1593,9 +1593,14 @@ async fn urls_in_notifications_are_never_followed() {
     for (path, body) in &posts {
         assert_eq!(c.post(app.url(path)).json(body).send().await.unwrap().status(), StatusCode::ACCEPTED);
     }
-    // Every one processed (the basic one and the lifecycle ones read from and write to msemu).
+    // Every one processed — the basic one and the lifecycle ones through msemu: the removed
+    // subscription made anew (at msemu, never at the trap).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while app.state.metrics.notifications_received.get() < received + 4 || app.state.notifications.depth() > 0 {
+    let recreated = || emu.emulator.world.lock().subscriptions.keys().any(|id| id.to_string() != subscription.id);
+    while app.state.metrics.notifications_received.get() < received + 4
+        || app.state.notifications.depth() > 0
+        || !recreated()
+    {
         assert!(std::time::Instant::now() < deadline, "not processed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
