@@ -54,6 +54,9 @@ impl Emoji {
         [s, bare.as_str(), with_selector.as_str()]
             .into_iter()
             .find_map(emojis::get)
+            // The emoji crate also finds an emoji by some of its parts (`5` + U+FE0F finds the
+            // keycap 5️⃣): only the selector may differ from what was typed.
+            .filter(|e| e.as_str().chars().filter(|&c| c != '\u{FE0F}').eq(bare.chars()))
             .map(|e| Emoji(e.as_str().to_owned()))
             .ok_or(Invalid::Emoji)
     }
@@ -130,6 +133,12 @@ mod tests {
     fn emoji_normalizes_presentation_selector() {
         assert_eq!(Emoji::parse("❤").unwrap().as_str(), "❤️");
         assert_eq!(Emoji::parse("🖥").unwrap().as_str(), "🖥️");
+        // Found by fuzzing (fuzz/fuzz_targets/validators.rs): a digit with the emoji selector
+        // was stored as the keycap emoji, which the person never typed.
+        assert_eq!(Emoji::parse("5\u{FE0F}"), Err(Invalid::Emoji));
+        assert_eq!(Emoji::parse("#\u{FE0F}"), Err(Invalid::Emoji));
+        assert_eq!(Emoji::parse("5\u{FE0F}\u{20E3}").unwrap().as_str(), "5\u{FE0F}\u{20E3}");
+        assert_eq!(Emoji::parse("5\u{20E3}").unwrap().as_str(), "5\u{FE0F}\u{20E3}");
     }
 
     #[test]
