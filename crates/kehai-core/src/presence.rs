@@ -112,4 +112,68 @@ mod tests {
         let busy = teams_override("Busy", "Busy", false).unwrap();
         assert_eq!(busy.label(), "Microsoft Teams: 取り込み中 / Busy");
     }
+
+    /// Every name the mapping knows, availability and activity alike.
+    const KNOWN: &[&str] = &[
+        "InAMeeting",
+        "InACall",
+        "InAConferenceCall",
+        "Presenting",
+        "DoNotDisturb",
+        "Busy",
+        "BusyIdle",
+        "BeRightBack",
+        "Away",
+        "OutOfOffice",
+        "Available",
+        "AvailableIdle",
+        "Offline",
+        "OffWork",
+        "Focusing",
+        "PresenceUnknown",
+    ];
+
+    /// A known name in a random case, or any text at all.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (proptest::sample::select(KNOWN), any::<u64>()).prop_map(|(name, cases)| name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if cases >> (i % 64) & 1 == 1 { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() })
+                .collect()),
+            ".{0,20}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// The mapping is total and case-blind, shows one of the table's eight emoji (each a
+        /// valid avatar emoji), gives meetings precedence over everything, leaves the own
+        /// emoji for anything it does not know, and lets out-of-office only fill a gap.
+        #[test]
+        fn the_mapping_holds_for_any_presence(availability in value(), activity in value(), ooo: bool) {
+            use proptest::{prop_assert, prop_assert_eq};
+            let shown = teams_override(&availability, &activity, ooo);
+            let lower = teams_override(&availability.to_lowercase(), &activity.to_lowercase(), ooo);
+            prop_assert_eq!(&shown, &lower);
+            if let Some(s) = &shown {
+                prop_assert!(["📅", "📞", "🖥️", "⛔", "🔴", "⏳", "💤", "🏝️"].contains(&s.emoji.as_str()));
+                prop_assert_eq!(Emoji::parse(s.emoji.as_str()), Ok(s.emoji.clone()));
+                prop_assert!(!s.label_en.is_empty() && !s.label_ja.is_empty());
+            }
+            if activity.eq_ignore_ascii_case("InAMeeting") {
+                prop_assert_eq!(shown.as_ref().map(|s| s.emoji.as_str()), Some("📅"));
+            }
+            let known = |v: &str| KNOWN.iter().any(|k| v.eq_ignore_ascii_case(k));
+            if !known(&availability) && !known(&activity) && !ooo {
+                prop_assert_eq!(&shown, &None);
+            }
+            let without = teams_override(&availability, &activity, false);
+            let with = teams_override(&availability, &activity, true);
+            match &without {
+                Some(a) => prop_assert_eq!(Some(a), with.as_ref()),
+                None => prop_assert_eq!(with.as_ref().map(|s| s.emoji.as_str()), Some("🏝️")),
+            }
+        }
+    }
 }
