@@ -32,6 +32,14 @@ pub struct NotificationBatch {
     pub validation_tokens: Option<Vec<String>>,
 }
 
+impl NotificationBatch {
+    /// A POSTed body as Graph's notification collection — what the webhook does with every body
+    /// anyone sends (fuzzed: `fuzz/fuzz_targets/webhook_body.rs`).
+    pub fn parse(body: &[u8]) -> Result<NotificationBatch, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
 /// One change (or lifecycle) notification. `Debug` hides the client state.
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -261,28 +269,42 @@ impl ValidationTokens {
 
     /// [`ValidationTokens::verify`] without the memory: the tenant and the token's expiry.
     async fn check(&self, token: &str) -> Result<(String, i64), MicrosoftError> {
-        let refuse = |why: &str| MicrosoftError::IdToken(format!("validation token refused: {why}"));
-        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed"))?;
-        let key = self.key(&header.kid.ok_or_else(|| refuse("no kid"))?).await?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[&self.config.client_id]);
-        validation.leeway = 120;
-        validation.validate_nbf = true;
-        let claims =
-            jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| refuse(&e.to_string()))?.claims;
-        let text = |n: &str| claims.get(n).and_then(Value::as_str);
-        let tid = text("tid").ok_or_else(|| refuse("no tid"))?;
-        let v2 = self.config.login(&format!("/{tid}/v2.0"));
-        let v1 = format!("https://sts.windows.net/{tid}/");
-        if !matches!(text("iss"), Some(iss) if iss == v2 || iss == v1) {
-            return Err(refuse("wrong issuer"));
-        }
-        if text("azp") != Some(PUBLISHER) && text("appid") != Some(PUBLISHER) {
-            return Err(refuse("not from Microsoft Graph"));
-        }
-        let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| refuse("no exp"))?;
-        Ok((tid.to_owned(), exp))
+        let kid = crate::id_token::key_id(token).map_err(|_| refuse_token("malformed"))?;
+        check_validation_token(token, &self.key(&kid).await?, &self.config)
     }
+}
+
+fn refuse_token(why: &str) -> MicrosoftError {
+    MicrosoftError::IdToken(format!("validation token refused: {why}"))
+}
+
+/// Checks a validation token signed with `key`: the signature, `exp`/`nbf`, `aud` = this app,
+/// `iss` in the v1.0 or v2.0 form with the token's tenant, and Graph's publisher in `azp` or
+/// `appid`. Returns the tenant it vouches for and its expiry. No I/O:
+/// [`ValidationTokens::verify`] finds the key, then calls this (and so can a fuzzer).
+pub fn check_validation_token(
+    token: &str,
+    key: &DecodingKey,
+    config: &MicrosoftConfig,
+) -> Result<(String, i64), MicrosoftError> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[&config.client_id]);
+    validation.leeway = 120;
+    validation.validate_nbf = true;
+    let claims =
+        jsonwebtoken::decode::<Value>(token, key, &validation).map_err(|e| refuse_token(&e.to_string()))?.claims;
+    let text = |n: &str| claims.get(n).and_then(Value::as_str);
+    let tid = text("tid").ok_or_else(|| refuse_token("no tid"))?;
+    let v2 = config.login(&format!("/{tid}/v2.0"));
+    let v1 = format!("https://sts.windows.net/{tid}/");
+    if !matches!(text("iss"), Some(iss) if iss == v2 || iss == v1) {
+        return Err(refuse_token("wrong issuer"));
+    }
+    if text("azp") != Some(PUBLISHER) && text("appid") != Some(PUBLISHER) {
+        return Err(refuse_token("not from Microsoft Graph"));
+    }
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| refuse_token("no exp"))?;
+    Ok((tid.to_owned(), exp))
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
         // Already URL-decoded, as Graph requires; plain text, never markup.
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response();
     }
-    let batch: NotificationBatch = match serde_json::from_slice(body) {
+    let batch = match NotificationBatch::parse(body) {
         Ok(b) => b,
         Err(_) => {
             return ApiError::new(
