@@ -93,3 +93,5 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+log "fuzzing (about a minute per target)"
+bash scripts/fuzz.sh
