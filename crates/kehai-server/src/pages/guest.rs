@@ -10,7 +10,7 @@ use axum::{
 use kehai_core::{DisplayName, Guest, PersonId, PersonKind, Space};
 use serde::Deserialize;
 
-use super::{PageError, render, see_other};
+use super::{FormError, PageError, render, see_other};
 use crate::{
     access,
     auth::{Visitor, cookies, csrf, limiter::ClientIp, session},
@@ -27,7 +27,7 @@ struct GuestPage<'a> {
     space_name: &'a str,
     csrf: String,
     display_name: String,
-    error: Option<&'a str>,
+    error: Option<FormError<'a>>,
 }
 
 /// The space if it exists and takes guests, else the page that says why not.
@@ -47,7 +47,7 @@ fn page(
     space: &Space,
     status: StatusCode,
     name: String,
-    error: Option<&str>,
+    error: Option<FormError<'_>>,
 ) -> Response {
     let (seed, set_cookie) = session::pre_session_seed(headers, state.config.secure_cookies());
     let mut response = render(
@@ -123,11 +123,11 @@ pub async fn join(
             &space,
             StatusCode::FORBIDDEN,
             form.display_name,
-            Some(t.get("login.expired")),
+            Some(FormError::new(t, "csrf_token_invalid", "login.expired")),
         );
     }
     let Ok(name) = DisplayName::parse(&form.display_name) else {
-        let invalid = t.get("guest.invalid_name");
+        let invalid = FormError::new(t, "invalid_display_name", "guest.invalid_name");
         return page(&state, t, &headers, &space, StatusCode::UNPROCESSABLE_ENTITY, form.display_name, Some(invalid));
     };
     // Someone already in this space has nothing to join.
@@ -137,7 +137,7 @@ pub async fn join(
         return see_other(&format!("/s/{}", space.slug));
     }
     if !state.login_limiter.allow_client(client) {
-        let limited = t.get("login.rate_limited");
+        let limited = FormError::new(t, "rate_limited", "login.rate_limited");
         return page(&state, t, &headers, &space, StatusCode::TOO_MANY_REQUESTS, form.display_name, Some(limited));
     }
     // Joining starts a new session: whatever session the browser had ends.

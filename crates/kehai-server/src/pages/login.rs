@@ -14,7 +14,7 @@ use axum::{
 use kehai_core::{Email, PersonKind};
 use serde::Deserialize;
 
-use super::{PageError, render, safe_next, see_other};
+use super::{FormError, PageError, render, safe_next, see_other};
 use crate::{
     access,
     auth::{
@@ -35,7 +35,7 @@ struct LoginPage<'a> {
     csrf: String,
     next: String,
     email: String,
-    error: Option<&'a str>,
+    error: Option<FormError<'a>>,
     guest_link: Option<String>,
     /// The query the language switch keeps (`next=…&`).
     keep_query: String,
@@ -60,7 +60,7 @@ async fn page(
     status: StatusCode,
     next: String,
     email: String,
-    error: Option<&str>,
+    error: Option<FormError<'_>>,
 ) -> Response {
     let (seed, set_cookie) = pre_session_seed(headers, state.config.secure_cookies());
     let guest_link = guest_link(state, &next).await;
@@ -127,13 +127,13 @@ pub async fn submit(
     let next = safe_next(form.next.as_deref());
     let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
     if !csrf::verify(&seed, &form.csrf) {
-        let expired = t.get("login.expired");
+        let expired = FormError::new(t, "csrf_token_invalid", "login.expired");
         return page(&state, t, &headers, StatusCode::FORBIDDEN, next, form.email, Some(expired)).await;
     }
     let email_key = form.email.trim().to_lowercase();
     if !state.login_limiter.allow(client, &email_key) {
         tracing::warn!(client = %client, "login rate limit reached");
-        let limited = t.get("login.rate_limited");
+        let limited = FormError::new(t, "rate_limited", "login.rate_limited");
         return page(&state, t, &headers, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited)).await;
     }
     let account = match Email::parse(&form.email) {
@@ -149,7 +149,7 @@ pub async fn submit(
     let (account, hash) = account.map_or((None, None), |(a, h)| (Some(a), Some(h)));
     let ok = password::verify(hash, form.password).await;
     let Some(account) = account.filter(|_| ok) else {
-        let failed = t.get("login.failed");
+        let failed = FormError::new(t, "login_failed", "login.failed");
         return page(&state, t, &headers, StatusCode::UNAUTHORIZED, next, form.email, Some(failed)).await;
     };
     // A new session id at every login; the previous one (member or guest) ends.

@@ -51,10 +51,26 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     t: &'a Catalog,
+    /// The stable code (`data-error-code`), the same as the JSON API's for the same refusal.
+    code: &'static str,
     title_key: &'a str,
     message_key: &'a str,
     link: &'a str,
     link_key: &'a str,
+}
+
+/// Why a form was refused: the stable code (`data-error-code`, the JSON API's code for the same
+/// refusal) and the message shown, in the visitor's language.
+pub struct FormError<'a> {
+    pub code: &'static str,
+    pub message: &'a str,
+}
+
+impl<'a> FormError<'a> {
+    /// The refusal `code` with the catalog's message `key`.
+    pub fn new(t: &'a Catalog, code: &'static str, key: &'a str) -> Self {
+        FormError { code, message: t.get(key) }
+    }
 }
 
 /// The error pages a visitor can meet.
@@ -69,20 +85,34 @@ pub enum PageError {
 
 impl PageError {
     pub fn render(self, t: &Catalog) -> Response {
-        let (status, title_key, message_key, link, link_key) = match self {
-            PageError::NoPage => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_page", "/", "error.home"),
-            PageError::NoSpace => (StatusCode::NOT_FOUND, "error.not_found_title", "error.no_space", "/", "error.home"),
+        let (status, code, title_key, message_key, link, link_key) = match self {
+            PageError::NoPage => {
+                (StatusCode::NOT_FOUND, "route_not_found", "error.not_found_title", "error.no_page", "/", "error.home")
+            }
+            PageError::NoSpace => {
+                (StatusCode::NOT_FOUND, "space_not_found", "error.not_found_title", "error.no_space", "/", "error.home")
+            }
             PageError::Forbidden => {
-                (StatusCode::FORBIDDEN, "error.forbidden_title", "error.forbidden", "/", "error.home")
+                (StatusCode::FORBIDDEN, "forbidden", "error.forbidden_title", "error.forbidden", "/", "error.home")
             }
-            PageError::GuestsNotAllowed => {
-                (StatusCode::FORBIDDEN, "error.forbidden_title", "error.guests_not_allowed", "/login", "error.login")
-            }
-            PageError::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "error.title", "error.internal", "/", "error.home")
-            }
+            PageError::GuestsNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "guests_not_allowed",
+                "error.forbidden_title",
+                "error.guests_not_allowed",
+                "/login",
+                "error.login",
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "error.title",
+                "error.internal",
+                "/",
+                "error.home",
+            ),
         };
-        render(status, &ErrorPage { t, title_key, message_key, link, link_key })
+        render(status, &ErrorPage { t, code, title_key, message_key, link, link_key })
     }
 }
 

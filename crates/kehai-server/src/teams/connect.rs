@@ -9,7 +9,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::{Query, State, rejection::QueryRejection},
     http::StatusCode,
     response::Response,
 };
@@ -113,11 +113,12 @@ pub struct StartQuery {
 pub async fn start(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    Query(q): Query<StartQuery>,
+    q: Result<Query<StartQuery>, QueryRejection>,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
-    let slug = q.space.unwrap_or_default();
+    // A query that does not decode (`space` twice, …) names no space.
+    let slug = q.ok().and_then(|Query(q)| q.space).unwrap_or_default();
     let Some(visitor) = visitor else {
         return see_other(&format!(
             "/login?next=/s/{}",
@@ -181,10 +182,14 @@ pub struct CallbackQuery {
 pub async fn callback(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    Query(q): Query<CallbackQuery>,
+    q: Result<Query<CallbackQuery>, QueryRejection>,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
+    // Not Microsoft's answer (a parameter twice, …): no sign-in to finish.
+    let Ok(Query(q)) = q else {
+        return page(t, Outcome::Expired);
+    };
     let Some(teams) = state.teams.clone() else {
         return page(t, Outcome::NotConfigured);
     };

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Query, State},
+    extract::{DefaultBodyLimit, Query, State, rejection::BytesRejection},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
@@ -43,8 +43,18 @@ pub fn router() -> axum::Router<AppState> {
 async fn notification(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 1 MiB")
+                .into_response();
+        }
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "invalid_body", rejection.body_text()).into_response();
+        }
+    };
     let started = std::time::Instant::now();
     let answer = answer(&state, &query, &body);
     state.metrics.webhook_seconds.observe(started.elapsed().as_secs_f64());

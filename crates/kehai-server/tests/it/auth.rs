@@ -68,7 +68,7 @@ async fn failed_logins_say_the_same_for_unknown_email_and_wrong_password() {
     let unknown = c.login("nobody@example.com", "not the password", "/").await;
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     let b = unknown.text().await.unwrap();
-    let msg = |html: &str| between(html, "role=\"alert\">", "<").expect("an error message");
+    let msg = |html: &str| between(html, "data-error-code=\"login_failed\">", "<").expect("an error message");
     assert_eq!(msg(&a), msg(&b));
     assert_eq!(msg(&a), "The email or password is incorrect.");
     // No session was started.
