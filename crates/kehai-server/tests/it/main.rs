@@ -5,6 +5,7 @@
 mod auth;
 mod avatars;
 mod browser;
+mod hostile;
 mod journey;
 mod live;
 mod ops;

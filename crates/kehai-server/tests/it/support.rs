@@ -146,6 +146,49 @@ impl TestApp {
         self.state.store.avatars(space.id).await.expect("store")
     }
 
+    /// Every row of every table of the SQLite database, as text (`quote()` of each column), in a
+    /// stable order: two dumps are equal when nothing was stored, changed or deleted.
+    pub async fn sqlite_dump(&self) -> Vec<String> {
+        use sqlx::Row;
+        assert!(self.config.database_url.is_none(), "not on SQLite");
+        let path = self.config.data_dir.join("kehai.db");
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database read-only");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("tables");
+        let mut dump = Vec::new();
+        for table in tables {
+            let columns: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("columns");
+            let row = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT '{table}|' || {row} AS r FROM \"{table}\" ORDER BY 1"
+            )))
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+            dump.extend(rows.iter().map(|r| r.get::<String, _>("r")));
+        }
+        pool.close().await;
+        dump
+    }
+
+    /// Runs one statement on the SQLite database, behind the server's back.
+    pub async fn sqlite_execute(&self, statement: &str) {
+        assert!(self.config.database_url.is_none(), "not on SQLite");
+        let path = self.config.data_dir.join("kehai.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("open");
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(&pool).await.expect("statement");
+        pool.close().await;
+    }
+
     /// Triggers a graceful shutdown and waits for `run` to return.
     pub async fn shutdown(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {

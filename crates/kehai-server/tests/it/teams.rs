@@ -69,7 +69,13 @@ fn location(r: &reqwest::Response) -> String {
 
 /// Walks the popup: connect → msemu sign-in (→ consent) → back to kehai. Returns msemu's last
 /// redirect (to kehai's callback).
-async fn sign_in_at_microsoft(c: &Client, emu: &msemu::Running, email: &str, password: &str, decision: &str) -> String {
+pub(crate) async fn sign_in_at_microsoft(
+    c: &Client,
+    emu: &msemu::Running,
+    email: &str,
+    password: &str,
+    decision: &str,
+) -> String {
     let r = c.get("/integrations/msteams/connect?space=alpha").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
@@ -96,12 +102,12 @@ async fn sign_in_at_microsoft(c: &Client, emu: &msemu::Running, email: &str, pas
 }
 
 /// Follows msemu's redirect to kehai's callback: the page the popup ends on.
-async fn back_to_kehai(c: &Client, callback: &str) -> (StatusCode, String) {
+pub(crate) async fn back_to_kehai(c: &Client, callback: &str) -> (StatusCode, String) {
     let r = c.http.get(callback).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
 
-fn outcome(html: &str) -> String {
+pub(crate) fn outcome(html: &str) -> String {
     crate::support::between(html, "data-outcome=\"", "\"").expect("a result page")
 }
 
@@ -545,7 +551,7 @@ async fn disconnect_and_off_apply_only_where_the_connection_is_used() {
 
 /// Polls Alice's avatar in alpha until it shows `emoji` (Graph pushes; kehai applies in the
 /// background).
-async fn avatar_becomes(c: &Client, emoji: &str) -> Value {
+pub(crate) async fn avatar_becomes(c: &Client, emoji: &str) -> Value {
     for _ in 0..100 {
         let a = find(&c.avatars("alpha").await, "Alice").unwrap().clone();
         if a["emoji"] == emoji {
@@ -586,7 +592,7 @@ async fn basic_notification(
 }
 
 /// The same, as the JSON body Graph posts.
-async fn basic_notification_json(app: &TestApp, client_state: Option<&str>) -> Value {
+pub(crate) async fn basic_notification_json(app: &TestApp, client_state: Option<&str>) -> Value {
     let connection = alice_connection(app).await;
     let subscription = connection.subscription.clone().unwrap();
     let genuine = opened(app, &connection, &subscription.client_state, "client_state");
@@ -1041,7 +1047,7 @@ async fn has_metrics(c: &Client, lines: &[&str]) {
 }
 
 /// Polls `/metrics` until it has `line`.
-async fn metric_becomes(c: &Client, line: &str) {
+pub(crate) async fn metric_becomes(c: &Client, line: &str) {
     for _ in 0..100 {
         if c.get("/metrics").await.text().await.unwrap().lines().any(|l| l == line) {
             return;
