@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -19,7 +19,9 @@ use futures::StreamExt;
 use reqwest::{StatusCode, redirect::Policy};
 use serde_json::{Value, json};
 
-use crate::support::{Database, connect_teams, free_port, log_in, msemu_with, run_ok, service, wait_ready};
+use crate::support::{
+    Database, Instances, command, connect_teams, free_port, log_in, msemu_with, run_ok, service, wait_ready,
+};
 
 const MEMBERS: usize = 200;
 const SPACE: &str = "office";
@@ -104,12 +106,6 @@ fn shared_env(db: &Database, bus: &str, public: &str, emu: &msemu::Running) -> V
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
-}
-
-fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kehai"));
-    cmd.args(args).current_dir(dir).env("KEHAI_DATA_DIR", dir).envs(env.iter().map(|(k, v)| (k, v)));
-    cmd
 }
 
 fn email(n: usize) -> String {
@@ -212,17 +208,6 @@ fn quietly_do_not_disturb(emu: &msemu::Running, n: usize) -> (String, String) {
     presence.activity = "DoNotDisturb".into();
     presence.sequence = sequence;
     (format!("User {n}"), "⛔".to_owned())
-}
-
-struct Instances(Vec<Child>);
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,25 @@ impl Database {
     }
 }
 
+/// The `kehai` command with `args`, in `dir` (its data directory) and with `env`.
+pub fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kehai"));
+    cmd.args(args).current_dir(dir).env("KEHAI_DATA_DIR", dir).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// Running `kehai serve` processes, killed when the test ends however it ends.
+pub struct Instances(pub Vec<std::process::Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
