@@ -1,9 +1,11 @@
 //! The `kehai` command as an operator uses it: a real binary, a real SQLite file — and, in
-//! [`several`], three of them on PostgreSQL and NATS; in [`hygiene`], a whole journey logged at
-//! trace level, then searched for secrets.
+//! [`several`], three of them on PostgreSQL and NATS; in [`crash`], one killed again and again
+//! while notifications arrive; in [`hygiene`], a whole journey logged at trace level, then
+//! searched for secrets.
 
 #![allow(clippy::unwrap_used)]
 
+mod crash;
 mod hygiene;
 mod several;
 mod support;
