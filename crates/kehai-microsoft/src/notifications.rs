@@ -146,8 +146,10 @@ struct Jwk {
 }
 
 /// Verifies validation tokens against Microsoft's published keys (v2.0 and v1.0 endpoints,
-/// cached; fetched again when a token names an unknown key, at most once a minute, so that
-/// tokens with made-up key ids — anyone can post to the webhook — cost no request each).
+/// cached; fetched again when a token names a key not looked for yet — as after Microsoft
+/// rotated its keys; at most once a second, the token waiting its turn — and a key the last
+/// fetch did not have at most once a minute, so that tokens with made-up key ids cost few
+/// requests. Only notifications with a known subscription's clientState get this far.)
 #[derive(Clone)]
 pub struct ValidationTokens {
     config: MicrosoftConfig,
@@ -165,15 +167,35 @@ type Verified = HashMap<[u8; 32], (String, i64)>;
 /// Verified tokens remembered at most.
 const VERIFIED_KEPT: usize = 1024;
 
-/// The cached keys and when they were last fetched.
+/// The cached keys, when they were last fetched, and the key ids that fetch did not have.
 #[derive(Default)]
 struct Keys {
     keys: Vec<Jwk>,
     fetched: Option<std::time::Instant>,
+    missing: std::collections::HashSet<String>,
 }
 
-/// Unknown key ids fetch the keys again no sooner than this after the last fetch.
+impl Keys {
+    /// When a token naming the unknown key `kid` may fetch the keys again (`None`: not now). A
+    /// key id not looked for yet (Microsoft rotated its keys) fetches them as soon as the last
+    /// fetch is [`REFETCH_MIN`] old — waiting for that, not dropping the notification; one the
+    /// last fetch did not have, once that fetch is [`REFETCH_AFTER`] old.
+    fn refetch_in(&self, kid: &str) -> Option<std::time::Duration> {
+        let Some(at) = self.fetched else { return Some(std::time::Duration::ZERO) };
+        if self.missing.contains(kid) {
+            (at.elapsed() >= REFETCH_AFTER).then_some(std::time::Duration::ZERO)
+        } else {
+            Some(REFETCH_MIN.saturating_sub(at.elapsed()))
+        }
+    }
+}
+
+/// A key id the last fetch did not have is fetched again no sooner than this after it.
 const REFETCH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Fetches for key ids not looked for yet are at least this far apart.
+const REFETCH_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// Missing key ids remembered at most.
+const MISSING_KEPT: usize = 1024;
 
 impl std::fmt::Debug for ValidationTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,25 +237,38 @@ impl ValidationTokens {
             if let Some(k) = find(&cache.keys) {
                 return k.map_err(|e| MicrosoftError::IdToken(e.to_string()));
             }
-            if cache.fetched.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
-                return Err(unknown());
+            match cache.refetch_in(kid) {
+                None => return Err(unknown()),
+                Some(wait) => {
+                    drop(cache);
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
         let mut cache = self.keys.write().await;
         // Another caller may have fetched meanwhile.
         let mut failure = None;
-        if cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER) {
+        if find(&cache.keys).is_none() && cache.refetch_in(kid) == Some(std::time::Duration::ZERO) {
             cache.fetched = Some(std::time::Instant::now());
             // A failed or empty answer keeps the keys we have.
             match self.fetch().await {
-                Ok(fetched) if !fetched.is_empty() => cache.keys = fetched,
+                Ok(fetched) if !fetched.is_empty() => {
+                    cache.keys = fetched;
+                    cache.missing.clear();
+                }
                 Ok(_) => {}
                 Err(e) => failure = Some(e),
             }
         }
         match find(&cache.keys) {
             Some(k) => k.map_err(|e| MicrosoftError::IdToken(e.to_string())),
-            None => Err(failure.unwrap_or_else(unknown)),
+            None => {
+                if cache.missing.len() >= MISSING_KEPT {
+                    cache.missing.clear();
+                }
+                cache.missing.insert(kid.to_owned());
+                Err(failure.unwrap_or_else(unknown))
+            }
         }
     }
 
@@ -326,5 +361,23 @@ mod tests {
         let mut forged = content.clone();
         forged.data_signature = STANDARD.encode([0u8; 32]);
         assert!(decrypt(&der, &forged).is_err(), "a wrong HMAC is refused before decrypting");
+    }
+
+    /// After Microsoft rotates its keys, the first token with the new key fetches them (as soon
+    /// as the last fetch is a second old); a key the last fetch did not have waits a minute.
+    #[test]
+    fn unknown_keys_fetch_again_soon_and_missing_ones_once_a_minute() {
+        use std::time::{Duration, Instant};
+        let ago = |secs| Some(Instant::now() - Duration::from_secs(secs));
+        assert_eq!(Keys::default().refetch_in("any"), Some(Duration::ZERO), "nothing fetched yet");
+        let keys = Keys { fetched: Some(Instant::now()), ..Keys::default() };
+        let wait = keys.refetch_in("new").unwrap();
+        assert!(wait > Duration::from_millis(900) && wait <= REFETCH_MIN, "a second after the last fetch: {wait:?}");
+        let mut keys = Keys { fetched: ago(2), ..Keys::default() };
+        keys.missing.insert("made-up".into());
+        assert_eq!(keys.refetch_in("rotated"), Some(Duration::ZERO), "a key not looked for yet: at once");
+        assert_eq!(keys.refetch_in("made-up"), None, "a key the last fetch did not have: not yet");
+        keys.fetched = ago(61);
+        assert_eq!(keys.refetch_in("made-up"), Some(Duration::ZERO), "after a minute");
     }
 }
