@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod commit;
 pub mod connect;
 pub mod heal;
+pub(crate) mod reread;
 pub mod sync;
 pub mod tokens;
 pub mod upkeep;
@@ -51,6 +52,8 @@ pub struct Teams {
     pub(crate) presences: Arc<commit::GroupCommit>,
     /// The encryption certificates' private keys, parsed.
     pub keys: certificates::Keys,
+    /// Presences to read again, their notification having failed.
+    pub(crate) rereads: reread::Rereads,
 }
 
 /// One async lock per connection, made on first use.
@@ -91,6 +94,7 @@ impl Teams {
             applying: Gates::default(),
             presences: Arc::new(commit::GroupCommit::new(commit::flushes_for(config.database().as_ref()))),
             keys: certificates::Keys::default(),
+            rereads: reread::Rereads::default(),
         }))
     }
 }

@@ -87,6 +87,11 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
                 if why == Dropped::Decryption {
                     state.metrics.decrypt_failures.inc();
                 }
+                // Microsoft or the database failed a change notification: its presence is read
+                // again later. (A failed lifecycle event is the renewal sweep's to redo.)
+                if why == Dropped::Unavailable && notification.lifecycle_event.is_none() {
+                    super::reread::schedule(state, &notification.subscription_id);
+                }
                 tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
             }
         };
