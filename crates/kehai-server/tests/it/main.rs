@@ -5,6 +5,7 @@
 mod auth;
 mod avatars;
 mod browser;
+mod faults;
 mod hostile;
 mod journey;
 mod live;

@@ -248,13 +248,13 @@ async fn guests_and_outsiders_cannot_connect() {
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 }
 
-async fn card(c: &Client) -> Value {
+pub(crate) async fn card(c: &Client) -> Value {
     let r = c.get("/api/spaces/alpha/integrations/msteams").await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
 
-async fn connected(app: &TestApp, emu: &msemu::Running, email: &str, password: &str) -> Client {
+pub(crate) async fn connected(app: &TestApp, emu: &msemu::Running, email: &str, password: &str) -> Client {
     let mut c = app.member(email).await;
     c.load_space("alpha").await;
     let callback = sign_in_at_microsoft(&c, emu, email, password, "accept").await;
@@ -434,7 +434,7 @@ async fn concurrent_refreshes_of_one_connection_make_one_token_request() {
 }
 
 /// Requests msemu's token endpoint answered.
-fn token_requests(emu: &msemu::Running) -> u64 {
+pub(crate) fn token_requests(emu: &msemu::Running) -> u64 {
     let counts = emu.emulator.world.lock().requests.clone();
     counts.iter().filter(|(k, _)| k.ends_with("/oauth2/v2.0/token")).map(|(_, n)| *n).sum()
 }
@@ -1106,7 +1106,7 @@ async fn toggle(c: &Client, space: &str, on: bool) -> reqwest::Response {
 }
 
 /// The Status card's Disconnect in `space`.
-async fn disconnect(c: &Client, space: &str) -> reqwest::Response {
+pub(crate) async fn disconnect(c: &Client, space: &str) -> reqwest::Response {
     let url = c.url(&format!("/api/spaces/{space}/integrations/msteams"));
     c.http.delete(url).header("x-csrf-token", c.csrf.clone().unwrap()).send().await.unwrap()
 }
@@ -1324,13 +1324,13 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
 }
 
 /// `GET /users/{id}/presence` requests msemu has answered (or is answering).
-async fn presence_reads(emu: &msemu::Running) -> u64 {
+pub(crate) async fn presence_reads(emu: &msemu::Running) -> u64 {
     let v: Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
     v["requests"]["GET /v1.0/users/{id}/presence"].as_u64().unwrap_or(0)
 }
 
 /// Polls `name`'s avatar in alpha until it shows `emoji`, for at most `within`.
-async fn shows_within(c: &Client, name: &str, emoji: &str, within: Duration) -> bool {
+pub(crate) async fn shows_within(c: &Client, name: &str, emoji: &str, within: Duration) -> bool {
     let started = std::time::Instant::now();
     while started.elapsed() < within {
         if find(&c.avatars("alpha").await, name).unwrap()["emoji"] == emoji {
