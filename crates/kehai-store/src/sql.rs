@@ -53,6 +53,14 @@ impl SqliteStore {
     fn writer(&self) -> &SqlitePool {
         &self.write
     }
+
+    /// A write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`). A
+    /// deferred one reads first and would then fail at its first write ("database is locked",
+    /// without waiting the busy timeout) whenever another writer — `kehai member add` beside the
+    /// server, a backup — held the lock meanwhile; this one waits for it instead.
+    async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
 /// PostgreSQL: one pool for everything.
@@ -73,6 +81,11 @@ impl PostgresStore {
 
     fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A write transaction (rows are locked as they are read: `FOR UPDATE`).
+    async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await
     }
 }
 
@@ -541,7 +554,7 @@ macro_rules! impl_store {
 
             async fn add_member(&self, membership: &Membership, display_name: &DisplayName, now: Millis) -> Result<()> {
                 let (space, account, role) = (membership.space_id, membership.account_id, membership.role);
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 sqlx::query("INSERT INTO memberships (space_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(space.0.to_string())
                     .bind(account.0.to_string())
@@ -598,7 +611,7 @@ macro_rules! impl_store {
             async fn create_guest(&self, guest: &Guest, now: Millis) -> Result<()> {
                 let (space, display_name) = (guest.space_id, &guest.display_name);
                 let guest = guest.id;
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 sqlx::query("INSERT INTO guests (id, space_id, created_at) VALUES ($1, $2, $3)")
                     .bind(guest.0.to_string())
                     .bind(space.0.to_string())
@@ -725,7 +738,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_session(&self, id_hash: &str) -> Result<Option<Session>> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 let row = sqlx::query_as::<_, SessionRow>(
                     "DELETE FROM sessions WHERE id_hash = $1 \
                      RETURNING id_hash, person_id, kind, space_id, created_at, expires_at",
@@ -742,7 +755,7 @@ macro_rules! impl_store {
             }
 
             async fn purge_expired_sessions(&self, now: Millis) -> Result<Vec<Session>> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 let sessions = sqlx::query_as::<_, SessionRow>(
                     "DELETE FROM sessions WHERE expires_at <= $1 \
                      RETURNING id_hash, person_id, kind, space_id, created_at, expires_at",
@@ -844,7 +857,7 @@ macro_rules! impl_store {
                 if writes.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 // The connections, locked in id order (two instances' batches never wait on each
                 // other in a circle).
                 let mut read = sqlx::QueryBuilder::<$db>::new(
@@ -1078,7 +1091,7 @@ macro_rules! impl_store {
             }
 
             async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 sqlx::query(concat!("SELECT id FROM ms_connections WHERE id = $1", $lock))
                     .bind(id.0.to_string())
                     .fetch_optional(&mut *tx)
@@ -1191,7 +1204,7 @@ macro_rules! impl_store {
                 before_commit: &(dyn Fn() -> std::result::Result<(), String> + Send + Sync),
             ) -> Result<usize> {
                 let fail = |e: crate::secrets::SecretError| StoreError::Reseal(e.to_string());
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 let mut count = 0;
                 // Connections: access token, refresh token, client state.
                 let rows: Vec<(String, String, Option<String>, Option<String>)> =
@@ -1266,7 +1279,7 @@ macro_rules! impl_store {
             }
 
             async fn remove_unused_certificates(&self, now: Millis, unused_for: Millis) -> Result<Vec<String>> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.write_tx().await?;
                 // When each retired certificate was first seen unused (and not, if used again).
                 sqlx::query(concat!(
                     "UPDATE encryption_certificates SET unused_since = NULL WHERE unused_since IS NOT NULL AND ",

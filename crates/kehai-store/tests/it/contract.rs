@@ -9,9 +9,9 @@ use kehai_store::{
     PresenceWrite, Sealed, Session, Store, StoreError, SubscriptionRecord, TokenUpdate,
 };
 
-const T0: i64 = 1_700_000_000_000;
+pub(crate) const T0: i64 = 1_700_000_000_000;
 
-async fn space(store: &dyn Store, slug: &str) -> Space {
+pub(crate) async fn space(store: &dyn Store, slug: &str) -> Space {
     let space = Space {
         id: SpaceId::new(),
         slug: SpaceSlug::parse(slug).unwrap(),
@@ -32,11 +32,23 @@ fn name(s: &str) -> DisplayName {
     DisplayName::parse(s).unwrap()
 }
 
-fn emoji(s: &str) -> Emoji {
+pub(crate) fn emoji(s: &str) -> Emoji {
     Emoji::parse(s).unwrap()
 }
 
-async fn member(store: &dyn Store, space: &Space, email: &str, display: &str) -> Account {
+/// Teams' Busy, as an override.
+pub(crate) fn busy() -> PresenceOverride {
+    PresenceOverride {
+        provider: "msteams".into(),
+        availability: "Busy".into(),
+        activity: "Busy".into(),
+        label: "Busy".into(),
+        emoji: emoji("🔴"),
+        since: T0,
+    }
+}
+
+pub(crate) async fn member(store: &dyn Store, space: &Space, email: &str, display: &str) -> Account {
     let a = account(store, email).await;
     store
         .add_member(&Membership { space_id: space.id, account_id: a.id, role: Role::Member }, &name(display), T0)
@@ -233,7 +245,7 @@ pub async fn avatars_of_one_space_only(store: &dyn Store) {
     assert_eq!(store.update_avatar(two.id, b.id, &change, T0).await.unwrap(), None, "no avatar in the other space");
 }
 
-fn connection(account: PersonId, ms_user: &str) -> Connection {
+pub(crate) fn connection(account: PersonId, ms_user: &str) -> Connection {
     Connection {
         id: ConnectionId::new(),
         account_id: account,
@@ -338,14 +350,7 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
     store.save_connection(&c).await.unwrap();
     store.set_connection_space(c.id, s.id, true).await.unwrap();
     store.set_connection_space(c.id, other.id, false).await.unwrap();
-    let busy = PresenceOverride {
-        provider: "msteams".into(),
-        availability: "Busy".into(),
-        activity: "Busy".into(),
-        label: "Busy".into(),
-        emoji: emoji("🔴"),
-        since: T0,
-    };
+    let busy = busy();
     let apply =
         |seq: &'static str, again| store.apply_presence(c.id, "ms-user-a", Some(seq), again, Some(&busy), T0 + 1);
     let Applied::Shown(shown) = apply("C0002", false).await.unwrap() else { panic!("newer") };

@@ -7,6 +7,7 @@
 
 mod backends;
 mod contract;
+mod one_writer;
 mod privacy;
 
 /// Generates one test per contract case and back end.

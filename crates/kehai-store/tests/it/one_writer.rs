@@ -1,0 +1,38 @@
+//! What only SQLite needs: one writer at a time, and others waiting their turn.
+
+use std::time::{Duration, Instant};
+
+use kehai_store::Applied;
+use sqlx::Connection;
+
+use crate::contract::{T0, busy, connection, member, space};
+
+/// A presence written while another process holds SQLite's write lock (`kehai member add`
+/// beside the server, a backup) waits for it — up to the busy timeout — instead of failing with
+/// "database is locked": kehai's write transactions take the lock first (`BEGIN IMMEDIATE`).
+#[tokio::test]
+async fn writes_wait_for_another_writer_instead_of_failing() {
+    let db = crate::backends::sqlite().await;
+    let store = &*db.store;
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    store.set_connection_space(c.id, s.id, true).await.unwrap();
+    let busy = busy();
+    // A read first, so that the store's reading connection has a snapshot to upgrade from.
+    assert!(store.connection_of(a.id).await.unwrap().is_some());
+    let url = format!("sqlite://{}", db.path().unwrap().display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    sqlx::raw_sql("UPDATE spaces SET name = name").execute(&mut other).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    });
+    let started = Instant::now();
+    let applied = store.apply_presence(c.id, "ms-user-a", Some("C0001"), false, Some(&busy), T0 + 1).await;
+    assert!(matches!(applied, Ok(Applied::Shown(_))), "{applied:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the lock: {:?}", started.elapsed());
+    release.await.unwrap();
+}
