@@ -109,13 +109,26 @@ pub struct Bound {
 pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let lock = instance::claim(&config)?;
     let listen = config.listen;
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
+    let listener = listen_on(listen).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {listen} ({e}); choose another address with KEHAI_LISTEN or `listen` in the config file"
         )
     })?;
     let app = App::build(config).await?;
     Ok(Bound { app, listener, _instance: lock })
+}
+
+/// Connections waiting to be accepted at most (Linux caps it at `net.core.somaxconn`). A burst
+/// of notifications — Graph opens many connections at once — must not overflow the queue: a
+/// dropped SYN is retried by the client only after 1, then 3, then 7 s, past Graph's 3 s limit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` takes 1,024).
+pub fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves a bound application until SIGTERM/SIGINT.
