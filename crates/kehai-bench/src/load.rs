@@ -141,6 +141,12 @@ pub struct Timed {
 
 /// Posts `posts` at `per_second` (open loop: a late answer does not delay the next POST).
 pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Result<Vec<Timed>> {
+    paced_with(url, posts, per_second, true).await
+}
+
+/// [`paced`]; a POST refused with 503 is posted again until taken only with `again` (else it
+/// is left, as if Graph would send it later).
+pub async fn paced_with(url: &str, posts: Vec<String>, per_second: u32, again: bool) -> anyhow::Result<Vec<Timed>> {
     let http = client();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -153,7 +159,7 @@ pub async fn paced(url: &str, posts: Vec<String>, per_second: u32) -> anyhow::Re
             let first = send(&http, &url, &body).await;
             let answer = at.elapsed();
             let taken = first.as_ref().is_ok_and(|a| a.status().is_success());
-            if !taken {
+            if !taken && again {
                 post(&http, &url, body).await?;
             }
             anyhow::Ok(Timed { sent: at, answer, taken })

@@ -15,6 +15,7 @@ mod ingest;
 mod latency;
 mod load;
 mod office;
+mod overload;
 mod postgres;
 mod report;
 mod rig;
@@ -38,7 +39,7 @@ struct Args {
     /// are measured on a fresh database there too, besides SQLite.
     #[arg(long, env = "KEHAI_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
-    /// Only these sections (a, b, c, d, e; comma-separated). Default: all.
+    /// Only these sections (a, b, c, d, e, f; comma-separated). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Record `perf` profiles of kehai while it is measured, into this directory (scale:
@@ -65,6 +66,8 @@ pub struct Sizes {
     pub rsa_time: Duration,
     /// How long the paced runs last.
     pub paced: Duration,
+    /// How long the run at ten times the peak lasts.
+    pub overload: Duration,
     /// The subscription life of the accelerated Graph-cost run, and how many lives it counts.
     pub simulated_life: Duration,
     pub cost_lives: u32,
@@ -89,6 +92,7 @@ impl Sizes {
             rounds: 50,
             rsa_time: Duration::from_secs(3),
             paced: Duration::from_secs(5),
+            overload: Duration::from_secs(2),
             simulated_life: Duration::from_secs(20),
             cost_lives: 6,
             cost_members: 200,
@@ -108,6 +112,7 @@ impl Sizes {
             rounds: 3,
             rsa_time: Duration::from_millis(200),
             paced: Duration::from_millis(500),
+            overload: Duration::from_millis(200),
             simulated_life: Duration::from_secs(10),
             cost_lives: 1,
             cost_members: 4,
@@ -165,16 +170,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("kehai benchmarks ({})", if args.quick { "quick" } else { "full" });
 
     let wanted = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
-    let (a, b) = (wanted("a"), wanted("b"));
+    let (a, b, f) = (wanted("a"), wanted("b"), wanted("f"));
     let mut databases = vec![(None, "")];
     let postgres = match &args.postgres {
-        Some(server) if a || b => Some(postgres::Database::create(server).await?),
+        Some(server) if a || b || f => Some(postgres::Database::create(server).await?),
         _ => None,
     };
     if let Some(db) = &postgres {
         databases.push((Some(db.url.clone()), " (PostgreSQL)"));
     }
-    for (database_url, suffix) in databases.into_iter().filter(|_| a || b) {
+    for (database_url, suffix) in databases.into_iter().filter(|_| a || b || f) {
         let mut plan = rig::Plan::new(sizes.members);
         plan.database_url = database_url;
         let rig = rig::Rig::start(&plan).await?;
@@ -189,6 +194,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         if a && suffix.is_empty() {
             ingest::basic(&rig, &mut report).await?;
+        }
+        if f {
+            overload::run(&rig, &sizes, &mut report).await?;
         }
         report.section_suffix("");
         rig.stop().await?;

@@ -52,6 +52,8 @@ pub struct Rig {
     /// kehai's base URL.
     pub base: String,
     pub members: Vec<Member>,
+    /// kehai's database: PostgreSQL's URL, or `None` for SQLite in [`Rig::sqlite_path`].
+    pub database_url: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -91,7 +93,7 @@ impl Rig {
         };
         emulator(&mut emu_config);
         let emu = msemu::Emulator::start(emu_config).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = kehai_server::listen_on("127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
         let dir = tempfile::tempdir()?;
         let registration = emu.emulator.world.lock().directory.apps[0].clone();
@@ -125,7 +127,8 @@ impl Rig {
         let server = tokio::spawn(kehai_server::run(app, listener, async move {
             let _ = stopped.await;
         }));
-        let mut rig = Rig { emu, state, base, members: Vec::new(), stop: Some(stop), server, _dir: dir };
+        let database_url = plan.database_url.clone();
+        let mut rig = Rig { emu, state, base, members: Vec::new(), database_url, stop: Some(stop), server, _dir: dir };
         let connected: Vec<anyhow::Result<()>> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
             futures::stream::iter((0..plan.members).map(|n| rig.connect(n))),
             4,
@@ -190,6 +193,11 @@ impl Rig {
         let done = c.get(location(&answer)?).send().await?.text().await?;
         anyhow::ensure!(between(&done, "data-outcome=\"", "\"") == Some("connected"), "member {n} did not connect");
         Ok(())
+    }
+
+    /// Where kehai's SQLite database is (when it is on SQLite).
+    pub fn sqlite_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("kehai.db")
     }
 
     /// Graph requests msemu has answered so far.
