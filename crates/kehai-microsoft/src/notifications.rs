@@ -155,6 +155,8 @@ pub struct ValidationTokens {
     config: MicrosoftConfig,
     http: reqwest::Client,
     keys: Arc<RwLock<Keys>>,
+    /// Held while the keys are fetched: one fetch at a time.
+    fetching: Arc<tokio::sync::Mutex<()>>,
     /// Tokens verified already (by SHA-256), with the tenant they vouch for and their expiry:
     /// Graph sends the same token with many notifications, and a signature checked once need
     /// not be checked again while the token lasts.
@@ -205,7 +207,13 @@ impl std::fmt::Debug for ValidationTokens {
 
 impl ValidationTokens {
     pub fn new(config: MicrosoftConfig) -> Self {
-        ValidationTokens { config, http: http::client(), keys: Arc::default(), verified: Default::default() }
+        ValidationTokens {
+            config,
+            http: http::client(),
+            keys: Arc::default(),
+            fetching: Arc::default(),
+            verified: Default::default(),
+        }
     }
 
     async fn fetch(&self) -> Result<Vec<Jwk>, MicrosoftError> {
@@ -231,44 +239,53 @@ impl ValidationTokens {
     async fn key(&self, kid: &str) -> Result<DecodingKey, MicrosoftError> {
         let find =
             |keys: &[Jwk]| keys.iter().find(|k| k.kid == kid).map(|k| DecodingKey::from_rsa_components(&k.n, &k.e));
+        let found = |k: Result<DecodingKey, _>| {
+            k.map_err(|e: jsonwebtoken::errors::Error| MicrosoftError::IdToken(e.to_string()))
+        };
         let unknown = || MicrosoftError::IdToken(format!("unknown key {kid}"));
-        {
-            let cache = self.keys.read().await;
-            if let Some(k) = find(&cache.keys) {
-                return k.map_err(|e| MicrosoftError::IdToken(e.to_string()));
-            }
-            match cache.refetch_in(kid) {
-                None => return Err(unknown()),
-                Some(wait) => {
-                    drop(cache);
-                    tokio::time::sleep(wait).await;
+        // One fetch at a time; the keys' lock is held only to read or swap them, never across
+        // a request, so that tokens with known keys are verified meanwhile.
+        let mut fetching = None;
+        loop {
+            let wait = {
+                let cache = self.keys.read().await;
+                if let Some(k) = find(&cache.keys) {
+                    return found(k);
                 }
+                cache.refetch_in(kid).ok_or_else(unknown)?
+            };
+            if fetching.is_some() && wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            if fetching.is_none() {
+                // Then look again: another caller may have fetched meanwhile.
+                fetching = Some(self.fetching.lock().await);
             }
         }
+        let fetched = self.fetch().await;
         let mut cache = self.keys.write().await;
-        // Another caller may have fetched meanwhile.
-        let mut failure = None;
-        if find(&cache.keys).is_none() && cache.refetch_in(kid) == Some(std::time::Duration::ZERO) {
-            cache.fetched = Some(std::time::Instant::now());
-            // A failed or empty answer keeps the keys we have.
-            match self.fetch().await {
-                Ok(fetched) if !fetched.is_empty() => {
-                    cache.keys = fetched;
-                    cache.missing.clear();
+        cache.fetched = Some(std::time::Instant::now());
+        match fetched {
+            Ok(fetched) if !fetched.is_empty() => {
+                cache.keys = fetched;
+                cache.missing.clear();
+                match find(&cache.keys) {
+                    Some(k) => found(k),
+                    None => {
+                        // Microsoft does not publish this key: made up, or long retired.
+                        if cache.missing.len() >= MISSING_KEPT {
+                            cache.missing.clear();
+                        }
+                        cache.missing.insert(kid.to_owned());
+                        Err(unknown())
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => failure = Some(e),
             }
-        }
-        match find(&cache.keys) {
-            Some(k) => k.map_err(|e| MicrosoftError::IdToken(e.to_string())),
-            None => {
-                if cache.missing.len() >= MISSING_KEPT {
-                    cache.missing.clear();
-                }
-                cache.missing.insert(kid.to_owned());
-                Err(failure.unwrap_or_else(unknown))
-            }
+            // A failed or empty answer keeps the keys we have, and the key is looked for again
+            // at the next token (a second later at the soonest).
+            Ok(_) => Err(MicrosoftError::Transport("the signing keys came back empty".into())),
+            Err(e) => Err(e),
         }
     }
 
@@ -368,7 +385,9 @@ mod tests {
     #[test]
     fn unknown_keys_fetch_again_soon_and_missing_ones_once_a_minute() {
         use std::time::{Duration, Instant};
-        let ago = |secs| Some(Instant::now() - Duration::from_secs(secs));
+        // (Checked: a host up for less than a minute has no instant a minute ago.)
+        let Some(ago_61) = Instant::now().checked_sub(Duration::from_secs(61)) else { return };
+        let ago = |secs| Instant::now().checked_sub(Duration::from_secs(secs));
         assert_eq!(Keys::default().refetch_in("any"), Some(Duration::ZERO), "nothing fetched yet");
         let keys = Keys { fetched: Some(Instant::now()), ..Keys::default() };
         let wait = keys.refetch_in("new").unwrap();
@@ -377,7 +396,7 @@ mod tests {
         keys.missing.insert("made-up".into());
         assert_eq!(keys.refetch_in("rotated"), Some(Duration::ZERO), "a key not looked for yet: at once");
         assert_eq!(keys.refetch_in("made-up"), None, "a key the last fetch did not have: not yet");
-        keys.fetched = ago(61);
+        keys.fetched = Some(ago_61);
         assert_eq!(keys.refetch_in("made-up"), Some(Duration::ZERO), "after a minute");
     }
 }
