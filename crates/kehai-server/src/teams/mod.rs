@@ -54,6 +54,10 @@ pub struct Teams {
     pub keys: certificates::Keys,
     /// Presences to read again, their notification having failed.
     pub(crate) rereads: reread::Rereads,
+    /// RSA unwraps at once: two per core (one per core leaves the cores idle while a thread
+    /// waits; dozens would share them with the threads that answer the webhooks, and a flood's
+    /// answers would wait behind its own decryption — measured in benchmark f).
+    pub(crate) decrypting: tokio::sync::Semaphore,
 }
 
 /// One async lock per connection, made on first use.
@@ -95,6 +99,7 @@ impl Teams {
             presences: Arc::new(commit::GroupCommit::new(commit::flushes_for(config.database().as_ref()))),
             keys: certificates::Keys::default(),
             rereads: reread::Rereads::default(),
+            decrypting: tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map_or(1, |n| n.get())),
         }))
     }
 }

@@ -1,14 +1,17 @@
-//! Presences read again later. When a change notification cannot be applied because Microsoft
-//! throttled or failed past the retries of one call, or the database did not answer, the
-//! connection's presence is read again after a while instead of staying wrong until the next
-//! reconciliation (five minutes): one pending read per subscription however many of its
-//! notifications failed — a storm of them costs no more requests — after 2 s, then twice as long
-//! each time, six times at most (about two minutes; the reconciliation catches up after that).
+//! Presences read again later. When a change notification (or a `missed` event) of a connected
+//! subscription cannot be applied because Microsoft throttled or failed past the retries of one
+//! call, its signing keys could not be had, or the database did not answer, the connection's
+//! presence is read again after a while instead of staying wrong until the next reconciliation
+//! (five minutes): one pending read per subscription however many of its notifications failed —
+//! a storm of them costs no more requests — after 2 s, then twice as long each time, six times
+//! at most (about two minutes; the reconciliation catches up after that). A failure while a read
+//! is under way makes it read once more when done, so that the newest presence is not missed.
 
-use std::{collections::HashSet, sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use kehai_store::ConnectionState;
 
+use super::sync::Dropped;
 use crate::state::AppState;
 
 /// The wait before the first read again.
@@ -16,23 +19,56 @@ const FIRST: Duration = Duration::from_secs(2);
 /// Reads tried at most.
 const ATTEMPTS: u32 = 6;
 
-/// The subscriptions whose presence waits to be read again.
+/// The subscriptions whose presence waits to be read again, each with whether another failure
+/// came since its read began.
 #[derive(Debug, Default)]
-pub(crate) struct Rereads(Mutex<HashSet<String>>);
+pub(crate) struct Rereads(Mutex<HashMap<String, bool>>);
 
 impl Rereads {
-    /// Takes the subscription's pending read; `false` if one is pending already.
-    fn take(&self, subscription: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(subscription.to_owned())
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn done(&self, subscription: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(subscription);
+    /// Takes the subscription's pending read: `true` to start one; `false` if one is pending
+    /// already (which then reads once more).
+    fn take(&self, subscription: &str) -> bool {
+        let mut pending = self.pending();
+        match pending.get_mut(subscription) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                pending.insert(subscription.to_owned(), false);
+                true
+            }
+        }
+    }
+
+    /// A read begins: failures from now on need another one.
+    fn reading(&self, subscription: &str) {
+        if let Some(again) = self.pending().get_mut(subscription) {
+            *again = false;
+        }
+    }
+
+    /// The read is over; `false` (and still pending) when another failure came meanwhile.
+    fn done(&self, subscription: &str) -> bool {
+        let mut pending = self.pending();
+        if pending.get(subscription) == Some(&true) {
+            return false;
+        }
+        pending.remove(subscription);
+        true
+    }
+
+    fn give_up(&self, subscription: &str) {
+        self.pending().remove(subscription);
     }
 }
 
 /// Reads the presence of `subscription`'s connection again later, unless that is pending
-/// already.
+/// already (then the pending read reads once more).
 pub(crate) fn schedule(state: &AppState, subscription: &str) {
     let Some(teams) = state.teams.clone() else { return };
     if !teams.rereads.take(subscription) {
@@ -41,28 +77,68 @@ pub(crate) fn schedule(state: &AppState, subscription: &str) {
     let (state, subscription) = (state.clone(), subscription.to_owned());
     tokio::spawn(async move {
         let mut wait = FIRST;
-        for attempt in 1..=ATTEMPTS {
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-            let mut connection = match state.store.connection_by_subscription(&subscription).await {
-                Ok(Some(c)) if c.state == ConnectionState::Connected => c,
-                // Gone, disconnected or needing a new sign-in: nothing to read.
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, attempt, "a presence to read again: the database did not answer");
-                    continue;
-                }
-            };
-            match super::read_presence(&state, &teams, &mut connection).await {
-                Ok(presence) => {
-                    if presence.id == connection.ms_user_id {
-                        let _ = super::sync::apply(&state, &teams, &connection, &presence).await;
-                    }
-                    break;
-                }
-                Err(e) => tracing::debug!(error = %e, attempt, "a presence to read again: not yet"),
+        let mut attempts = 0;
+        while attempts < ATTEMPTS {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            attempts += 1;
+            teams.rereads.reading(&subscription);
+            match read(&state, &teams, &subscription).await {
+                Ok(()) if teams.rereads.done(&subscription) => return,
+                // Another failure came meanwhile: once more, at once.
+                Ok(()) => wait = Duration::ZERO,
+                Err(()) => wait = (wait * 2).max(FIRST),
             }
         }
-        teams.rereads.done(&subscription);
+        teams.rereads.give_up(&subscription);
     });
+}
+
+/// Reads and shows the connection's presence; `Err` when Microsoft or the database failed.
+async fn read(state: &AppState, teams: &super::Teams, subscription: &str) -> Result<(), ()> {
+    let mut connection = match state.store.connection_by_subscription(subscription).await {
+        Ok(Some(c)) if c.state == ConnectionState::Connected => c,
+        // Gone, disconnected or needing a new sign-in: nothing to read.
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            tracing::debug!(error = %e, "a presence to read again: the database did not answer");
+            return Err(());
+        }
+    };
+    let presence = super::read_presence(state, teams, &mut connection).await.map_err(|e| {
+        tracing::debug!(error = %e, "a presence to read again: not yet");
+    })?;
+    if presence.id != connection.ms_user_id {
+        return Ok(());
+    }
+    match super::sync::apply(state, teams, &connection, &presence).await {
+        Err(Dropped::Unavailable) => Err(()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pending read per subscription; a failure during a read makes it read once more.
+    #[test]
+    fn one_read_per_subscription_and_once_more_after_a_failure_meanwhile() {
+        let rereads = Rereads::default();
+        assert!(rereads.take("s1"), "the first failure starts a read");
+        assert!(!rereads.take("s1"), "the next ones do not");
+        assert!(rereads.take("s2"), "another subscription has its own");
+        rereads.reading("s1");
+        assert!(rereads.done("s1"), "nothing came meanwhile: done");
+        assert!(rereads.take("s1"), "done: a new failure starts a new read");
+        rereads.reading("s1");
+        assert!(!rereads.take("s1"));
+        assert!(!rereads.done("s1"), "a failure came during the read: read once more");
+        rereads.reading("s1");
+        assert!(rereads.done("s1"));
+        rereads.give_up("s2");
+        assert!(rereads.take("s2"), "given up: a new failure starts a new read");
+    }
 }

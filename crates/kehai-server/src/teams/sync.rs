@@ -52,24 +52,29 @@ impl Dropped {
 /// connected connection, its clientState — and the validation tokens only once an admitted item
 /// is rich: traffic Microsoft did not send costs no key fetch and no RSA work.
 pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) -> Vec<Result<(), Dropped>> {
-    let mut tokens_ok: Option<bool> = None;
+    let mut tokens_ok: Option<Result<(), Dropped>> = None;
     let mut outcomes = Vec::with_capacity(batch.value.len());
     for notification in &batch.value {
         state.metrics.notifications_received.inc();
-        let outcome = match admit(state, notification).await {
+        let admitted = admit(state, notification).await;
+        let was_admitted = admitted.is_ok();
+        let outcome = match admitted {
             Err(why) => Err(why),
             Ok(connection) if notification.encrypted_content.is_some() && notification.lifecycle_event.is_none() => {
                 let ok = match tokens_ok {
                     Some(ok) => ok,
                     None => {
                         let ok = verified(teams, batch.validation_tokens.as_deref()).await;
-                        if !ok {
+                        if ok == Err(Dropped::ValidationToken) {
                             state.metrics.validation_token_failures.inc();
                         }
                         *tokens_ok.insert(ok)
                     }
                 };
-                if ok { one(state, teams, notification, connection).await } else { Err(Dropped::ValidationToken) }
+                match ok {
+                    Ok(()) => one(state, teams, notification, connection).await,
+                    Err(why) => Err(why),
+                }
             }
             Ok(connection) => one(state, teams, notification, connection).await,
         };
@@ -87,9 +92,12 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
                 if why == Dropped::Decryption {
                     state.metrics.decrypt_failures.inc();
                 }
-                // Microsoft or the database failed a change notification: its presence is read
-                // again later. (A failed lifecycle event is the renewal sweep's to redo.)
-                if why == Dropped::Unavailable && notification.lifecycle_event.is_none() {
+                // Microsoft or the database failed a change notification (or a `missed` event)
+                // of a subscription kehai knows: its presence is read again later. Only once it
+                // was admitted: anyone can post made-up subscriptions. (Other lifecycle events
+                // renew or re-create subscriptions: the renewal sweep redoes those.)
+                let presence = notification.lifecycle_event.as_deref().is_none_or(|e| e == "missed");
+                if why == Dropped::Unavailable && was_admitted && presence {
                     super::reread::schedule(state, &notification.subscription_id);
                 }
                 tracing::info!(?why, subscription = %notification.subscription_id, "notification not applied");
@@ -100,16 +108,25 @@ pub async fn process(state: &AppState, teams: &Teams, batch: NotificationBatch) 
     outcomes
 }
 
-/// Every validation token must verify (one per app and tenant in the batch).
-async fn verified(teams: &Teams, tokens: Option<&[String]>) -> bool {
-    let Some(tokens) = tokens.filter(|t| !t.is_empty()) else { return false };
+/// Every validation token must verify (one per app and tenant in the batch): else
+/// `ValidationToken`, or `Unavailable` when Microsoft's signing keys could not be had (then the
+/// presences are read again later).
+async fn verified(teams: &Teams, tokens: Option<&[String]>) -> Result<(), Dropped> {
+    let Some(tokens) = tokens.filter(|t| !t.is_empty()) else { return Err(Dropped::ValidationToken) };
     for token in tokens {
-        if let Err(e) = teams.validation_tokens.verify(token).await {
-            tracing::warn!(error = %e, "a validation token was refused");
-            return false;
+        match teams.validation_tokens.verify(token).await {
+            Ok(_) => {}
+            Err(e @ kehai_microsoft::MicrosoftError::Transport(_)) => {
+                tracing::warn!(error = %e, "Microsoft's signing keys could not be fetched");
+                return Err(Dropped::Unavailable);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a validation token was refused");
+                return Err(Dropped::ValidationToken);
+            }
         }
     }
-    true
+    Ok(())
 }
 
 /// The connection a notification is for, if it names a connected connection's subscription with
@@ -157,6 +174,7 @@ async fn one(
             // the tasks between them (answering webhooks, committing presences) are not held
             // up behind it.
             let content = content.clone();
+            let _core = teams.decrypting.acquire().await.map_err(|_| Dropped::Unavailable)?;
             let plain = tokio::task::spawn_blocking(move || decrypt_with(&key, &content))
                 .await
                 .map_err(|_| Dropped::Decryption)?

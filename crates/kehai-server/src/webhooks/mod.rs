@@ -66,6 +66,9 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
         // Already URL-decoded, as Graph requires; plain text, never markup.
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response();
     }
+    if state.notifications.is_full(body.len()) {
+        return refuse(state);
+    }
     let batch = match NotificationBatch::parse(body) {
         Ok(b) => b,
         Err(_) => {
@@ -82,14 +85,17 @@ fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Res
             queue_depth(state);
             StatusCode::ACCEPTED.into_response()
         }
-        Err(Refused::Full) => {
-            if let Some(refused) = state.notifications.refused() {
-                tracing::warn!(refused, "the notification queue is full: asking Graph to retry");
-            }
-            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
-        }
+        Err(Refused::Full) => refuse(state),
         Err(Refused::Closed) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+/// The queue is full: Graph is asked to come again (and the operator told, now and then).
+fn refuse(state: &AppState) -> Response {
+    if let Some(refused) = state.notifications.refused() {
+        tracing::warn!(refused, "the notification queue is full: asking Graph to retry");
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
 }
 
 /// How long the worker may go on with accepted notifications after `stop`.

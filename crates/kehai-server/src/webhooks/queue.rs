@@ -86,6 +86,12 @@ impl NotificationQueue {
         })
     }
 
+    /// Whether a body of `size` bytes would be refused now: then it is answered at once, without
+    /// parsing it (a flood is answered as cheaply as it can be).
+    pub fn is_full(&self, size: usize) -> bool {
+        self.sender.capacity() == 0 || self.bytes.available_permits() < size.max(1)
+    }
+
     /// Batches waiting now.
     pub fn depth(&self) -> usize {
         self.sender.max_capacity() - self.sender.capacity()

@@ -1,8 +1,8 @@
 //! Crash recovery: one `kehai serve` on SQLite with 500 members connected to Teams at msemu.
 //! msemu delivers 10,000 presence changes while kehai is killed with SIGKILL at random moments
 //! (while serving, while starting, while catching up) and started again. Within 60 s of its last
-//! start every avatar shows the presence msemu has, and every connection is there once — none
-//! lost, none doubled, at kehai or at msemu. Several seeds, each printed: `KEHAI_CRASH_SEED=n`
+//! start answering (and of the last change) every avatar shows the presence msemu has, and every
+//! connection is there once — none lost, none doubled, at kehai or at msemu. Several seeds, each printed: `KEHAI_CRASH_SEED=n`
 //! runs the same kill times and changes again.
 
 use std::{
