@@ -136,6 +136,8 @@ pub async fn until(done: impl Fn() -> u64, target: u64, within: Duration) -> any
 pub struct Timed {
     pub sent: Instant,
     pub answer: Duration,
+    /// Answered at all (else the connection failed: `answer` is the time to the error).
+    pub answered: bool,
     pub taken: bool,
 }
 
@@ -158,11 +160,12 @@ pub async fn paced_with(url: &str, posts: Vec<String>, per_second: u32, again: b
         sent.push(tokio::spawn(async move {
             let first = send(&http, &url, &body).await;
             let answer = at.elapsed();
+            let answered = first.is_ok();
             let taken = first.as_ref().is_ok_and(|a| a.status().is_success());
             if !taken && again {
                 post(&http, &url, body).await?;
             }
-            anyhow::Ok(Timed { sent: at, answer, taken })
+            anyhow::Ok(Timed { sent: at, answer, answered, taken })
         }));
     }
     let mut timed = Vec::with_capacity(sent.len());

@@ -65,6 +65,7 @@ fn rounds(time: Duration, per_second: u32, members: usize) -> usize {
 fn rows(report: &mut Report, measures: [&'static str; 3], said: &str, timed: Vec<Timed>) -> u64 {
     let span = timed.last().map_or(Duration::ZERO, |t| t.sent - timed[0].sent);
     let taken = timed.iter().filter(|t| t.taken).count();
+    let unanswered = timed.iter().filter(|t| !t.answered).count();
     let n = timed.len();
     let mut answers: Vec<Duration> = timed.into_iter().map(|t| t.answer).collect();
     let (p50, p99, p100) =
@@ -73,10 +74,11 @@ fn rows(report: &mut Report, measures: [&'static str; 3], said: &str, timed: Vec
     report.push(Row::time("f. overload", measures[1], p99, None));
     report.push(Row::time("f. overload", measures[2], p100, Some(ANSWER_MS)));
     report.note(format!(
-        "f. {said}: {n} POSTs over {:.1} s ({:.0}/s), {taken} taken (202), {} answered 503 to come again",
+        "f. {said}: {n} POSTs over {:.1} s ({:.0}/s), {taken} taken (202), {} answered 503 to come again{}",
         span.as_secs_f64(),
         n as f64 / span.as_secs_f64().max(1e-9),
-        n - taken
+        n - taken - unanswered,
+        if unanswered > 0 { format!(", {unanswered} not answered (connection failed)") } else { String::new() },
     ));
     taken as u64
 }
@@ -102,8 +104,8 @@ impl SlowDatabase {
         let task = tokio::spawn(async move {
             let (started, mut held) = (std::time::Instant::now(), Duration::ZERO);
             loop {
-                let locked = std::time::Instant::now();
                 writer.lock().await?;
+                let locked = std::time::Instant::now();
                 let done = tokio::time::timeout(Duration::from_millis(900), &mut stopped).await.is_ok();
                 writer.run("COMMIT").await?;
                 held += locked.elapsed();
