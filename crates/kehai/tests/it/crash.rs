@@ -17,7 +17,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{Instances, command, connect_teams, free_port, log_in, msemu_with, run_ok, wait_ready};
+use crate::support::{
+    Instances, add_members, command, connect_teams, free_port, log_in, msemu_with, run_ok, wait_ready,
+};
 
 const MEMBERS: usize = 500;
 const CHANGES: usize = 10_000;
@@ -66,21 +68,8 @@ async fn sigkills_while_notifications_arrive_lose_no_presence_and_no_connection(
     };
 
     run_ok(command(&env, dir.path(), &["space", "create", SPACE, "--name", "Office"]));
-    let mut adds: Vec<_> = (0..MEMBERS)
-        .map(|n| {
-            let name = format!("User {n}");
-            let mut cmd = command(&env, dir.path(), &["member", "add", SPACE, &email(n), "--name", &name]);
-            cmd.args(["--password-env", "MEMBER_PASSWORD"]).env("MEMBER_PASSWORD", PASSWORD);
-            cmd.stdin(Stdio::null()).stdout(Stdio::null());
-            cmd
-        })
-        .collect();
-    for batch in adds.chunks_mut(8) {
-        let children: Vec<_> = batch.iter_mut().map(|c| c.spawn().unwrap()).collect();
-        for mut child in children {
-            assert!(child.wait().unwrap().success(), "member add");
-        }
-    }
+    let members: Vec<_> = (0..MEMBERS).map(|n| (email(n), format!("User {n}"))).collect();
+    add_members(&env, dir.path(), SPACE, &members, PASSWORD);
     let mut running = Instances(vec![serve()]);
     wait_ready(&base).await;
     futures::stream::iter(0..MEMBERS)

@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    process::{Child, Stdio},
+    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -20,7 +20,8 @@ use reqwest::{StatusCode, redirect::Policy};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Database, Instances, command, connect_teams, free_port, log_in, msemu_with, run_ok, service, wait_ready,
+    Database, Instances, add_members, command, connect_teams, free_port, log_in, msemu_with, run_ok, service,
+    wait_ready,
 };
 
 const MEMBERS: usize = 200;
@@ -240,21 +241,8 @@ async fn run(db: &Database, nats: &str) {
     // The operator's set-up, once for all instances.
     run_ok(command(&env, dirs[0].path(), &["migrate"]));
     run_ok(command(&env, dirs[0].path(), &["space", "create", SPACE, "--name", "Office"]));
-    let adds: Vec<_> = (0..MEMBERS)
-        .map(|n| {
-            let name = format!("User {n}");
-            let mut cmd = command(&env, dirs[0].path(), &["member", "add", SPACE, &email(n), "--name", &name]);
-            cmd.args(["--password-env", "MEMBER_PASSWORD"]).env("MEMBER_PASSWORD", PASSWORD);
-            cmd
-        })
-        .collect();
-    for batch in adds.into_iter().collect::<Vec<_>>().chunks_mut(8) {
-        let children: Vec<Child> =
-            batch.iter_mut().map(|c| c.stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap()).collect();
-        for mut child in children {
-            assert!(child.wait().unwrap().success(), "member add");
-        }
-    }
+    let members: Vec<_> = (0..MEMBERS).map(|n| (email(n), format!("User {n}"))).collect();
+    add_members(&env, dirs[0].path(), SPACE, &members, PASSWORD);
 
     let mut running = Instances(Vec::new());
     for (port, dir) in ports.iter().zip(&dirs) {

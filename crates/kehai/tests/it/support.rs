@@ -57,6 +57,30 @@ pub fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -
     cmd
 }
 
+/// `kehai member add` of `members` (email, display name) to `space`, all with `password`, eight
+/// commands at a time.
+pub fn add_members(
+    env: &[(String, String)],
+    dir: &std::path::Path,
+    space: &str,
+    members: &[(String, String)],
+    password: &str,
+) {
+    for batch in members.chunks(8) {
+        let children: Vec<_> = batch
+            .iter()
+            .map(|(email, name)| {
+                let mut cmd = command(env, dir, &["member", "add", space, email, "--name", name]);
+                cmd.args(["--password-env", "MEMBER_PASSWORD"]).env("MEMBER_PASSWORD", password);
+                cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "member add");
+        }
+    }
+}
+
 /// Running `kehai serve` processes, killed when the test ends however it ends.
 pub struct Instances(pub Vec<std::process::Child>);
 
