@@ -374,6 +374,9 @@ async fn needs_reconnect_appears_after_microsoft_revokes_the_sign_in() {
     alice
         .click(&format!("form:has(input[name=action][value=revoke]):has(input[name=user][value='{alice_id}']) button"))
         .await;
+    // The click only starts the form's submission: leaving before msemu has answered could
+    // cancel it (seen once in CI), so wait for its confirmation first.
+    alice.eventually("return new URLSearchParams(location.search).get('done')", json!("tokens revoked")).await;
     alice.client.goto(&app.url("/s/alpha")).await.unwrap();
     // kehai's next refresh is refused: the Teams presence leaves her avatar, live…
     alice.eventually_within(&badge_of("Alice"), json!(null), Duration::from_secs(30)).await;

@@ -26,6 +26,19 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// Sends kehai's and msemu's logs to the test's output, which is shown when the test fails:
+/// a failure that happens once in a while can then be read, not guessed at. `KEHAI_TEST_LOG`
+/// (a tracing filter) says what to log.
+pub fn capture_logs() {
+    let filter = std::env::var("KEHAI_TEST_LOG")
+        .unwrap_or_else(|_| "info,kehai_server=debug,kehai_store=debug,msemu=debug".to_owned());
+    let _already = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+}
+
 impl TestApp {
     pub async fn start() -> TestApp {
         Self::start_with(|_| {}).await
@@ -64,6 +77,7 @@ impl TestApp {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        capture_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -33,6 +33,7 @@ async fn start_both(
     emulator: impl FnOnce(&mut msemu::Config),
     kehai: impl FnOnce(&mut kehai_server::Config),
 ) -> (TestApp, msemu::Running) {
+    crate::support::capture_logs();
     let mut directory = msemu::Directory::default();
     directory.apps[0].redirect_uris.clear();
     let mut config = msemu::Config {
