@@ -2,8 +2,9 @@
 //! msemu. Time is accelerated by shortening everything Microsoft's clock decides — subscription
 //! life, access-token life, the reauthorization lead — by one factor; kehai's schedule is the
 //! production one, which derives its leads, sweeps and claims from the subscription life. The
-//! reconciliation runs on a fixed five-minute timer that does not shrink with the rest: its share
-//! (one batch read per 650 members every five minutes) is added from its schedule.
+//! reconciliation's timer (`ms_reconcile_seconds`, five minutes by default) is its own and not
+//! shrunk with the rest: its share at the default (one batch read per 650 members each time) is
+//! added from its schedule.
 
 use std::time::Duration;
 
@@ -18,8 +19,7 @@ use crate::{
 const LIFE_S: f64 = 3540.0;
 const TOKEN_S: f64 = 3599.0;
 const REAUTHORIZATION_S: f64 = 300.0;
-/// Reconciliations per hour, and members read per batch.
-const RECONCILES_PER_HOUR: f64 = 12.0;
+/// Members read per batch by a reconciliation.
 const PRESENCE_BATCH: f64 = 650.0;
 
 pub async fn run(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
@@ -40,7 +40,8 @@ pub async fn run(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let members = rig.members.len() as f64;
     let simulated_hours = window.as_secs_f64() * speed / 3600.0;
     let measured = requests / members / simulated_hours;
-    let reconcile = RECONCILES_PER_HOUR * (members / PRESENCE_BATCH).ceil() / members;
+    let reconciles_per_hour = 3600.0 / kehai_server::Config::default().ms_reconcile_seconds as f64;
+    let reconcile = reconciles_per_hour * (members / PRESENCE_BATCH).ceil() / members;
     report.push(Row::value("c. Graph cost", "requests per member-hour (renewals etc.)", measured, None));
     report.push(Row::value("c. Graph cost", "+ reconciliation share", reconcile, None));
     report.push(Row::value("c. Graph cost", "requests per member-hour", measured + reconcile, Some(1.5)));

@@ -60,6 +60,9 @@ pub struct Config {
     /// (Graph allows at most an hour; each connection's are asked for up to a twelfth shorter, and
     /// renewed a sixth of it ahead of their end).
     pub ms_subscription_seconds: u64,
+    /// `KEHAI_MS_RECONCILE_SECONDS`: how often every connected presence is read again in one
+    /// batch, to catch changes Graph never delivered (by one instance of several).
+    pub ms_reconcile_seconds: u64,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -113,6 +116,7 @@ impl Default for Config {
             ms_tenant: "organizations".to_owned(),
             ms_notifications: NotificationMode::Rich,
             ms_subscription_seconds: 3540,
+            ms_reconcile_seconds: 300,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -138,6 +142,7 @@ pub const SETTINGS: &[&str] = &[
     "ms_tenant",
     "ms_notifications",
     "ms_subscription_seconds",
+    "ms_reconcile_seconds",
     "data_dir",
     "log_format",
     "log",
@@ -237,6 +242,11 @@ impl Config {
                     .into(),
             ));
         }
+        if !(1..=86_400).contains(&self.ms_reconcile_seconds) {
+            return Err(ConfigError(
+                "setting `ms_reconcile_seconds` (KEHAI_MS_RECONCILE_SECONDS): must be 1 to 86400 (a day)".into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("setting `max_body_bytes` (KEHAI_MAX_BODY_BYTES): must be at least 1024".into()));
         }
@@ -307,6 +317,7 @@ impl std::fmt::Debug for Config {
             .field("ms_tenant", &self.ms_tenant)
             .field("ms_notifications", &self.ms_notifications)
             .field("ms_subscription_seconds", &self.ms_subscription_seconds)
+            .field("ms_reconcile_seconds", &self.ms_reconcile_seconds)
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
@@ -375,6 +386,7 @@ mod tests {
             ("KEHAI_LOGIN_ATTEMPTS_PER_MINUTE", "0", "KEHAI_LOGIN_ATTEMPTS_PER_MINUTE"),
             ("KEHAI_MS_CLIENT_ID", "only-the-id", "KEHAI_MS_CLIENT_SECRET"),
             ("KEHAI_MS_LOGIN_URL", "ftp://x", "KEHAI_MS_LOGIN_URL"),
+            ("KEHAI_MS_RECONCILE_SECONDS", "0", "KEHAI_MS_RECONCILE_SECONDS"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);

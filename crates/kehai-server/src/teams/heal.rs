@@ -1,6 +1,6 @@
 //! Self-healing (S1): notifications can be missed — kehai was down, Graph gave up retrying, a
-//! subscription vanished. At start-up and every five minutes a reconciliation checks that every
-//! connected connection has a live subscription (making a new one where not) and reads every
+//! subscription vanished. At start-up and every `ms_reconcile_seconds` (five minutes) a
+//! reconciliation checks that every connected connection has a live subscription (making a new one where not) and reads every
 //! presence again — 650 connections at a time, in one batch read per tenant through one member's
 //! token, so that its memory does not grow with the number of connections — applying only what is
 //! newer than what was shown. After a downtime every avatar is right within a

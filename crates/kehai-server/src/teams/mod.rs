@@ -44,6 +44,8 @@ pub struct Teams {
     pub rich: bool,
     /// How long subscriptions are made and renewed for, in milliseconds.
     pub subscription_ms: i64,
+    /// How often every presence is read again (`ms_reconcile_seconds`).
+    pub reconcile_every: std::time::Duration,
     /// One token refresh at a time per connection.
     pub(crate) refreshing: Gates,
     /// One presence applied at a time per connection (the sequence check and the avatars).
@@ -94,6 +96,7 @@ impl Teams {
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
             rich: config.ms_notifications == crate::config::NotificationMode::Rich,
             subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
+            reconcile_every: std::time::Duration::from_secs(config.ms_reconcile_seconds),
             refreshing: Gates::default(),
             applying: Gates::default(),
             presences: Arc::new(commit::GroupCommit::new(commit::flushes_for(config.database().as_ref()))),

@@ -43,8 +43,6 @@ const SPREAD_SHARE: i64 = 12;
 /// minute.
 const SWEEP_SHARE: i64 = 20;
 const SWEEP_MAX: Duration = Duration::from_secs(60);
-/// How often the reconciliation runs (by one instance of several).
-const RECONCILE: Duration = Duration::from_secs(5 * 60);
 /// Connections claimed at a time by a sweep.
 const BATCH: u32 = 200;
 /// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
@@ -358,9 +356,10 @@ async fn renew_all(
 }
 
 /// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
-/// subscriptions about to lapse), then the renewal sweep every tenth of a subscription's life
-/// (at most a minute apart) and a reconciliation every five minutes by one instance of several
-/// (the job is claimed). When another instance dies, [`crate::instance::spawn_heartbeat`]
+/// subscriptions about to lapse), then the renewal sweep every twentieth of a subscription's
+/// life (at most a minute apart) and a reconciliation every `ms_reconcile_seconds` (five
+/// minutes) by one instance of several (the job is claimed). One task does both, so that they
+/// never run at once. When another instance dies, [`crate::instance::spawn_heartbeat`]
 /// reconciles at once.
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
@@ -369,34 +368,40 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         // Sweeps start `every` apart however long each takes (a slow one delays the next one,
         // never two at once), so that renewals fall evenly per minute.
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
+        let mut sweeps = tokio::time::interval(every);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reconciliations = tokio::time::interval(teams.reconcile_every);
+        reconciliations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Both intervals tick at once first: the start's reconciliation and sweep.
+        sweeps.tick().await;
+        reconciliations.tick().await;
         super::heal::reconcile(&state, &teams).await;
         sweep(&state, &teams).await;
-        let mut reconciled = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            sweep(&state, &teams).await;
-            if reconciled.elapsed() >= RECONCILE {
-                reconciled = tokio::time::Instant::now();
-                let now = state.clock.now();
-                let until = now + i64::try_from(RECONCILE.as_millis()).unwrap_or(i64::MAX);
-                // Held for the whole period, not let go: one reconciliation per period in all.
-                match state.store.claim(RECONCILE_JOB, Claim { holder: &state.instance, now, until }).await {
-                    Ok(true) => {
-                        super::heal::reconcile(&state, &teams).await;
-                        super::certificates::remove_unused(&state).await;
-                    }
-                    Ok(false) => tracing::debug!("another instance reconciles this time"),
-                    Err(e) => tracing::warn!(error = %e, "cannot claim the reconciliation"),
+                _ = sweeps.tick() => {
+                    sweep(&state, &teams).await;
                 }
+                _ = reconciliations.tick() => reconcile_once(&state, &teams).await,
             }
         }
     });
+}
+
+/// The periodic reconciliation, if this instance claims this period's (held for the whole
+/// period, not let go: one reconciliation per period in all).
+async fn reconcile_once(state: &AppState, teams: &Teams) {
+    let now = state.clock.now();
+    let until = now + i64::try_from(teams.reconcile_every.as_millis()).unwrap_or(i64::MAX);
+    match state.store.claim(RECONCILE_JOB, Claim { holder: &state.instance, now, until }).await {
+        Ok(true) => {
+            super::heal::reconcile(state, teams).await;
+            super::certificates::remove_unused(state).await;
+        }
+        Ok(false) => tracing::debug!("another instance reconciles this time"),
+        Err(e) => tracing::warn!(error = %e, "cannot claim the reconciliation"),
+    }
 }
 
 /// The periodic reconciliation's claim.

@@ -13,13 +13,17 @@ use serde_json::json;
 
 use crate::{
     support::{Client, TestApp, find},
-    teams::{card, connected, fault, set_status, shows_within, start_in},
+    teams::{card, connected, fault, set_status, shows_within, start_both, start_in},
 };
 
 /// kehai and msemu (notifications in `mode`) with Alice and Bob connected while Available;
 /// their clients.
 async fn alice_and_bob(mode: NotificationMode) -> (TestApp, msemu::Running, Client, Client) {
-    let (app, emu) = start_in(mode).await;
+    alice_and_bob_with(start_in(mode).await).await
+}
+
+/// The same, with kehai and msemu started already.
+async fn alice_and_bob_with((app, emu): (TestApp, msemu::Running)) -> (TestApp, msemu::Running, Client, Client) {
     set_status(&emu, "alice@example.com", "Available").await;
     set_status(&emu, "bob@example.com", "Available").await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
@@ -142,21 +146,27 @@ async fn a_slow_token_endpoint_is_asked_once_per_connection() {
 
 #[tokio::test]
 async fn dropped_notifications_are_caught_up_by_the_reconciliation() {
-    let (app, emu, alice, _bob) = alice_and_bob(NotificationMode::Rich).await;
-    let teams = app.state.teams.clone().unwrap();
+    // The reconciliation every 2 s rather than five minutes: the periodic one, not a call.
+    const EVERY: u64 = 2;
+    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_reconcile_seconds = EVERY).await;
+    let (_app, emu, alice, _bob) = alice_and_bob_with(started).await;
     let before = requests(&emu);
+    let delivered = || emu.emulator.world.lock().subscriptions.values().map(|s| s.delivered).sum::<u64>();
+    let delivered_before = delivered();
     fault(&emu, json!({"target": "notifications", "kind": "drop", "count": 2})).await;
+    let dropped_at = std::time::Instant::now();
     set_status(&emu, "alice@example.com", "Busy").await;
     set_status(&emu, "bob@example.com", "AppearAway").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let shown = alice.avatars("alpha").await;
-    assert_eq!(find(&shown, "Alice").unwrap()["emoji"], serde_json::Value::Null, "Graph never sent it");
-    // The reconciliation (at the start and every five minutes) reads every presence again.
-    kehai_server::teams::heal::reconcile(&app.state, &teams).await;
-    converges(&alice, &[("Alice", "🔴"), ("Bob", "💤")], Duration::from_secs(5), "dropped notifications").await;
-    // One batch read for both (and the key set, subscriptions' check).
-    assert_eq!(made_to(&emu, &before, "/getPresencesByUserId"), 1);
-    bounded(&emu, &before, 4, "dropped notifications");
+    assert!(emu.emulator.world.lock().faults.is_empty(), "both notifications were dropped");
+    converges(&alice, &[("Alice", "🔴"), ("Bob", "💤")], Duration::from_secs(3 * EVERY), "dropped notifications").await;
+    let took = dropped_at.elapsed();
+    assert_eq!(delivered(), delivered_before, "Graph never sent them: the reconciliation read them");
+    // Nothing but the periodic batch reads (one per period for both members, none in a burst),
+    // and the slack of one renewal or refresh.
+    let reads = made_to(&emu, &before, "/getPresencesByUserId");
+    let periods = took.as_secs() / EVERY + 2;
+    assert!((1..=periods).contains(&reads), "{reads} batch reads in {took:?}");
+    bounded(&emu, &before, reads + 1, "dropped notifications");
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub(crate) async fn start_custom(
 }
 
 /// kehai and msemu, each configured further.
-async fn start_both(
+pub(crate) async fn start_both(
     mode: NotificationMode,
     emulator: impl FnOnce(&mut msemu::Config),
     kehai: impl FnOnce(&mut kehai_server::Config),
