@@ -1,9 +1,10 @@
-//! Crash recovery: one `kehai serve` on SQLite with 500 members connected to Teams at msemu.
-//! msemu delivers 10,000 presence changes while kehai is killed with SIGKILL at random moments
-//! (while serving, while starting, while catching up) and started again. Within 60 s of its last
-//! start answering (and of the last change) every avatar shows the presence msemu has, and every
-//! connection is there once — none lost, none doubled, at kehai or at msemu. Several seeds, each printed: `KEHAI_CRASH_SEED=n`
-//! runs the same kill times and changes again.
+//! Crash recovery: one `kehai serve` with 500 members connected to Teams at msemu. msemu
+//! delivers 10,000 presence changes while kehai is killed with SIGKILL at random moments (while
+//! serving, while starting, while catching up) and started again. Within 60 s of its last start
+//! answering (and of the last change) every avatar shows the presence msemu has, and every
+//! connection is there once — none lost, none doubled, at kehai or at msemu. On SQLite (three
+//! seeds) and on PostgreSQL (two); each seed is printed: `KEHAI_CRASH_SEED=n` runs the same kill
+//! times and changes again.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,14 +19,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::{
-    Instances, add_members, command, connect_teams, free_port, log_in, msemu_with, run_ok, wait_ready,
+    Database, Instances, add_members, command, connect_teams, free_port, log_in, msemu_with, run_ok, service,
+    wait_ready,
 };
 
 const MEMBERS: usize = 500;
 const CHANGES: usize = 10_000;
 /// How long msemu takes to make the changes (their notifications go out as they are made).
 const DRIVE: Duration = Duration::from_secs(10);
-const SEEDS: u64 = 3;
 const KILLS: usize = 4;
 const SPACE: &str = "office";
 const PASSWORD: &str = "crashes lose nothing here";
@@ -39,15 +40,39 @@ fn email(n: usize) -> String {
     format!("user{n}@contoso.example")
 }
 
+/// Where kehai keeps its state in a run.
+enum Store {
+    /// `kehai.db` in the data directory.
+    Sqlite,
+    /// A fresh database on the test server (its URL).
+    Postgres(String),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkills_while_notifications_arrive_lose_no_presence_and_no_connection() {
+    sigkills(Store::Sqlite, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_on_postgres_lose_no_presence_and_no_connection() {
+    let Some(postgres) = service("KEHAI_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test").await else {
+        return;
+    };
+    let db = Database::create(&postgres).await;
+    sigkills(Store::Postgres(db.url.clone()), 2).await;
+    // Dropped only when the test passed: a failed one leaves its database to look at.
+    db.drop_database().await;
+}
+
+/// The test on `store`, for `seeds` seeds.
+async fn sigkills(store: Store, seeds: u64) {
     let people = (0..MEMBERS).map(|n| (email(n), format!("User {n}"))).collect();
     let emu = msemu_with(people, |_| {}).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     emu.emulator.world.lock().directory.apps[0].redirect_uris = vec![format!("{base}/integrations/msteams/callback")];
     let app = emu.emulator.world.lock().directory.apps[0].clone();
-    let env: Vec<(String, String)> = [
+    let mut env: Vec<(String, String)> = [
         ("KEHAI_LISTEN", format!("127.0.0.1:{port}")),
         ("KEHAI_PUBLIC_URL", base.clone()),
         ("KEHAI_MS_CLIENT_ID", app.client_id.to_string()),
@@ -61,9 +86,19 @@ async fn sigkills_while_notifications_arrive_lose_no_presence_and_no_connection(
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let dir = tempfile::tempdir().unwrap();
+    let database_url = match &store {
+        Store::Sqlite => format!("sqlite://{}?mode=ro", dir.path().join("kehai.db").display()),
+        Store::Postgres(url) => url.clone(),
+    };
+    if let Store::Postgres(url) = &store {
+        env.push(("KEHAI_DATABASE_URL".to_owned(), url.clone()));
+    }
     let serve = || {
         let mut cmd = command(&env, dir.path(), &["serve"]);
-        cmd.env_remove("KEHAI_DATABASE_URL").stdout(Stdio::null());
+        if matches!(store, Store::Sqlite) {
+            cmd.env_remove("KEHAI_DATABASE_URL");
+        }
+        cmd.stdout(Stdio::null());
         cmd.spawn().unwrap()
     };
 
@@ -83,11 +118,10 @@ async fn sigkills_while_notifications_arrive_lose_no_presence_and_no_connection(
         .collect::<Vec<()>>()
         .await;
     let viewer = log_in(&base, &email(0), PASSWORD, SPACE).await;
-    let database = dir.path().join("kehai.db");
-    connections_are_whole(&emu, &database).await;
+    connections_are_whole(&emu, &database_url).await;
 
     let first: u64 = std::env::var("KEHAI_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    for seed in first..first + SEEDS {
+    for seed in first..first + seeds {
         eprintln!("crash recovery: seed {seed} (KEHAI_CRASH_SEED={seed} runs it again)");
         let mut rng = StdRng::seed_from_u64(seed);
         let statuses = statuses();
@@ -132,7 +166,7 @@ async fn sigkills_while_notifications_arrive_lose_no_presence_and_no_connection(
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        connections_are_whole(&emu, &database).await;
+        connections_are_whole(&emu, &database_url).await;
     }
 }
 
@@ -204,14 +238,26 @@ async fn wrong_avatars(emu: &msemu::Running, viewer: &reqwest::Client, base: &st
 }
 
 /// Every member has one connection, connected, in the space, with one subscription at msemu.
-async fn connections_are_whole(emu: &msemu::Running, database: &std::path::Path) {
-    let url = format!("sqlite://{}?mode=ro", database.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT ms_user_id, state, subscription_id FROM ms_connections").fetch_all(&pool).await.unwrap();
-    let in_space: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM ms_connection_spaces WHERE enabled").fetch_one(&pool).await.unwrap();
-    pool.close().await;
+async fn connections_are_whole(emu: &msemu::Running, database_url: &str) {
+    const CONNECTIONS: &str = "SELECT ms_user_id, state, subscription_id FROM ms_connections";
+    const IN_SPACE: &str = "SELECT count(*) FROM ms_connection_spaces WHERE enabled";
+    let (rows, in_space): (Vec<(String, String, Option<String>)>, i64) = if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let found = (
+            sqlx::query_as(CONNECTIONS).fetch_all(&pool).await.unwrap(),
+            sqlx::query_scalar(IN_SPACE).fetch_one(&pool).await.unwrap(),
+        );
+        pool.close().await;
+        found
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let found = (
+            sqlx::query_as(CONNECTIONS).fetch_all(&pool).await.unwrap(),
+            sqlx::query_scalar(IN_SPACE).fetch_one(&pool).await.unwrap(),
+        );
+        pool.close().await;
+        found
+    };
     let users: HashSet<String> = {
         let world = emu.emulator.world.lock();
         (0..MEMBERS).map(|n| world.directory.user_by_email(&email(n)).unwrap().id.to_string()).collect()

@@ -32,7 +32,7 @@ pub struct Database {
 impl Database {
     pub async fn create(base: &str) -> Database {
         use sqlx::Connection;
-        let name = format!("kehai_several_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("kehai_it_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
         let mut url = url::Url::parse(base).unwrap();
