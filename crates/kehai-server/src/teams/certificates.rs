@@ -171,7 +171,7 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
 }
 
 /// Deletes retired certificates once no subscription has used them for four hours: Graph can no
-/// longer be retrying notifications encrypted for them. Runs with every reconciliation.
+/// longer be retrying notifications encrypted for them. Runs after every periodic reconciliation.
 pub async fn remove_unused(state: &AppState) {
     match state.store.remove_unused_certificates(state.clock.now(), RETRY_WINDOW_MS).await {
         Ok(removed) if !removed.is_empty() => {

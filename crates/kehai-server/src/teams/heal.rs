@@ -1,11 +1,13 @@
 //! Self-healing (S1): notifications can be missed — kehai was down, Graph gave up retrying, a
-//! subscription vanished. At start-up and every `ms_reconcile_seconds` (five minutes) a
-//! reconciliation checks that every connected connection has a live subscription (making a new one where not) and reads every
-//! presence again — 650 connections at a time, in one batch read per tenant through one member's
-//! token, so that its memory does not grow with the number of connections — applying only what is
-//! newer than what was shown. After a downtime every avatar is right within a
-//! minute of the start. It runs in the upkeep task ([`super::upkeep::spawn`]), so that it and
-//! the renewal sweep never work on the same subscription at once.
+//! subscription vanished. At start-up, every `ms_reconcile_seconds` (five minutes) and when
+//! another instance dies, a reconciliation checks that every connected connection has a live
+//! subscription (making a new one where not) and reads every presence again — 650 connections
+//! at a time, in one batch read per tenant through one member's token, so that its memory does
+//! not grow with the number of connections — applying only what is newer than what was shown.
+//! After a downtime every avatar is right within a minute of the start. The start-up and
+//! periodic ones run in the upkeep task ([`super::upkeep::spawn`]), so that they and the renewal
+//! sweep never work on the same subscription at once; a subscription is made anew under the
+//! connection's claim, which the sweep takes too.
 
 use std::{
     collections::HashMap,

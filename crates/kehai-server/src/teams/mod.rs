@@ -96,7 +96,8 @@ impl Teams {
             lifecycle_url: format!("{public}/webhooks/msgraph/lifecycle"),
             rich: config.ms_notifications == crate::config::NotificationMode::Rich,
             subscription_ms: i64::try_from(config.ms_subscription_seconds).unwrap_or(3540) * 1000,
-            reconcile_every: std::time::Duration::from_secs(config.ms_reconcile_seconds),
+            // At least a second, even from a configuration that was not validated.
+            reconcile_every: std::time::Duration::from_secs(config.ms_reconcile_seconds.max(1)),
             refreshing: Gates::default(),
             applying: Gates::default(),
             presences: Arc::new(commit::GroupCommit::new(commit::flushes_for(config.database().as_ref()))),

@@ -358,9 +358,10 @@ async fn renew_all(
 /// Until `stop`: a reconciliation and a sweep at once (presences changed while kehai was down,
 /// subscriptions about to lapse), then the renewal sweep every twentieth of a subscription's
 /// life (at most a minute apart) and a reconciliation every `ms_reconcile_seconds` (five
-/// minutes) by one instance of several (the job is claimed). One task does both, so that they
-/// never run at once. When another instance dies, [`crate::instance::spawn_heartbeat`]
-/// reconciles at once.
+/// minutes) by one instance of several (the job is claimed), a period after the last one ended.
+/// One task does both, so that the periodic reconciliation and the sweep never run at once (when
+/// another instance dies, [`crate::instance::spawn_heartbeat`] reconciles at once, in a task of
+/// its own: the presences it applies are ordered by sequence number whatever runs beside it).
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(teams) = state.teams.clone() else { return };
     let every = u64::try_from(teams.subscription_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
@@ -383,29 +384,46 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
                 _ = sweeps.tick() => {
                     sweep(&state, &teams).await;
                 }
-                _ = reconciliations.tick() => reconcile_once(&state, &teams).await,
+                _ = reconciliations.tick() => {
+                    reconcile_once(&state, &teams).await;
+                    // The next one a period after this one ended, however long it took.
+                    reconciliations.reset();
+                }
             }
         }
     });
 }
 
-/// The periodic reconciliation, if this instance claims this period's (held for the whole
-/// period, not let go: one reconciliation per period in all).
+/// The periodic reconciliation, if this instance claims it. The claim is held while it runs (for
+/// [`RECONCILE_RUN_MAX`] more than a period at most), then for a period after it ended, and not
+/// let go: one reconciliation at a time across instances, a period apart.
 async fn reconcile_once(state: &AppState, teams: &Teams) {
+    let period = i64::try_from(teams.reconcile_every.as_millis()).unwrap_or(i64::MAX);
+    let run_max = i64::try_from(RECONCILE_RUN_MAX.as_millis()).unwrap_or(i64::MAX);
     let now = state.clock.now();
-    let until = now + i64::try_from(teams.reconcile_every.as_millis()).unwrap_or(i64::MAX);
-    match state.store.claim(RECONCILE_JOB, Claim { holder: &state.instance, now, until }).await {
+    let holder = &state.instance;
+    let until = now.saturating_add(period).saturating_add(run_max);
+    match state.store.claim(RECONCILE_JOB, Claim { holder, now, until }).await {
         Ok(true) => {
             super::heal::reconcile(state, teams).await;
             super::certificates::remove_unused(state).await;
+            let now = state.clock.now();
+            let until = now.saturating_add(period);
+            if let Err(e) = state.store.claim(RECONCILE_JOB, Claim { holder, now, until }).await {
+                tracing::warn!(error = %e, "cannot keep the reconciliation's claim: another instance may start one early");
+            }
         }
         Ok(false) => tracing::debug!("another instance reconciles this time"),
         Err(e) => tracing::warn!(error = %e, "cannot claim the reconciliation"),
     }
 }
 
-/// The periodic reconciliation's claim.
+/// The periodic reconciliation's claim…
 const RECONCILE_JOB: &str = "job/reconcile";
+/// …held while it runs for this long beyond a period at most (a reconciliation of 100,000
+/// connections takes about 20 s here): should its instance die meanwhile, the takeover
+/// reconciliation covers it.
+const RECONCILE_RUN_MAX: Duration = Duration::from_secs(600);
 
 /// Graph's expiry format.
 fn rfc3339(at_ms: i64) -> String {

@@ -158,7 +158,7 @@ async fn dropped_notifications_are_caught_up_by_the_reconciliation() {
     set_status(&emu, "alice@example.com", "Busy").await;
     set_status(&emu, "bob@example.com", "AppearAway").await;
     assert!(emu.emulator.world.lock().faults.is_empty(), "both notifications were dropped");
-    converges(&alice, &[("Alice", "🔴"), ("Bob", "💤")], Duration::from_secs(3 * EVERY), "dropped notifications").await;
+    converges(&alice, &[("Alice", "🔴"), ("Bob", "💤")], Duration::from_secs(5 * EVERY), "dropped notifications").await;
     let took = dropped_at.elapsed();
     assert_eq!(delivered(), delivered_before, "Graph never sent them: the reconciliation read them");
     // Nothing but the periodic batch reads (one per period for both members, none in a burst),
@@ -167,6 +167,33 @@ async fn dropped_notifications_are_caught_up_by_the_reconciliation() {
     let periods = took.as_secs() / EVERY + 2;
     assert!((1..=periods).contains(&reads), "{reads} batch reads in {took:?}");
     bounded(&emu, &before, reads + 1, "dropped notifications");
+}
+
+#[tokio::test]
+async fn the_periodic_reconciliation_waits_while_another_instance_holds_it() {
+    const EVERY: u64 = 1;
+    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_reconcile_seconds = EVERY).await;
+    let (app, emu, alice, _bob) = alice_and_bob_with(started).await;
+    // Another instance takes the reconciliation's claim (kehai's clock stands still here, so it
+    // claims as of 10 s on, when this instance's claim from its last run has lapsed; tried again
+    // should this instance be reconciling just then) and holds it for 20 s.
+    let now = kehai_server::clock::Clock::now(app.clock.as_ref());
+    let other = kehai_store::Claim { holder: "another-instance", now: now + 10_000, until: now + 20_000 };
+    let mut claimed = false;
+    for _ in 0..30 {
+        claimed = app.state.store.claim("job/reconcile", other).await.unwrap();
+        if claimed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(claimed, "the claim is free between two runs");
+    fault(&emu, json!({"target": "notifications", "kind": "drop", "count": 1})).await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    assert!(!shows_within(&alice, "Alice", "🔴", Duration::from_secs(4 * EVERY)).await, "not this instance's turn");
+    // Its claim lapses: this instance's next period reconciles.
+    app.clock.advance(30_000);
+    converges(&alice, &[("Alice", "🔴")], Duration::from_secs(5 * EVERY), "claim lapsed").await;
 }
 
 #[tokio::test]
