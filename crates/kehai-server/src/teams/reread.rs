@@ -2,9 +2,10 @@
 //! subscription cannot be applied because Microsoft throttled or failed past the retries of one
 //! call, its signing keys could not be had, or the database did not answer, the connection's
 //! presence is read again after a while instead of staying wrong until the next reconciliation
-//! (five minutes): one pending read per subscription however many of its notifications failed —
-//! a storm of them costs no more requests — after 2 s, then twice as long each time, six times
-//! at most (about two minutes; the reconciliation catches up after that). A failure while a read
+//! (every `ms_reconcile_seconds`, five minutes by default): one pending read per subscription
+//! however many of its notifications failed — a storm of them costs no more requests — after
+//! 2 s, then twice as long each time, six times at most (about two minutes; the reconciliation
+//! catches up after that). A failure while a read
 //! is under way makes it read once more when done, so that the newest presence is not missed.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};

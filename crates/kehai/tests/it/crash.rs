@@ -86,21 +86,15 @@ async fn sigkills(store: Store, seeds: u64) {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let dir = tempfile::tempdir().unwrap();
-    let database_url = match &store {
+    // Where the checks read what kehai stored.
+    let database_url = match store {
         Store::Sqlite => format!("sqlite://{}?mode=ro", dir.path().join("kehai.db").display()),
-        Store::Postgres(url) => url.clone(),
-    };
-    if let Store::Postgres(url) = &store {
-        env.push(("KEHAI_DATABASE_URL".to_owned(), url.clone()));
-    }
-    let serve = || {
-        let mut cmd = command(&env, dir.path(), &["serve"]);
-        if matches!(store, Store::Sqlite) {
-            cmd.env_remove("KEHAI_DATABASE_URL");
+        Store::Postgres(url) => {
+            env.push(("KEHAI_DATABASE_URL".to_owned(), url.clone()));
+            url
         }
-        cmd.stdout(Stdio::null());
-        cmd.spawn().unwrap()
     };
+    let serve = || command(&env, dir.path(), &["serve"]).stdout(Stdio::null()).spawn().unwrap();
 
     run_ok(command(&env, dir.path(), &["space", "create", SPACE, "--name", "Office"]));
     let members: Vec<_> = (0..MEMBERS).map(|n| (email(n), format!("User {n}"))).collect();
@@ -241,23 +235,18 @@ async fn wrong_avatars(emu: &msemu::Running, viewer: &reqwest::Client, base: &st
 async fn connections_are_whole(emu: &msemu::Running, database_url: &str) {
     const CONNECTIONS: &str = "SELECT ms_user_id, state, subscription_id FROM ms_connections";
     const IN_SPACE: &str = "SELECT count(*) FROM ms_connection_spaces WHERE enabled";
-    let (rows, in_space): (Vec<(String, String, Option<String>)>, i64) = if database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-        let found = (
-            sqlx::query_as(CONNECTIONS).fetch_all(&pool).await.unwrap(),
-            sqlx::query_scalar(IN_SPACE).fetch_one(&pool).await.unwrap(),
-        );
-        pool.close().await;
-        found
-    } else {
-        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-        let found = (
-            sqlx::query_as(CONNECTIONS).fetch_all(&pool).await.unwrap(),
-            sqlx::query_scalar(IN_SPACE).fetch_one(&pool).await.unwrap(),
-        );
-        pool.close().await;
-        found
-    };
+    // The same two queries through either engine's pool.
+    macro_rules! read {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(database_url).await.unwrap();
+            let rows = sqlx::query_as(CONNECTIONS).fetch_all(&pool).await.unwrap();
+            let in_space = sqlx::query_scalar(IN_SPACE).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            (rows, in_space)
+        }};
+    }
+    let (rows, in_space): (Vec<(String, String, Option<String>)>, i64) =
+        if database_url.starts_with("sqlite:") { read!(sqlx::SqlitePool) } else { read!(sqlx::PgPool) };
     let users: HashSet<String> = {
         let world = emu.emulator.world.lock();
         (0..MEMBERS).map(|n| world.directory.user_by_email(&email(n)).unwrap().id.to_string()).collect()

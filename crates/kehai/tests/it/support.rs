@@ -50,10 +50,13 @@ impl Database {
     }
 }
 
-/// The `kehai` command with `args`, in `dir` (its data directory) and with `env`.
+/// The `kehai` command with `args`, in `dir` (its data directory) and with `env`. Its database is
+/// the one `env` names (`KEHAI_DATABASE_URL`), else SQLite in `dir` — never one the test's own
+/// environment happens to name.
 pub fn command(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kehai"));
-    cmd.args(args).current_dir(dir).env("KEHAI_DATA_DIR", dir).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args(args).current_dir(dir).env("KEHAI_DATA_DIR", dir).env_remove("KEHAI_DATABASE_URL");
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd
 }
 
