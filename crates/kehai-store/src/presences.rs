@@ -1,219 +1,202 @@
-//! Which presences of a group commit are shown ([`Store::apply_presences`](crate::Store::apply_presences)).
-//!
-//! Many notifications' presences are written in one transaction: the connections are read (and
-//! locked) at once, this module decides each write's outcome from what was read, and the shown
-//! ones are written with one statement per table. A write is shown when its connection is still
-//! connected to the same Microsoft user and its sequence number is newer (byte order; equal too
-//! with `again`) than the one recorded — or than the one another write for the same connection
-//! earlier in the batch would record: of several writes for one connection only the newest can
-//! be the one that stays, and the others are stale.
+//! Presences: what an integration shows on a member's avatars. A presence and the ordering key
+//! that made it win are written in one transaction, so that a crash between the two cannot make
+//! the next reading of the same presence look stale; many are written at once by group commit
+//! (the decisions are made in [`decide`], exactly as writing them one after the other would).
+
+mod decide;
 
 use std::collections::HashMap;
 
-use kehai_core::PersonId;
+use async_trait::async_trait;
+use kehai_core::{Avatar, Millis, PersonId, PresenceOverride, SpaceId};
 
-use crate::{ConnectionId, ConnectionState, PresenceWrite};
+use crate::{
+    Applied, ConnectionId, ConnectionState, PresenceWrite, Result, StoreError,
+    backend::{for_each_backend, uuid},
+    rows::*,
+};
 
-/// A connection as the group commit reads it.
-#[derive(Debug, Clone)]
-pub(crate) struct Current {
-    pub account: PersonId,
-    pub last_sequence: Option<String>,
-    pub state: ConnectionState,
-    pub ms_user: String,
+/// Sets (or clears) the presence override of avatar (`$1` space, `$2` person) to `$3`…`$8` at
+/// `$9`, returning the avatar.
+macro_rules! set_presence {
+    () => {
+        concat!(
+            "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
+             presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
+             WHERE space_id = $1 AND person_id = $2 RETURNING ",
+            avatar_columns!()
+        )
+    };
 }
 
-/// What the group commit does with one write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
-    /// Written: its presence is shown on the account's avatars.
-    Show(PersonId),
-    Stale,
-    NotConnected,
+/// Binds `$3`…`$9` of [`set_presence!`]: the override (or NULLs) and the time.
+macro_rules! bind_presence {
+    ($query:expr, $presence:expr, $now:expr) => {
+        $query
+            .bind($presence.map(|p| p.provider.clone()))
+            .bind($presence.map(|p| p.availability.clone()))
+            .bind($presence.map(|p| p.activity.clone()))
+            .bind($presence.map(|p| p.label.clone()))
+            .bind($presence.map(|p| p.emoji.as_str().to_owned()))
+            .bind($presence.map(|p| p.since))
+            .bind($now)
+    };
 }
 
-/// What a group commit writes: each write's decision, in order (those decided `Show` are for
-/// different connections), and the sequence number to record per connection.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Decided {
-    pub decisions: Vec<Decision>,
-    pub sequences: HashMap<ConnectionId, String>,
-}
-
-/// Decides a batch exactly as applying its writes one after the other would.
-pub(crate) fn decide(writes: &[PresenceWrite], current: &HashMap<ConnectionId, Current>) -> Decided {
-    let mut decided = Decided { decisions: vec![Decision::NotConnected; writes.len()], sequences: HashMap::new() };
-    // Per connection: the write shown so far in this batch.
-    let mut shown: HashMap<ConnectionId, usize> = HashMap::new();
-    for (i, write) in writes.iter().enumerate() {
-        let Some(now) = current.get(&write.connection) else { continue };
-        if now.state != ConnectionState::Connected || now.ms_user != write.ms_user {
-            continue;
-        }
-        let last = decided.sequences.get(&write.connection).or(now.last_sequence.as_ref());
-        if let Some(sequence) = &write.sequence {
-            match last.map(|l| l.as_bytes().cmp(sequence.as_bytes())) {
-                Some(std::cmp::Ordering::Greater) => {
-                    decided.decisions[i] = Decision::Stale;
-                    continue;
-                }
-                Some(std::cmp::Ordering::Equal) if !write.again => {
-                    decided.decisions[i] = Decision::Stale;
-                    continue;
-                }
-                _ => {}
-            }
-            decided.sequences.insert(write.connection, sequence.clone());
-        }
-        if let Some(j) = shown.insert(write.connection, i) {
-            // Superseded in the same batch: it would have been shown for no time at all.
-            decided.decisions[j] = Decision::Stale;
-        }
-        decided.decisions[i] = Decision::Show(now.account);
-    }
-    // Only what changes is written.
-    decided.sequences.retain(|id, sequence| current.get(id).is_none_or(|c| c.last_sequence.as_ref() != Some(sequence)));
-    decided
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// What applying `writes` one after the other leaves, in the simplest terms (each write
-    /// checked against the state the previous ones left): the sequence recorded per
-    /// connection, and the last write shown for each.
-    type Left = (HashMap<ConnectionId, Option<String>>, HashMap<ConnectionId, usize>);
-
-    fn one_after_the_other(writes: &[PresenceWrite], current: &HashMap<ConnectionId, Current>) -> Left {
-        let mut last: HashMap<ConnectionId, Option<String>> =
-            current.iter().map(|(id, c)| (*id, c.last_sequence.clone())).collect();
-        let mut shown_by: HashMap<ConnectionId, usize> = HashMap::new();
-        for (i, w) in writes.iter().enumerate() {
-            let Some(c) = current.get(&w.connection) else { continue };
-            let recorded = last.get(&w.connection).cloned().flatten();
-            let newer = match (&recorded, &w.sequence) {
-                (Some(l), Some(s)) => l.as_bytes() < s.as_bytes() || (l == s && w.again),
-                _ => true,
-            };
-            if c.state != ConnectionState::Connected || c.ms_user != w.ms_user || !newer {
-                continue;
-            }
-            if w.sequence.is_some() {
-                last.insert(w.connection, w.sequence.clone());
-            }
-            shown_by.insert(w.connection, i);
-        }
-        (last, shown_by)
-    }
-
-    proptest! {
-        /// A group commit decides as applying its writes one after the other would: the same
-        /// sequence numbers end up recorded, and what ends up shown is the last write shown
-        /// for each connection.
-        #[test]
-        fn a_batch_is_decided_as_its_writes_one_after_the_other(
-            recorded in proptest::collection::vec(proptest::option::of(0u8..6), 3),
-            writes in proptest::collection::vec((0usize..4, proptest::option::of(0u8..6), any::<bool>(), 0u8..4), 0..12),
-        ) {
-            let ids: Vec<ConnectionId> = (0..4).map(|_| ConnectionId::new()).collect();
-            let seq = |n: u8| format!("C{n:03}");
-            // Three connections (the fourth id is unknown), one of them needing a new sign-in.
-            let current: HashMap<ConnectionId, Current> = recorded
-                .iter()
-                .enumerate()
-                .map(|(i, last)| {
-                    let state = if i == 2 { ConnectionState::NeedsReconnect } else { ConnectionState::Connected };
-                    (ids[i], Current { account: PersonId::new(), last_sequence: last.map(seq), state, ms_user: "ms".into() })
-                })
-                .collect();
-            let writes: Vec<PresenceWrite> = writes
-                .iter()
-                .map(|(c, s, again, user)| PresenceWrite {
-                    connection: ids[*c],
-                    ms_user: if *user == 0 { "other".into() } else { "ms".into() },
-                    sequence: s.map(seq),
-                    again: *again,
-                    presence: None,
-                })
-                .collect();
-            let decided = decide(&writes, &current);
-            let (last, shown_by) = one_after_the_other(&writes, &current);
-            // The same sequences recorded in the end.
-            for (id, c) in &current {
-                let expected = last.get(id).cloned().flatten();
-                let after = decided.sequences.get(id).cloned().or(c.last_sequence.clone());
-                prop_assert_eq!(after, expected);
-            }
-            // One write shown per connection at most (they are written with one statement)…
-            let shows: Vec<ConnectionId> = decided
-                .decisions
-                .iter()
-                .zip(&writes)
-                .filter(|(d, _)| matches!(d, Decision::Show(_)))
-                .map(|(_, w)| w.connection)
-                .collect();
-            let distinct: std::collections::HashSet<_> = shows.iter().collect();
-            prop_assert_eq!(distinct.len(), shows.len());
-            // …and it is the last one shown one after the other.
-            let shown: HashMap<ConnectionId, usize> = decided
-                .decisions
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| matches!(d, Decision::Show(_)))
-                .map(|(i, _)| (writes[i].connection, i))
-                .collect();
-            prop_assert_eq!(shown, shown_by);
-        }
-    }
-
-    fn write(connection: ConnectionId, user: &str, sequence: Option<&str>) -> PresenceWrite {
-        PresenceWrite {
-            connection,
-            ms_user: user.to_owned(),
+/// Presences shown on avatars.
+#[async_trait]
+pub trait Presences: Send + Sync {
+    /// Sets or clears the presence override; `None` if there is no such avatar.
+    async fn set_presence(
+        &self,
+        space: SpaceId,
+        person: PersonId,
+        presence: Option<&PresenceOverride>,
+        now: Millis,
+    ) -> Result<Option<Avatar>>;
+    /// Shows a connection's presence (or with `None` removes it) on the member's avatar in every
+    /// space where the connection is ON, and records `sequence` as the last applied — in one
+    /// transaction, so that a crash leaves neither without the other — if the connection is
+    /// still connected to Microsoft user `ms_user` and `sequence` is newer than the one recorded
+    /// (byte order; equal too with `again`), so that a stale or duplicate notification never
+    /// wins.
+    async fn apply_presence(
+        &self,
+        id: ConnectionId,
+        ms_user: &str,
+        sequence: Option<&str>,
+        again: bool,
+        presence: Option<&PresenceOverride>,
+        now: Millis,
+    ) -> Result<Applied> {
+        let write = PresenceWrite {
+            connection: id,
+            ms_user: ms_user.to_owned(),
             sequence: sequence.map(str::to_owned),
-            again: false,
-            presence: None,
-        }
-    }
-
-    #[test]
-    fn newer_is_shown_older_and_equal_are_stale_and_only_the_newest_of_a_batch_stays() {
-        let (a, b, gone, other) = (ConnectionId::new(), ConnectionId::new(), ConnectionId::new(), ConnectionId::new());
-        let (alice, bob) = (PersonId::new(), PersonId::new());
-        let connected = |account, last: &str| Current {
-            account,
-            last_sequence: Some(last.to_owned()),
-            state: ConnectionState::Connected,
-            ms_user: "ms-a".to_owned(),
+            again,
+            presence: presence.cloned(),
         };
-        let mut current = HashMap::from([(a, connected(alice, "C05")), (b, connected(bob, "C05"))]);
-        current.insert(other, Current { state: ConnectionState::NeedsReconnect, ..connected(bob, "C01") });
-        let writes = [
-            write(a, "ms-a", Some("C06")),
-            write(a, "ms-a", Some("C08")),
-            write(a, "ms-a", Some("C07")),
-            write(b, "ms-a", Some("C05")),
-            write(b, "ms-a", Some("C04")),
-            write(b, "ms-b", Some("C09")),
-            write(gone, "ms-a", Some("C09")),
-            write(other, "ms-a", Some("C09")),
-            PresenceWrite { again: true, ..write(b, "ms-a", Some("C05")) },
-        ];
-        use Decision::*;
-        let decided = decide(&writes, &current);
-        assert_eq!(
-            decided.decisions,
-            [Stale, Show(alice), Stale, Stale, Stale, NotConnected, NotConnected, NotConnected, Show(bob)]
-        );
-        assert_eq!(decided.sequences, HashMap::from([(a, "C08".to_owned())]), "b's is C05 already");
-        // Without a sequence a write always wins (the later of two), and the newest sequence
-        // shown before it stays recorded, as one write after the other would leave it.
-        let unsequenced = [write(a, "ms-a", None), write(a, "ms-a", Some("C09")), write(a, "ms-a", None)];
-        let decided = decide(&unsequenced, &current);
-        assert_eq!(decided.decisions, [Stale, Stale, Show(alice)]);
-        assert_eq!(decided.sequences, HashMap::from([(a, "C09".to_owned())]));
+        let mut applied = self.apply_presences(std::slice::from_ref(&write), now).await?;
+        applied.pop().ok_or_else(|| StoreError::Corrupt("presence write outcome"))
     }
+    /// [`Presences::apply_presence`] for many writes in one transaction — a group commit: under load,
+    /// tens of notifications' presences cost one transaction of five statements instead of five
+    /// statements each. The outcomes come in the writes' order, as applying them one after the
+    /// other would give them (of several writes for one connection, only the newest is shown).
+    async fn apply_presences(&self, writes: &[PresenceWrite], now: Millis) -> Result<Vec<Applied>>;
 }
+
+macro_rules! impl_presences {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
+        #[async_trait]
+        impl Presences for $store {
+            async fn set_presence(
+                &self,
+                space: SpaceId,
+                person: PersonId,
+                presence: Option<&PresenceOverride>,
+                now: Millis,
+            ) -> Result<Option<Avatar>> {
+                let query =
+                    sqlx::query_as::<_, AvatarRow>(set_presence!()).bind(space.0.to_string()).bind(person.0.to_string());
+                bind_presence!(query, presence, now)
+                .fetch_optional(self.writer())
+                .await?
+                .map(Avatar::try_from)
+                .transpose()
+            }
+
+            async fn apply_presences(&self, writes: &[PresenceWrite], now: Millis) -> Result<Vec<Applied>> {
+                if writes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.write_tx().await?;
+                // The connections, locked in id order (two instances' batches never wait on each
+                // other in a circle).
+                let mut read = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, account_id, last_sequence, state, ms_user_id FROM ms_connections WHERE id IN (",
+                );
+                let mut ids = read.separated(", ");
+                for w in writes {
+                    ids.push_bind(w.connection.0.to_string());
+                }
+                read.push(concat!(") ORDER BY id", $lock));
+                let rows: Vec<(String, String, Option<String>, String, String)> =
+                    read.build_query_as().fetch_all(&mut *tx).await?;
+                let mut current = HashMap::with_capacity(rows.len());
+                for (id, account, last_sequence, state, ms_user) in rows {
+                    let id = ConnectionId(uuid(&id, "connection id")?);
+                    let account = PersonId(uuid(&account, "account id")?);
+                    let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
+                    current.insert(id, decide::Current { account, last_sequence, state, ms_user });
+                }
+                let decided = decide::decide(writes, &current);
+                if !decided.sequences.is_empty() {
+                    let mut record = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE ms_connections SET last_sequence = v.column2 FROM (",
+                    );
+                    record.push_values(&decided.sequences, |mut row, (id, sequence)| {
+                        row.push_bind(id.0.to_string()).push_bind(sequence.clone());
+                    });
+                    record.push(") AS v WHERE ms_connections.id = v.column1");
+                    record.build().execute(&mut *tx).await?;
+                }
+                let shown: Vec<(&PresenceWrite, PersonId)> = writes
+                    .iter()
+                    .zip(&decided.decisions)
+                    .filter_map(|(w, d)| match d {
+                        decide::Decision::Show(account) => Some((w, *account)),
+                        _ => None,
+                    })
+                    .collect();
+                let mut avatars: HashMap<PersonId, Vec<Avatar>> = HashMap::new();
+                if !shown.is_empty() {
+                    // Each shown presence on its account's avatars in the spaces where its
+                    // connection is ON.
+                    let mut show = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE avatars SET presence_provider = v.column3, presence_availability = v.column4, \
+                         presence_activity = v.column5, presence_label = v.column6, presence_emoji = v.column7, \
+                         presence_since = v.column8, updated_at = ",
+                    );
+                    show.push_bind(now).push(" FROM (");
+                    show.push_values(&shown, |mut row, (w, account)| {
+                        let p = w.presence.as_ref();
+                        row.push_bind(w.connection.0.to_string())
+                            .push_bind(account.0.to_string())
+                            .push_bind(p.map(|p| p.provider.clone()))
+                            .push_bind(p.map(|p| p.availability.clone()))
+                            .push_bind(p.map(|p| p.activity.clone()))
+                            .push_bind(p.map(|p| p.label.clone()))
+                            .push_bind(p.map(|p| p.emoji.as_str().to_owned()))
+                            .push_bind(p.map(|p| p.since));
+                    });
+                    show.push(concat!(
+                        ") AS v WHERE avatars.person_id = v.column2 AND avatars.space_id IN \
+                         (SELECT space_id FROM ms_connection_spaces WHERE connection_id = v.column1 AND enabled) \
+                         RETURNING ",
+                        avatar_columns!()
+                    ));
+                    for row in show.build_query_as::<AvatarRow>().fetch_all(&mut *tx).await? {
+                        let avatar = Avatar::try_from(row)?;
+                        avatars.entry(avatar.person_id).or_default().push(avatar);
+                    }
+                }
+                tx.commit().await?;
+                Ok(decided
+                    .decisions
+                    .into_iter()
+                    .map(|d| match d {
+                        decide::Decision::Show(account) => {
+                            let mut shown = avatars.remove(&account).unwrap_or_default();
+                            shown.sort_by_key(|a| a.space_id.0);
+                            Applied::Shown(shown)
+                        }
+                        decide::Decision::Stale => Applied::Stale,
+                        decide::Decision::NotConnected => Applied::NotConnected,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+for_each_backend!(impl_presences);

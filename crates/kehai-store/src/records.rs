@@ -1,5 +1,12 @@
 //! Plain records the store reads and writes beside the domain types.
 
+mod connection;
+
+pub use connection::{
+    Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState, Sealed, SubscriptionRecord,
+    TokenUpdate,
+};
+
 use kehai_core::{Account, Avatar, DisplayName, Emoji, Millis, PersonId, PersonKind, Role, SpaceId};
 
 /// A member of a space as `kehai member list` shows it.
@@ -50,7 +57,7 @@ pub struct Claim<'a> {
     pub until: Millis,
 }
 
-/// A presence to show on a connection's avatars ([`Store::apply_presences`](crate::Store::apply_presences)).
+/// A presence to show on a connection's avatars ([`Presences::apply_presences`](crate::Presences::apply_presences)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceWrite {
     pub connection: crate::ConnectionId,
@@ -64,7 +71,7 @@ pub struct PresenceWrite {
     pub presence: Option<kehai_core::PresenceOverride>,
 }
 
-/// What applying a presence did ([`Store::apply_presence`](crate::Store::apply_presence)).
+/// What applying a presence did ([`Presences::apply_presences`](crate::Presences::apply_presences)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// Shown: the avatars as changed, one per space where the connection is ON.

@@ -1,5 +1,5 @@
 //! Group commit of presences: the notifications being processed at once write their presences in
-//! one transaction ([`Store::apply_presences`]).
+//! one transaction ([`Presences::apply_presences`](kehai_store::Presences::apply_presences)).
 //!
 //! Each presence joins a waiting list and starts a flush. A flush writes everything waiting (at
 //! most [`MOST`] per transaction, oldest first) and hands every write its outcome; flushes that

@@ -1,0 +1,323 @@
+//! Connections: a member's link to an account at a presence provider, the spaces it is used in
+//! (each with its ON/OFF toggle), its tokens and subscription, and the sign-ins in progress that
+//! make one.
+
+use async_trait::async_trait;
+use kehai_core::{Millis, PersonId, SpaceId};
+
+use crate::{
+    Connection, ConnectionId, ConnectionState, OAuthState, Result, StoreError, SubscriptionRecord, TokenUpdate,
+    backend::{classify, for_each_backend, uuid},
+    rows::*,
+};
+
+/// Members' connections to their provider accounts.
+#[async_trait]
+pub trait Connections: Send + Sync {
+    /// Creates or replaces a connection (by id). `Conflict("microsoft account")` when another
+    /// member already connected the same Microsoft account.
+    async fn save_connection(&self, connection: &Connection) -> Result<()>;
+    async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>>;
+    /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
+    /// false when the connection is gone. `release`'s refresh claim
+    /// ([`Claims::claim_refresh`](crate::Claims::claim_refresh)), if it holds it, is let go of in the same write.
+    async fn update_connection_tokens(
+        &self,
+        id: ConnectionId,
+        tokens: &TokenUpdate,
+        release: Option<&str>,
+    ) -> Result<bool>;
+    /// Whether the member is still to be told that their connection needs a new sign-in; true
+    /// once per time it became Needs reconnect (the caller shows the notice).
+    async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;
+    /// Sets a connection's state and last error; false when the connection is gone. Becoming
+    /// Needs reconnect raises the member's notice ([`Connections::take_connection_notice`]).
+    async fn set_connection_state(
+        &self,
+        id: ConnectionId,
+        state: ConnectionState,
+        last_error: Option<&str>,
+        now: Millis,
+    ) -> Result<bool>;
+    async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
+    /// Records a connection's renewed or new subscription, if its subscription is still
+    /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
+    /// False when it is not, or the connection is gone. When stored, `release`'s upkeep claim on
+    /// the connection (if it holds it) is let go of in the same write — one statement less per
+    /// renewal, at tens of renewals a second with 100,000 connections; when not, the claim stays.
+    async fn set_connection_subscription(
+        &self,
+        id: ConnectionId,
+        replacing: Option<&str>,
+        subscription: &SubscriptionRecord,
+        now: Millis,
+        release: Option<&str>,
+    ) -> Result<bool>;
+    /// Connected connections in id order, `limit` at a time after `after` (keyset paging).
+    async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;
+    /// How many connections are in each state (states without any are left out).
+    async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>>;
+    /// Deletes a connection with its spaces.
+    async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
+    /// Uses a connection in a space, ON or OFF.
+    async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()>;
+    /// Stops using a connection in a space; returns how many spaces still use it. The connection
+    /// row is locked meanwhile, so that two spaces let go at once still see the true count.
+    async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize>;
+    /// The spaces a connection is used in, with their toggle.
+    async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>>;
+    async fn create_oauth_state(&self, state: &OAuthState) -> Result<()>;
+    /// Takes (and deletes) a sign-in: it can be used once. Expired ones are deleted and `None`.
+    async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>>;
+}
+
+macro_rules! impl_connections {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
+        #[async_trait]
+        impl Connections for $store {
+            async fn save_connection(&self, c: &Connection) -> Result<()> {
+                let sub = c.subscription.as_ref();
+                sqlx::query(concat!(
+                    "INSERT INTO ms_connections (", connection_columns!(), ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                     ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
+                     access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
+                     subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
+                     last_sequence = $16, access_refresh_at = $17, subscription_certificate_id = $18, \
+                     notice_pending = FALSE"
+                ))
+                .bind(c.id.0.to_string())
+                .bind(c.account_id.0.to_string())
+                .bind(&c.ms_tenant_id)
+                .bind(&c.ms_user_id)
+                .bind(&c.access_token.0)
+                .bind(c.access_expires_at)
+                .bind(c.refresh_token.as_ref().map(|t| t.0.clone()))
+                .bind(c.refresh_expires_at)
+                .bind(sub.map(|s| s.id.clone()))
+                .bind(sub.map(|s| s.expires_at))
+                .bind(sub.map(|s| s.client_state.0.clone()))
+                .bind(c.state.as_str())
+                .bind(c.last_error.clone())
+                .bind(c.connected_at)
+                .bind(c.updated_at)
+                .bind(c.last_sequence.clone())
+                .bind(c.access_refresh_at)
+                .bind(sub.and_then(|s| s.certificate_id.clone()))
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "microsoft account", "account"))?;
+                Ok(())
+            }
+
+            async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE account_id = $1"))
+                    .bind(account.0.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Connection::try_from)
+                    .transpose()
+            }
+
+            async fn update_connection_tokens(
+                &self,
+                id: ConnectionId,
+                t: &TokenUpdate,
+                release: Option<&str>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET access_token = $2, access_expires_at = $3, \
+                     refresh_token = COALESCE($4, refresh_token), refresh_expires_at = COALESCE($5, refresh_expires_at), \
+                     updated_at = $6, access_refresh_at = $7, \
+                     refreshing_until = CASE WHEN refreshing_by = $8 THEN NULL ELSE refreshing_until END, \
+                     refreshing_by = CASE WHEN refreshing_by = $8 THEN NULL ELSE refreshing_by END \
+                     WHERE id = $1",
+                )
+                .bind(id.0.to_string())
+                .bind(&t.access_token.0)
+                .bind(t.access_expires_at)
+                .bind(t.refresh_token.as_ref().map(|r| r.0.clone()))
+                .bind(t.refresh_expires_at)
+                .bind(t.updated_at)
+                .bind(t.access_refresh_at)
+                .bind(release)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_connection_subscription(
+                &self,
+                id: ConnectionId,
+                replacing: Option<&str>,
+                subscription: &SubscriptionRecord,
+                now: Millis,
+                release: Option<&str>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
+                     updated_at = $5, subscription_certificate_id = $7, \
+                     claimed_until = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_until END, \
+                     claimed_by = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_by END \
+                     WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
+                )
+                .bind(id.0.to_string())
+                .bind(&subscription.id)
+                .bind(subscription.expires_at)
+                .bind(&subscription.client_state.0)
+                .bind(now)
+                .bind(replacing)
+                .bind(&subscription.certificate_id)
+                .bind(release)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM ms_connections \
+                     WHERE state = 'connected' AND id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after.map(|a| a.0.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(StoreError::from)
+                .and_then(connections)
+            }
+
+            async fn take_connection_notice(&self, account: PersonId) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET notice_pending = FALSE \
+                     WHERE account_id = $1 AND notice_pending AND state = 'needs_reconnect'",
+                )
+                .bind(account.0.to_string())
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT state, COUNT(*) FROM ms_connections GROUP BY state")
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.into_iter()
+                    .map(|(state, n)| {
+                        let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
+                        Ok((state, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
+            async fn set_connection_state(
+                &self,
+                id: ConnectionId,
+                state: ConnectionState,
+                last_error: Option<&str>,
+                now: Millis,
+            ) -> Result<bool> {
+                // Becoming Needs reconnect raises the notice (once: not again while it stays so);
+                // connecting again lowers it.
+                let done = sqlx::query(
+                    "UPDATE ms_connections SET state = $2, last_error = $3, updated_at = $4, notice_pending = CASE \
+                     WHEN $2 = 'needs_reconnect' AND state <> 'needs_reconnect' THEN TRUE \
+                     WHEN $2 = 'connected' THEN FALSE ELSE notice_pending END WHERE id = $1",
+                )
+                    .bind(id.0.to_string())
+                    .bind(state.as_str())
+                    .bind(last_error)
+                    .bind(now)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE subscription_id = $1"))
+                    .bind(subscription_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Connection::try_from)
+                    .transpose()
+            }
+
+            async fn delete_connection(&self, id: ConnectionId) -> Result<()> {
+                sqlx::query("DELETE FROM ms_connections WHERE id = $1").bind(id.0.to_string()).execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO ms_connection_spaces (connection_id, space_id, enabled) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connection_id, space_id) DO UPDATE SET enabled = $3",
+                )
+                .bind(id.0.to_string())
+                .bind(space.0.to_string())
+                .bind(enabled)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "connection space", "connection or space"))?;
+                Ok(())
+            }
+
+            async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query(concat!("SELECT id FROM ms_connections WHERE id = $1", $lock))
+                    .bind(id.0.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM ms_connection_spaces WHERE connection_id = $1 AND space_id = $2")
+                    .bind(id.0.to_string())
+                    .bind(space.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ms_connection_spaces WHERE connection_id = $1")
+                    .bind(id.0.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(usize::try_from(left).unwrap_or(0))
+            }
+
+            async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>> {
+                let rows: Vec<(String, bool)> =
+                    sqlx::query_as("SELECT space_id, enabled FROM ms_connection_spaces WHERE connection_id = $1 ORDER BY space_id")
+                        .bind(id.0.to_string())
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.into_iter().map(|(s, e)| Ok((SpaceId(uuid(&s, "space id")?), e))).collect()
+            }
+
+            async fn create_oauth_state(&self, st: &OAuthState) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO oauth_states (state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&st.state_hash)
+                .bind(&st.session_hash)
+                .bind(st.space_id.0.to_string())
+                .bind(&st.nonce.0)
+                .bind(&st.pkce_verifier.0)
+                .bind(st.expires_at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| classify(e, "sign-in", "space"))?;
+                Ok(())
+            }
+
+            async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>> {
+                let row = sqlx::query_as::<_, OAuthStateRow>(
+                    "DELETE FROM oauth_states WHERE state_hash = $1 \
+                     RETURNING state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at",
+                )
+                .bind(state_hash)
+                .fetch_optional(self.writer())
+                .await?;
+                row.map(OAuthState::try_from).transpose().map(|s| s.filter(|s| s.expires_at > now))
+            }
+        }
+    };
+}
+for_each_backend!(impl_connections);
