@@ -340,8 +340,9 @@ async fn seed_member(
     let connection = Connection {
         id,
         account_id: account.id,
-        ms_tenant_id: tenant.to_string(),
-        ms_user_id: user.to_string(),
+        provider: "msteams".to_owned(),
+        external_tenant: tenant.to_string(),
+        external_user: user.to_string(),
         // Due for a refresh (its first use refreshes it), and as long as a Microsoft access token.
         access_token: seal(&"due for a refresh ".repeat(ACCESS_TOKEN_CHARS / 18), "access_token")?,
         access_expires_at: now,
@@ -357,6 +358,7 @@ async fn seed_member(
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: Some(sequence.clone()),
+        next_check_at: None,
         connected_at: now,
         updated_at: now,
     };

@@ -144,7 +144,7 @@ impl Writer {
     async fn lock(&mut self) -> sqlx::Result<()> {
         match self {
             Writer::Sqlite(_) => self.run("BEGIN IMMEDIATE").await,
-            Writer::Postgres(_) => self.run("BEGIN; LOCK TABLE ms_connections, avatars IN EXCLUSIVE MODE").await,
+            Writer::Postgres(_) => self.run("BEGIN; LOCK TABLE connections, avatars IN EXCLUSIVE MODE").await,
         }
     }
 }

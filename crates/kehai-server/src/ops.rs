@@ -268,10 +268,10 @@ impl Metrics {
     }
 
     /// Sets the connections-by-state gauges (every state, zero included).
-    pub fn set_connections(&self, counts: &[(kehai_store::ConnectionState, u64)]) {
+    pub fn set_connections(&self, counts: &[(String, kehai_store::ConnectionState, u64)]) {
         use kehai_store::ConnectionState as S;
         for state in [S::Connected, S::NeedsReconnect, S::Error] {
-            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            let n: u64 = counts.iter().filter(|(_, s, _)| *s == state).map(|(_, _, n)| *n).sum();
             self.connections
                 .get_or_create(&StateLabels { state: state.as_str() })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -15,7 +15,7 @@ use crate::{
 /// (notifications for other connections are dropped unread: they need no key).
 macro_rules! certificate_used {
     () => {
-        "EXISTS (SELECT 1 FROM ms_connections WHERE state = 'connected' \
+        "EXISTS (SELECT 1 FROM connections WHERE state = 'connected' \
          AND subscription_certificate_id = encryption_certificates.id)"
     };
 }
@@ -114,7 +114,7 @@ macro_rules! impl_certificates {
             async fn certificates(&self) -> Result<Vec<(EncryptionCertificate, u64)>> {
                 let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = sqlx::query_as(
                     "SELECT c.id, c.certificate, c.private_key, c.created_at, c.retired_at, \
-                     (SELECT COUNT(*) FROM ms_connections m WHERE m.subscription_certificate_id = c.id) \
+                     (SELECT COUNT(*) FROM connections m WHERE m.subscription_certificate_id = c.id) \
                      FROM encryption_certificates c ORDER BY c.created_at, c.id",
                 )
                 .fetch_all(self.reader())

@@ -25,7 +25,7 @@ macro_rules! claim_free {
 macro_rules! claim_row {
     ($self:ident, $by:literal, $until:literal, $id:expr, $claim:expr) => {{
         let done = sqlx::query(concat!(
-            "UPDATE ms_connections SET ",
+            "UPDATE connections SET ",
             $by,
             " = $1, ",
             $until,
@@ -46,7 +46,7 @@ macro_rules! claim_row {
 macro_rules! release_row {
     ($self:ident, $by:literal, $until:literal, $id:expr, $holder:expr) => {{
         sqlx::query(concat!(
-            "UPDATE ms_connections SET ",
+            "UPDATE connections SET ",
             $by,
             " = NULL, ",
             $until,
@@ -62,18 +62,21 @@ macro_rules! release_row {
     }};
 }
 
-/// Claims up to `$limit` connected connections matching `$condition` (on `$4`, bound to
-/// `$value`) that are free for `$claim`, the soonest to lapse first; `$skip` passes over rows
-/// another instance is claiming this moment.
+/// Claims up to `$limit` connected connections matching `$condition` (on `$5`, `$6`…, bound to
+/// `$value`s) that are free for `$claim`, the first by `$order` (`RETURNING` keeps no order: the
+/// rows come back sorted by `$sort`); `$skip` passes over rows another instance is claiming this
+/// moment.
 macro_rules! claim_batch {
-    ($self:ident, $skip:literal, $condition:literal, $value:expr, $claim:ident, $limit:ident) => {{
+    ($self:ident, $skip:literal, $condition:literal, [$($value:expr),+], $order:literal, $sort:expr, $claim:ident, $limit:ident) => {{
         let rows = sqlx::query_as::<_, ConnectionRow>(concat!(
-            "UPDATE ms_connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
-             SELECT id FROM ms_connections WHERE state = 'connected' AND ",
+            "UPDATE connections SET claimed_by = $1, claimed_until = $3 WHERE id IN (\
+             SELECT id FROM connections WHERE state = 'connected' AND ",
             $condition,
             " AND ",
             claim_free!(),
-            " ORDER BY subscription_expires_at LIMIT $5",
+            " ORDER BY ",
+            $order,
+            " LIMIT $4",
             $skip,
             ") RETURNING ",
             connection_columns!()
@@ -81,10 +84,17 @@ macro_rules! claim_batch {
         .bind($claim.holder)
         .bind($claim.now)
         .bind($claim.until)
-        .bind($value)
-        .bind(i64::from($limit));
-        soonest_first(connections(rows.fetch_all($self.writer()).await?)?)
+        .bind(i64::from($limit))
+        $(.bind($value))+;
+        let mut claimed = connections(rows.fetch_all($self.writer()).await?)?;
+        claimed.sort_by_key($sort);
+        Ok(claimed)
     }};
+}
+
+/// The soonest to lapse first.
+fn by_expiry(c: &Connection) -> Option<Millis> {
+    c.subscription.as_ref().map(|s| s.expires_at)
 }
 
 /// Work claimed by one instance at a time.
@@ -96,10 +106,20 @@ pub trait Claims: Send + Sync {
     async fn claim_refresh(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool>;
     /// Lets go of a connection's refresh claim, if `holder` holds it.
     async fn release_refresh(&self, id: ConnectionId, holder: &str) -> Result<()>;
-    /// Claims up to `limit` connected connections whose subscription lapses before `before` and
-    /// that no other instance holds, the soonest first (PostgreSQL skips rows another instance is
-    /// claiming this moment rather than waiting for them).
-    async fn claim_expiring(&self, before: Millis, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>>;
+    /// Claims up to `limit` of `provider`'s connected connections whose subscription lapses before
+    /// `before` and that no other instance holds, the soonest first (PostgreSQL skips rows another
+    /// instance is claiming this moment rather than waiting for them).
+    async fn claim_expiring(
+        &self,
+        provider: &str,
+        before: Millis,
+        claim: Claim<'_>,
+        limit: u32,
+    ) -> Result<Vec<Connection>>;
+    /// Claims up to `limit` connected connections whose presence is to be read again by
+    /// `claim.now` ([`Connection::next_check_at`]) and that no other instance holds, the longest
+    /// due first.
+    async fn claim_due(&self, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>>;
     /// Claims up to `limit` connected connections whose subscription is encrypted for a
     /// certificate other than `current` (a retired one) and that no other instance holds, the
     /// soonest to lapse first.
@@ -132,8 +152,36 @@ macro_rules! impl_claims {
                 release_row!(self, "refreshing_by", "refreshing_until", id, holder)
             }
 
-            async fn claim_expiring(&self, before: Millis, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>> {
-                claim_batch!(self, $skip, "subscription_expires_at < $4", before, claim, limit)
+            async fn claim_expiring(
+                &self,
+                provider: &str,
+                before: Millis,
+                claim: Claim<'_>,
+                limit: u32,
+            ) -> Result<Vec<Connection>> {
+                claim_batch!(
+                    self,
+                    $skip,
+                    "provider = $5 AND subscription_expires_at < $6",
+                    [provider, before],
+                    "subscription_expires_at",
+                    by_expiry,
+                    claim,
+                    limit
+                )
+            }
+
+            async fn claim_due(&self, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>> {
+                claim_batch!(
+                    self,
+                    $skip,
+                    "next_check_at <= $5",
+                    [claim.now],
+                    "next_check_at",
+                    |c: &Connection| c.next_check_at,
+                    claim,
+                    limit
+                )
             }
 
             async fn claim_on_other_certificates(
@@ -147,8 +195,10 @@ macro_rules! impl_claims {
                 claim_batch!(
                     self,
                     $skip,
-                    "subscription_certificate_id IN (SELECT id FROM encryption_certificates WHERE id <> $4)",
-                    current,
+                    "subscription_certificate_id IN (SELECT id FROM encryption_certificates WHERE id <> $5)",
+                    [current],
+                    "subscription_expires_at",
+                    by_expiry,
                     claim,
                     limit
                 )

@@ -14,10 +14,12 @@ use crate::{
 /// Members' connections to their provider accounts.
 #[async_trait]
 pub trait Connections: Send + Sync {
-    /// Creates or replaces a connection (by id). `Conflict("microsoft account")` when another
-    /// member already connected the same Microsoft account.
+    /// Creates or replaces a connection (by id). `Conflict("external account")` when another
+    /// member already connected the same account at the provider (or this member has another
+    /// connection to the provider).
     async fn save_connection(&self, connection: &Connection) -> Result<()>;
-    async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>>;
+    /// The member's connection to `provider`.
+    async fn connection_of(&self, account: PersonId, provider: &str) -> Result<Option<Connection>>;
     /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
     /// false when the connection is gone. `release`'s refresh claim
     /// ([`Claims::claim_refresh`](crate::Claims::claim_refresh)), if it holds it, is let go of in the same write.
@@ -27,11 +29,11 @@ pub trait Connections: Send + Sync {
         tokens: &TokenUpdate,
         release: Option<&str>,
     ) -> Result<bool>;
-    /// Whether the member is still to be told that their connection needs a new sign-in; true
-    /// once per time it became Needs reconnect (the caller shows the notice).
-    async fn take_connection_notice(&self, account: PersonId) -> Result<bool>;
+    /// The providers whose connection the member is still to be told needs a new sign-in: each
+    /// once per time it became Needs reconnect (the caller shows the notices).
+    async fn take_connection_notices(&self, account: PersonId) -> Result<Vec<String>>;
     /// Sets a connection's state and last error; false when the connection is gone. Becoming
-    /// Needs reconnect raises the member's notice ([`Connections::take_connection_notice`]).
+    /// Needs reconnect raises the member's notice ([`Connections::take_connection_notices`]).
     async fn set_connection_state(
         &self,
         id: ConnectionId,
@@ -39,7 +41,8 @@ pub trait Connections: Send + Sync {
         last_error: Option<&str>,
         now: Millis,
     ) -> Result<bool>;
-    async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>>;
+    /// The connection whose subscription at `provider` is `subscription_id`.
+    async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>>;
     /// Records a connection's renewed or new subscription, if its subscription is still
     /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
     /// False when it is not, or the connection is gone. When stored, `release`'s upkeep claim on
@@ -53,10 +56,18 @@ pub trait Connections: Send + Sync {
         now: Millis,
         release: Option<&str>,
     ) -> Result<bool>;
-    /// Connected connections in id order, `limit` at a time after `after` (keyset paging).
-    async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>>;
-    /// How many connections are in each state (states without any are left out).
-    async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>>;
+    /// `provider`'s connected connections in id order, `limit` at a time after `after` (keyset
+    /// paging).
+    async fn connected_connections(
+        &self,
+        provider: &str,
+        after: Option<ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<Connection>>;
+    /// How many connections each provider has in each state (states without any are left out).
+    async fn connections_by_state(&self) -> Result<Vec<(String, ConnectionState, u64)>>;
+    /// Sets when the connection's presence is to be read again (after a read that failed, say).
+    async fn set_next_check(&self, id: ConnectionId, at: Option<Millis>) -> Result<()>;
     /// Deletes a connection with its spaces.
     async fn delete_connection(&self, id: ConnectionId) -> Result<()>;
     /// Uses a connection in a space, ON or OFF.
@@ -78,18 +89,20 @@ macro_rules! impl_connections {
             async fn save_connection(&self, c: &Connection) -> Result<()> {
                 let sub = c.subscription.as_ref();
                 sqlx::query(concat!(
-                    "INSERT INTO ms_connections (", connection_columns!(), ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                     ON CONFLICT (id) DO UPDATE SET ms_tenant_id = $3, ms_user_id = $4, access_token = $5, \
-                     access_expires_at = $6, refresh_token = $7, refresh_expires_at = $8, subscription_id = $9, \
-                     subscription_expires_at = $10, client_state = $11, state = $12, last_error = $13, updated_at = $15, \
-                     last_sequence = $16, access_refresh_at = $17, subscription_certificate_id = $18, \
-                     notice_pending = FALSE"
+                    "INSERT INTO connections (", connection_columns!(), ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                     $20) \
+                     ON CONFLICT (id) DO UPDATE SET external_tenant = $4, external_user = $5, access_token = $6, \
+                     access_expires_at = $7, refresh_token = $8, refresh_expires_at = $9, subscription_id = $10, \
+                     subscription_expires_at = $11, client_state = $12, state = $13, last_error = $14, updated_at = $16, \
+                     last_sequence = $17, access_refresh_at = $18, subscription_certificate_id = $19, \
+                     next_check_at = $20, notice_pending = FALSE"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
-                .bind(&c.ms_tenant_id)
-                .bind(&c.ms_user_id)
+                .bind(&c.provider)
+                .bind(&c.external_tenant)
+                .bind(&c.external_user)
                 .bind(&c.access_token.0)
                 .bind(c.access_expires_at)
                 .bind(c.refresh_token.as_ref().map(|t| t.0.clone()))
@@ -104,15 +117,19 @@ macro_rules! impl_connections {
                 .bind(c.last_sequence.clone())
                 .bind(c.access_refresh_at)
                 .bind(sub.and_then(|s| s.certificate_id.clone()))
+                .bind(c.next_check_at)
                 .execute(self.writer())
                 .await
-                .map_err(|e| classify(e, "microsoft account", "account"))?;
+                .map_err(|e| classify(e, "external account", "account"))?;
                 Ok(())
             }
 
-            async fn connection_of(&self, account: PersonId) -> Result<Option<Connection>> {
-                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE account_id = $1"))
+            async fn connection_of(&self, account: PersonId, provider: &str) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM connections WHERE account_id = $1 AND provider = $2"
+                ))
                     .bind(account.0.to_string())
+                    .bind(provider)
                     .fetch_optional(self.reader())
                     .await?
                     .map(Connection::try_from)
@@ -126,7 +143,7 @@ macro_rules! impl_connections {
                 release: Option<&str>,
             ) -> Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE ms_connections SET access_token = $2, access_expires_at = $3, \
+                    "UPDATE connections SET access_token = $2, access_expires_at = $3, \
                      refresh_token = COALESCE($4, refresh_token), refresh_expires_at = COALESCE($5, refresh_expires_at), \
                      updated_at = $6, access_refresh_at = $7, \
                      refreshing_until = CASE WHEN refreshing_by = $8 THEN NULL ELSE refreshing_until END, \
@@ -155,7 +172,7 @@ macro_rules! impl_connections {
                 release: Option<&str>,
             ) -> Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE ms_connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
+                    "UPDATE connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
                      updated_at = $5, subscription_certificate_id = $7, \
                      claimed_until = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_until END, \
                      claimed_by = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_by END \
@@ -174,39 +191,46 @@ macro_rules! impl_connections {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn connected_connections(&self, after: Option<ConnectionId>, limit: u32) -> Result<Vec<Connection>> {
+            async fn connected_connections(
+                &self,
+                provider: &str,
+                after: Option<ConnectionId>,
+                limit: u32,
+            ) -> Result<Vec<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "SELECT ", connection_columns!(), " FROM ms_connections \
-                     WHERE state = 'connected' AND id > $1 ORDER BY id LIMIT $2"
+                    "SELECT ", connection_columns!(), " FROM connections \
+                     WHERE provider = $3 AND state = 'connected' AND id > $1 ORDER BY id LIMIT $2"
                 ))
                 .bind(after.map(|a| a.0.to_string()).unwrap_or_default())
                 .bind(i64::from(limit))
+                .bind(provider)
                 .fetch_all(self.reader())
                 .await
                 .map_err(StoreError::from)
                 .and_then(connections)
             }
 
-            async fn take_connection_notice(&self, account: PersonId) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE ms_connections SET notice_pending = FALSE \
-                     WHERE account_id = $1 AND notice_pending AND state = 'needs_reconnect'",
+            async fn take_connection_notices(&self, account: PersonId) -> Result<Vec<String>> {
+                let mut providers: Vec<String> = sqlx::query_scalar(
+                    "UPDATE connections SET notice_pending = FALSE \
+                     WHERE account_id = $1 AND notice_pending AND state = 'needs_reconnect' RETURNING provider",
                 )
                 .bind(account.0.to_string())
-                .execute(self.writer())
+                .fetch_all(self.writer())
                 .await?;
-                Ok(done.rows_affected() > 0)
+                providers.sort_unstable();
+                Ok(providers)
             }
 
-            async fn connections_by_state(&self) -> Result<Vec<(ConnectionState, u64)>> {
-                let rows: Vec<(String, i64)> =
-                    sqlx::query_as("SELECT state, COUNT(*) FROM ms_connections GROUP BY state")
+            async fn connections_by_state(&self) -> Result<Vec<(String, ConnectionState, u64)>> {
+                let rows: Vec<(String, String, i64)> =
+                    sqlx::query_as("SELECT provider, state, COUNT(*) FROM connections GROUP BY provider, state")
                         .fetch_all(self.reader())
                         .await?;
                 rows.into_iter()
-                    .map(|(state, n)| {
+                    .map(|(provider, state, n)| {
                         let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
-                        Ok((state, u64::try_from(n).unwrap_or(0)))
+                        Ok((provider, state, u64::try_from(n).unwrap_or(0)))
                     })
                     .collect()
             }
@@ -221,7 +245,7 @@ macro_rules! impl_connections {
                 // Becoming Needs reconnect raises the notice (once: not again while it stays so);
                 // connecting again lowers it.
                 let done = sqlx::query(
-                    "UPDATE ms_connections SET state = $2, last_error = $3, updated_at = $4, notice_pending = CASE \
+                    "UPDATE connections SET state = $2, last_error = $3, updated_at = $4, notice_pending = CASE \
                      WHEN $2 = 'needs_reconnect' AND state <> 'needs_reconnect' THEN TRUE \
                      WHEN $2 = 'connected' THEN FALSE ELSE notice_pending END WHERE id = $1",
                 )
@@ -234,8 +258,11 @@ macro_rules! impl_connections {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn connection_by_subscription(&self, subscription_id: &str) -> Result<Option<Connection>> {
-                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM ms_connections WHERE subscription_id = $1"))
+            async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!(
+                    "SELECT ", connection_columns!(), " FROM connections WHERE provider = $1 AND subscription_id = $2"
+                ))
+                    .bind(provider)
                     .bind(subscription_id)
                     .fetch_optional(self.reader())
                     .await?
@@ -243,14 +270,23 @@ macro_rules! impl_connections {
                     .transpose()
             }
 
+            async fn set_next_check(&self, id: ConnectionId, at: Option<Millis>) -> Result<()> {
+                sqlx::query("UPDATE connections SET next_check_at = $2 WHERE id = $1")
+                    .bind(id.0.to_string())
+                    .bind(at)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
             async fn delete_connection(&self, id: ConnectionId) -> Result<()> {
-                sqlx::query("DELETE FROM ms_connections WHERE id = $1").bind(id.0.to_string()).execute(self.writer()).await?;
+                sqlx::query("DELETE FROM connections WHERE id = $1").bind(id.0.to_string()).execute(self.writer()).await?;
                 Ok(())
             }
 
             async fn set_connection_space(&self, id: ConnectionId, space: SpaceId, enabled: bool) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO ms_connection_spaces (connection_id, space_id, enabled) VALUES ($1, $2, $3) \
+                    "INSERT INTO connection_spaces (connection_id, space_id, enabled) VALUES ($1, $2, $3) \
                      ON CONFLICT (connection_id, space_id) DO UPDATE SET enabled = $3",
                 )
                 .bind(id.0.to_string())
@@ -264,16 +300,16 @@ macro_rules! impl_connections {
 
             async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize> {
                 let mut tx = self.write_tx().await?;
-                sqlx::query(concat!("SELECT id FROM ms_connections WHERE id = $1", $lock))
+                sqlx::query(concat!("SELECT id FROM connections WHERE id = $1", $lock))
                     .bind(id.0.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM ms_connection_spaces WHERE connection_id = $1 AND space_id = $2")
+                sqlx::query("DELETE FROM connection_spaces WHERE connection_id = $1 AND space_id = $2")
                     .bind(id.0.to_string())
                     .bind(space.0.to_string())
                     .execute(&mut *tx)
                     .await?;
-                let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ms_connection_spaces WHERE connection_id = $1")
+                let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connection_spaces WHERE connection_id = $1")
                     .bind(id.0.to_string())
                     .fetch_one(&mut *tx)
                     .await?;
@@ -283,7 +319,7 @@ macro_rules! impl_connections {
 
             async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>> {
                 let rows: Vec<(String, bool)> =
-                    sqlx::query_as("SELECT space_id, enabled FROM ms_connection_spaces WHERE connection_id = $1 ORDER BY space_id")
+                    sqlx::query_as("SELECT space_id, enabled FROM connection_spaces WHERE connection_id = $1 ORDER BY space_id")
                         .bind(id.0.to_string())
                         .fetch_all(self.reader())
                         .await?;
@@ -292,8 +328,8 @@ macro_rules! impl_connections {
 
             async fn create_oauth_state(&self, st: &OAuthState) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO oauth_states (state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO oauth_states (state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at, provider) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&st.state_hash)
                 .bind(&st.session_hash)
@@ -301,6 +337,7 @@ macro_rules! impl_connections {
                 .bind(&st.nonce.0)
                 .bind(&st.pkce_verifier.0)
                 .bind(st.expires_at)
+                .bind(&st.provider)
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "sign-in", "space"))?;
@@ -310,7 +347,7 @@ macro_rules! impl_connections {
             async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>> {
                 let row = sqlx::query_as::<_, OAuthStateRow>(
                     "DELETE FROM oauth_states WHERE state_hash = $1 \
-                     RETURNING state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at",
+                     RETURNING state_hash, provider, session_hash, space_id, nonce, pkce_verifier, expires_at",
                 )
                 .bind(state_hash)
                 .fetch_optional(self.writer())

@@ -45,7 +45,11 @@ macro_rules! impl_maintenance {
 
             async fn reseal(
                 &self,
-                rekey: &(dyn for<'a, 'b> Fn(&'a str, &'b str) -> std::result::Result<String, crate::secrets::SecretError> + Send + Sync),
+                rekey: &(
+                     dyn for<'a, 'b> Fn(&'a str, &'b str) -> std::result::Result<String, crate::secrets::SecretError>
+                         + Send
+                         + Sync
+                 ),
                 before_commit: &(dyn Fn() -> std::result::Result<(), String> + Send + Sync),
             ) -> Result<usize> {
                 let fail = |e: crate::secrets::SecretError| StoreError::Reseal(e.to_string());
@@ -53,26 +57,31 @@ macro_rules! impl_maintenance {
                 let mut count = 0;
                 // Connections: access token, refresh token, client state.
                 let rows: Vec<(String, String, Option<String>, Option<String>)> =
-                    sqlx::query_as("SELECT id, access_token, refresh_token, client_state FROM ms_connections")
+                    sqlx::query_as("SELECT id, access_token, refresh_token, client_state FROM connections")
                         .fetch_all(&mut *tx)
                         .await?;
                 for (id, access, refresh, client_state) in rows {
                     let label = |column: &str| crate::secrets::row_label("connection", &id, column);
                     let access = rekey(&label("access_token"), &access).map_err(fail)?;
                     let refresh = refresh.map(|r| rekey(&label("refresh_token"), &r)).transpose().map_err(fail)?;
-                    let client_state = client_state.map(|c| rekey(&label("client_state"), &c)).transpose().map_err(fail)?;
+                    let client_state =
+                        client_state.map(|c| rekey(&label("client_state"), &c)).transpose().map_err(fail)?;
                     count += 1 + usize::from(refresh.is_some()) + usize::from(client_state.is_some());
-                    sqlx::query("UPDATE ms_connections SET access_token = $2, refresh_token = $3, client_state = $4 WHERE id = $1")
-                        .bind(&id)
-                        .bind(access)
-                        .bind(refresh)
-                        .bind(client_state)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE connections SET access_token = $2, refresh_token = $3, client_state = $4 WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .bind(access)
+                    .bind(refresh)
+                    .bind(client_state)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 // Sign-ins in progress: nonce and PKCE verifier.
                 let rows: Vec<(String, String, String)> =
-                    sqlx::query_as("SELECT state_hash, nonce, pkce_verifier FROM oauth_states").fetch_all(&mut *tx).await?;
+                    sqlx::query_as("SELECT state_hash, nonce, pkce_verifier FROM oauth_states")
+                        .fetch_all(&mut *tx)
+                        .await?;
                 for (hash, nonce, verifier) in rows {
                     let label = |column: &str| crate::secrets::row_label("oauth", &hash, column);
                     let nonce = rekey(&label("nonce"), &nonce).map_err(fail)?;
@@ -89,7 +98,8 @@ macro_rules! impl_maintenance {
                 let rows: Vec<(String, String)> =
                     sqlx::query_as("SELECT id, private_key FROM encryption_certificates").fetch_all(&mut *tx).await?;
                 for (id, key) in rows {
-                    let key = rekey(&crate::secrets::row_label("certificate", &id, "private_key"), &key).map_err(fail)?;
+                    let key =
+                        rekey(&crate::secrets::row_label("certificate", &id, "private_key"), &key).map_err(fail)?;
                     count += 1;
                     sqlx::query("UPDATE encryption_certificates SET private_key = $2 WHERE id = $1")
                         .bind(&id)

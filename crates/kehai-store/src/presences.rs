@@ -54,33 +54,13 @@ pub trait Presences: Send + Sync {
         presence: Option<&PresenceOverride>,
         now: Millis,
     ) -> Result<Option<Avatar>>;
-    /// Shows a connection's presence (or with `None` removes it) on the member's avatar in every
-    /// space where the connection is ON, and records `sequence` as the last applied — in one
-    /// transaction, so that a crash leaves neither without the other — if the connection is
-    /// still connected to Microsoft user `ms_user` and `sequence` is newer than the one recorded
-    /// (byte order; equal too with `again`), so that a stale or duplicate notification never
-    /// wins.
-    async fn apply_presence(
-        &self,
-        id: ConnectionId,
-        ms_user: &str,
-        sequence: Option<&str>,
-        again: bool,
-        presence: Option<&PresenceOverride>,
-        now: Millis,
-    ) -> Result<Applied> {
-        let write = PresenceWrite {
-            connection: id,
-            ms_user: ms_user.to_owned(),
-            sequence: sequence.map(str::to_owned),
-            again,
-            presence: presence.cloned(),
-        };
-        let mut applied = self.apply_presences(std::slice::from_ref(&write), now).await?;
-        applied.pop().ok_or_else(|| StoreError::Corrupt("presence write outcome"))
-    }
-    /// [`Presences::apply_presence`] for many writes in one transaction — a group commit: under load,
-    /// tens of notifications' presences cost one transaction of five statements instead of five
+    /// Shows each write's presence (or with `None` removes it) on its member's avatar in every
+    /// space where its connection is ON, and records its `sequence` as the last applied and its
+    /// `next_check_at` — in one transaction, so that a crash leaves neither without the other — if
+    /// the connection is still connected to the write's `external_user` and `sequence` is newer
+    /// than the one recorded (byte order; equal too with `again`), so that a stale or duplicate
+    /// notification never wins. Many writes go in one transaction — a group commit: under load,
+    /// tens of notifications' presences cost one transaction of a few statements instead of a few
     /// statements each. The outcomes come in the writes' order, as applying them one after the
     /// other would give them (of several writes for one connection, only the newest is shown).
     async fn apply_presences(&self, writes: &[PresenceWrite], now: Millis) -> Result<Vec<Applied>>;
@@ -114,31 +94,31 @@ macro_rules! impl_presences {
                 // The connections, locked in id order (two instances' batches never wait on each
                 // other in a circle).
                 let mut read = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, account_id, last_sequence, state, ms_user_id FROM ms_connections WHERE id IN (",
+                    "SELECT id, account_id, last_sequence, state, external_user, next_check_at FROM connections WHERE id IN (",
                 );
                 let mut ids = read.separated(", ");
                 for w in writes {
                     ids.push_bind(w.connection.0.to_string());
                 }
                 read.push(concat!(") ORDER BY id", $lock));
-                let rows: Vec<(String, String, Option<String>, String, String)> =
+                let rows: Vec<(String, String, Option<String>, String, String, Option<i64>)> =
                     read.build_query_as().fetch_all(&mut *tx).await?;
                 let mut current = HashMap::with_capacity(rows.len());
-                for (id, account, last_sequence, state, ms_user) in rows {
+                for (id, account, last_sequence, state, external_user, next_check_at) in rows {
                     let id = ConnectionId(uuid(&id, "connection id")?);
                     let account = PersonId(uuid(&account, "account id")?);
                     let state = ConnectionState::parse(&state).ok_or(StoreError::Corrupt("connection state"))?;
-                    current.insert(id, decide::Current { account, last_sequence, state, ms_user });
+                    current.insert(id, decide::Current { account, last_sequence, state, external_user, next_check_at });
                 }
                 let decided = decide::decide(writes, &current);
                 if !decided.sequences.is_empty() {
                     let mut record = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE ms_connections SET last_sequence = v.column2 FROM (",
+                        "UPDATE connections SET last_sequence = v.column2 FROM (",
                     );
                     record.push_values(&decided.sequences, |mut row, (id, sequence)| {
                         row.push_bind(id.0.to_string()).push_bind(sequence.clone());
                     });
-                    record.push(") AS v WHERE ms_connections.id = v.column1");
+                    record.push(") AS v WHERE connections.id = v.column1");
                     record.build().execute(&mut *tx).await?;
                 }
                 let shown: Vec<(&PresenceWrite, PersonId)> = writes
@@ -149,6 +129,23 @@ macro_rules! impl_presences {
                         _ => None,
                     })
                     .collect();
+                // The next checks the shown writes ask for, where they differ from the recorded
+                // ones (providers that never ask cost no statement).
+                let checks: Vec<(ConnectionId, Option<Millis>)> = shown
+                    .iter()
+                    .filter(|(w, _)| current.get(&w.connection).is_some_and(|c| c.next_check_at != w.next_check_at))
+                    .map(|(w, _)| (w.connection, w.next_check_at))
+                    .collect();
+                if !checks.is_empty() {
+                    let mut record = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE connections SET next_check_at = v.column2 FROM (",
+                    );
+                    record.push_values(&checks, |mut row, (id, at)| {
+                        row.push_bind(id.0.to_string()).push_bind(*at);
+                    });
+                    record.push(") AS v WHERE connections.id = v.column1");
+                    record.build().execute(&mut *tx).await?;
+                }
                 let mut avatars: HashMap<PersonId, Vec<Avatar>> = HashMap::new();
                 if !shown.is_empty() {
                     // Each shown presence on its account's avatars in the spaces where its
@@ -172,7 +169,7 @@ macro_rules! impl_presences {
                     });
                     show.push(concat!(
                         ") AS v WHERE avatars.person_id = v.column2 AND avatars.space_id IN \
-                         (SELECT space_id FROM ms_connection_spaces WHERE connection_id = v.column1 AND enabled) \
+                         (SELECT space_id FROM connection_spaces WHERE connection_id = v.column1 AND enabled) \
                          RETURNING ",
                         avatar_columns!()
                     ));

@@ -61,14 +61,18 @@ pub struct Claim<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceWrite {
     pub connection: crate::ConnectionId,
-    /// The Microsoft user the presence is of: the connection must still be connected to them.
-    pub ms_user: String,
-    /// Graph's `sequenceNumber`, when it has one.
+    /// The account at the provider the presence is of: the connection must still be connected to
+    /// it.
+    pub external_user: String,
+    /// The provider's ordering key (Graph's `sequenceNumber`), when it has one.
     pub sequence: Option<String>,
     /// Shown again even if its sequence is the one recorded (a space turning the connection ON).
     pub again: bool,
     /// `None` takes the presence off the avatars.
     pub presence: Option<kehai_core::PresenceOverride>,
+    /// When shown: when to read the presence again without a notification (recorded on the
+    /// connection; `None` clears it).
+    pub next_check_at: Option<kehai_core::Millis>,
 }
 
 /// What applying a presence did ([`Presences::apply_presences`](crate::Presences::apply_presences)).
@@ -78,6 +82,6 @@ pub enum Applied {
     Shown(Vec<Avatar>),
     /// Not newer than the presence applied already: nothing changed.
     Stale,
-    /// The connection is gone, not connected, or now for another Microsoft account.
+    /// The connection is gone, not connected, or now for another account at the provider.
     NotConnected,
 }

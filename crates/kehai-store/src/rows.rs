@@ -147,9 +147,10 @@ macro_rules! avatar_columns {
 /// The columns [`ConnectionRow`] reads.
 macro_rules! connection_columns {
     () => {
-        "id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, refresh_token, \
-         refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \
-         connected_at, updated_at, last_sequence, access_refresh_at, subscription_certificate_id"
+        "id, account_id, provider, external_tenant, external_user, access_token, access_expires_at, \
+         refresh_token, refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, \
+         last_error, connected_at, updated_at, last_sequence, access_refresh_at, subscription_certificate_id, \
+         next_check_at"
     };
 }
 
@@ -159,8 +160,9 @@ macro_rules! connection_columns {
 pub(crate) struct ConnectionRow {
     pub(crate) id: String,
     pub(crate) account_id: String,
-    pub(crate) ms_tenant_id: String,
-    pub(crate) ms_user_id: String,
+    pub(crate) provider: String,
+    pub(crate) external_tenant: String,
+    pub(crate) external_user: String,
     pub(crate) access_token: String,
     pub(crate) access_expires_at: i64,
     pub(crate) refresh_token: Option<String>,
@@ -173,6 +175,7 @@ pub(crate) struct ConnectionRow {
     pub(crate) last_sequence: Option<String>,
     pub(crate) access_refresh_at: i64,
     pub(crate) subscription_certificate_id: Option<String>,
+    pub(crate) next_check_at: Option<i64>,
     pub(crate) connected_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -192,8 +195,9 @@ impl TryFrom<ConnectionRow> for Connection {
         Ok(Connection {
             id: ConnectionId(uuid(&r.id, "connection id")?),
             account_id: PersonId(uuid(&r.account_id, "account id")?),
-            ms_tenant_id: r.ms_tenant_id,
-            ms_user_id: r.ms_user_id,
+            provider: r.provider,
+            external_tenant: r.external_tenant,
+            external_user: r.external_user,
             access_token: Sealed(r.access_token),
             access_expires_at: r.access_expires_at,
             access_refresh_at: r.access_refresh_at,
@@ -203,6 +207,7 @@ impl TryFrom<ConnectionRow> for Connection {
             state: ConnectionState::parse(&r.state).ok_or(StoreError::Corrupt("connection state"))?,
             last_error: r.last_error,
             last_sequence: r.last_sequence,
+            next_check_at: r.next_check_at,
             connected_at: r.connected_at,
             updated_at: r.updated_at,
         })
@@ -212,6 +217,7 @@ impl TryFrom<ConnectionRow> for Connection {
 #[derive(sqlx::FromRow)]
 pub(crate) struct OAuthStateRow {
     pub(crate) state_hash: String,
+    pub(crate) provider: String,
     pub(crate) session_hash: String,
     pub(crate) space_id: String,
     pub(crate) nonce: String,
@@ -224,6 +230,7 @@ impl TryFrom<OAuthStateRow> for OAuthState {
     fn try_from(r: OAuthStateRow) -> Result<OAuthState> {
         Ok(OAuthState {
             state_hash: r.state_hash,
+            provider: r.provider,
             session_hash: r.session_hash,
             space_id: SpaceId(uuid(&r.space_id, "space id")?),
             nonce: Sealed(r.nonce),
@@ -254,13 +261,7 @@ impl From<CertificateRow> for EncryptionCertificate {
     }
 }
 
-/// Claimed connections, the soonest to lapse first (`RETURNING` keeps no order).
-pub(crate) fn soonest_first(mut claimed: Vec<Connection>) -> Result<Vec<Connection>> {
-    claimed.sort_by_key(|c| c.subscription.as_ref().map(|s| s.expires_at));
-    Ok(claimed)
-}
-
-/// Rows of `ms_connections` as connections.
+/// Rows of `connections` as connections.
 pub(crate) fn connections(rows: Vec<ConnectionRow>) -> Result<Vec<Connection>> {
     rows.into_iter().map(Connection::try_from).collect()
 }

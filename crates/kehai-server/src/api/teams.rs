@@ -54,7 +54,7 @@ async fn status_of(state: &AppState, admitted: &Admitted) -> Result<TeamsStatus,
             used_here: false,
         });
     }
-    let Some(c) = state.store.connection_of(admitted.visitor.person_id()).await? else {
+    let Some(c) = state.store.connection_of(admitted.visitor.person_id(), "msteams").await? else {
         return Ok(TeamsStatus {
             state: "not_connected".into(),
             connected_since: None,
@@ -112,7 +112,7 @@ pub struct Toggle {
 async fn connection(state: &AppState, admitted: &Admitted) -> Result<Connection, ApiError> {
     state
         .store
-        .connection_of(admitted.visitor.person_id())
+        .connection_of(admitted.visitor.person_id(), "msteams")
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_connected", "connect Microsoft Teams first"))
 }

@@ -99,10 +99,12 @@ pub async fn show(
     // Taken when shown: the notice appears on one page load, the Status section keeps the state.
     let teams_notice = !is_guest
         && teams_configured
-        && state.store.take_connection_notice(me).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the member's connection notice");
-            false
-        });
+        && state.store.take_connection_notices(me).await.map(|p| p.iter().any(|p| p == "msteams")).unwrap_or_else(
+            |e| {
+                tracing::warn!(error = %e, "cannot read the member's connection notice");
+                false
+            },
+        );
     let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,

@@ -144,7 +144,7 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
     let mut rotation = Rotation { certificate_id: new.clone(), moved: 0, failed: 0, kept: 0 };
     let mut after = None;
     loop {
-        let page = state.store.connected_connections(after, PAGE).await?;
+        let page = state.store.connected_connections("msteams", after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for connection in page {

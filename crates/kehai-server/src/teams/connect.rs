@@ -154,6 +154,7 @@ pub async fn start(
     };
     let sign_in = OAuthState {
         state_hash: state_hash.clone(),
+        provider: "msteams".to_owned(),
         session_hash: admitted.visitor.session.id_hash.clone(),
         space_id: admitted.space.id,
         nonce,
@@ -280,7 +281,7 @@ async fn finish(
 
     let now = state.clock.now();
     let account = visitor.person_id();
-    let existing = state.store.connection_of(account).await.map_err(|_| Outcome::Unavailable)?;
+    let existing = state.store.connection_of(account, "msteams").await.map_err(|_| Outcome::Unavailable)?;
     // Still a member of the space the sign-in was for?
     if !matches!(state.store.role_in(sign_in.space_id, account).await, Ok(Some(_))) {
         return Err(Outcome::Expired);
@@ -289,7 +290,7 @@ async fn finish(
     // connection is stored (best effort; an orphan lapses within the hour and its notifications
     // are ignored). Its token is fetched now, before the new one replaces it.
     let mut old_subscription = None;
-    if let Some(mut old) = existing.clone().filter(|c| c.ms_user_id != presence.id)
+    if let Some(mut old) = existing.clone().filter(|c| c.external_user != presence.id)
         && let Some(sub) = old.subscription.clone()
         && let Ok(token) = super::tokens::access_token(state, teams, &mut old).await
     {
@@ -300,8 +301,9 @@ async fn finish(
     let mut connection = Connection {
         id,
         account_id: account,
-        ms_tenant_id: claims.tid.clone(),
-        ms_user_id: presence.id.clone(),
+        provider: "msteams".to_owned(),
+        external_tenant: claims.tid.clone(),
+        external_user: presence.id.clone(),
         access_token: sealed.access_token,
         access_expires_at: sealed.access_expires_at,
         access_refresh_at: sealed.access_refresh_at,
@@ -311,7 +313,8 @@ async fn finish(
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: presence.sequence_number.clone(),
-        connected_at: existing.as_ref().filter(|c| c.ms_user_id == presence.id).map_or(now, |c| c.connected_at),
+        next_check_at: None,
+        connected_at: existing.as_ref().filter(|c| c.external_user == presence.id).map_or(now, |c| c.connected_at),
         updated_at: now,
     };
     match state.store.save_connection(&connection).await {

@@ -57,7 +57,7 @@ pub async fn reconcile_in_pages(state: &AppState, teams: &Teams, size: u32) -> H
     let mut lapsed: Vec<PersonId> = Vec::new();
     let mut after = None;
     loop {
-        let page = match state.store.connected_connections(after, size).await {
+        let page = match state.store.connected_connections("msteams", after, size).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "reconciliation: cannot list connections");
@@ -73,7 +73,7 @@ pub async fn reconcile_in_pages(state: &AppState, teams: &Teams, size: u32) -> H
         );
         let mut tenants: HashMap<String, Vec<Connection>> = HashMap::new();
         for connection in page {
-            tenants.entry(connection.ms_tenant_id.clone()).or_default().push(connection);
+            tenants.entry(connection.external_tenant.clone()).or_default().push(connection);
         }
         for (tenant, connections) in tenants {
             healed.corrected += reread(state, teams, &mut readers, &tenant, connections).await;
@@ -81,7 +81,7 @@ pub async fn reconcile_in_pages(state: &AppState, teams: &Teams, size: u32) -> H
     }
     for account in lapsed {
         // Read again: a page may have renewed or dropped it meanwhile.
-        let Ok(Some(connection)) = state.store.connection_of(account).await else { continue };
+        let Ok(Some(connection)) = state.store.connection_of(account, "msteams").await else { continue };
         if connection.state != ConnectionState::Connected
             || connection.subscription.as_ref().is_some_and(|s| s.expires_at > state.clock.now())
         {
@@ -144,7 +144,7 @@ async fn reread(
     let Some(token) = readers.token(state, teams, tenant, &mut connections).await else { return 0 };
     let mut corrected = 0;
     for chunk in connections.chunks_mut(Graph::PRESENCE_BATCH) {
-        let ids: Vec<String> = chunk.iter().map(|c| c.ms_user_id.clone()).collect();
+        let ids: Vec<String> = chunk.iter().map(|c| c.external_user.clone()).collect();
         let presences = match teams.graph.presences_by_user_id(&token, tenant, &ids).await {
             Ok(presences) => presences,
             Err(e) => {
@@ -153,7 +153,7 @@ async fn reread(
                 one_by_one(state, teams, chunk).await
             }
         };
-        let by_user: HashMap<&str, &Connection> = chunk.iter().map(|c| (c.ms_user_id.as_str(), c)).collect();
+        let by_user: HashMap<&str, &Connection> = chunk.iter().map(|c| (c.external_user.as_str(), c)).collect();
         for presence in &presences {
             if let Some(connection) = by_user.get(presence.id.as_str())
                 && !already_shown(connection, presence)

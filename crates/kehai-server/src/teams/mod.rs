@@ -124,7 +124,7 @@ pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride>
 /// The connection's current presence, read from Graph with its own (refreshed if need be)
 /// token. Errors are described for the log.
 pub async fn read_presence(state: &AppState, teams: &Teams, connection: &mut Connection) -> Result<Presence, String> {
-    let (tenant, user) = (&connection.ms_tenant_id.clone(), &connection.ms_user_id.clone());
+    let (tenant, user) = (&connection.external_tenant.clone(), &connection.external_user.clone());
     tokens::authorized(
         state,
         teams,

@@ -99,7 +99,7 @@ pub(crate) fn schedule(state: &AppState, subscription: &str) {
 
 /// Reads and shows the connection's presence; `Err` when Microsoft or the database failed.
 async fn read(state: &AppState, teams: &super::Teams, subscription: &str) -> Result<(), ()> {
-    let mut connection = match state.store.connection_by_subscription(subscription).await {
+    let mut connection = match state.store.connection_by_subscription("msteams", subscription).await {
         Ok(Some(c)) if c.state == ConnectionState::Connected => c,
         // Gone, disconnected or needing a new sign-in: nothing to read.
         Ok(_) => return Ok(()),
@@ -111,7 +111,7 @@ async fn read(state: &AppState, teams: &super::Teams, subscription: &str) -> Res
     let presence = super::read_presence(state, teams, &mut connection).await.map_err(|e| {
         tracing::debug!(error = %e, "a presence to read again: not yet");
     })?;
-    if presence.id != connection.ms_user_id {
+    if presence.id != connection.external_user {
         return Ok(());
     }
     match super::sync::apply(state, teams, &connection, &presence).await {

@@ -134,7 +134,7 @@ async fn verified(teams: &Teams, tokens: Option<&[String]>) -> Result<(), Droppe
 async fn admit(state: &AppState, n: &ChangeNotification) -> Result<Connection, Dropped> {
     let connection = state
         .store
-        .connection_by_subscription(&n.subscription_id)
+        .connection_by_subscription("msteams", &n.subscription_id)
         .await
         .map_err(|_| Dropped::Unavailable)?
         .ok_or(Dropped::UnknownSubscription)?;
@@ -184,7 +184,7 @@ async fn one(
         // Basic notifications carry no presence (§0.4): read it.
         None => super::read_presence(state, teams, &mut connection).await.map_err(|_| Dropped::Unavailable)?,
     };
-    if presence.id != connection.ms_user_id {
+    if presence.id != connection.external_user {
         return Err(Dropped::UnknownSubscription);
     }
     apply(state, teams, &connection, &presence).await
@@ -228,10 +228,11 @@ async fn apply_as(
     // of the same presence look stale.
     let write = PresenceWrite {
         connection: connection.id,
-        ms_user: connection.ms_user_id.clone(),
+        external_user: connection.external_user.clone(),
         sequence: presence.sequence_number.clone(),
         again,
         presence: super::override_for(presence, state.clock.now()),
+        next_check_at: None,
     };
     // With the presences being applied meanwhile, in one transaction.
     match teams.presences.apply(&state.store, &state.clock, write).await {

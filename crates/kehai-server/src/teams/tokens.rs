@@ -149,7 +149,7 @@ async fn token_for(
     // Other instances refresh too: one at a time per connection, by claim.
     let waited = tokio::time::Instant::now();
     loop {
-        match state.store.connection_of(connection.account_id).await {
+        match state.store.connection_of(connection.account_id, "msteams").await {
             Ok(Some(current)) if current.id == connection.id => *connection = current,
             Ok(_) => return Err(TokenError::Unavailable("the connection was removed meanwhile".into())),
             Err(e) => return Err(TokenError::Unavailable(e.to_string())),

@@ -204,7 +204,7 @@ async fn renew_or_recreate(state: &AppState, teams: &Teams, mut connection: Conn
                 .await
                 .map_err(|e| e.to_string())?;
             if !stored {
-                if state.store.connection_by_subscription(&current.id).await.is_ok_and(|c| c.is_none()) {
+                if state.store.connection_by_subscription("msteams", &current.id).await.is_ok_and(|c| c.is_none()) {
                     // Disconnected or replaced meanwhile: nobody needs it any more.
                     let _ = teams.graph.delete_subscription(&token, &current.id).await;
                 }
@@ -236,7 +236,7 @@ pub async fn recreate(
     token: &SecretString,
 ) -> Result<Upkeep, String> {
     let record =
-        subscribe(state, teams, token, &connection.ms_user_id, connection.id).await.map_err(|e| e.to_string())?;
+        subscribe(state, teams, token, &connection.external_user, connection.id).await.map_err(|e| e.to_string())?;
     let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
     let stored = state
         .store
@@ -251,7 +251,7 @@ pub async fn recreate(
     tracing::info!(connection = %connection.id.0, "subscription recreated");
     let presence = teams
         .graph
-        .presence_of(token, &connection.ms_tenant_id, &connection.ms_user_id)
+        .presence_of(token, &connection.external_tenant, &connection.external_user)
         .await
         .map_err(|e| e.to_string())?;
     // Through the sequence check, like every other presence.
@@ -285,7 +285,7 @@ pub async fn sweep(state: &AppState, teams: &Teams) -> usize {
     loop {
         let now = state.clock.now();
         let claim = Claim { holder: &state.instance, now, until: now + hold };
-        let batch = match state.store.claim_expiring(now + lead(life), claim, BATCH).await {
+        let batch = match state.store.claim_expiring("msteams", now + lead(life), claim, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim subscriptions to renew");

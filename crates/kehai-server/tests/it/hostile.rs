@@ -102,7 +102,7 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
     let huge = vec![b'a'; 3 * 1024 * 1024];
 
     let before = app.sqlite_dump().await;
-    for table in ["accounts|", "avatars|", "sessions|", "ms_connections|", "ms_connection_spaces|"] {
+    for table in ["accounts|", "avatars|", "sessions|", "connections|", "connection_spaces|"] {
         assert!(before.iter().any(|row| row.starts_with(table)), "the dump has {table}");
     }
     let avatars_before = alice.avatars("alpha").await;

@@ -141,9 +141,9 @@ async fn a_member_connects_and_the_avatar_shows_the_current_presence() {
 
     // Stored: sealed tokens, the subscription.
     let account = alice_account(&app).await;
-    let connection = app.state.store.connection_of(account).await.unwrap().expect("a connection");
+    let connection = app.state.store.connection_of(account, "msteams").await.unwrap().expect("a connection");
     let ms_alice = emu.emulator.world.lock().directory.user_by_email("alice@example.com").unwrap().id.to_string();
-    assert_eq!(connection.ms_user_id, ms_alice);
+    assert_eq!(connection.external_user, ms_alice);
     assert!(
         connection.access_token.0.starts_with("v1.") && connection.refresh_token.as_ref().unwrap().0.starts_with("v1.")
     );
@@ -180,7 +180,7 @@ async fn a_personal_account_is_refused_and_nothing_is_stored() {
     assert!(html.contains("Only work or school (business) Microsoft accounts can be connected"));
     assert!(subscriptions(&emu).await.is_empty());
     let account = alice_account(&app).await;
-    assert!(app.state.store.connection_of(account).await.unwrap().is_none());
+    assert!(app.state.store.connection_of(account, "msteams").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn disconnecting_deletes_the_subscription_and_the_tokens_and_connecting_ag
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "not_connected");
     assert!(subscriptions(&emu).await.is_empty(), "deleted at Microsoft");
     let account = alice_account(&app).await;
-    assert!(app.state.store.connection_of(account).await.unwrap().is_none(), "tokens erased");
+    assert!(app.state.store.connection_of(account, "msteams").await.unwrap().is_none(), "tokens erased");
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"], Value::Null);
 
     // S13: connecting again works.
@@ -603,9 +603,9 @@ pub(crate) async fn basic_notification_json(app: &TestApp, client_state: Option<
         "subscriptionId": subscription.id,
         "clientState": client_state,
         "changeType": "updated",
-        "resource": format!("communications/presences/{}", connection.ms_user_id),
-        "resourceData": {"id": connection.ms_user_id},
-        "tenantId": connection.ms_tenant_id,
+        "resource": format!("communications/presences/{}", connection.external_user),
+        "resourceData": {"id": connection.external_user},
+        "tenantId": connection.external_tenant,
     }]})
 }
 
@@ -738,7 +738,7 @@ fn quietly_set(emu: &msemu::Running, email: &str, availability: &str) {
 
 pub(crate) async fn alice_connection(app: &TestApp) -> kehai_store::Connection {
     let account = alice_account(app).await;
-    app.state.store.connection_of(account).await.unwrap().unwrap()
+    app.state.store.connection_of(account, "msteams").await.unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -970,7 +970,7 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
     let bob_id = bob_ms_id(&emu);
     emu.emulator.world.lock().subscriptions.retain(|_, s| !s.resource.ends_with(&bob_id));
     let bob = app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Bob").unwrap();
-    let bob = app.state.store.connection_of(bob.person_id).await.unwrap().unwrap();
+    let bob = app.state.store.connection_of(bob.person_id, "msteams").await.unwrap().unwrap();
     let lapsed = kehai_store::SubscriptionRecord { expires_at: app.state.clock.now() - 1, ..bob.subscription.unwrap() };
     app.state
         .store
@@ -1206,12 +1206,12 @@ async fn rich_notification_for(
     let cert = app.state.store.certificate(certificate_id).await.unwrap().unwrap();
     let der = base64::engine::general_purpose::STANDARD.decode(&cert.certificate).unwrap();
     let presence = json!({
-        "id": connection.ms_user_id, "availability": availability, "activity": availability,
+        "id": connection.external_user, "availability": availability, "activity": availability,
         "sequenceNumber": sequence,
     });
     let encrypted = msemu::crypto::encrypt(&der, &cert.id, presence.to_string().as_bytes()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let tenant = &connection.ms_tenant_id;
+    let tenant = &connection.external_tenant;
     let mut claims = json!({
         "aud": app.state.config.ms_client_id, "iss": emu.url(&format!("/{tenant}/v2.0")),
         "iat": now, "nbf": now, "exp": now + 3600,
@@ -1224,8 +1224,8 @@ async fn rich_notification_for(
             "subscriptionId": subscription.id,
             "clientState": secrecy::ExposeSecret::expose_secret(&client_state),
             "changeType": "updated",
-            "resource": format!("communications/presences('{}')", connection.ms_user_id),
-            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "id": connection.ms_user_id},
+            "resource": format!("communications/presences('{}')", connection.external_user),
+            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "id": connection.external_user},
             "encryptedContent": encrypted,
             "tenantId": tenant,
         }],
@@ -1455,7 +1455,7 @@ async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_unti
     // Bob's sign-in is refused when his move needs a fresh token: his subscription cannot move.
     reqwest::Client::new().post(emu.url("/_emu/api/users/bob@example.com/revoke")).send().await.unwrap();
     let bob = app.stored_avatars("alpha").await.into_iter().find(|a| a.display_name.as_str() == "Bob").unwrap();
-    let bob = app.state.store.connection_of(bob.person_id).await.unwrap().unwrap();
+    let bob = app.state.store.connection_of(bob.person_id, "msteams").await.unwrap().unwrap();
     let now = app.state.clock.now();
     let lapsed = kehai_store::TokenUpdate {
         access_token: bob.access_token.clone(),
@@ -1579,8 +1579,8 @@ async fn urls_in_notifications_are_never_followed() {
             "clientState": client_state,
             "changeType": "updated",
             "resource": format!("{url}/presence"),
-            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "@odata.id": format!("{url}/x"), "id": connection.ms_user_id},
-            "tenantId": connection.ms_tenant_id,
+            "resourceData": {"@odata.type": "#Microsoft.Graph.presence", "@odata.id": format!("{url}/x"), "id": connection.external_user},
+            "tenantId": connection.external_tenant,
         });
         item.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         item

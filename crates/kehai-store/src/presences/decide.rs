@@ -3,7 +3,7 @@
 //! Many notifications' presences are written in one transaction: the connections are read (and
 //! locked) at once, this module decides each write's outcome from what was read, and the shown
 //! ones are written with one statement per table. A write is shown when its connection is still
-//! connected to the same Microsoft user and its sequence number is newer (byte order; equal too
+//! connected to the same account at the provider and its sequence number is newer (byte order; equal too
 //! with `again`) than the one recorded — or than the one another write for the same connection
 //! earlier in the batch would record: of several writes for one connection only the newest can
 //! be the one that stays, and the others are stale.
@@ -20,7 +20,9 @@ pub(crate) struct Current {
     pub account: PersonId,
     pub last_sequence: Option<String>,
     pub state: ConnectionState,
-    pub ms_user: String,
+    pub external_user: String,
+    /// When the connection is to be read again (not decided here: written with the shown write).
+    pub next_check_at: Option<kehai_core::Millis>,
 }
 
 /// What the group commit does with one write.
@@ -47,7 +49,7 @@ pub(crate) fn decide(writes: &[PresenceWrite], current: &HashMap<ConnectionId, C
     let mut shown: HashMap<ConnectionId, usize> = HashMap::new();
     for (i, write) in writes.iter().enumerate() {
         let Some(now) = current.get(&write.connection) else { continue };
-        if now.state != ConnectionState::Connected || now.ms_user != write.ms_user {
+        if now.state != ConnectionState::Connected || now.external_user != write.external_user {
             continue;
         }
         let last = decided.sequences.get(&write.connection).or(now.last_sequence.as_ref());
@@ -98,7 +100,7 @@ mod tests {
                 (Some(l), Some(s)) => l.as_bytes() < s.as_bytes() || (l == s && w.again),
                 _ => true,
             };
-            if c.state != ConnectionState::Connected || c.ms_user != w.ms_user || !newer {
+            if c.state != ConnectionState::Connected || c.external_user != w.external_user || !newer {
                 continue;
             }
             if w.sequence.is_some() {
@@ -126,17 +128,18 @@ mod tests {
                 .enumerate()
                 .map(|(i, last)| {
                     let state = if i == 2 { ConnectionState::NeedsReconnect } else { ConnectionState::Connected };
-                    (ids[i], Current { account: PersonId::new(), last_sequence: last.map(seq), state, ms_user: "ms".into() })
+                    (ids[i], Current { account: PersonId::new(), last_sequence: last.map(seq), state, external_user: "ms".into(), next_check_at: None })
                 })
                 .collect();
             let writes: Vec<PresenceWrite> = writes
                 .iter()
                 .map(|(c, s, again, user)| PresenceWrite {
                     connection: ids[*c],
-                    ms_user: if *user == 0 { "other".into() } else { "ms".into() },
+                    external_user: if *user == 0 { "other".into() } else { "ms".into() },
                     sequence: s.map(seq),
                     again: *again,
                     presence: None,
+                    next_check_at: None,
                 })
                 .collect();
             let decided = decide(&writes, &current);
@@ -172,10 +175,11 @@ mod tests {
     fn write(connection: ConnectionId, user: &str, sequence: Option<&str>) -> PresenceWrite {
         PresenceWrite {
             connection,
-            ms_user: user.to_owned(),
+            external_user: user.to_owned(),
             sequence: sequence.map(str::to_owned),
             again: false,
             presence: None,
+            next_check_at: None,
         }
     }
 
@@ -187,7 +191,8 @@ mod tests {
             account,
             last_sequence: Some(last.to_owned()),
             state: ConnectionState::Connected,
-            ms_user: "ms-a".to_owned(),
+            external_user: "ms-a".to_owned(),
+            next_check_at: None,
         };
         let mut current = HashMap::from([(a, connected(alice, "C05")), (b, connected(bob, "C05"))]);
         current.insert(other, Current { state: ConnectionState::NeedsReconnect, ..connected(bob, "C01") });

@@ -1,5 +1,5 @@
-//! Records of the Microsoft Teams integration: connections, the spaces they are used in,
-//! sign-ins in progress and encryption certificates. Secret fields are [`Sealed`]: the store
+//! Records of the presence integrations: connections to a provider (Microsoft Teams, …), the
+//! sign-ins in progress that make them, and encryption certificates. Secret fields are [`Sealed`]: the store
 //! keeps them as given and never sees them in clear.
 
 use kehai_core::{Millis, PersonId, SpaceId};
@@ -58,23 +58,29 @@ impl ConnectionState {
     }
 }
 
-/// The Graph subscription of a connection.
+/// A connection's subscription to its presence at the provider (a Graph subscription).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRecord {
     pub id: String,
     pub expires_at: Millis,
+    /// The secret the provider's notifications carry (Graph's `clientState`).
     pub client_state: Sealed,
-    /// The encryption certificate Graph encrypts its notifications for (`None`: basic).
+    /// The encryption certificate the provider encrypts notifications for (`None`: they are not).
     pub certificate_id: Option<String>,
 }
 
-/// A member's connection to their Microsoft account.
+/// A member's connection to their account at a presence provider: one per member and provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub id: ConnectionId,
     pub account_id: PersonId,
-    pub ms_tenant_id: String,
-    pub ms_user_id: String,
+    /// The provider's id (`msteams`, …).
+    pub provider: String,
+    /// The organization at the provider (Microsoft's tenant id).
+    pub external_tenant: String,
+    /// The account at the provider (Graph's user object id): presences read or pushed must be
+    /// this account's.
+    pub external_user: String,
     pub access_token: Sealed,
     pub access_expires_at: Millis,
     /// When to refresh the access token (ahead of its expiry).
@@ -84,8 +90,12 @@ pub struct Connection {
     pub subscription: Option<SubscriptionRecord>,
     pub state: ConnectionState,
     pub last_error: Option<String>,
-    /// The presence sequence number last applied (Graph's sortable `sequenceNumber`).
+    /// The ordering key of the presence last applied (the provider's, compared byte-wise: Graph's
+    /// sortable `sequenceNumber`).
     pub last_sequence: Option<String>,
+    /// When the presence is to be read again without a notification (a provider whose presence
+    /// changes with the clock); `None`: when a notification says so.
+    pub next_check_at: Option<Millis>,
     pub connected_at: Millis,
     pub updated_at: Millis,
 }
@@ -95,6 +105,8 @@ pub struct Connection {
 pub struct OAuthState {
     /// SHA-256 of the `state` parameter.
     pub state_hash: String,
+    /// The provider signed in at: only its callback may finish it.
+    pub provider: String,
     /// The session that started it: only that session may finish it.
     pub session_hash: String,
     pub space_id: SpaceId,

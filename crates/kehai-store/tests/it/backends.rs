@@ -21,16 +21,7 @@ pub async fn sqlite() -> TestDb {
 
 /// A fresh PostgreSQL database, or `None` (skip) when none is configured outside CI.
 pub async fn postgres() -> Option<TestDb> {
-    let url = match std::env::var("KEHAI_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set: the PostgreSQL contract cannot be skipped in CI")
-        }
-        _ => {
-            eprintln!("skipping PostgreSQL: set KEHAI_TEST_POSTGRES_URL to run it");
-            return None;
-        }
-    };
+    let url = postgres_url()?;
     let name = format!("kehai_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&url)
         .await
@@ -45,8 +36,22 @@ pub async fn postgres() -> Option<TestDb> {
     Some(TestDb { store, _dir: None, admin_url: Some(url), name: Some(name) })
 }
 
+/// `KEHAI_TEST_POSTGRES_URL`, or `None` (skip) when it is not set outside CI.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("KEHAI_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set: the PostgreSQL contract cannot be skipped in CI")
+        }
+        _ => {
+            eprintln!("skipping PostgreSQL: set KEHAI_TEST_POSTGRES_URL to run it");
+            None
+        }
+    }
+}
+
 /// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("KEHAI_TEST_POSTGRES_URL is a URL");
     parsed.set_path(&format!("/{name}"));
     parsed.to_string()

@@ -28,7 +28,7 @@ async fn account(store: &dyn Store, email: &str) -> Account {
     account
 }
 
-fn name(s: &str) -> DisplayName {
+pub(crate) fn name(s: &str) -> DisplayName {
     DisplayName::parse(s).unwrap()
 }
 
@@ -245,12 +245,36 @@ pub async fn avatars_of_one_space_only(store: &dyn Store) {
     assert_eq!(store.update_avatar(two.id, b.id, &change, T0).await.unwrap(), None, "no avatar in the other space");
 }
 
+/// Applies one presence write for `id` (of `user`), as a group commit of one.
+pub(crate) async fn apply_one(
+    store: &dyn Store,
+    id: ConnectionId,
+    user: &str,
+    sequence: Option<&str>,
+    again: bool,
+    presence: Option<&PresenceOverride>,
+    now: i64,
+) -> kehai_store::Result<Applied> {
+    let write = PresenceWrite {
+        connection: id,
+        external_user: user.to_owned(),
+        sequence: sequence.map(str::to_owned),
+        again,
+        presence: presence.cloned(),
+        next_check_at: None,
+    };
+    let mut applied = store.apply_presences(std::slice::from_ref(&write), now).await?;
+    assert_eq!(applied.len(), 1, "one outcome per write");
+    Ok(applied.remove(0))
+}
+
 pub(crate) fn connection(account: PersonId, ms_user: &str) -> Connection {
     Connection {
         id: ConnectionId::new(),
         account_id: account,
-        ms_tenant_id: "6f1a9c2e-4b7d-4e8a-9c3f-2d5b8e7a1c40".into(),
-        ms_user_id: ms_user.into(),
+        provider: "msteams".into(),
+        external_tenant: "6f1a9c2e-4b7d-4e8a-9c3f-2d5b8e7a1c40".into(),
+        external_user: ms_user.into(),
         access_token: Sealed("v1.sealed-access".into()),
         access_expires_at: T0 + 3_600_000,
         access_refresh_at: T0 + 3_300_000,
@@ -260,6 +284,7 @@ pub(crate) fn connection(account: PersonId, ms_user: &str) -> Connection {
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: None,
+        next_check_at: None,
         connected_at: T0,
         updated_at: T0,
     }
@@ -285,10 +310,11 @@ pub async fn many_presences_apply_in_one_group_commit_as_one_after_the_other(sto
     };
     let write = |n: usize, seq: &str, e: Option<&str>| PresenceWrite {
         connection: connections[n].1.id,
-        ms_user: format!("ms-user-{n}"),
+        external_user: format!("ms-user-{n}"),
         sequence: Some(seq.to_owned()),
         again: false,
         presence: e.map(status),
+        next_check_at: None,
     };
     let emoji_of = |applied: &Applied| match applied {
         Applied::Shown(avatars) => {
@@ -302,7 +328,7 @@ pub async fn many_presences_apply_in_one_group_commit_as_one_after_the_other(sto
         write(0, "C0003", Some("📅")),
         write(0, "C0001", Some("💤")),
         write(2, "C0001", None),
-        PresenceWrite { ms_user: "ms-user-9".into(), ..write(2, "C0009", Some("🔴")) },
+        PresenceWrite { external_user: "ms-user-9".into(), ..write(2, "C0009", Some("🔴")) },
     ];
     let applied = store.apply_presences(&writes, T0 + 1).await.unwrap();
     let shown: Vec<Vec<Option<String>>> = applied.iter().map(emoji_of).collect();
@@ -321,7 +347,7 @@ pub async fn many_presences_apply_in_one_group_commit_as_one_after_the_other(sto
     );
     let stored: Vec<(Option<String>, Option<String>)> =
         futures::future::join_all(connections.iter().map(|(m, _)| async {
-            let connection = store.connection_of(m.id).await.unwrap().unwrap();
+            let connection = store.connection_of(m.id, "msteams").await.unwrap().unwrap();
             let avatar = store.avatar(s.id, m.id).await.unwrap().unwrap();
             (connection.last_sequence, avatar.presence.map(|p| p.emoji.as_str().to_owned()))
         }))
@@ -351,8 +377,7 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
     store.set_connection_space(c.id, s.id, true).await.unwrap();
     store.set_connection_space(c.id, other.id, false).await.unwrap();
     let busy = busy();
-    let apply =
-        |seq: &'static str, again| store.apply_presence(c.id, "ms-user-a", Some(seq), again, Some(&busy), T0 + 1);
+    let apply = |seq: &'static str, again| apply_one(store, c.id, "ms-user-a", Some(seq), again, Some(&busy), T0 + 1);
     let Applied::Shown(shown) = apply("C0002", false).await.unwrap() else { panic!("newer") };
     assert_eq!(
         shown
@@ -366,19 +391,18 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
     assert!(matches!(apply("C0002", true).await.unwrap(), Applied::Shown(_)), "shown again on purpose");
     assert_eq!(apply("C0001", true).await.unwrap(), Applied::Stale, "an older one");
     assert!(matches!(apply("C0010", false).await.unwrap(), Applied::Shown(_)));
-    let other_user = store.apply_presence(c.id, "ms-user-b", Some("C0011"), false, Some(&busy), T0 + 1);
+    let other_user = apply_one(store, c.id, "ms-user-b", Some("C0011"), false, Some(&busy), T0 + 1);
     assert_eq!(other_user.await.unwrap(), Applied::NotConnected, "reconnected to another account");
     store.set_connection_state(c.id, ConnectionState::NeedsReconnect, None, T0 + 1).await.unwrap();
     assert_eq!(apply("C0011", false).await.unwrap(), Applied::NotConnected, "needs reconnect");
     store.set_connection_state(c.id, ConnectionState::Connected, None, T0 + 1).await.unwrap();
-    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     // Without a sequence (a presence taken off): always.
-    let Applied::Shown(cleared) = store.apply_presence(c.id, "ms-user-a", None, false, None, T0 + 2).await.unwrap()
-    else {
+    let Applied::Shown(cleared) = apply_one(store, c.id, "ms-user-a", None, false, None, T0 + 2).await.unwrap() else {
         panic!("shown")
     };
     assert_eq!(cleared[0].presence, None);
-    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     store.delete_connection(c.id).await.unwrap();
     assert_eq!(apply("C0011", false).await.unwrap(), Applied::NotConnected, "gone");
 }
@@ -409,10 +433,21 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     // keep the others (`two`) off until they lapse or are let go.
     let one = |now| Claim { holder: "one", now, until: now + 10_000 };
     let two = |now| Claim { holder: "two", now, until: now + 10_000 };
-    assert_eq!(due(store.claim_expiring(T0 + 100_000, one(T0), 10).await.unwrap()), ["sub-b"]);
-    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0), 10).await.unwrap()), ["sub-a"], "b is held");
-    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0 + 9_999), 10).await.unwrap()), ["sub-a"], "its own");
-    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, two(T0 + 10_000), 10).await.unwrap()), ["sub-b", "sub-a"]);
+    assert_eq!(due(store.claim_expiring("msteams", T0 + 100_000, one(T0), 10).await.unwrap()), ["sub-b"]);
+    assert_eq!(
+        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0), 10).await.unwrap()),
+        ["sub-a"],
+        "b is held"
+    );
+    assert_eq!(
+        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0 + 9_999), 10).await.unwrap()),
+        ["sub-a"],
+        "its own"
+    );
+    assert_eq!(
+        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0 + 10_000), 10).await.unwrap()),
+        ["sub-b", "sub-a"]
+    );
     assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "two holds b until T0 + 20_000");
     store.release_connection(cb.id, "one").await.unwrap();
     assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "only the holder lets go");
@@ -421,20 +456,27 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     assert!(store.claim_connection(cb.id, one(T0 + 10_002)).await.unwrap(), "extended by its holder");
     store.release_connection(cb.id, "one").await.unwrap();
     store.release_connection(ca.id, "two").await.unwrap();
-    assert_eq!(due(store.claim_expiring(T0 + 3_600_000, one(T0 + 10_001), 1).await.unwrap()), ["sub-b"], "limit");
+    assert_eq!(
+        due(store.claim_expiring("msteams", T0 + 3_600_000, one(T0 + 10_001), 1).await.unwrap()),
+        ["sub-b"],
+        "limit"
+    );
     store.release_connection(cb.id, "one").await.unwrap();
 
     // Connected ones, page by page in id order.
-    let first = store.connected_connections(None, 1).await.unwrap();
-    let rest = store.connected_connections(Some(first[0].id), 10).await.unwrap();
+    let first = store.connected_connections("msteams", None, 1).await.unwrap();
+    let rest = store.connected_connections("msteams", Some(first[0].id), 10).await.unwrap();
     let paged: Vec<ConnectionId> = first.iter().chain(&rest).map(|x| x.id).collect();
     let mut expected = vec![ca.id, cb.id];
     expected.sort_by_key(|i| i.0.to_string());
     assert_eq!(paged, expected, "the needs-reconnect one is left out");
     let mut counts = store.connections_by_state().await.unwrap();
-    counts.sort_by_key(|(state, _)| state.as_str());
-    assert_eq!(counts, [(ConnectionState::Connected, 2), (ConnectionState::NeedsReconnect, 1)]);
-    assert!(store.connected_connections(Some(expected[1]), 10).await.unwrap().is_empty());
+    counts.sort_by_key(|(_, state, _)| state.as_str());
+    assert_eq!(
+        counts,
+        [("msteams".into(), ConnectionState::Connected, 2), ("msteams".into(), ConnectionState::NeedsReconnect, 1)]
+    );
+    assert!(store.connected_connections("msteams", Some(expected[1]), 10).await.unwrap().is_empty());
 
     // Renewed (same id, later expiry) and recreated (a new id), under the renewing instance's
     // claim, which the write lets go of (another instance's stays).
@@ -471,9 +513,9 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
     assert!(!store.claim_connection(ca.id, two(T0 + 20_002)).await.unwrap(), "not stored: still held");
     store.release_connection(ca.id, "one").await.unwrap();
     assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2, None).await.unwrap());
-    assert_eq!(due(store.claim_expiring(T0 + 3_000_000, one(T0), 10).await.unwrap()), Vec::<String>::new());
-    assert_eq!(store.connection_by_subscription("sub-a").await.unwrap(), None);
-    let found = store.connection_by_subscription("sub-a2").await.unwrap().unwrap();
+    assert_eq!(due(store.claim_expiring("msteams", T0 + 3_000_000, one(T0), 10).await.unwrap()), Vec::<String>::new());
+    assert_eq!(store.connection_by_subscription("msteams", "sub-a").await.unwrap(), None);
+    let found = store.connection_by_subscription("msteams", "sub-a2").await.unwrap().unwrap();
     assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
     assert_eq!(found.updated_at, T0 + 1);
     store.delete_connection(ca.id).await.unwrap();
@@ -491,7 +533,7 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
     let b = member(store, &s, "b@example.com", "B").await;
     let mut c = connection(a.id, "ms-user-a");
     store.save_connection(&c).await.unwrap();
-    assert_eq!(store.connection_of(a.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(c.clone()));
     // Updating keeps the row: new tokens, a subscription, a state.
     c.access_token = Sealed("v1.sealed-access-2".into());
     c.subscription = Some(SubscriptionRecord {
@@ -504,14 +546,14 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
     c.last_error = Some("Microsoft refused the sign-in".into());
     c.updated_at = T0 + 1;
     store.save_connection(&c).await.unwrap();
-    assert_eq!(store.connection_of(a.id).await.unwrap(), Some(c.clone()));
-    assert_eq!(store.connection_by_subscription("sub-1").await.unwrap(), Some(c.clone()));
-    assert_eq!(store.connection_by_subscription("sub-2").await.unwrap(), None);
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection_by_subscription("msteams", "sub-1").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection_by_subscription("msteams", "sub-2").await.unwrap(), None);
     // The same Microsoft account cannot be connected by another member.
     let taken = connection(b.id, "ms-user-a");
-    assert!(matches!(store.save_connection(&taken).await, Err(StoreError::Conflict("microsoft account"))));
+    assert!(matches!(store.save_connection(&taken).await, Err(StoreError::Conflict("external account"))));
     store.delete_connection(c.id).await.unwrap();
-    assert_eq!(store.connection_of(a.id).await.unwrap(), None);
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), None);
     store.save_connection(&taken).await.unwrap();
 }
 
@@ -538,6 +580,7 @@ pub async fn sign_ins_in_progress_are_single_use_and_expire(store: &dyn Store) {
     let s = space(store, "office").await;
     let st = OAuthState {
         state_hash: "hash-1".into(),
+        provider: "msteams".into(),
         session_hash: "session-1".into(),
         space_id: s.id,
         nonce: Sealed("v1.nonce".into()),
@@ -608,7 +651,7 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     // Moved to the new certificate at T0 + 2_000_000: the old key goes once unused for 100 ms.
     let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
     assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3, None).await.unwrap());
-    assert_eq!(store.connection_of(a.id).await.unwrap().unwrap().subscription, Some(moved));
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().subscription, Some(moved));
     assert!(store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap().is_empty());
     assert!(store.remove_unused_certificates(T0 + 2_000_000, 100).await.unwrap().is_empty(), "first seen unused");
     assert!(store.remove_unused_certificates(T0 + 2_000_099, 100).await.unwrap().is_empty(), "not unused long enough");
@@ -659,27 +702,27 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     assert!(store.update_connection_tokens(c.id, &update, Some("one")).await.unwrap());
     assert!(store.claim_refresh(c.id, by("two", T0 + 2_001)).await.unwrap(), "let go of with the tokens");
     store.release_refresh(c.id, "two").await.unwrap();
-    let stored = store.connection_of(a.id).await.unwrap().unwrap();
+    let stored = store.connection_of(a.id, "msteams").await.unwrap().unwrap();
     assert_eq!(stored.access_token, update.access_token);
     assert_eq!((stored.access_expires_at, stored.access_refresh_at), (T0 + 7_200_000, T0 + 6_900_000));
     assert_eq!(stored.refresh_token, c.refresh_token, "no new refresh token: the old one stays");
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("refused"), T0 + 6).await.unwrap());
-    let stored = store.connection_of(a.id).await.unwrap().unwrap();
+    let stored = store.connection_of(a.id, "msteams").await.unwrap().unwrap();
     assert_eq!((stored.state, stored.last_error.as_deref()), (ConnectionState::NeedsReconnect, Some("refused")));
     // The member is told once; marking it again does not tell again; a new sign-in resets it.
-    assert!(store.take_connection_notice(a.id).await.unwrap());
-    assert!(!store.take_connection_notice(a.id).await.unwrap());
+    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["msteams"]);
+    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty());
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("again"), T0 + 7).await.unwrap());
-    assert!(!store.take_connection_notice(a.id).await.unwrap());
+    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty());
     store.save_connection(&c).await.unwrap();
-    assert!(!store.take_connection_notice(a.id).await.unwrap(), "connected: nothing to tell");
+    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty(), "connected: nothing to tell");
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("later"), T0 + 8).await.unwrap());
-    assert!(store.take_connection_notice(a.id).await.unwrap());
+    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["msteams"]);
     store.delete_connection(c.id).await.unwrap();
     assert!(!store.update_connection_tokens(c.id, &update, None).await.unwrap(), "a deleted connection stays deleted");
     assert!(!store.claim_refresh(c.id, by("one", T0 + 9)).await.unwrap(), "nothing to refresh");
     assert!(!store.set_connection_state(c.id, ConnectionState::Error, None, T0).await.unwrap());
-    assert_eq!(store.connection_of(a.id).await.unwrap(), None);
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), None);
 }
 
 pub async fn named_claims_have_one_holder_until_they_lapse(store: &dyn Store) {
@@ -703,4 +746,100 @@ pub async fn named_claims_have_one_holder_until_they_lapse(store: &dyn Store) {
     let mut both = store.take_lapsed("", T0 + 5_000).await.unwrap();
     both.sort();
     assert_eq!(both, ["instance/b", "job/reconcile"]);
+}
+
+/// A member connects one account per provider: a second provider is a second connection, each
+/// found, routed and counted by its provider; the same account id at another provider is another
+/// account.
+pub async fn a_member_connects_one_account_per_provider(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let b = member(store, &s, "b@example.com", "B").await;
+    let record = |id: &str| SubscriptionRecord {
+        id: id.into(),
+        expires_at: T0 + 60_000,
+        client_state: Sealed(format!("v1.{id}")),
+        certificate_id: None,
+    };
+    let mut teams = connection(a.id, "user-1");
+    teams.subscription = Some(record("same-id"));
+    let mut other = Connection { id: ConnectionId::new(), provider: "other".into(), ..connection(a.id, "user-1") };
+    other.subscription = Some(record("same-id"));
+    store.save_connection(&teams).await.unwrap();
+    store.save_connection(&other).await.unwrap();
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(teams.clone()));
+    assert_eq!(store.connection_of(a.id, "other").await.unwrap(), Some(other.clone()));
+    assert_eq!(store.connection_of(a.id, "nobody").await.unwrap(), None);
+    assert_eq!(store.connection_by_subscription("other", "same-id").await.unwrap(), Some(other.clone()));
+    assert_eq!(store.connection_by_subscription("msteams", "same-id").await.unwrap(), Some(teams.clone()));
+    // A second connection to the same provider for the same member is refused.
+    let twice = Connection { id: ConnectionId::new(), ..connection(a.id, "user-2") };
+    assert!(matches!(store.save_connection(&twice).await, Err(StoreError::Conflict("external account"))));
+    // Each provider's work is its own.
+    let claim = Claim { holder: "one", now: T0, until: T0 + 1_000 };
+    let claimed = store.claim_expiring("other", T0 + 120_000, claim, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), [other.id]);
+    let page = store.connected_connections("msteams", None, 10).await.unwrap();
+    assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [teams.id]);
+    store.set_connection_state(other.id, ConnectionState::NeedsReconnect, Some("refused"), T0).await.unwrap();
+    store.save_connection(&connection(b.id, "user-9")).await.unwrap();
+    let mut counts = store.connections_by_state().await.unwrap();
+    counts.sort_by(|x, y| (&x.0, x.1.as_str()).cmp(&(&y.0, y.1.as_str())));
+    assert_eq!(
+        counts,
+        [("msteams".into(), ConnectionState::Connected, 2), ("other".into(), ConnectionState::NeedsReconnect, 1)]
+    );
+    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["other"], "told for the provider that refused");
+}
+
+/// A presence that changes with the clock asks to be read again at a time: the write records it
+/// with the presence, the connection is claimed when it is due (by one instance), and a read
+/// that failed can put it off.
+pub async fn connections_are_woken_when_their_presence_is_due_to_change(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "A").await;
+    let b = member(store, &s, "b@example.com", "B").await;
+    let (ca, cb) = (connection(a.id, "user-a"), connection(b.id, "user-b"));
+    for c in [&ca, &cb] {
+        store.save_connection(c).await.unwrap();
+        store.set_connection_space(c.id, s.id, true).await.unwrap();
+    }
+    let write = |c: &Connection, user: &str, seq: &str, next: Option<i64>| PresenceWrite {
+        connection: c.id,
+        external_user: user.into(),
+        sequence: Some(seq.into()),
+        again: false,
+        presence: Some(busy()),
+        next_check_at: next,
+    };
+    let applied = store
+        .apply_presences(
+            &[write(&ca, "user-a", "1", Some(T0 + 1_000)), write(&cb, "user-b", "1", Some(T0 + 5_000))],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(applied.iter().all(|a| matches!(a, Applied::Shown(_))), "{applied:?}");
+    // A stale write does not move the check.
+    store.apply_presences(&[write(&ca, "user-a", "0", Some(T0 + 9_000))], T0).await.unwrap();
+    assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().next_check_at, Some(T0 + 1_000));
+    let by = |holder, now| Claim { holder, now, until: now + 10_000 };
+    let due = |v: Vec<Connection>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert!(store.claim_due(by("one", T0 + 999), 10).await.unwrap().is_empty(), "not yet");
+    assert_eq!(due(store.claim_due(by("one", T0 + 1_000), 10).await.unwrap()), [ca.id]);
+    assert!(store.claim_due(by("two", T0 + 1_001), 10).await.unwrap().is_empty(), "held by one");
+    assert_eq!(due(store.claim_due(by("two", T0 + 6_000), 10).await.unwrap()), [cb.id], "a is held, b is due");
+    store.release_connection(ca.id, "one").await.unwrap();
+    assert_eq!(due(store.claim_due(by("one", T0 + 6_000), 1).await.unwrap()), [ca.id], "the longest due first");
+    store.release_connection(ca.id, "one").await.unwrap();
+    store.release_connection(cb.id, "two").await.unwrap();
+    // Read: the next write says when next (or never); a failed read puts it off.
+    store.apply_presences(&[write(&ca, "user-a", "2", None)], T0 + 6_000).await.unwrap();
+    store.set_next_check(cb.id, Some(T0 + 20_000)).await.unwrap();
+    assert!(store.claim_due(by("one", T0 + 19_999), 10).await.unwrap().is_empty());
+    assert_eq!(due(store.claim_due(by("one", T0 + 20_000), 10).await.unwrap()), [cb.id]);
+    // Only connected connections are woken.
+    store.release_connection(cb.id, "one").await.unwrap();
+    store.set_connection_state(cb.id, ConnectionState::NeedsReconnect, None, T0).await.unwrap();
+    assert!(store.claim_due(by("one", T0 + 30_000), 10).await.unwrap().is_empty());
 }

@@ -7,6 +7,7 @@
 
 mod backends;
 mod contract;
+mod migration;
 mod one_writer;
 mod privacy;
 
@@ -64,4 +65,6 @@ contract_suite!(
     presences_apply_in_sequence_order_with_their_sequence,
     many_presences_apply_in_one_group_commit_as_one_after_the_other,
     subscriptions_are_renewed_and_found_before_they_lapse,
+    a_member_connects_one_account_per_provider,
+    connections_are_woken_when_their_presence_is_due_to_change,
 );

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kehai_store::Applied;
 use sqlx::Connection;
 
-use crate::contract::{T0, busy, connection, member, space};
+use crate::contract::{T0, apply_one, busy, connection, member, space};
 
 /// A presence written while another process holds SQLite's write lock (`kehai member add`
 /// beside the server, a backup) waits for it — up to the busy timeout — instead of failing with
@@ -21,7 +21,7 @@ async fn writes_wait_for_another_writer_instead_of_failing() {
     store.set_connection_space(c.id, s.id, true).await.unwrap();
     let busy = busy();
     // A read first, so that the store's reading connection has a snapshot to upgrade from.
-    assert!(store.connection_of(a.id).await.unwrap().is_some());
+    assert!(store.connection_of(a.id, "msteams").await.unwrap().is_some());
     let url = format!("sqlite://{}", db.path().unwrap().display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
@@ -31,7 +31,7 @@ async fn writes_wait_for_another_writer_instead_of_failing() {
         sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
     });
     let started = Instant::now();
-    let applied = store.apply_presence(c.id, "ms-user-a", Some("C0001"), false, Some(&busy), T0 + 1).await;
+    let applied = apply_one(store, c.id, "ms-user-a", Some("C0001"), false, Some(&busy), T0 + 1).await;
     assert!(matches!(applied, Ok(Applied::Shown(_))), "{applied:?}");
     assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the lock: {:?}", started.elapsed());
     release.await.unwrap();

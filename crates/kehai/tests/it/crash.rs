@@ -233,8 +233,8 @@ async fn wrong_avatars(emu: &msemu::Running, viewer: &reqwest::Client, base: &st
 
 /// Every member has one connection, connected, in the space, with one subscription at msemu.
 async fn connections_are_whole(emu: &msemu::Running, database_url: &str) {
-    const CONNECTIONS: &str = "SELECT ms_user_id, state, subscription_id FROM ms_connections";
-    const IN_SPACE: &str = "SELECT count(*) FROM ms_connection_spaces WHERE enabled";
+    const CONNECTIONS: &str = "SELECT external_user, state, subscription_id FROM connections";
+    const IN_SPACE: &str = "SELECT count(*) FROM connection_spaces WHERE enabled";
     // The same two queries through either engine's pool.
     macro_rules! read {
         ($pool:ty) => {{

@@ -188,7 +188,7 @@ async fn journey(postgres: Option<&Database>) {
         None => kehai_store::open(&kehai_store::Database::Sqlite(dir.path().join("kehai.db"))).await.unwrap(),
     };
     let sealed = SecretBox::new(&MasterKey::from_base64(MASTER_KEY).unwrap());
-    let connection = store.connected_connections(None, 10).await.unwrap().pop().expect("the connection");
+    let connection = store.connected_connections("msteams", None, 10).await.unwrap().pop().expect("the connection");
     let id = connection.id.0.to_string();
     let mut opened = |name: &str, sealed_value: &str, label: String| {
         let value = sealed.open(sealed_value, &label).unwrap();
@@ -228,7 +228,7 @@ async fn journey(postgres: Option<&Database>) {
             .flatten()
             .collect(),
     };
-    assert!(contains(&stored, connection.ms_user_id.as_bytes()), "the database holds the connection");
+    assert!(contains(&stored, connection.external_user.as_bytes()), "the database holds the connection");
     assert!(secrets.len() >= 12, "{} secrets", secrets.len());
     let found: Vec<String> = secrets
         .iter()
