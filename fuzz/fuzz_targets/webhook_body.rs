@@ -5,7 +5,7 @@
 //! none.
 #![no_main]
 
-use kehai_core::{Emoji, presence::teams_override};
+use kehai_core::{Emoji, presence::msteams};
 use kehai_microsoft::{Presence, notifications::NotificationBatch};
 use libfuzzer_sys::fuzz_target;
 
@@ -28,7 +28,7 @@ fuzz_target!(|body: &[u8]| {
 fn check_presence(presence: Option<Presence>) {
     let Some(p) = presence else { return };
     let ooo = p.out_of_office_settings.as_ref().is_some_and(|o| o.is_out_of_office);
-    if let Some(shown) = teams_override(&p.availability, &p.activity, ooo) {
+    if let Some(shown) = msteams::shown(&p.availability, &p.activity, ooo) {
         assert_eq!(Emoji::parse(shown.emoji.as_str()).as_ref(), Ok(&shown.emoji));
     }
 }

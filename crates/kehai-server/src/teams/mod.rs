@@ -16,7 +16,7 @@ pub mod upkeep;
 
 use std::{collections::HashMap, sync::Arc};
 
-use kehai_core::{PersonId, PresenceOverride, presence::teams_override};
+use kehai_core::{PersonId, PresenceOverride, presence::msteams};
 use kehai_microsoft::{Graph, IdTokenValidator, Identity, MicrosoftConfig, Presence, notifications::ValidationTokens};
 use kehai_store::{Connection, ConnectionId};
 
@@ -111,11 +111,11 @@ impl Teams {
 /// The avatar override a Teams presence gives (`None`: the own emoji shows).
 pub fn override_for(presence: &Presence, since: i64) -> Option<PresenceOverride> {
     let ooo = presence.out_of_office_settings.as_ref().is_some_and(|o| o.is_out_of_office);
-    teams_override(&presence.availability, &presence.activity, ooo).map(|shown| PresenceOverride {
-        provider: "msteams".to_owned(),
+    msteams::shown(&presence.availability, &presence.activity, ooo).map(|shown| PresenceOverride {
+        provider: msteams::ID.to_owned(),
         availability: presence.availability.clone(),
         activity: presence.activity.clone(),
-        label: shown.label(),
+        label: shown.label(msteams::NAME),
         emoji: shown.emoji,
         since,
     })

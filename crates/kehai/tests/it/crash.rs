@@ -211,7 +211,7 @@ async fn wrong_avatars(emu: &msemu::Running, viewer: &reqwest::Client, base: &st
             .map(|n| {
                 let id = world.directory.user_by_email(&email(n)).unwrap().id;
                 let p = &world.presences[&id];
-                let shown = kehai_core::presence::teams_override(&p.availability, &p.activity, p.out_of_office);
+                let shown = kehai_core::presence::msteams::shown(&p.availability, &p.activity, p.out_of_office);
                 (format!("User {n}"), shown.map(|s| s.emoji.as_str().to_owned()))
             })
             .collect()

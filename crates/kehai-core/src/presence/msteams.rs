@@ -1,34 +1,25 @@
-//! Teams presence → avatar: the mapping of `docs/product.md` (S9, S14, S22).
+//! Microsoft Teams presence → avatar: availability and activity as Graph reports them.
 //!
 //! Graph reports presence as (availability, activity), in varying case and with new values over
-//! time. Matching is case-insensitive and the first rule that applies wins; Available, Offline
-//! and anything unknown give no override, so the member's own emoji shows.
+//! time. Matching is case-insensitive and the first rule that applies wins: meetings, calls and
+//! presenting before Do not disturb, Busy, Be right back and Away, and out of office only where
+//! nothing else applies. Available, Offline and anything unknown give no override, so the
+//! member's own emoji shows.
 
+use super::Shown;
 use crate::Emoji;
 
-/// What a presence shows on the avatar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shown {
-    pub emoji: Emoji,
-    /// e.g. "In a meeting".
-    pub label_en: &'static str,
-    /// e.g. "会議参加中".
-    pub label_ja: &'static str,
-}
-
-impl Shown {
-    /// The tooltip and accessible label: "Microsoft Teams: 取り込み中 / Busy".
-    pub fn label(&self) -> String {
-        format!("Microsoft Teams: {} / {}", self.label_ja, self.label_en)
-    }
-}
+/// The provider's id, as stored and in URLs.
+pub const ID: &str = "msteams";
+/// The provider's name in labels.
+pub const NAME: &str = "Microsoft Teams";
 
 fn is(value: &str, names: &[&str]) -> bool {
     names.iter().any(|n| value.eq_ignore_ascii_case(n))
 }
 
-/// The override for a Teams presence, or `None` when the member's own emoji shows.
-pub fn teams_override(availability: &str, activity: &str, out_of_office: bool) -> Option<Shown> {
+/// What a Teams presence shows, or `None` when the member's own emoji shows.
+pub fn shown(availability: &str, activity: &str, out_of_office: bool) -> Option<Shown> {
     let (emoji, label_en, label_ja) = if is(activity, &["InAMeeting"]) {
         ("📅", "In a meeting", "会議参加中")
     } else if is(activity, &["InACall", "InAConferenceCall"]) {
@@ -56,8 +47,8 @@ pub fn teams_override(availability: &str, activity: &str, out_of_office: bool) -
 mod tests {
     use super::*;
 
-    fn shown(a: &str, b: &str) -> Option<&'static str> {
-        teams_override(a, b, false).map(|s| match s.emoji.as_str() {
+    fn kind(a: &str, b: &str) -> Option<&'static str> {
+        super::shown(a, b, false).map(|s| match s.emoji.as_str() {
             "📅" => "meeting",
             "📞" => "call",
             "🖥️" => "presenting",
@@ -70,24 +61,24 @@ mod tests {
         })
     }
 
-    /// Every row of the table in docs/product.md.
+    /// Every row of the product's presence table.
     #[test]
     fn the_product_table() {
-        assert_eq!(shown("Busy", "InAMeeting"), Some("meeting"));
-        assert_eq!(shown("Busy", "InACall"), Some("call"));
-        assert_eq!(shown("Busy", "InAConferenceCall"), Some("call"));
-        assert_eq!(shown("DoNotDisturb", "Presenting"), Some("presenting"));
+        assert_eq!(kind("Busy", "InAMeeting"), Some("meeting"));
+        assert_eq!(kind("Busy", "InACall"), Some("call"));
+        assert_eq!(kind("Busy", "InAConferenceCall"), Some("call"));
+        assert_eq!(kind("DoNotDisturb", "Presenting"), Some("presenting"));
         for dnd in ["DoNotDisturb", "Focusing", "UrgentInterruptionsOnly"] {
-            assert_eq!(shown("DoNotDisturb", dnd), Some("dnd"), "{dnd}");
+            assert_eq!(kind("DoNotDisturb", dnd), Some("dnd"), "{dnd}");
         }
-        assert_eq!(shown("Busy", "Busy"), Some("busy"));
-        assert_eq!(shown("BusyIdle", "Busy"), Some("busy"));
-        assert_eq!(shown("BeRightBack", "BeRightBack"), Some("brb"));
-        assert_eq!(shown("Away", "Away"), Some("away"));
-        assert_eq!(shown("Away", "OutOfOffice"), Some("away"), "the first rule that applies wins");
-        assert_eq!(shown("Offline", "OutOfOffice"), Some("ooo"));
-        assert_eq!(shown("Available", "OutOfOffice"), Some("ooo"));
-        assert_eq!(teams_override("Available", "Available", true).map(|s| s.label_en), Some("Out of office"));
+        assert_eq!(kind("Busy", "Busy"), Some("busy"));
+        assert_eq!(kind("BusyIdle", "Busy"), Some("busy"));
+        assert_eq!(kind("BeRightBack", "BeRightBack"), Some("brb"));
+        assert_eq!(kind("Away", "Away"), Some("away"));
+        assert_eq!(kind("Away", "OutOfOffice"), Some("away"), "the first rule that applies wins");
+        assert_eq!(kind("Offline", "OutOfOffice"), Some("ooo"));
+        assert_eq!(kind("Available", "OutOfOffice"), Some("ooo"));
+        assert_eq!(shown("Available", "Available", true).map(|s| s.label_en), Some("Out of office"));
         for (a, b) in [
             ("Available", "Available"),
             ("AvailableIdle", "Available"),
@@ -96,21 +87,21 @@ mod tests {
             ("PresenceUnknown", "PresenceUnknown"),
             ("SomethingNew", "Whatever"),
         ] {
-            assert_eq!(shown(a, b), None, "{a}/{b} leaves the own emoji");
+            assert_eq!(kind(a, b), None, "{a}/{b} leaves the own emoji");
         }
     }
 
     #[test]
     fn values_match_in_any_case() {
-        assert_eq!(shown("busy", "inameeting"), Some("meeting"));
-        assert_eq!(shown("DONOTDISTURB", "donotdisturb"), Some("dnd"));
-        assert_eq!(shown("away", "away"), Some("away"));
+        assert_eq!(kind("busy", "inameeting"), Some("meeting"));
+        assert_eq!(kind("DONOTDISTURB", "donotdisturb"), Some("dnd"));
+        assert_eq!(kind("away", "away"), Some("away"));
     }
 
     #[test]
     fn labels_carry_both_languages() {
-        let busy = teams_override("Busy", "Busy", false).unwrap();
-        assert_eq!(busy.label(), "Microsoft Teams: 取り込み中 / Busy");
+        let busy = shown("Busy", "Busy", false).unwrap();
+        assert_eq!(busy.label(NAME), "Microsoft Teams: 取り込み中 / Busy");
     }
 
     /// Every name the mapping knows, availability and activity alike.
@@ -153,23 +144,23 @@ mod tests {
         #[test]
         fn the_mapping_holds_for_any_presence(availability in value(), activity in value(), ooo: bool) {
             use proptest::{prop_assert, prop_assert_eq};
-            let shown = teams_override(&availability, &activity, ooo);
-            let lower = teams_override(&availability.to_lowercase(), &activity.to_lowercase(), ooo);
-            prop_assert_eq!(&shown, &lower);
-            if let Some(s) = &shown {
+            let mapped = shown(&availability, &activity, ooo);
+            let lower = shown(&availability.to_lowercase(), &activity.to_lowercase(), ooo);
+            prop_assert_eq!(&mapped, &lower);
+            if let Some(s) = &mapped {
                 prop_assert!(["📅", "📞", "🖥️", "⛔", "🔴", "⏳", "💤", "🏝️"].contains(&s.emoji.as_str()));
                 prop_assert_eq!(Emoji::parse(s.emoji.as_str()), Ok(s.emoji.clone()));
                 prop_assert!(!s.label_en.is_empty() && !s.label_ja.is_empty());
             }
             if activity.eq_ignore_ascii_case("InAMeeting") {
-                prop_assert_eq!(shown.as_ref().map(|s| s.emoji.as_str()), Some("📅"));
+                prop_assert_eq!(mapped.as_ref().map(|s| s.emoji.as_str()), Some("📅"));
             }
             let known = |v: &str| KNOWN.iter().any(|k| v.eq_ignore_ascii_case(k));
             if !known(&availability) && !known(&activity) && !ooo {
-                prop_assert_eq!(&shown, &None);
+                prop_assert_eq!(&mapped, &None);
             }
-            let without = teams_override(&availability, &activity, false);
-            let with = teams_override(&availability, &activity, true);
+            let without = shown(&availability, &activity, false);
+            let with = shown(&availability, &activity, true);
             match &without {
                 Some(a) => prop_assert_eq!(Some(a), with.as_ref()),
                 None => prop_assert_eq!(with.as_ref().map(|s| s.emoji.as_str()), Some("🏝️")),
