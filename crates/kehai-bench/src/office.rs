@@ -17,7 +17,7 @@ use std::{
 use anyhow::Context;
 use futures::StreamExt;
 use kehai_core::{Account, DisplayName, Email, Membership, PersonId, PersonKind, Role, SpaceId};
-use kehai_server::{AppState, Config, teams::upkeep};
+use kehai_server::{AppState, Config, presence::renewal, providers::msteams::Teams};
 use kehai_store::{Connection, ConnectionId, ConnectionState, Sealed, SubscriptionRecord, secrets::row_label};
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -138,7 +138,7 @@ impl Office {
     }
 
     async fn fill(&mut self, state: &AppState, plan: &Plan) -> anyhow::Result<()> {
-        let teams = state.teams.clone().context("Teams is configured")?;
+        let teams = Teams::offered(state).context("Teams is configured")?;
         let certificate = state.store.current_certificate().await?.context("an encryption certificate")?;
         let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &certificate.certificate)?;
         let space = kehai_server::admin::create_space(&*state.store, SPACE, "Bench", false).await?;
@@ -328,8 +328,8 @@ async fn seed_member(
     let id = ConnectionId::new();
     let row = id.0.to_string();
     // kehai's own schedule: renewed `lead` ahead, for `life_of` this connection.
-    let lead = upkeep::lead(plan.life_ms);
-    let expires_at = now + lead + ((upkeep::life_of(plan.life_ms, id) - lead) as f64 * phase) as i64;
+    let lead = renewal::lead(plan.life_ms);
+    let expires_at = now + lead + ((renewal::life_of(plan.life_ms, id) - lead) as f64 * phase) as i64;
     let refresh_token = msemu::world::random_token();
     let client_state = msemu::world::random_token();
     let seal = |value: &str, column: &str| -> anyhow::Result<Sealed> {

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use kehai_server::teams::upkeep;
+use kehai_server::presence::renewal;
 
 use crate::{
     Sizes,
@@ -115,7 +115,7 @@ async fn measure(
         seeded.as_secs_f64(),
         sizes.scale_minute.as_secs(),
         // Renewed every life_of - lead, on average the life less a 24th and the lead.
-        n as f64 * 60_000.0 / (plan.life_ms as f64 * 23.0 / 24.0 - upkeep::lead(plan.life_ms) as f64),
+        n as f64 * 60_000.0 / (plan.life_ms as f64 * 23.0 / 24.0 - renewal::lead(plan.life_ms) as f64),
         warnings.len(),
         warnings.first().map(|w| format!(" (the first: {})", w.trim())).unwrap_or_default(),
         match plan.database_url {

@@ -286,6 +286,11 @@ impl Config {
         }
     }
 
+    /// How often every connected presence is read again, in seconds.
+    pub fn reconcile_seconds(&self) -> u64 {
+        self.ms_reconcile_seconds
+    }
+
     /// The Microsoft side, when the Teams integration is configured.
     pub fn microsoft(&self) -> Option<kehai_microsoft::MicrosoftConfig> {
         Some(kehai_microsoft::MicrosoftConfig {

@@ -77,6 +77,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::presence::Error> for ApiError {
+    /// What the engine could not do while a handler asked: the database's own errors as the store
+    /// maps them, anything else ours.
+    fn from(e: crate::presence::Error) -> Self {
+        match e {
+            crate::presence::Error::Store(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let status = r.status();

@@ -8,8 +8,8 @@
 //! Several instances share a PostgreSQL database. Each keeps a heartbeat claim there
 //! ([`spawn_heartbeat`]); when one lapses (the instance was killed, or cut off), exactly one
 //! other instance takes over: it tells every instance that whoever was here only through the
-//! dead one has left, and reads every Teams presence again, since the notifications the dead
-//! instance had accepted and not yet shown died with it.
+//! dead one has left, and reads every presence again, since the notifications the dead instance
+//! had accepted and not yet shown died with it.
 
 use std::{fs::File, path::PathBuf, time::Duration};
 
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config::Config, state::AppState};
 
-/// A heartbeat lasts at most 30 seconds (less with short Teams subscriptions: a sixth of their
-/// life, like every claim), and is renewed three times per life.
+/// A heartbeat lasts at most 30 seconds (less with short subscriptions: a twelfth of their life,
+/// like every claim), and is renewed three times per life.
 const HEARTBEAT_MAX_MS: i64 = 30_000;
 const BEATS_PER_LIFE: u32 = 3;
 /// Heartbeat claims are named `instance/<id>`.
@@ -29,9 +29,9 @@ const HEARTBEAT_PREFIX: &str = "instance/";
 /// drained its queue), and takes over from instances whose heartbeat lapsed.
 pub fn spawn_heartbeat(state: AppState, stop: CancellationToken) {
     let life = state
-        .teams
-        .as_ref()
-        .map_or(HEARTBEAT_MAX_MS, |t| crate::teams::upkeep::claim_ms(t.subscription_ms))
+        .presence
+        .shortest_subscription_ms()
+        .map_or(HEARTBEAT_MAX_MS, crate::presence::renewal::claim_ms)
         .min(HEARTBEAT_MAX_MS);
     let every = Duration::from_millis(u64::try_from(life).unwrap_or(1)) / BEATS_PER_LIFE;
     let name = format!("{HEARTBEAT_PREFIX}{}", state.instance);
@@ -63,13 +63,11 @@ fn take_over(state: &AppState, dead: &[String]) {
     for name in dead {
         state.live.instance_gone(name.trim_start_matches(HEARTBEAT_PREFIX));
     }
-    if let Some(teams) = state.teams.clone() {
-        // Beside the heartbeat, which must go on meanwhile.
-        let state = state.clone();
-        tokio::spawn(async move {
-            crate::teams::heal::reconcile(&state, &teams).await;
-        });
-    }
+    // Beside the heartbeat, which must go on meanwhile.
+    let state = state.clone();
+    tokio::spawn(async move {
+        crate::presence::reconcile::all(&state).await;
+    });
 }
 
 /// Held while this process serves a SQLite database: an exclusive lock on `<db>.lock`, released

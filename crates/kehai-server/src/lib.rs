@@ -11,6 +11,9 @@
 //!   [`live::Bus`] (in-process for one instance, NATS for several); each instance's hub
 //!   numbers the events per space and fans them out to the open pages.
 //! - **Who is here** is counted from open event streams ([`live::Attendance`]).
+//! - **Presence**: members connect their accounts at presence providers ([`providers`]); the
+//!   engine ([`presence`]) keeps their subscriptions alive and shows what they push on the
+//!   avatars.
 //! - [`auth`] holds sessions, CSRF tokens, password hashing and login rate limits; [`ops`] the
 //!   health, readiness and metrics endpoints; [`security`] the response headers.
 
@@ -25,11 +28,13 @@ pub mod i18n;
 pub mod instance;
 pub mod keys;
 pub mod live;
+mod opaque;
 pub mod ops;
 pub mod pages;
+pub mod presence;
+pub mod providers;
 pub mod security;
 pub mod state;
-pub mod teams;
 pub mod view;
 pub mod webhooks;
 
@@ -54,12 +59,8 @@ impl App {
         let bus = live::bus::connect(&config).await?;
         let app = Self::with_bus(config, store, Arc::new(clock::SystemClock), bus)?;
         keys::check_opens(&app.state).await?;
-        if app.state.teams.is_some() {
-            // The encryption certificate exists from the first start on (its id goes to Graph
-            // with every subscription).
-            teams::certificates::current(&app.state)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot make the encryption certificate: {}", e.message))?;
+        for provider in app.state.presence.offered() {
+            provider.prepare(&app.state).await?;
         }
         Ok(app)
     }
@@ -81,13 +82,25 @@ impl App {
         clock: Arc<dyn clock::Clock>,
         bus: Arc<dyn live::Bus>,
     ) -> anyhow::Result<App> {
-        let (state, background) = AppState::new(config, store, clock, bus)?;
+        Self::with_providers(config, store, clock, bus, Vec::new())
+    }
+
+    /// Builds the application on an already opened store, a clock and a bus, offering `more`
+    /// providers beside those the configuration names.
+    pub fn with_providers(
+        config: Config,
+        store: Arc<dyn kehai_store::Store>,
+        clock: Arc<dyn clock::Clock>,
+        bus: Arc<dyn live::Bus>,
+        more: Vec<presence::Known>,
+    ) -> anyhow::Result<App> {
+        let (state, background) = AppState::new(config, store, clock, bus, more)?;
         let router = pages::router()
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
             .merge(webhooks::router())
-            .merge(teams::router())
+            .merge(presence::connect::router())
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());

@@ -42,7 +42,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     // Counted when asked: the database is the truth, and a scrape a minute costs one query.
-    if state.teams.is_some() {
+    if state.presence.offered().next().is_some() {
         match state.store.connections_by_state().await {
             Ok(counts) => state.metrics.set_connections(&counts),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count connections"),

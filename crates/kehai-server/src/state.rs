@@ -24,8 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<LoginLimiter>,
     pub catalogs: Arc<Catalogs>,
-    /// The Microsoft Teams integration, when configured.
-    pub teams: Option<Arc<crate::teams::Teams>>,
+    /// The presence engine and its providers.
+    pub presence: Arc<crate::presence::Engine>,
     /// Change notifications waiting to be processed (the webhook answers at once).
     pub notifications: crate::webhooks::NotificationQueue,
     /// Seals tokens and client states before they are stored.
@@ -42,19 +42,24 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct Background {
     live: LiveWorker,
-    notifications: tokio::sync::mpsc::Receiver<crate::webhooks::Queued>,
+    notifications: tokio::sync::mpsc::Receiver<crate::webhooks::Queued<crate::webhooks::Delivery>>,
 }
 
 impl AppState {
+    /// The state of a server with `config`, offering the providers `config` configures and
+    /// `more` (tests add their own).
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn Bus>,
+        more: Vec<crate::presence::Known>,
     ) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
         let metrics = Metrics::new();
-        let teams = crate::teams::Teams::from_config(&config, metrics.clone());
+        let mut known = crate::providers::known(&config, &metrics);
+        known.extend(more);
+        let presence = Arc::new(crate::presence::Engine::new(&config, known));
         let (notifications, queue) = crate::webhooks::NotificationQueue::new();
         let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());
@@ -67,7 +72,7 @@ impl AppState {
             metrics,
             catalogs: Arc::new(Catalogs::load()?),
             secrets: Arc::new(kehai_store::secrets::SecretBox::new(&master_key)),
-            teams,
+            presence,
             notifications,
 
             shutdown: CancellationToken::new(),
@@ -107,7 +112,7 @@ impl Background {
     pub fn spawn(self, state: &AppState, stop: CancellationToken) {
         self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
         crate::webhooks::spawn_worker(state.clone(), self.notifications, stop.clone());
-        crate::teams::upkeep::spawn(state.clone(), stop.clone());
+        crate::presence::schedule::spawn(state.clone(), stop.clone());
         crate::instance::spawn_heartbeat(state.clone(), stop.clone());
         let state = state.clone();
         tokio::spawn(async move {

@@ -1,15 +1,15 @@
-// kehai: the Microsoft sign-in popup's last page. Tells the page that opened it what happened
-// (so its profile dialog updates without a reload), closes on CLOSE, and copies the
-// admin-consent link. No inline script: the CSP forbids it.
+// kehai: the sign-in popup's last page. Tells the page that opened it which provider it was for
+// and what happened (so its profile dialog updates without a reload), closes on CLOSE, and copies
+// the admin-consent link. No inline script: the CSP forbids it.
 (() => {
   'use strict';
-  const result = document.getElementById('teams-result');
+  const result = document.getElementById('connect-result');
   if (!result) return;
-  const outcome = result.dataset.outcome;
+  const { provider, outcome } = result.dataset;
   // Only our own origin may hear it.
   if (window.opener && !window.opener.closed) {
     try {
-      window.opener.postMessage({ type: 'kehai:msteams', outcome }, window.location.origin);
+      window.opener.postMessage({ type: 'kehai:connect', provider, outcome }, window.location.origin);
     } catch {
       // The opener navigated elsewhere: nothing to tell.
     }

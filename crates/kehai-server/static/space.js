@@ -539,7 +539,8 @@
 
   // The popup finished: show the new state without a reload (S5).
   window.addEventListener('message', (event) => {
-    if (event.origin !== window.location.origin || !event.data || event.data.type !== 'kehai:msteams') return;
+    if (event.origin !== window.location.origin || !event.data || event.data.type !== 'kehai:connect') return;
+    if (event.data.provider !== 'msteams') return;
     refreshTeams().then(() => {
       if (event.data.outcome === 'connected') announce(t('teams_now_connected'));
     });

@@ -18,6 +18,8 @@ pub trait Connections: Send + Sync {
     /// member already connected the same account at the provider (or this member has another
     /// connection to the provider).
     async fn save_connection(&self, connection: &Connection) -> Result<()>;
+    /// The connection with this id.
+    async fn connection(&self, id: ConnectionId) -> Result<Option<Connection>>;
     /// The member's connection to `provider`.
     async fn connection_of(&self, account: PersonId, provider: &str) -> Result<Option<Connection>>;
     /// Stores refreshed tokens of an existing connection (never re-creates a deleted one);
@@ -122,6 +124,15 @@ macro_rules! impl_connections {
                 .await
                 .map_err(|e| classify(e, "external account", "account"))?;
                 Ok(())
+            }
+
+            async fn connection(&self, id: ConnectionId) -> Result<Option<Connection>> {
+                sqlx::query_as::<_, ConnectionRow>(concat!("SELECT ", connection_columns!(), " FROM connections WHERE id = $1"))
+                    .bind(id.0.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Connection::try_from)
+                    .transpose()
             }
 
             async fn connection_of(&self, account: PersonId, provider: &str) -> Result<Option<Connection>> {

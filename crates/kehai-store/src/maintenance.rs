@@ -14,6 +14,9 @@ pub trait Maintenance: Send + Sync {
     async fn migrate(&self) -> Result<()>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
+    /// Closes the database, waiting until every connection has ended (SQLite writes its log back
+    /// into the database file as the last one closes). Nothing can be asked afterwards.
+    async fn close(&self);
     /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
     /// value's row label ([`crate::secrets::row_label`]) and sealed text and returns the new sealed
     /// text; `before_commit` runs last (the new key is put in place there) and can still abort.
@@ -41,6 +44,11 @@ macro_rules! impl_maintenance {
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
                 Ok(())
+            }
+
+            async fn close(&self) {
+                self.reader().close().await;
+                self.writer().close().await;
             }
 
             async fn reseal(

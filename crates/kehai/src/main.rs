@@ -10,7 +10,10 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kehai_core::Role;
-use kehai_server::{App, Config, LogFormat, admin};
+use kehai_server::{
+    App, Config, LogFormat, admin,
+    providers::msteams::{Teams, certificates},
+};
 
 mod demo;
 
@@ -189,12 +192,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::RotateCert) => {
             let app = App::build(config).await?;
-            let teams = app.state.teams.clone().context(
+            let teams = Teams::offered(&app.state).context(
                 "Microsoft Teams is not configured: set KEHAI_MS_CLIENT_ID and KEHAI_MS_CLIENT_SECRET (see docs/configuration.md)",
             )?;
-            let rotation = kehai_server::teams::certificates::rotate(&app.state, &teams)
+            let rotation = certificates::rotate(&app.state, &teams)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot rotate the encryption certificate: {}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("cannot rotate the encryption certificate: {e}"))?;
             println!(
                 "new encryption certificate {}; {} subscription(s) moved to it",
                 rotation.certificate_id, rotation.moved

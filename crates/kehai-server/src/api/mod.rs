@@ -4,8 +4,8 @@
 //! `{"error":{"code","message"}}` ([`crate::error::ApiError`]).
 
 pub mod avatars;
+pub mod integrations;
 pub mod openapi;
-pub mod teams;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub fn router() -> axum::Router<AppState> {
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(avatars::list))
         .routes(routes!(avatars::update_me))
-        .routes(routes!(teams::status, teams::toggle, teams::disconnect))
+        .routes(routes!(integrations::status, integrations::toggle, integrations::disconnect))
         .split_for_parts();
     let document = Arc::new(document);
     router.route("/openapi.json", get(move || openapi::serve(Arc::clone(&document))))

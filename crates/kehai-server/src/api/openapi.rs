@@ -18,8 +18,8 @@ use utoipa::{
         crate::view::AvatarView,
         crate::view::PresenceView,
         super::avatars::MeUpdate,
-        super::teams::TeamsStatus,
-        super::teams::Toggle,
+        super::integrations::IntegrationStatus,
+        super::integrations::Toggle,
         crate::error::ErrorBody
     )),
     modifiers(&Security),

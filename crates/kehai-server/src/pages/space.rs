@@ -95,7 +95,7 @@ pub async fn show(
         lang: lang.code(),
         strings: t.script_strings(),
     });
-    let teams_configured = state.config.microsoft().is_some();
+    let teams_configured = state.presence.provider(kehai_core::presence::msteams::ID).is_some();
     // Taken when shown: the notice appears on one page load, the Status section keeps the state.
     let teams_notice = !is_guest
         && teams_configured

@@ -1,32 +1,47 @@
-//! Microsoft Graph's webhooks: `POST /webhooks/msgraph` (change notifications) and
-//! `POST /webhooks/msgraph/lifecycle` (lifecycle notifications).
+//! The providers' webhooks: `POST /webhooks/{webhook}` (change notifications) and
+//! `POST /webhooks/{webhook}/lifecycle` (lifecycle notifications), `{webhook}` being each offered
+//! provider's (`msgraph` for Microsoft Teams).
 //!
-//! Both answer Graph's validation handshake (protocol doc §3.1): a POST with
-//! `?validationToken=…` is answered with 200, `text/plain` and the decoded token. Otherwise the
-//! JSON body (at most 1 MiB) is parsed and handed to a queue bounded in batches and in bytes
-//! ([`queue`]), and the answer is 202 at once — Graph slows and then drops endpoints slower than
-//! 3 s (§3.4). A full queue answers 503 so that Graph retries: nothing is dropped silently. Workers take batches from the queue, a
-//! few at once, so a slow Microsoft delays only the notifications that wait on it.
+//! The provider parses the delivery (at most 1 MiB): a handshake is answered with 200,
+//! `text/plain` and the text the provider gives (Graph's validation token); items are handed to a
+//! queue bounded in deliveries and in bytes ([`queue`]), and the answer is 202 at once — Graph
+//! slows and then drops endpoints slower than 3 s. A full queue answers 503 so that the provider
+//! retries: nothing is dropped silently. Workers take deliveries from the queue, a few at once,
+//! so a slow provider delays only the notifications that wait on it
+//! ([`crate::presence::ingest`]).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Query, State, rejection::BytesRejection},
-    http::{StatusCode, header},
+    extract::{DefaultBodyLimit, Path, Query, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
-use kehai_microsoft::notifications::NotificationBatch;
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
 };
 
-pub use queue::{NotificationQueue, Queued, Refused};
+pub use queue::{Queued, Refused};
+
+/// A delivery to an offered provider, waiting to be processed.
+#[derive(Debug)]
+pub struct Delivery {
+    pub provider: Arc<dyn Provider>,
+    pub inbound: Inbound,
+}
+
+/// The queue of deliveries between the webhooks and the workers.
+pub type NotificationQueue = queue::NotificationQueue<Delivery>;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::ApiError,
+    presence::{Inbound, Provider, Webhook, WebhookRequest},
+    state::AppState,
+};
 
 mod queue;
 
@@ -35,16 +50,43 @@ const MAX_BODY: usize = 1024 * 1024;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/webhooks/msgraph", post(notification))
-        .route("/webhooks/msgraph/lifecycle", post(notification))
+        .route("/webhooks/{webhook}", post(notification))
+        .route("/webhooks/{webhook}/lifecycle", post(lifecycle))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 async fn notification(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Path(webhook): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    delivery(state, &webhook, false, &query, &headers, body)
+}
+
+async fn lifecycle(
+    State(state): State<AppState>,
+    Path(webhook): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    delivery(state, &webhook, true, &query, &headers, body)
+}
+
+fn delivery(
+    state: AppState,
+    webhook: &str,
+    lifecycle: bool,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some((known, webhook)) = state.presence.by_webhook(webhook) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "there is no such webhook").into_response();
+    };
+    let (provider, webhook) = (known.offered.clone(), webhook);
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -56,31 +98,35 @@ async fn notification(
         }
     };
     let started = std::time::Instant::now();
-    let answer = answer(&state, &query, &body);
+    let request = WebhookRequest { lifecycle, query, headers, body: &body };
+    let answer = answer(&state, provider, webhook, &request);
     state.metrics.webhook_seconds.observe(started.elapsed().as_secs_f64());
     answer
 }
 
-fn answer(state: &AppState, query: &HashMap<String, String>, body: &[u8]) -> Response {
-    if let Some(token) = query.get("validationToken") {
-        // Already URL-decoded, as Graph requires; plain text, never markup.
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token.clone()).into_response();
+fn answer(
+    state: &AppState,
+    provider: Option<Arc<dyn Provider>>,
+    webhook: Webhook,
+    request: &WebhookRequest<'_>,
+) -> Response {
+    if let Some(text) = (webhook.handshake)(request) {
+        // Plain text, never markup.
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
     }
-    if state.notifications.is_full(body.len()) {
+    // What would be refused is refused before it is parsed (a flood is answered as cheaply as it
+    // can be).
+    if state.notifications.is_full(request.body.len()) {
         return refuse(state);
     }
-    let batch = match NotificationBatch::parse(body) {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_notification",
-                "not a change-notification collection",
-            )
-            .into_response();
-        }
+    let inbound = match (webhook.parse)(request) {
+        Ok(inbound) => inbound,
+        Err(refusal) => return ApiError::new(StatusCode::BAD_REQUEST, refusal.code, refusal.message).into_response(),
     };
-    match state.notifications.push(batch, body.len()) {
+    // A provider this server does not offer (any more): what its leftover subscriptions post is
+    // accepted and left unread.
+    let Some(provider) = provider else { return StatusCode::ACCEPTED.into_response() };
+    match state.notifications.push(Delivery { provider, inbound }, request.body.len()) {
         Ok(()) => {
             queue_depth(state);
             StatusCode::ACCEPTED.into_response()
@@ -100,16 +146,16 @@ fn refuse(state: &AppState) -> Response {
 
 /// How long the worker may go on with accepted notifications after `stop`.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
-/// Batches processed at once: a slow or throttled Microsoft (basic notifications read the
-/// presence, lifecycle events renew) holds up only the batches waiting on it, and the presences
-/// of the batches being processed are written together (`teams::commit`): the more at once,
-/// the fewer transactions per notification under a flood.
+/// Deliveries processed at once: a slow or throttled provider (basic notifications read the
+/// presence, lifecycle events renew) holds up only the deliveries waiting on it, and the
+/// presences of the deliveries being processed are written together (group commit): the more at
+/// once, the fewer transactions per notification under a flood.
 pub const WORKERS: usize = 64;
 
 /// Processes queued notifications — up to [`WORKERS`] batches at once — until `stop`, then what
 /// was already accepted (Graph got 202 for it and will not send it again) for at most a few
 /// seconds. Order between batches does not matter: presences are applied by sequence number.
-pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<Queued>, stop: CancellationToken) {
+pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<Queued<Delivery>>, stop: CancellationToken) {
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(WORKERS));
         let mut running = JoinSet::new();
@@ -146,11 +192,10 @@ pub fn spawn_worker(state: AppState, mut queue: mpsc::Receiver<Queued>, stop: Ca
     });
 }
 
-async fn handle(state: &AppState, queued: Queued) {
+async fn handle(state: &AppState, queued: Queued<Delivery>) {
     queue_depth(state);
-    if let Some(teams) = state.teams.clone() {
-        crate::teams::sync::process(state, &teams, queued.batch).await;
-    }
+    let Delivery { provider, inbound } = &queued.delivery;
+    crate::presence::ingest::process(state, &**provider, inbound).await;
 }
 
 /// Publishes how many batches wait.

@@ -1,7 +1,7 @@
-//! The bounded queue between the webhooks and the workers: at most [`BATCHES`] batches and
+//! The bounded queue between the webhooks and the workers: at most [`BATCHES`] deliveries and
 //! [`BYTES`] bytes of notification bodies wait at once — without the byte bound, 1,024 bodies
 //! of up to 1 MiB each could hold a gigabyte. Beyond either bound the webhook answers 503 and
-//! Graph retries later.
+//! the provider retries later.
 
 use std::{
     sync::{
@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kehai_microsoft::notifications::NotificationBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Batches waiting at most.
@@ -19,26 +18,26 @@ pub const BATCHES: usize = 1024;
 /// Bytes of waiting notification bodies at most.
 pub const BYTES: usize = 32 * 1024 * 1024;
 
-/// A batch taken from the queue; its bytes count against the bound until it is dropped.
+/// A delivery taken from the queue; its bytes count against the bound until it is dropped.
 #[derive(Debug)]
-pub struct Queued {
-    pub batch: NotificationBatch,
+pub struct Queued<T> {
+    pub delivery: T,
     _bytes: OwnedSemaphorePermit,
 }
 
-/// Why a batch was not queued.
+/// Why a delivery was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// Too much waits already: Graph should retry later.
+    /// Too much waits already: the provider should retry later.
     Full,
     /// The workers have stopped (shutting down).
     Closed,
 }
 
-/// The webhooks' side of the queue.
-#[derive(Debug, Clone)]
-pub struct NotificationQueue {
-    sender: mpsc::Sender<Queued>,
+/// The webhooks' side of the queue of deliveries `T`.
+#[derive(Debug)]
+pub struct NotificationQueue<T> {
+    sender: mpsc::Sender<Queued<T>>,
     bytes: Arc<Semaphore>,
     refusals: Arc<Refusals>,
 }
@@ -54,9 +53,19 @@ struct Refusals {
     warned: Mutex<Option<Instant>>,
 }
 
-impl NotificationQueue {
+impl<T> Clone for NotificationQueue<T> {
+    fn clone(&self) -> Self {
+        NotificationQueue {
+            sender: self.sender.clone(),
+            bytes: Arc::clone(&self.bytes),
+            refusals: Arc::clone(&self.refusals),
+        }
+    }
+}
+
+impl<T> NotificationQueue<T> {
     /// The queue and the workers' receiving end.
-    pub fn new() -> (NotificationQueue, mpsc::Receiver<Queued>) {
+    pub fn new() -> (NotificationQueue<T>, mpsc::Receiver<Queued<T>>) {
         let (sender, receiver) = mpsc::channel(BATCHES);
         (NotificationQueue { sender, bytes: Arc::new(Semaphore::new(BYTES)), refusals: Arc::default() }, receiver)
     }
@@ -73,14 +82,14 @@ impl NotificationQueue {
         Some(self.refusals.unreported.swap(0, Ordering::Relaxed))
     }
 
-    /// Queues a batch whose body was `size` bytes.
-    pub fn push(&self, batch: NotificationBatch, size: usize) -> Result<(), Refused> {
+    /// Queues a delivery whose body was `size` bytes.
+    pub fn push(&self, delivery: T, size: usize) -> Result<(), Refused> {
         let size = u32::try_from(size.max(1)).map_err(|_| Refused::Full)?;
         let permit = Arc::clone(&self.bytes).try_acquire_many_owned(size).map_err(|e| match e {
             tokio::sync::TryAcquireError::NoPermits => Refused::Full,
             tokio::sync::TryAcquireError::Closed => Refused::Closed,
         })?;
-        self.sender.try_send(Queued { batch, _bytes: permit }).map_err(|e| match e {
+        self.sender.try_send(Queued { delivery, _bytes: permit }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Refused::Full,
             mpsc::error::TrySendError::Closed(_) => Refused::Closed,
         })
@@ -92,7 +101,7 @@ impl NotificationQueue {
         self.sender.capacity() == 0 || self.bytes.available_permits() < size.max(1)
     }
 
-    /// Batches waiting now.
+    /// Deliveries waiting now.
     pub fn depth(&self) -> usize {
         self.sender.max_capacity() - self.sender.capacity()
     }
@@ -102,33 +111,29 @@ impl NotificationQueue {
 mod tests {
     use super::*;
 
-    fn batch() -> NotificationBatch {
-        serde_json::from_str(r#"{"value": []}"#).unwrap_or_else(|e| panic!("{e}"))
-    }
-
     #[test]
     fn the_queue_is_bounded_by_batches_and_by_bytes() {
-        let (queue, mut receiver) = NotificationQueue::new();
-        assert_eq!(queue.push(batch(), BYTES - 10), Ok(()));
-        assert_eq!(queue.push(batch(), 11), Err(Refused::Full), "the bytes are taken");
-        assert_eq!(queue.push(batch(), 10), Ok(()));
+        let (queue, mut receiver) = NotificationQueue::<()>::new();
+        assert_eq!(queue.push((), BYTES - 10), Ok(()));
+        assert_eq!(queue.push((), 11), Err(Refused::Full), "the bytes are taken");
+        assert_eq!(queue.push((), 10), Ok(()));
         assert_eq!(queue.depth(), 2);
         // Processing the big one frees its bytes.
         drop(receiver.try_recv().unwrap_or_else(|e| panic!("{e}")));
-        assert_eq!(queue.push(batch(), 1024), Ok(()));
+        assert_eq!(queue.push((), 1024), Ok(()));
         drop(receiver.try_recv());
         drop(receiver.try_recv());
         for _ in 0..BATCHES {
-            assert_eq!(queue.push(batch(), 1), Ok(()));
+            assert_eq!(queue.push((), 1), Ok(()));
         }
-        assert_eq!(queue.push(batch(), 1), Err(Refused::Full), "the batches are taken");
+        assert_eq!(queue.push((), 1), Err(Refused::Full), "the batches are taken");
         drop(receiver);
-        assert_eq!(queue.push(batch(), 1), Err(Refused::Closed), "the workers are gone");
+        assert_eq!(queue.push((), 1), Err(Refused::Closed), "the workers are gone");
     }
 
     #[test]
     fn a_full_queue_is_warned_about_once_then_at_most_every_ten_seconds_with_the_count() {
-        let (queue, _workers) = NotificationQueue::new();
+        let (queue, _workers) = NotificationQueue::<()>::new();
         assert_eq!(queue.refused(), Some(1), "the first refusal is told at once");
         assert_eq!((0..99).filter_map(|_| queue.refused()).count(), 0, "the next ones wait");
         *queue.refusals.warned.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now().checked_sub(WARN_EVERY);

@@ -256,7 +256,7 @@ async fn rotated_signing_keys_are_fetched_once_and_nothing_is_dropped() {
 #[tokio::test]
 async fn the_encryption_certificate_rotated_mid_stream_loses_no_notification() {
     let (app, emu, alice, _bob) = alice_and_bob(NotificationMode::Rich).await;
-    let teams = app.state.teams.clone().unwrap();
+    let teams = kehai_server::providers::msteams::Teams::offered(&app.state).unwrap();
     let before = requests(&emu);
     // Alice's status changes every 20 ms while kehai moves both subscriptions to a new
     // certificate: some notifications are encrypted for the old one, some for the new.
@@ -273,7 +273,7 @@ async fn the_encryption_certificate_rotated_mid_stream_loses_no_notification() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rotation = kehai_server::teams::certificates::rotate(&app.state, &teams).await.unwrap();
+    let rotation = kehai_server::providers::msteams::certificates::rotate(&app.state, &teams).await.unwrap();
     assert_eq!((rotation.moved, rotation.failed), (2, 0), "{rotation:?}");
     flow.await.unwrap();
     set_status(&emu, "alice@example.com", "InACall").await;

@@ -57,8 +57,8 @@ async fn connect_in_the_popup(browser: &Browser, words: &Words, shots: &str) {
     browser.screenshot(&format!("{shots}-2-microsoft-sign-in")).await;
     browser.click("form:not(.accounts) button.primary").await;
     browser.click("button[value=accept]").await;
-    browser.eventually("return document.getElementById('teams-result').dataset.outcome", json!("connected")).await;
-    assert_eq!(browser.find("#teams-result h1").await.text().await.unwrap(), words.done_title);
+    browser.eventually("return document.getElementById('connect-result').dataset.outcome", json!("connected")).await;
+    assert_eq!(browser.find("#connect-result h1").await.text().await.unwrap(), words.done_title);
     assert_eq!(browser.find("#close-window").await.text().await.unwrap(), words.close);
     browser.screenshot(&format!("{shots}-3-authentication-complete")).await;
     browser.click("#close-window").await;
@@ -229,8 +229,8 @@ async fn refused_in_the_popup(
     if let Some(button) = at_msemu {
         browser.click(button).await;
     }
-    browser.eventually("return document.getElementById('teams-result').dataset.outcome", json!(outcome)).await;
-    let text = browser.find("#teams-result").await.text().await.unwrap();
+    browser.eventually("return document.getElementById('connect-result').dataset.outcome", json!(outcome)).await;
+    let text = browser.find("#connect-result").await.text().await.unwrap();
     browser.screenshot(&format!("en-refused-{outcome}")).await;
     let admin_url: serde_json::Value = browser
         .client

@@ -99,7 +99,7 @@ async fn openapi_matches_the_routes() {
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             documented.push(format!("{} {path}", method.to_uppercase()));
-            let url = alice.url(&path.replace("{slug}", "alpha"));
+            let url = alice.url(&path.replace("{slug}", "alpha").replace("{provider}", "msteams"));
             let mut req = alice.http.request(method.to_uppercase().parse().unwrap(), url);
             req = req.header("x-csrf-token", alice.csrf.clone().unwrap()).json(&json!({}));
             let r = req.send().await.unwrap();
@@ -119,10 +119,10 @@ async fn openapi_matches_the_routes() {
     assert_eq!(
         documented,
         vec![
-            "DELETE /api/spaces/{slug}/integrations/msteams",
+            "DELETE /api/spaces/{slug}/integrations/{provider}",
             "GET /api/spaces/{slug}/avatars",
-            "GET /api/spaces/{slug}/integrations/msteams",
-            "PUT /api/spaces/{slug}/integrations/msteams",
+            "GET /api/spaces/{slug}/integrations/{provider}",
+            "PUT /api/spaces/{slug}/integrations/{provider}",
             "PUT /api/spaces/{slug}/me",
         ]
     );

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use kehai_server::config::NotificationMode;
+use kehai_server::{config::NotificationMode, presence::Dropped, providers::msteams::Teams};
 use kehai_store::ConnectionState;
 
 use crate::support::{Client, TestApp, find};
@@ -424,8 +424,8 @@ async fn concurrent_refreshes_of_one_connection_make_one_token_request() {
     app.clock.advance(3600 * 1000);
     let (mut a, mut b) = (alice_connection(&app).await, alice_connection(&app).await);
     let (ta, tb) = tokio::join!(
-        kehai_server::teams::tokens::access_token(&app.state, &teams, &mut a),
-        kehai_server::teams::tokens::access_token(&app.state, &teams, &mut b),
+        kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut a),
+        kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut b),
     );
     let (ta, tb) = (ta.unwrap(), tb.unwrap());
     let same = secrecy::ExposeSecret::expose_secret(&ta) == secrecy::ExposeSecret::expose_secret(&tb);
@@ -446,14 +446,18 @@ async fn a_token_graph_refuses_is_refreshed_once_and_the_call_made_again() {
     let before = token_requests(&emu);
     let read = || async {
         let mut connection = alice_connection(&app).await;
-        kehai_server::teams::read_presence(&app.state, &teams, &mut connection).await
+        kehai_server::presence::ingest::read(&app.state, &*teams, &mut connection).await
     };
     fault(&emu, json!({"target": "graph", "kind": "unauthorized"})).await;
-    assert_eq!(read().await.unwrap().availability, "Busy");
+    assert_eq!(read().await.unwrap().shown.unwrap().availability, "Busy");
     assert_eq!(token_requests(&emu) - before, 1, "one refresh");
     // Refused again after the refresh: an error, not a loop.
     fault(&emu, json!({"target": "graph", "kind": "unauthorized", "count": 2})).await;
-    assert!(read().await.unwrap_err().contains("401"));
+    let refused = read().await.unwrap_err();
+    assert!(
+        matches!(refused, kehai_server::presence::Error::Provider(kehai_server::presence::ProviderError::Unauthorized)),
+        "{refused}"
+    );
     assert_eq!(token_requests(&emu) - before, 2);
     assert_eq!(alice_connection(&app).await.state, ConnectionState::Connected);
 }
@@ -611,7 +615,7 @@ pub(crate) async fn basic_notification_json(app: &TestApp, client_state: Option<
 
 #[tokio::test]
 async fn notifications_are_checked_and_applied_once_in_order() {
-    use kehai_server::teams::sync::{Dropped, process};
+    use kehai_server::presence::Dropped;
     let (app, emu, alice, teams) = alice_connected_while("Busy").await;
 
     // A forged clientState changes nothing, even though Graph now says Away.
@@ -774,7 +778,7 @@ async fn reauthorization_required_renews_the_subscription() {
 
 #[tokio::test]
 async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
-    use kehai_server::teams::upkeep::{recreate, sweep};
+    use kehai_server::presence::renewal::recreate;
     let (app, emu, alice, teams) = alice_connected_while("Available").await;
     let now = app.state.clock.now();
 
@@ -785,7 +789,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     // Made for Alice's connection's life: 59 minutes less her spread (up to a twelfth).
     let mut connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
-    let life = kehai_server::teams::upkeep::life_of(3_540_000, connection.id);
+    let life = kehai_server::presence::renewal::life_of(3_540_000, connection.id);
     assert!(life <= 3_540_000 && life > 3_540_000 - 295_000, "{life}");
     assert!((record.expires_at - (connection.connected_at + life)).abs() < 5_000, "{}", record.expires_at - now);
 
@@ -823,7 +827,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     quietly_set(&emu, "alice@example.com", "DoNotDisturb");
     let mut removed = basic_notification(&app, None).await;
     removed.value[0].lifecycle_event = Some("subscriptionRemoved".into());
-    let outcomes = kehai_server::teams::sync::process(&app.state, &teams, removed).await;
+    let outcomes = process(&app.state, &teams, removed).await;
     assert_eq!(outcomes, vec![Ok(())]);
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "⛔");
     assert_eq!(subscriptions(&emu).await.len(), 1);
@@ -833,19 +837,19 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
     let token = opened(&app, &connection, &connection.access_token, "access_token");
     app.state.store.delete_connection(connection.id).await.unwrap();
     emu.emulator.world.lock().subscriptions.clear();
-    assert!(recreate(&app.state, &teams, &connection, &token).await.is_err());
+    assert!(recreate(&app.state, &*teams, &connection, &token).await.is_err());
     assert!(subscriptions(&emu).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_lapses() {
-    use kehai_server::teams::upkeep::{Upkeep, claim_ms, renew, sweep};
+    use kehai_server::presence::renewal::{Upkeep, claim_ms, renew};
     use kehai_store::Claim;
     // Ten-minute subscriptions: renewed 100 to 150 s ahead, claims last 50 s (msemu, on the real
     // clock, refuses expiries over an hour ahead of it).
     let (app, emu) = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_subscription_seconds = 600).await;
     connected(&app, &emu, "alice@example.com", "alice-password").await;
-    let teams = app.state.teams.clone().unwrap();
+    let teams = Teams::offered(&app.state).unwrap();
     let now = app.state.clock.now();
     let connection = alice_connection(&app).await;
     let mut record = connection.subscription.clone().unwrap();
@@ -856,7 +860,7 @@ async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_
     assert!(app.state.store.claim_connection(connection.id, other).await.unwrap());
 
     assert_eq!(sweep(&app.state, &teams).await, 0, "due, but another instance is renewing it");
-    assert_eq!(renew(&app.state, &teams, connection.clone()).await, Ok(Upkeep::Elsewhere));
+    assert!(matches!(renew(&app.state, &*teams, connection.clone()).await, Ok(Upkeep::Elsewhere)));
     assert_eq!(subscriptions(&emu).await[0]["renewals"], 0);
 
     // That instance died: once its claim lapses, this one renews.
@@ -878,7 +882,7 @@ async fn a_connection_claimed_by_another_instance_is_left_to_it_until_the_claim_
 
 #[tokio::test]
 async fn a_renewal_uses_a_token_that_lasts_as_long_as_the_renewed_subscription() {
-    use kehai_server::teams::upkeep::{Upkeep, renew};
+    use kehai_server::presence::renewal::{Upkeep, renew};
     let (app, emu, _alice, teams) = alice_connected_while("Available").await;
     let now = app.state.clock.now();
     // A token still fine for ordinary calls, but lapsing half an hour before the renewed
@@ -895,7 +899,7 @@ async fn a_renewal_uses_a_token_that_lasts_as_long_as_the_renewed_subscription()
     assert!(app.state.store.update_connection_tokens(connection.id, &aged, None).await.unwrap());
     let refreshes = |emu: &msemu::Running| emu.emulator.world.lock().access_tokens.len();
     let before = refreshes(&emu);
-    assert_eq!(renew(&app.state, &teams, alice_connection(&app).await).await, Ok(Upkeep::Renewed));
+    assert!(matches!(renew(&app.state, &*teams, alice_connection(&app).await).await, Ok(Upkeep::Renewed)));
     assert_eq!(refreshes(&emu), before + 1, "a new access token first");
     let world = emu.emulator.world.lock();
     let sub = world.subscriptions.values().next().unwrap();
@@ -920,20 +924,32 @@ async fn when_another_instance_dies_this_one_reads_every_presence_again() {
     assert!(app.state.store.take_lapsed("instance/dead", app.state.clock.now()).await.unwrap().is_empty(), "taken");
 }
 
+/// Hands a notification collection to the engine as the webhook's workers do.
+pub(crate) async fn process(
+    state: &kehai_server::AppState,
+    teams: &std::sync::Arc<Teams>,
+    batch: kehai_microsoft::notifications::NotificationBatch,
+) -> Vec<Result<(), Dropped>> {
+    kehai_server::presence::ingest::process(state, &**teams, &kehai_server::providers::msteams::inbound(batch)).await
+}
+
+/// One renewal sweep of Microsoft Teams' subscriptions.
+pub(crate) async fn sweep(state: &kehai_server::AppState, teams: &std::sync::Arc<Teams>) -> usize {
+    kehai_server::presence::renewal::sweep(state, &**teams).await
+}
+
 /// kehai and msemu with Alice connected while her presence is `status`, and the integration.
-async fn alice_connected_while(
-    status: &str,
-) -> (TestApp, msemu::Running, Client, std::sync::Arc<kehai_server::teams::Teams>) {
+async fn alice_connected_while(status: &str) -> (TestApp, msemu::Running, Client, std::sync::Arc<Teams>) {
     let (app, emu) = start().await;
     set_status(&emu, "alice@example.com", status).await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    let teams = app.state.teams.clone().unwrap();
+    let teams = Teams::offered(&app.state).unwrap();
     (app, emu, alice, teams)
 }
 
 /// kehai and msemu with Alice and Bob connected while Available, Alice's client and the
 /// integration.
-async fn alice_and_bob_connected() -> (TestApp, msemu::Running, Client, std::sync::Arc<kehai_server::teams::Teams>) {
+async fn alice_and_bob_connected() -> (TestApp, msemu::Running, Client, std::sync::Arc<Teams>) {
     let (app, emu, alice, teams) = alice_connected_while("Available").await;
     set_status(&emu, "bob@example.com", "Available").await;
     connected(&app, &emu, "bob@example.com", "bob-password").await;
@@ -1004,7 +1020,7 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
 
 #[tokio::test]
 async fn the_reconciliation_pages_through_every_connection_and_reads_only_what_changed() {
-    use kehai_server::teams::heal::{Healed, reconcile_in_pages};
+    use kehai_server::presence::reconcile::{Healed, reconcile_in_pages};
     let (app, emu, alice, teams) = alice_and_bob_connected().await;
     let batch_reads = || async {
         let requests: Value = reqwest::get(emu.url("/_emu/api/requests")).await.unwrap().json().await.unwrap();
@@ -1016,7 +1032,7 @@ async fn the_reconciliation_pages_through_every_connection_and_reads_only_what_c
     quietly_set(&emu, "alice@example.com", "Busy");
     quietly_set(&emu, "bob@example.com", "DoNotDisturb");
     let before = batch_reads().await;
-    let healed = reconcile_in_pages(&app.state, &teams, 1).await;
+    let healed = reconcile_in_pages(&app.state, &*teams, 1).await;
     assert_eq!(healed, Healed { checked: 2, resubscribed: 0, corrected: 2 });
     assert_eq!(batch_reads().await - before, 2, "one batch read per page");
     let avatars = alice.avatars("alpha").await;
@@ -1026,7 +1042,7 @@ async fn the_reconciliation_pages_through_every_connection_and_reads_only_what_c
     );
 
     // Again, in one page: nothing new, nothing applied.
-    let healed = reconcile_in_pages(&app.state, &teams, 650).await;
+    let healed = reconcile_in_pages(&app.state, &*teams, 650).await;
     assert_eq!(healed, Healed { checked: 2, resubscribed: 0, corrected: 0 });
 }
 
@@ -1236,7 +1252,7 @@ async fn rich_notification_for(
 
 #[tokio::test]
 async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing() {
-    use kehai_server::teams::sync::{Dropped, process};
+    use kehai_server::presence::Dropped;
     let (app, emu, alice, teams) = alice_connected_while("Busy").await;
     let sequence = |n: u32| format!("Z{n:04}");
 
@@ -1289,7 +1305,7 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
     // A renewal, one refused token on the way.
     fault(&emu, json!({"target": "graph", "kind": "throttle", "count": 1, "retry_after": 0})).await;
     let connection = alice_connection(&app).await;
-    kehai_server::teams::upkeep::renew(&app.state, &teams, connection).await.unwrap();
+    kehai_server::presence::renewal::renew(&app.state, &*teams, connection).await.unwrap();
     set_status(&emu, "alice@example.com", "DoNotDisturb").await;
     avatar_becomes(&alice, "⛔").await;
     has_metrics(
@@ -1312,7 +1328,7 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     let mut connection = alice_connection(&app).await;
-    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     has_metrics(
         &alice,
         &[
@@ -1420,7 +1436,7 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
     // Refused twice (a notification, then the sweep): still one notice.
     for _ in 0..2 {
         let mut connection = alice_connection(&app).await;
-        assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+        assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     }
     let first = page().await;
     assert!(first.contains("id=\"teams-notice\""), "{first}");
@@ -1433,7 +1449,7 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     let mut connection = alice_connection(&app).await;
-    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     let ja = again.http.get(again.url("/s/alpha")).header("accept-language", "ja").send().await.unwrap();
     let ja = ja.text().await.unwrap();
     assert!(ja.contains("もう一度接続してください"), "{ja}");
@@ -1441,8 +1457,7 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
 
 #[tokio::test]
 async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_until_unused() {
-    use kehai_server::teams::certificates::{remove_unused, rotate};
-    use kehai_server::teams::sync::process;
+    use kehai_server::providers::msteams::certificates::{remove_unused, rotate};
     let (app, emu, alice, teams) = alice_and_bob_connected().await;
     let old = app.state.store.current_certificate().await.unwrap().unwrap().id;
     let at_msemu = |email: &str| {
@@ -1482,27 +1497,27 @@ async fn rotating_the_certificate_moves_subscriptions_and_keeps_the_old_key_unti
     avatar_becomes(&alice, "💤").await;
 
     // The old key stays while Bob's subscription names it (the store's contract: however long).
-    remove_unused(&app.state).await;
+    remove_unused(&app.state, &teams.keys).await;
     assert!(app.state.store.certificate(&old).await.unwrap().is_some());
     // Bob connects again (a new subscription, on the new certificate)…
     connected(&app, &emu, "bob@example.com", "bob-password").await;
     assert_eq!(at_msemu("bob@example.com").as_deref(), Some(new.as_str()));
     // …and four hours after it was last used — Graph's retries are over — the old key goes.
-    remove_unused(&app.state).await;
+    remove_unused(&app.state, &teams.keys).await;
     app.clock.advance(4 * 3600 * 1000 - 1);
-    remove_unused(&app.state).await;
+    remove_unused(&app.state, &teams.keys).await;
     assert!(app.state.store.certificate(&old).await.unwrap().is_some(), "not before four hours");
     app.clock.advance(1);
-    remove_unused(&app.state).await;
+    remove_unused(&app.state, &teams.keys).await;
     assert_eq!(app.state.store.certificate(&old).await.unwrap(), None);
 
     // A certificate made while kehai was not serving (or moves that failed): the sweep moves them.
-    let newer = kehai_server::teams::certificates::make_new_current(&app.state).await.unwrap();
+    let newer = kehai_server::providers::msteams::certificates::make_new_current(&app.state).await.unwrap();
     app.clock.set(kehai_server::clock::Clock::now(&kehai_server::clock::SystemClock));
-    assert_eq!(kehai_server::teams::upkeep::sweep(&app.state, &teams).await, 2);
+    assert_eq!(sweep(&app.state, &teams).await, 2);
     assert_eq!(at_msemu("alice@example.com").as_deref(), Some(newer.as_str()));
     assert_eq!(at_msemu("bob@example.com").as_deref(), Some(newer.as_str()));
-    assert_eq!(kehai_server::teams::upkeep::sweep(&app.state, &teams).await, 0, "nothing left to move");
+    assert_eq!(sweep(&app.state, &teams).await, 0, "nothing left to move");
     assert!(app.state.store.certificate(&new).await.unwrap().is_some());
 }
 
@@ -1528,7 +1543,7 @@ async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     let mut connection = alice_connection(&app).await;
-    assert!(kehai_server::teams::tokens::access_token(&app.state, &teams, &mut connection).await.is_err());
+    assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     browser.client.refresh().await.unwrap();
     let notice = browser.find("#teams-notice").await;
     assert!(notice.text().await.unwrap().contains("Connect again in the Status section"));
@@ -1621,7 +1636,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_what_was_accepted_is_proc
         let (app, emu) = start_in(NotificationMode::Basic).await;
         set_status(&emu, "alice@example.com", "Available").await;
         let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-        let teams = app.state.teams.clone().unwrap();
+        let teams = Teams::offered(&app.state).unwrap();
         (app, emu, alice, teams)
     };
     // Every worker waits on a Graph read that never answers (kehai gives up after its 10-second

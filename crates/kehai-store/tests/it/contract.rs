@@ -534,6 +534,8 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
     let mut c = connection(a.id, "ms-user-a");
     store.save_connection(&c).await.unwrap();
     assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.connection(c.id).await.unwrap(), Some(c.clone()), "by id");
+    assert_eq!(store.connection(ConnectionId::new()).await.unwrap(), None);
     // Updating keeps the row: new tokens, a subscription, a state.
     c.access_token = Sealed("v1.sealed-access-2".into());
     c.subscription = Some(SubscriptionRecord {

@@ -206,6 +206,9 @@ async fn journey(postgres: Option<&Database>) {
     // A stretch from the middle of the private key, as text and as bytes.
     secrets.push(("the certificate's private key (base64)".into(), key.expose_secret().as_bytes()[200..260].to_vec()));
     secrets.push(("the certificate's private key".into(), der[150..182].to_vec()));
+    // Closed, not dropped: SQLite writes its log back into the file as it closes, which must
+    // be over before the files are read.
+    store.close().await;
     drop(store);
     // What a `{:?}` of the stored records would print.
     let debug = format!("{connection:?} {certificate:?}").into_bytes();

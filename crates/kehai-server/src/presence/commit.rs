@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use kehai_store::{Applied, PresenceWrite, Store};
 use tokio::sync::oneshot;
 
+use super::Error;
 use crate::clock::Clock;
 
 /// Writes per transaction at most (8 values each: well within both engines' limits on a
 /// statement's parameters).
 pub const MOST: usize = 256;
 
-/// What a write is told: its outcome, or why the store failed (the message of the error).
-type Outcome = Result<Applied, String>;
+/// What a write is told: its outcome, or that the database failed (logged once, by the flush).
+type Outcome = Result<Applied, Error>;
 
 /// How many flushes may run at once on `database`: one on SQLite (one writer), a few on
 /// PostgreSQL (writes to different connections' rows do not wait on each other; the rows are
@@ -59,7 +60,7 @@ impl GroupCommit {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner).push((write, told));
         let (commit, store, clock) = (Arc::clone(self), Arc::clone(store), Arc::clone(clock));
         tokio::spawn(async move { commit.flush(&*store, &*clock).await });
-        outcome.await.unwrap_or_else(|_| Err("the group commit stopped".to_owned()))
+        outcome.await.unwrap_or(Err(Error::Unavailable("the group commit stopped")))
     }
 
     /// Writes what is waiting, [`MOST`] at a time, until nothing is.
@@ -82,9 +83,9 @@ impl GroupCommit {
                     }
                 }
                 Err(e) => {
-                    let e = e.to_string();
+                    tracing::warn!(error = %e, writes = told.len(), "could not write presences");
                     for tell in told {
-                        let _ = tell.send(Err(e.clone()));
+                        let _ = tell.send(Err(Error::Unavailable("the database did not answer")));
                     }
                 }
             }

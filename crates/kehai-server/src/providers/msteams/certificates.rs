@@ -4,7 +4,7 @@
 //!
 //! `kehai keys rotate-cert` ([`rotate`]) makes a new current certificate, retires the others and
 //! moves every subscription to the new one (a `PATCH` that also renews it). One it could not move
-//! — or all, when kehai was not serving — moves with the upkeep's next sweep, within a minute. A
+//! — or all, when kehai was not serving — moves with the renewal sweep, within a minute. A
 //! retired private key is kept while any subscription still uses it and for Graph's four hours of
 //! retries after that, then deleted ([`remove_unused`]).
 
@@ -16,19 +16,35 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use kehai_microsoft::notifications::DecryptionKey;
-use kehai_store::{EncryptionCertificate, Sealed, secrets::row_label};
+use kehai_store::{EncryptionCertificate, Sealed, StoreError, secrets::row_label};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Teams, upkeep};
-use crate::{error::ApiError, state::AppState};
+use super::Teams;
+use crate::{
+    presence::renewal::{self, Upkeep},
+    state::AppState,
+};
 
-/// How long Graph retries a notification (protocol doc §3.4): one encrypted for a retired
-/// certificate may still arrive this long after its subscription moved.
+/// How long Graph retries a notification that was not answered in time: one encrypted for a
+/// retired certificate may still arrive this long after its subscription moved.
 const RETRY_WINDOW_MS: i64 = 4 * 3600 * 1000;
 /// Connections read from the database at a time while moving subscriptions.
 const PAGE: u32 = 500;
 /// How long a private key stays parsed in memory before it is read again.
 const KEY_KEPT: Duration = Duration::from_secs(5 * 60);
+
+/// Why no certificate could be had or made.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot seal a private key")]
+    Seal,
+    #[error("no current certificate")]
+    Missing,
+}
 
 /// Why no private key could be had for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +93,7 @@ impl Keys {
 }
 
 /// The current certificate's id and base64 DER, made if there is none.
-pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
+pub async fn current(state: &AppState) -> Result<(String, String), CertificateError> {
     if let Some(c) = state.store.current_certificate().await? {
         return Ok((c.id, c.certificate));
     }
@@ -85,27 +101,24 @@ pub async fn current(state: &AppState) -> Result<(String, String), ApiError> {
     match state.store.add_certificate(&record).await {
         Ok(()) => Ok((record.id, record.certificate)),
         // Another request made one meanwhile: use the current one.
-        Err(_) => state
-            .store
-            .current_certificate()
-            .await?
-            .map(|c| (c.id, c.certificate))
-            .ok_or_else(|| ApiError::internal("no certificate")),
+        Err(_) => {
+            state.store.current_certificate().await?.map(|c| (c.id, c.certificate)).ok_or(CertificateError::Missing)
+        }
     }
 }
 
 /// A new certificate with its private key sealed (not stored yet).
-fn generate(state: &AppState) -> Result<EncryptionCertificate, ApiError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(ApiError::internal)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(ApiError::internal)?;
+fn generate(state: &AppState) -> Result<EncryptionCertificate, CertificateError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "kehai notification encryption");
-    let cert = params.self_signed(&key).map_err(ApiError::internal)?;
+    let cert = params.self_signed(&key)?;
     let id = format!("kehai-{}", uuid::Uuid::new_v4());
     let private_key = SecretString::from(STANDARD.encode(key.serialize_der()));
     let sealed = state
         .secrets
-        .seal(&private_key, &kehai_store::secrets::row_label("certificate", &id, "private_key"))
-        .map_err(ApiError::internal)?;
+        .seal(&private_key, &row_label("certificate", &id, "private_key"))
+        .map_err(|_| CertificateError::Seal)?;
     Ok(EncryptionCertificate {
         id,
         certificate: STANDARD.encode(cert.der()),
@@ -131,7 +144,7 @@ pub struct Rotation {
 
 /// Makes a new current certificate and retires the others; returns its id. Subscriptions move to
 /// it as they renew ([`rotate`] moves them at once).
-pub async fn make_new_current(state: &AppState) -> Result<String, ApiError> {
+pub async fn make_new_current(state: &AppState) -> Result<String, CertificateError> {
     let record = generate(state)?;
     state.store.add_certificate(&record).await?;
     state.store.retire_certificates(&record.id, state.clock.now()).await?;
@@ -139,12 +152,12 @@ pub async fn make_new_current(state: &AppState) -> Result<String, ApiError> {
 }
 
 /// Makes a new current certificate and moves every rich subscription to it.
-pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiError> {
+pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, CertificateError> {
     let new = make_new_current(state).await?;
     let mut rotation = Rotation { certificate_id: new.clone(), moved: 0, failed: 0, kept: 0 };
     let mut after = None;
     loop {
-        let page = state.store.connected_connections("msteams", after, PAGE).await?;
+        let page = state.store.connected_connections(kehai_core::presence::msteams::ID, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for connection in page {
@@ -154,9 +167,9 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
                 continue;
             }
             let id = connection.id;
-            match upkeep::renew(state, teams, connection).await {
+            match renewal::renew(state, teams, connection).await {
                 // The serving kehai is renewing it: its sweep moves it next.
-                Ok(upkeep::Upkeep::Elsewhere) => rotation.failed += 1,
+                Ok(Upkeep::Elsewhere) => rotation.failed += 1,
                 Ok(_) => rotation.moved += 1,
                 Err(e) => {
                     tracing::warn!(connection = %id.0, error = %e, "a subscription stays on the old certificate for now");
@@ -165,19 +178,18 @@ pub async fn rotate(state: &AppState, teams: &Teams) -> Result<Rotation, ApiErro
             }
         }
     }
-    remove_unused(state).await;
+    remove_unused(state, &teams.keys).await;
     rotation.kept = state.store.certificates().await?.iter().filter(|(c, _)| c.retired_at.is_some()).count();
     Ok(rotation)
 }
 
 /// Deletes retired certificates once no subscription has used them for four hours: Graph can no
-/// longer be retrying notifications encrypted for them. Runs after every periodic reconciliation.
-pub async fn remove_unused(state: &AppState) {
+/// longer be retrying notifications encrypted for them (their parsed keys in `keys` go too). Runs
+/// after every periodic reconciliation.
+pub async fn remove_unused(state: &AppState, keys: &Keys) {
     match state.store.remove_unused_certificates(state.clock.now(), RETRY_WINDOW_MS).await {
         Ok(removed) if !removed.is_empty() => {
-            if let Some(teams) = &state.teams {
-                teams.keys.forget();
-            }
+            keys.forget();
             tracing::info!(?removed, "retired encryption certificates deleted");
         }
         Ok(_) => {}

@@ -1,0 +1,310 @@
+//! Connecting a provider in the popup: `GET /integrations/{provider}/connect` starts the sign-in,
+//! `GET /integrations/{provider}/callback` finishes it.
+//!
+//! The sign-in's `state` is single-use, bound to the session, the space and the provider, lives
+//! ten minutes, and is kept in the database (only its hash) so any instance can finish the flow;
+//! its nonce and PKCE verifier are sealed. Every ending is a page in the visitor's language —
+//! done, expired, admin approval needed (with the admin-consent link), cancelled, personal
+//! account refused, or the provider's code — and nothing is stored unless the sign-in
+//! succeeded. A member connects one account per provider; connecting again with another account
+//! replaces the connection (its old subscription is ended).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    response::Response,
+};
+use kehai_core::SpaceSlug;
+use kehai_store::{Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, secrets::row_label};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{CallbackParams, Known, Outcome, Provider, SignInSecrets, SignedIn, apply, renewal, tokens};
+use crate::{
+    access,
+    auth::Visitor,
+    i18n::{Catalog, Lang},
+    pages::{PageError, render, see_other},
+    state::AppState,
+};
+
+/// A sign-in must come back within ten minutes.
+const SIGN_IN_MS: i64 = 10 * 60 * 1000;
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/integrations/{provider}/connect", axum::routing::get(start))
+        .route("/integrations/{provider}/callback", axum::routing::get(callback))
+}
+
+#[derive(Template)]
+#[template(path = "connect_result.html")]
+struct ResultPage<'a> {
+    t: &'a Catalog,
+    provider: &'a str,
+    outcome: &'a str,
+    title_key: String,
+    message_key: String,
+    detail: Option<String>,
+    admin_url: Option<String>,
+}
+
+/// The popup's last page: the outcome's name (`data-outcome`), and its words from the provider's
+/// catalog section.
+fn page(t: &Catalog, provider: &str, outcome: Outcome) -> Response {
+    let (status, name, title, message, detail, admin_url) = match outcome {
+        Outcome::Connected => (StatusCode::OK, "connected", "done_title", "done", None, None),
+        Outcome::Expired => (StatusCode::BAD_REQUEST, "expired", "expired_title", "expired", None, None),
+        Outcome::AdminApproval { admin_url } => {
+            (StatusCode::OK, "admin-approval", "admin_title", "admin", None, Some(admin_url))
+        }
+        Outcome::Approved => (StatusCode::OK, "approved", "approved_title", "approved", None, None),
+        Outcome::Cancelled => (StatusCode::OK, "cancelled", "cancelled_title", "cancelled", None, None),
+        Outcome::Personal => (StatusCode::FORBIDDEN, "personal", "personal_title", "personal", None, None),
+        Outcome::Taken => (StatusCode::CONFLICT, "taken", "taken_title", "taken", None, None),
+        Outcome::Failed { detail } => (StatusCode::BAD_GATEWAY, "failed", "failed_title", "failed", Some(detail), None),
+        Outcome::Unavailable => (StatusCode::BAD_GATEWAY, "failed", "failed_title", "unavailable", None, None),
+        Outcome::MembersOnly => {
+            (StatusCode::FORBIDDEN, "members-only", "members_only_title", "members_only", None, None)
+        }
+        Outcome::NotConfigured => {
+            (StatusCode::NOT_FOUND, "not-configured", "not_configured_title", "not_configured", None, None)
+        }
+    };
+    render(
+        status,
+        &ResultPage {
+            t,
+            provider,
+            outcome: name,
+            title_key: format!("{provider}.{title}"),
+            message_key: format!("{provider}.{message}"),
+            detail,
+            admin_url,
+        },
+    )
+}
+
+/// The provider `id` as this server knows it: offered (`Ok(Some)`), known but not configured
+/// (`Ok(None)`), or unknown (`Err`: no such page).
+fn known(state: &AppState, id: &str) -> Result<Known, PageError> {
+    state.presence.known().iter().find(|k| k.id == id).cloned().ok_or(PageError::NoPage)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StartQuery {
+    space: Option<String>,
+}
+
+/// `GET /integrations/{provider}/connect?space={slug}`: the popup's first page.
+pub async fn start(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    Path(provider): Path<String>,
+    q: Result<Query<StartQuery>, QueryRejection>,
+    visitor: Option<Visitor>,
+) -> Response {
+    let t = state.catalogs.get(lang);
+    let known = match known(&state, &provider) {
+        Ok(known) => known,
+        Err(e) => return e.render(t),
+    };
+    // A query that does not decode (`space` twice, …) names no space.
+    let slug = q.ok().and_then(|Query(q)| q.space).unwrap_or_default();
+    let Some(visitor) = visitor else {
+        return see_other(&format!(
+            "/login?next=/s/{}",
+            SpaceSlug::parse(&slug).map(|s| s.to_string()).unwrap_or_default()
+        ));
+    };
+    if visitor.is_guest() {
+        return page(t, known.id, Outcome::MembersOnly);
+    }
+    let Some(provider) = known.offered else {
+        return page(t, known.id, Outcome::NotConfigured);
+    };
+    let admitted = match access::admit(&state, &slug, visitor).await {
+        Ok(a) => a,
+        Err(access::Refusal::NoSuchSpace) => return PageError::NoSpace.render(t),
+        Err(access::Refusal::Forbidden) => return PageError::Forbidden.render(t),
+        Err(access::Refusal::Failed(_)) => return PageError::Internal.render(t),
+    };
+    let sign_in = match provider.sign_in() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(provider = provider.id(), error = %e, "cannot build the sign-in");
+            return page(t, provider.id(), Outcome::Unavailable);
+        }
+    };
+    let state_hash = crate::opaque::hash(&[sign_in.state.expose_secret().as_bytes()]);
+    let seal = |value: &SecretString, what: &str| {
+        state.secrets.seal(value, &row_label("oauth", &state_hash, what)).map(Sealed)
+    };
+    let (Ok(nonce), Ok(verifier)) =
+        (seal(&sign_in.secrets.nonce, "nonce"), seal(&sign_in.secrets.pkce_verifier, "pkce_verifier"))
+    else {
+        return PageError::Internal.render(t);
+    };
+    let stored = OAuthState {
+        state_hash: state_hash.clone(),
+        provider: provider.id().to_owned(),
+        session_hash: admitted.visitor.session.id_hash.clone(),
+        space_id: admitted.space.id,
+        nonce,
+        pkce_verifier: verifier,
+        expires_at: state.clock.now() + SIGN_IN_MS,
+    };
+    if let Err(e) = state.store.create_oauth_state(&stored).await {
+        tracing::error!(error = %e, "cannot store a sign-in");
+        return PageError::Internal.render(t);
+    }
+    see_other(sign_in.url.as_str())
+}
+
+/// `GET /integrations/{provider}/callback`: the provider sends the popup back here.
+pub async fn callback(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    Path(provider): Path<String>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    visitor: Option<Visitor>,
+) -> Response {
+    let t = state.catalogs.get(lang);
+    let known = match known(&state, &provider) {
+        Ok(known) => known,
+        Err(e) => return e.render(t),
+    };
+    // Not the provider's answer (a parameter twice, …): no sign-in to finish.
+    let Some(params) = q.ok().and_then(|Query(pairs)| CallbackParams::new(pairs)) else {
+        return page(t, known.id, Outcome::Expired);
+    };
+    let Some(provider) = known.offered else {
+        return page(t, known.id, Outcome::NotConfigured);
+    };
+    if let Some(outcome) = provider.early_answer(&params) {
+        return page(t, provider.id(), outcome);
+    }
+    let (Some(visitor), Some(state_param)) = (visitor, params.get("state")) else {
+        return page(t, provider.id(), Outcome::Expired);
+    };
+    // Single use: taken (deleted) whatever happens next.
+    let state_hash = crate::opaque::hash(&[state_param.as_bytes()]);
+    let sign_in = match state.store.take_oauth_state(&state_hash, state.clock.now()).await {
+        Ok(Some(s)) if s.session_hash == visitor.session.id_hash && s.provider == provider.id() => s,
+        Ok(_) => return page(t, provider.id(), Outcome::Expired),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a sign-in");
+            return PageError::Internal.render(t);
+        }
+    };
+    if params.get("error").is_some() {
+        return page(t, provider.id(), provider.refusal(&params, state_param));
+    }
+    let Some(code) = params.get("code") else {
+        return page(t, provider.id(), Outcome::Expired);
+    };
+    let outcome = match finish(&state, &provider, &visitor, &sign_in, code, state_param).await {
+        Ok(()) => Outcome::Connected,
+        Err(outcome) => outcome,
+    };
+    page(t, provider.id(), outcome)
+}
+
+/// The sign-in succeeded at the provider: check the account, store the connection, subscribe,
+/// show the current presence.
+async fn finish(
+    state: &AppState,
+    provider: &Arc<dyn Provider>,
+    visitor: &Visitor,
+    sign_in: &OAuthState,
+    code: &str,
+    state_param: &str,
+) -> Result<(), Outcome> {
+    let open = |sealed: &Sealed, what: &str| {
+        state.secrets.open(&sealed.0, &row_label("oauth", &sign_in.state_hash, what)).map_err(|_| Outcome::Expired)
+    };
+    let secrets = SignInSecrets {
+        nonce: open(&sign_in.nonce, "nonce")?,
+        pkce_verifier: open(&sign_in.pkce_verifier, "pkce_verifier")?,
+    };
+    let SignedIn { tenant, user, tokens: issued, reading } =
+        provider.finish(state, code, &secrets, state_param).await?;
+
+    let now = state.clock.now();
+    let account = visitor.person_id();
+    let existing = state.store.connection_of(account, provider.id()).await.map_err(|_| Outcome::Unavailable)?;
+    // Still a member of the space the sign-in was for?
+    if !matches!(state.store.role_in(sign_in.space_id, account).await, Ok(Some(_))) {
+        return Err(Outcome::Expired);
+    }
+    // Another account than before: its old subscription goes once the new connection is stored
+    // (best effort; an orphan lapses by itself and its notifications are ignored). Its token is
+    // had now, before the new one replaces it.
+    let mut old_subscription = None;
+    if let Some(mut old) = existing.clone().filter(|c| c.external_user != user)
+        && let Some(sub) = old.subscription.clone()
+        && let Ok(token) = tokens::access_token(state, &**provider, &mut old).await
+    {
+        old_subscription = Some((token, sub.id));
+    }
+    let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
+    let sealed = tokens::sealed(state, &**provider, id, &issued, now).map_err(|_| Outcome::Unavailable)?;
+    let mut connection = Connection {
+        id,
+        account_id: account,
+        provider: provider.id().to_owned(),
+        external_tenant: tenant,
+        external_user: user.clone(),
+        access_token: sealed.access_token,
+        access_expires_at: sealed.access_expires_at,
+        access_refresh_at: sealed.access_refresh_at,
+        refresh_token: sealed.refresh_token,
+        refresh_expires_at: sealed.refresh_expires_at,
+        subscription: None,
+        state: ConnectionState::Connected,
+        last_error: None,
+        last_sequence: reading.order.clone(),
+        next_check_at: None,
+        connected_at: existing.as_ref().filter(|c| c.external_user == user).map_or(now, |c| c.connected_at),
+        updated_at: now,
+    };
+    match state.store.save_connection(&connection).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(Outcome::Taken),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a connection");
+            return Err(Outcome::Unavailable);
+        }
+    }
+    state.store.set_connection_space(connection.id, sign_in.space_id, true).await.map_err(|_| Outcome::Unavailable)?;
+    if let Some((token, id)) = old_subscription
+        && let Err(e) = provider.unsubscribe(&token, &id).await
+    {
+        tracing::warn!(error = %e, "the previous account's subscription could not be ended");
+    }
+
+    match renewal::subscribe(state, &**provider, &issued.access_token, &connection).await {
+        Ok(record) => connection.subscription = Some(record),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not subscribe to presence changes");
+            connection.state = ConnectionState::Error;
+            connection.last_error =
+                Some(format!("{} did not accept kehai's subscription to presence changes.", provider.name()));
+        }
+    }
+    if state.store.save_connection(&connection).await.is_err() {
+        // Not recorded: do not leave a subscription nobody knows about.
+        if let Some(sub) = &connection.subscription {
+            let _ = provider.unsubscribe(&issued.access_token, &sub.id).await;
+        }
+        return Err(Outcome::Unavailable);
+    }
+    // Shown through the order check (what a notification showed meanwhile is newer); a failure
+    // is logged where it happened, and the next notification shows it.
+    let _ = apply::apply(state, &**provider, &connection, &reading, true).await;
+    tracing::info!(account = %account, provider = provider.id(), "connected");
+    Ok(())
+}

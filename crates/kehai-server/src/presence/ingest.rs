@@ -1,0 +1,143 @@
+//! Turning a provider's webhook deliveries into avatars: every item is checked — a known
+//! subscription of a connected connection, its secret (constant-time), and, before any content is
+//! opened, the delivery's own proof (Graph's validation tokens, then the content's signature) —
+//! and its presence applied in order to every space where the connection is ON.
+
+use kehai_store::{Connection, ConnectionState, secrets::row_label};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::{Dropped, Event, Inbound, Item, Provider, Reading, apply, renewal, retry, tokens};
+use crate::state::AppState;
+
+/// Processes one delivery's items. The cheap checks come first — a known subscription of a
+/// connected connection, its secret — and the delivery's proof only once an admitted item opens
+/// content: traffic the provider did not send costs no key fetch and no decryption.
+pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inbound) -> Vec<Result<(), Dropped>> {
+    let mut proven: Option<Result<(), Dropped>> = None;
+    let mut outcomes = Vec::with_capacity(inbound.items.len());
+    for item in &inbound.items {
+        state.metrics.notifications_received.inc();
+        let admitted = admit(state, provider, item).await;
+        let was_admitted = admitted.is_ok();
+        let outcome = match admitted {
+            Err(why) => Err(why),
+            Ok(connection) if item.opens_content() => {
+                let proof = match proven {
+                    Some(proof) => proof,
+                    None => {
+                        let proof = provider.verify(state, inbound).await;
+                        if proof == Err(Dropped::ValidationToken) {
+                            state.metrics.validation_token_failures.inc();
+                        }
+                        *proven.insert(proof)
+                    }
+                };
+                match proof {
+                    Ok(()) => act(state, provider, item, connection).await,
+                    Err(why) => Err(why),
+                }
+            }
+            Ok(connection) => act(state, provider, item, connection).await,
+        };
+        match outcome {
+            Ok(()) => {
+                state.metrics.notifications_applied.inc();
+            }
+            // Anyone can post these: counted, logged only at debug level.
+            Err(why @ (Dropped::UnknownSubscription | Dropped::ClientState)) => {
+                state.metrics.notification_dropped(why.reason());
+                tracing::debug!(?why, "notification not applied");
+            }
+            Err(why) => {
+                state.metrics.notification_dropped(why.reason());
+                if why == Dropped::Decryption {
+                    state.metrics.decrypt_failures.inc();
+                }
+                // The provider or the database failed a change (or a missed-changes event) of a
+                // subscription kehai knows: its presence is read again later. Only once it was
+                // admitted: anyone can post made-up subscriptions. (Renewals the sweep redoes.)
+                let presence = matches!(item.event, Event::Changed(_) | Event::Missed);
+                if why == Dropped::Unavailable && was_admitted && presence {
+                    retry::schedule(state, provider.id(), &item.subscription);
+                }
+                tracing::info!(?why, subscription = %item.subscription, "notification not applied");
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// The connection an item is for, if it names a connected connection's subscription with that
+/// subscription's secret (compared in constant time).
+async fn admit(state: &AppState, provider: &dyn Provider, item: &Item) -> Result<Connection, Dropped> {
+    let connection = state
+        .store
+        .connection_by_subscription(provider.id(), &item.subscription)
+        .await
+        .map_err(|_| Dropped::Unavailable)?
+        .ok_or(Dropped::UnknownSubscription)?;
+    let subscription = connection.subscription.clone().ok_or(Dropped::UnknownSubscription)?;
+    let expected = state
+        .secrets
+        .open(&subscription.client_state.0, &row_label("connection", &connection.id.0.to_string(), "client_state"))
+        .map_err(|_| Dropped::ClientState)?;
+    let given = item.secret.as_deref().unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+        return Err(Dropped::ClientState);
+    }
+    // Needs reconnect or Error: its presence was taken off and must not come back (nor a
+    // refresh be tried again with a refused token).
+    if connection.state != ConnectionState::Connected {
+        return Err(Dropped::NotConnected);
+    }
+    Ok(connection)
+}
+
+/// Does what an admitted item says.
+async fn act(
+    state: &AppState,
+    provider: &dyn Provider,
+    item: &Item,
+    mut connection: Connection,
+) -> Result<(), Dropped> {
+    let unavailable = |e: super::Error| {
+        tracing::warn!(error = %e, event = ?item.event, "a notification could not be acted on");
+        Dropped::Unavailable
+    };
+    let reading = match &item.event {
+        Event::Changed(Some(content)) => provider.open(state, content, &connection).await?,
+        // The item carries no presence: read it.
+        Event::Changed(None) => read(state, provider, &mut connection).await.map_err(|_| Dropped::Unavailable)?,
+        Event::Missed => read(state, provider, &mut connection).await.map_err(unavailable)?,
+        Event::RenewalRequired => {
+            return renewal::renew(state, provider, connection).await.map(|_| ()).map_err(unavailable);
+        }
+        Event::Removed => {
+            return renewal::resubscribe(state, provider, connection).await.map(|_| ()).map_err(unavailable);
+        }
+        Event::Other(event) => {
+            tracing::info!(event, "an unknown lifecycle event: ignored");
+            return Ok(());
+        }
+    };
+    if matches!(item.event, Event::Changed(_)) && reading.user != connection.external_user {
+        return Err(Dropped::UnknownSubscription);
+    }
+    apply::apply(state, provider, &connection, &reading, false).await
+}
+
+/// The connection's presence, read with its own (refreshed if need be) token.
+pub async fn read(
+    state: &AppState,
+    provider: &dyn Provider,
+    connection: &mut Connection,
+) -> Result<Reading, super::Error> {
+    let current = connection.clone();
+    tokens::authorized(state, provider, connection, |token| {
+        let current = &current;
+        async move { provider.read(&token, current).await }
+    })
+    .await
+}

@@ -1,0 +1,346 @@
+//! Keeping presence subscriptions alive: providers end them after a while (Graph: an hour at
+//! most) and may ask for them to be renewed early.
+//!
+//! A sweep renews every subscription a sixth of its life before it lapses (10 minutes for
+//! 59-minute subscriptions). Each connection's subscriptions are asked for a little shorter than
+//! the provider's life — by up to a twelfth, the same for a connection every time — so that
+//! subscriptions made or renewed at once (a restart, an outage, many people connecting at nine)
+//! fall due spread over a twelfth of the life at their next renewal, and stay spread. A
+//! 59-minute subscription is thus renewed about every 47 minutes: 1.3 requests per connected
+//! member and hour (earlier renewals would buy nothing but requests). As the lead is the same for
+//! all of a provider's connections, the sweep asks the database for exactly what is due (an
+//! indexed range of expiries) however many connections there are. A renewal uses an access
+//! token that lasts as long as the renewed subscription, so the provider has no reason to ask
+//! for reauthorization; when it does anyway ([`super::Event::RenewalRequired`]) the
+//! subscription is renewed at once. A subscription the provider no longer has
+//! ([`super::ProviderError::NotFound`], [`super::Event::Removed`]) is made anew, and the
+//! presence read again because changes may have been missed meanwhile.
+//!
+//! With several instances on one database, a connection's upkeep is claimed by one instance at
+//! a time ([`Claims::claim_connection`](kehai_store::Claims::claim_connection)), for a twelfth
+//! of a subscription's life at most: an instance that dies holding claims delays the renewals by
+//! half the lead at most. When an instance dies, another one reconciles at once (its queued
+//! notifications died with it; see [`crate::instance`]).
+
+use std::time::Duration;
+
+use kehai_store::{Claim, Connection, ConnectionId, Sealed, SubscriptionRecord, secrets::row_label};
+use secrecy::SecretString;
+
+use super::{Dropped, Error, Provider, ProviderError, apply, tokens};
+use crate::state::AppState;
+
+/// Renewal starts a sixth of a subscription's life before it lapses (10 minutes for 59-minute
+/// subscriptions)…
+const LEAD_SHARE: i64 = 6;
+/// …and each connection's subscriptions are asked for up to a twelfth shorter than the life.
+const SPREAD_SHARE: i64 = 12;
+/// The sweep looks for subscriptions to renew every twentieth of their life, at most every
+/// minute.
+const SWEEP_SHARE: i64 = 20;
+const SWEEP_MAX: Duration = Duration::from_secs(60);
+/// Connections claimed at a time by a sweep.
+const BATCH: u32 = 200;
+/// How long one sweep may renew at most (and at most half a claim); the rest wait for the next
+/// sweep.
+const SWEEP_BUDGET: Duration = Duration::from_secs(120);
+/// Claims last a twelfth of a subscription's life (half the lead), at most five minutes.
+const CLAIM_SHARE: i64 = 12;
+const CLAIM_MAX_MS: i64 = 5 * 60 * 1000;
+/// Bytes of a subscription's secret (Graph's clientState).
+const SECRET_BYTES: usize = 32;
+
+/// What one upkeep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upkeep {
+    Renewed,
+    /// The provider had lost it: a new one was made and the presence read again.
+    Recreated,
+    /// Another instance holds the connection's upkeep claim: it is doing the work.
+    Elsewhere,
+}
+
+/// How long a claim on upkeep lasts, for subscriptions living `life_ms`.
+pub fn claim_ms(life_ms: i64) -> i64 {
+    (life_ms / CLAIM_SHARE).clamp(1, CLAIM_MAX_MS)
+}
+
+/// How long before its subscription lapses a connection is renewed.
+pub fn lead(life_ms: i64) -> i64 {
+    life_ms / LEAD_SHARE
+}
+
+/// How long a connection's subscriptions are asked for: the life, less a spread by connection id
+/// of up to a twelfth of it, the same at every renewal and every start.
+pub fn life_of(life_ms: i64, id: ConnectionId) -> i64 {
+    let spread = (life_ms / SPREAD_SHARE).max(1);
+    life_ms - i64::try_from(id.0.as_u128() % spread as u128).unwrap_or(0)
+}
+
+/// How often to sweep for subscriptions living `life_ms`: a twentieth of their life, at most a
+/// minute apart (and at least a tenth of a second).
+pub fn sweep_every(life_ms: i64) -> Duration {
+    let every = u64::try_from(life_ms / SWEEP_SHARE).map_or(SWEEP_MAX, Duration::from_millis);
+    every.clamp(Duration::from_millis(100), SWEEP_MAX)
+}
+
+/// Claims the connection's upkeep for this instance; false when another instance holds it.
+async fn claim(state: &AppState, provider: &dyn Provider, id: ConnectionId) -> Result<bool, Error> {
+    let now = state.clock.now();
+    let claim = Claim { holder: &state.instance, now, until: now + claim_ms(provider.subscription_ms()) };
+    Ok(state.store.claim_connection(id, claim).await?)
+}
+
+async fn release(state: &AppState, id: ConnectionId) {
+    if let Err(e) = state.store.release_connection(id, &state.instance).await {
+        // It lapses by itself.
+        tracing::warn!(connection = %id.0, error = %e, "could not let go of a claim");
+    }
+}
+
+/// Subscribes to the connection's presence with a fresh secret (sealed for its row); a
+/// subscription the provider had for it already is the provider's to replace.
+pub async fn subscribe(
+    state: &AppState,
+    provider: &dyn Provider,
+    access: &SecretString,
+    connection: &Connection,
+) -> Result<SubscriptionRecord, Error> {
+    let secret = crate::opaque::random(SECRET_BYTES);
+    let requested = state.clock.now() + life_of(provider.subscription_ms(), connection.id);
+    let made = provider.subscribe(state, access, connection, &secret, requested).await?;
+    let label = row_label("connection", &connection.id.0.to_string(), "client_state");
+    let sealed = state
+        .secrets
+        .seal(&secret, &label)
+        .map_err(|_| Error::Unavailable("a subscription secret could not be sealed"))?;
+    Ok(SubscriptionRecord {
+        id: made.id,
+        expires_at: made.expires_at.unwrap_or(requested),
+        client_state: Sealed(sealed),
+        certificate_id: made.certificate_id,
+    })
+}
+
+/// Renews a connection's subscription (which also reauthorizes it), or makes a new one when the
+/// provider no longer has it.
+pub async fn renew(state: &AppState, provider: &dyn Provider, connection: Connection) -> Result<Upkeep, Error> {
+    if !claim(state, provider, connection.id).await? {
+        return Ok(Upkeep::Elsewhere);
+    }
+    renew_held(state, provider, connection).await
+}
+
+/// [`renew`] of a connection whose claim this instance holds already; lets go of it after.
+async fn renew_held(state: &AppState, provider: &dyn Provider, connection: Connection) -> Result<Upkeep, Error> {
+    let id = connection.id;
+    let outcome = renew_or_recreate(state, provider, connection).await;
+    release_unless_stored(state, id, &outcome).await;
+    state.metrics.subscription_upkeep(match outcome {
+        Ok(Upkeep::Recreated) => "recreated",
+        Ok(_) => "renewed",
+        Err(_) => "failed",
+    });
+    outcome
+}
+
+/// A new subscription for a connection the provider says it removed, under the connection's
+/// claim.
+pub async fn resubscribe(
+    state: &AppState,
+    provider: &dyn Provider,
+    mut connection: Connection,
+) -> Result<Upkeep, Error> {
+    let id = connection.id;
+    if !claim(state, provider, id).await? {
+        return Ok(Upkeep::Elsewhere);
+    }
+    let outcome = match tokens::access_token(state, provider, &mut connection).await {
+        Ok(token) => recreate(state, provider, &connection, &token).await,
+        Err(e) => Err(e),
+    };
+    release_unless_stored(state, id, &outcome).await;
+    outcome
+}
+
+/// Lets go of the connection's claim after its upkeep, unless storing the new subscription let
+/// go of it already (it did when the upkeep succeeded).
+async fn release_unless_stored(state: &AppState, id: ConnectionId, outcome: &Result<Upkeep, Error>) {
+    if !matches!(outcome, Ok(Upkeep::Renewed | Upkeep::Recreated)) {
+        release(state, id).await;
+    }
+}
+
+async fn renew_or_recreate(
+    state: &AppState,
+    provider: &dyn Provider,
+    mut connection: Connection,
+) -> Result<Upkeep, Error> {
+    let Some(current) = connection.subscription.clone() else {
+        let token = tokens::access_token(state, provider, &mut connection).await?;
+        return recreate(state, provider, &connection, &token).await;
+    };
+    let now = state.clock.now();
+    let requested = now + life_of(provider.subscription_ms(), connection.id);
+    let subscription = &current;
+    // With a token that lasts as long as the renewed subscription: the subscription's
+    // authorization then lasts as long as the subscription itself.
+    let renewal = tokens::authorized_until(state, provider, &mut connection, requested, |token| async move {
+        provider.renew(state, &token, subscription, requested).await.map(|renewed| (renewed, token))
+    })
+    .await;
+    match renewal {
+        Ok((renewed, token)) => {
+            let record = SubscriptionRecord {
+                id: renewed.id,
+                expires_at: renewed.expires_at.unwrap_or(requested),
+                certificate_id: renewed.certificate_id,
+                client_state: current.client_state.clone(),
+            };
+            let stored = state
+                .store
+                .set_connection_subscription(connection.id, Some(&current.id), &record, now, Some(&state.instance))
+                .await?;
+            if !stored {
+                if state.store.connection_by_subscription(provider.id(), &current.id).await.is_ok_and(|c| c.is_none()) {
+                    // Disconnected or replaced meanwhile: nobody needs it any more.
+                    let _ = provider.unsubscribe(&token, &current.id).await;
+                }
+                return Err(Error::Gone);
+            }
+            tracing::debug!(connection = %connection.id.0, "subscription renewed");
+            Ok(Upkeep::Renewed)
+        }
+        Err(Error::Provider(ProviderError::NotFound)) => {
+            let token = tokens::access_token(state, provider, &mut connection).await?;
+            recreate(state, provider, &connection, &token).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A new subscription for a connection whose old one is gone, and the presence read again
+/// (under the connection's claim, which storing the subscription lets go of).
+pub async fn recreate(
+    state: &AppState,
+    provider: &dyn Provider,
+    connection: &Connection,
+    token: &SecretString,
+) -> Result<Upkeep, Error> {
+    let record = subscribe(state, provider, token, connection).await?;
+    let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
+    let stored = state
+        .store
+        .set_connection_subscription(connection.id, replacing, &record, state.clock.now(), Some(&state.instance))
+        .await?;
+    if !stored {
+        // Disconnected, or recreated by someone else meanwhile: leave nothing behind.
+        let _ = provider.unsubscribe(token, &record.id).await;
+        return Err(Error::Gone);
+    }
+    tracing::info!(connection = %connection.id.0, "subscription recreated");
+    let reading = provider.read(token, connection).await?;
+    // Through the order check, like every other presence.
+    match apply::apply(state, provider, connection, &reading, false).await {
+        Ok(()) | Err(Dropped::Stale) => Ok(Upkeep::Recreated),
+        Err(why) => Err(Error::NotShown(why)),
+    }
+}
+
+/// Renews what of `provider`'s is due now; returns how many subscriptions were renewed or
+/// recreated. The connections are claimed a batch at a time, so that instances sweeping at once
+/// share the work.
+pub async fn sweep(state: &AppState, provider: &dyn Provider) -> usize {
+    let life = provider.subscription_ms();
+    let hold = claim_ms(life);
+    let budget = SWEEP_BUDGET.min(Duration::from_millis(u64::try_from(hold / 2).unwrap_or(0)));
+    let started = tokio::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    let mut done = 0;
+    loop {
+        let now = state.clock.now();
+        let claim = Claim { holder: &state.instance, now, until: now + hold };
+        let batch = match state.store.claim_expiring(provider.id(), now + lead(life), claim, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim subscriptions to renew");
+                break;
+            }
+        };
+        // Not tried in this sweep already: a failed one waits for the next sweep.
+        let (due, tried): (Vec<Connection>, Vec<Connection>) = batch.into_iter().partition(|c| !seen.contains(&c.id));
+        for c in &tried {
+            release(state, c.id).await;
+        }
+        if due.is_empty() {
+            break;
+        }
+        seen.extend(due.iter().map(|c| c.id));
+        let (renewed, finished) = renew_all(state, provider, due, started, budget).await;
+        done += renewed;
+        if !finished {
+            return done;
+        }
+    }
+    // Those the provider wants renewed for its own reasons (after `kehai keys rotate-cert`, the
+    // subscriptions still encrypted for a retired certificate move as they renew).
+    let now = state.clock.now();
+    let claim = Claim { holder: &state.instance, now, until: now + hold };
+    let outdated = provider.outdated(state, claim, BATCH).await;
+    done + renew_all(state, provider, outdated, started, budget).await.0
+}
+
+/// Renews claimed connections one by one until `budget` from `started` is spent (the rest are
+/// let go for the next sweep). Returns how many were renewed, and whether all were tried.
+async fn renew_all(
+    state: &AppState,
+    provider: &dyn Provider,
+    claimed: Vec<Connection>,
+    started: tokio::time::Instant,
+    budget: Duration,
+) -> (usize, bool) {
+    let mut done = 0;
+    let mut claimed = claimed.into_iter();
+    for connection in claimed.by_ref() {
+        if started.elapsed() >= budget {
+            // The provider is slow or down (each call has already retried): the next sweep goes
+            // on, rather than this one outliving its claims.
+            tracing::warn!("the renewal sweep ran out of time: the rest wait for the next sweep");
+            release(state, connection.id).await;
+            for rest in claimed {
+                release(state, rest.id).await;
+            }
+            return (done, false);
+        }
+        let id = connection.id;
+        // Claimed with the batch already.
+        match renew_held(state, provider, connection).await {
+            Ok(Upkeep::Renewed | Upkeep::Recreated) => done += 1,
+            Ok(Upkeep::Elsewhere) => {}
+            Err(e) => tracing::warn!(connection = %id.0, error = %e, "could not renew a subscription"),
+        }
+    }
+    (done, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lead_is_a_sixth_of_the_life_and_lives_are_spread_by_a_twelfth() {
+        let hour = 3_540_000;
+        assert_eq!(lead(hour), 590_000);
+        let ids: Vec<ConnectionId> = (0..200).map(|_| ConnectionId::new()).collect();
+        let lives: Vec<i64> = ids.iter().map(|id| life_of(hour, *id)).collect();
+        assert!(lives.iter().all(|l| (hour - 295_000 + 1..=hour).contains(l)), "{lives:?}");
+        // The same for a connection every time; spread over the whole twelfth across connections.
+        assert!(ids.iter().zip(&lives).all(|(id, l)| life_of(hour, *id) == *l));
+        let (shortest, longest) = (lives.iter().min().unwrap(), lives.iter().max().unwrap());
+        assert!(longest - shortest > 250_000, "spread: {shortest}..{longest}");
+        // Claims lapse within half the lead.
+        assert!(claim_ms(hour) * 2 <= lead(hour) && claim_ms(30_000) * 2 <= lead(30_000));
+        assert_eq!(sweep_every(hour), Duration::from_secs(60));
+        assert_eq!(sweep_every(20_000), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,21 @@
+//! The presence providers kehai offers, one folder each; the engine (`crate::presence`) knows
+//! them only through `presence::Provider`. A provider is offered when its settings are given.
+//!
+//! Adding one: a folder here implementing `Provider`, a line in [`known`], its strings in the
+//! locales (`[{id}]`), and its settings in `Config`.
+
+pub mod msteams;
+
+use std::sync::Arc;
+
+use crate::{Config, ops::Metrics, presence::Known};
+
+/// Every provider kehai knows, offered or not, in the order their cards are shown.
+pub fn known(config: &Config, metrics: &Arc<Metrics>) -> Vec<Known> {
+    vec![Known {
+        id: kehai_core::presence::msteams::ID,
+        name: kehai_core::presence::msteams::NAME,
+        webhook: Some(msteams::WEBHOOK),
+        offered: msteams::Teams::from_config(config, metrics).map(|t| t as _),
+    }]
+}
