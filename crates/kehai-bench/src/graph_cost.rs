@@ -2,7 +2,7 @@
 //! msemu. Time is accelerated by shortening everything Microsoft's clock decides — subscription
 //! life, access-token life, the reauthorization lead — by one factor; kehai's schedule is the
 //! production one, which derives its leads, sweeps and claims from the subscription life. The
-//! reconciliation's timer (`ms_reconcile_seconds`, five minutes by default) is its own and not
+//! reconciliation's timer (`reconcile_seconds`, five minutes by default) is its own and not
 //! shrunk with the rest: its share at the default (one batch read per 650 members each time) is
 //! added from its schedule.
 
@@ -40,7 +40,7 @@ pub async fn run(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let members = rig.members.len() as f64;
     let simulated_hours = window.as_secs_f64() * speed / 3600.0;
     let measured = requests / members / simulated_hours;
-    let reconciles_per_hour = 3600.0 / kehai_server::Config::default().ms_reconcile_seconds as f64;
+    let reconciles_per_hour = 3600.0 / kehai_server::Config::default().reconcile_seconds() as f64;
     let reconcile = reconciles_per_hour * (members / PRESENCE_BATCH).ceil() / members;
     report.push(Row::value("c. Graph cost", "requests per member-hour (renewals etc.)", measured, None));
     report.push(Row::value("c. Graph cost", "+ reconciliation share", reconcile, None));

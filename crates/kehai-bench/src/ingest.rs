@@ -64,7 +64,7 @@ pub async fn run(rig: &Rig, sizes: &Sizes, report: &mut Report) -> anyhow::Resul
     let (elapsed, cpu) = ((finished - started).as_secs_f64(), (load::cpu_time() - cpu).as_secs_f64());
     let rate = n as f64 / elapsed;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-    let applied = rig.state.metrics.notifications_applied.get();
+    let applied = rig.state.metrics.notifications_applied("msteams");
     report.push(Row::ratio(
         "a. ingestion",
         "rich notifications/s, whole path",
@@ -77,7 +77,7 @@ pub async fn run(rig: &Rig, sizes: &Sizes, report: &mut Report) -> anyhow::Resul
         "a. {n} rich notifications (one per POST, {} members), {applied} applied in all so far, {} stale; \
          the cores were {:.0} % busy (load generator included), {:.0} µs of CPU per notification",
         rig.members.len(),
-        rig.state.metrics.notifications_dropped("stale"),
+        rig.state.metrics.notifications_dropped("msteams", "stale"),
         100.0 * cpu / (elapsed * cores),
         1e6 * cpu / n as f64,
     ));

@@ -59,12 +59,13 @@ pub async fn run(rig: &Rig, sizes: &Sizes, report: &mut Report) -> anyhow::Resul
     let whose: Vec<(String, String)> =
         posts.iter().map(|p| (rig.members[p.member].name.clone(), p.activity.to_owned())).collect();
     let url = format!("{}/webhooks/msgraph", rig.base);
-    let (before, stale_before) = (rig.notifications_done(), rig.state.metrics.notifications_dropped("stale"));
+    let (before, stale_before) =
+        (rig.notifications_done(), rig.state.metrics.notifications_dropped("msteams", "stale"));
     let timed = load::paced(&url, posts.into_iter().map(|p| p.body).collect(), RATE).await?;
     load::until(|| rig.notifications_done(), before + timed.len() as u64, Duration::from_secs(60)).await?;
     // A frame is matched to the earliest unmatched POST of the same member and activity; a
     // notification overtaken by a newer one of the same member is dropped as stale (no frame).
-    let stale = rig.state.metrics.notifications_dropped("stale") - stale_before;
+    let stale = rig.state.metrics.notifications_dropped("msteams", "stale") - stale_before;
     let expected = timed.len() - usize::try_from(stale).unwrap_or(0);
     let mut sent: HashMap<&(String, String), VecDeque<Instant>> = HashMap::new();
     for (key, t) in whose.iter().zip(&timed) {

@@ -208,7 +208,7 @@ impl Rig {
     /// Notifications kehai has finished with (applied, or dropped as stale).
     pub fn notifications_done(&self) -> u64 {
         let m = &self.state.metrics;
-        m.notifications_applied.get() + m.notifications_dropped("stale")
+        m.notifications_applied("msteams") + m.notifications_dropped("msteams", "stale")
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -99,7 +99,7 @@ async fn measure(
     report.push(Row::amount(SECTION, "resident memory, peak since start", mib(peak_at_start), "MiB", None));
     report.push(Row::amount(SECTION, "resident memory of an empty office (baseline)", mib(empty), "MiB", None));
     // One reconciliation per period (five minutes by default), at what the start-up one cost.
-    let reconcile_share = reconciling.as_secs_f64() / kehai_server::Config::default().ms_reconcile_seconds as f64;
+    let reconcile_share = reconciling.as_secs_f64() / kehai_server::Config::default().reconcile_seconds() as f64;
     report.push(Row::amount(SECTION, "CPU in steady state: renewals etc. (one core = 100 %)", cpu * 100.0, "%", None));
     report.push(Row::amount(SECTION, "+ reconciliation share (every 5 min)", reconcile_share * 100.0, "%", None));
     report.push(Row::amount(SECTION, "idle CPU (one core = 100 %)", (cpu + reconcile_share) * 100.0, "%", Some(5.0)));

@@ -60,9 +60,13 @@ pub struct Config {
     /// (Graph allows at most an hour; each connection's are asked for up to a twelfth shorter, and
     /// renewed a sixth of it ahead of their end).
     pub ms_subscription_seconds: u64,
-    /// `KEHAI_MS_RECONCILE_SECONDS`: how often every connected presence is read again in one
-    /// batch, to catch changes Graph never delivered (by one instance of several).
-    pub ms_reconcile_seconds: u64,
+    /// `KEHAI_RECONCILE_SECONDS`: how often every connected presence is read again, to catch
+    /// changes a provider never delivered (by one instance of several).
+    pub reconcile_seconds: u64,
+    /// `KEHAI_MS_RECONCILE_SECONDS`: the former name of `reconcile_seconds`, still read; when it
+    /// is given, it is the period (giving both, they must agree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ms_reconcile_seconds: Option<u64>,
     /// `KEHAI_DATA_DIR`: where kehai keeps its files (the SQLite database, keys).
     pub data_dir: PathBuf,
     /// `KEHAI_LOG_FORMAT`: `pretty` for people, `json` for log collectors.
@@ -116,7 +120,8 @@ impl Default for Config {
             ms_tenant: "organizations".to_owned(),
             ms_notifications: NotificationMode::Rich,
             ms_subscription_seconds: 3540,
-            ms_reconcile_seconds: 300,
+            reconcile_seconds: 300,
+            ms_reconcile_seconds: None,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -142,6 +147,7 @@ pub const SETTINGS: &[&str] = &[
     "ms_tenant",
     "ms_notifications",
     "ms_subscription_seconds",
+    "reconcile_seconds",
     "ms_reconcile_seconds",
     "data_dir",
     "log_format",
@@ -197,6 +203,7 @@ impl Config {
         // Other KEHAI_* variables (KEHAI_TEST_POSTGRES_URL, …) belong to other programs.
         given = given.merge(Env::prefixed("KEHAI_").filter(|key| SETTINGS.iter().any(|s| key == *s)));
         let derive_public_url = !given.contains("public_url");
+        let reconcile_given = given.contains("reconcile_seconds");
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(given)
             .extract()
@@ -204,6 +211,16 @@ impl Config {
         if derive_public_url {
             // Only the address changed: the server is reached there, not at the default URL.
             config.public_url = url_of(config.listen);
+        }
+        if let Some(old) = config.ms_reconcile_seconds
+            && reconcile_given
+            && old != config.reconcile_seconds
+        {
+            return Err(ConfigError(
+                "settings `reconcile_seconds` and `ms_reconcile_seconds` (KEHAI_RECONCILE_SECONDS, \
+                 KEHAI_MS_RECONCILE_SECONDS): the second is the first's former name; give one"
+                    .into(),
+            ));
         }
         config.validate()?;
         Ok(config)
@@ -242,9 +259,11 @@ impl Config {
                     .into(),
             ));
         }
-        if !(1..=86_400).contains(&self.ms_reconcile_seconds) {
+        if !(1..=86_400).contains(&self.reconcile_seconds()) {
             return Err(ConfigError(
-                "setting `ms_reconcile_seconds` (KEHAI_MS_RECONCILE_SECONDS): must be 1 to 86400 (a day)".into(),
+                "setting `reconcile_seconds` (KEHAI_RECONCILE_SECONDS, formerly KEHAI_MS_RECONCILE_SECONDS): \
+                 must be 1 to 86400 (a day)"
+                    .into(),
             ));
         }
         if self.max_body_bytes < 1024 {
@@ -286,9 +305,10 @@ impl Config {
         }
     }
 
-    /// How often every connected presence is read again, in seconds.
+    /// How often every connected presence is read again, in seconds: `reconcile_seconds`, or its
+    /// former name `ms_reconcile_seconds` when that is given.
     pub fn reconcile_seconds(&self) -> u64 {
-        self.ms_reconcile_seconds
+        self.ms_reconcile_seconds.unwrap_or(self.reconcile_seconds)
     }
 
     /// The Microsoft side, when the Teams integration is configured.
@@ -322,7 +342,7 @@ impl std::fmt::Debug for Config {
             .field("ms_tenant", &self.ms_tenant)
             .field("ms_notifications", &self.ms_notifications)
             .field("ms_subscription_seconds", &self.ms_subscription_seconds)
-            .field("ms_reconcile_seconds", &self.ms_reconcile_seconds)
+            .field("reconcile_seconds", &self.reconcile_seconds())
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
@@ -392,6 +412,7 @@ mod tests {
             ("KEHAI_MS_CLIENT_ID", "only-the-id", "KEHAI_MS_CLIENT_SECRET"),
             ("KEHAI_MS_LOGIN_URL", "ftp://x", "KEHAI_MS_LOGIN_URL"),
             ("KEHAI_MS_RECONCILE_SECONDS", "0", "KEHAI_MS_RECONCILE_SECONDS"),
+            ("KEHAI_RECONCILE_SECONDS", "0", "KEHAI_RECONCILE_SECONDS"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);
@@ -400,6 +421,30 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    /// The reconciliation's period has the engine's name; its former, Microsoft-only name is
+    /// still read, from the file and the environment.
+    #[test]
+    fn the_reconciliation_period_is_read_under_both_names() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).expect("defaults").reconcile_seconds(), 300);
+            jail.set_env("KEHAI_MS_RECONCILE_SECONDS", "120");
+            assert_eq!(Config::load(None).expect("the former name").reconcile_seconds(), 120);
+            jail.set_env("KEHAI_RECONCILE_SECONDS", "120");
+            assert_eq!(Config::load(None).expect("both, agreeing").reconcile_seconds(), 120);
+            jail.set_env("KEHAI_RECONCILE_SECONDS", "60");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("give one"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("kehai.toml", "reconcile_seconds = 45\n")?;
+            assert_eq!(Config::load(None).expect("the file").reconcile_seconds(), 45);
+            jail.create_file("kehai.toml", "ms_reconcile_seconds = 46\n")?;
+            assert_eq!(Config::load(None).expect("the former name in the file").reconcile_seconds(), 46);
+            Ok(())
+        });
     }
 
     #[test]
@@ -441,6 +486,7 @@ mod tests {
         fields.push("bus_url"); // never serialized: it may hold a password
         fields.push("secret_key"); // never serialized: it is a key
         fields.push("ms_client_id"); // not serialized when unset
+        fields.push("ms_reconcile_seconds"); // not serialized when unset (the former name)
         fields.push("ms_client_secret"); // never serialized: it is a secret
         fields.sort_unstable();
         let mut listed = SETTINGS.to_vec();

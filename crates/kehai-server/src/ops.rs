@@ -42,9 +42,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     // Counted when asked: the database is the truth, and a scrape a minute costs one query.
-    if state.presence.offered().next().is_some() {
+    let offered: Vec<&'static str> = state.presence.offered().map(|p| p.id()).collect();
+    if !offered.is_empty() {
         match state.store.connections_by_state().await {
-            Ok(counts) => state.metrics.set_connections(&counts),
+            Ok(counts) => state.metrics.set_connections(&offered, &counts),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count connections"),
         }
     }
@@ -68,8 +69,15 @@ struct HttpLabels {
     status: u16,
 }
 
+/// Labels of the presence metrics: the provider (`msteams`), and what the metric counts by.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
+    provider: &'static str,
     reason: &'static str,
 }
 
@@ -82,17 +90,20 @@ struct GraphLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
+    provider: &'static str,
     grant: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    provider: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
+    provider: &'static str,
     state: &'static str,
 }
 
@@ -110,7 +121,7 @@ const TOKEN_OUTCOMES: &[&str] = &[
     "temporarily_unavailable",
 ];
 
-/// kehai's metrics.
+/// kehai's metrics. Those of the presence engine are labelled by provider.
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
@@ -119,20 +130,16 @@ pub struct Metrics {
     /// Avatars whose person has the space page open, across spaces.
     pub avatars_here: Gauge,
     /// Change notifications received at the webhooks (items, not POSTs).
-    pub notifications_received: Counter,
+    notifications_received: Family<ProviderLabels, Counter>,
     /// Notifications whose presence was applied.
-    pub notifications_applied: Counter,
+    notifications_applied: Family<ProviderLabels, Counter>,
     notifications_dropped: Family<ReasonLabels, Counter>,
-    /// Notification batches waiting for the worker.
+    /// Notification deliveries waiting for the workers.
     pub notification_queue: Gauge,
-    /// Subscriptions the reconciliation made anew.
-    pub subscription_repairs: Counter,
-    /// Presences the reconciliation found changed unnoticed.
-    pub presence_repairs: Counter,
-    /// Rich notifications whose HMAC, certificate or decryption failed.
-    pub decrypt_failures: Counter,
-    /// Notification POSTs whose validation tokens were refused.
-    pub validation_token_failures: Counter,
+    subscription_repairs: Family<ProviderLabels, Counter>,
+    presence_repairs: Family<ProviderLabels, Counter>,
+    decrypt_failures: Family<ProviderLabels, Counter>,
+    validation_token_failures: Family<ProviderLabels, Counter>,
     /// Time to answer a webhook POST.
     pub webhook_seconds: Histogram,
     graph_requests: Family<GraphLabels, Counter>,
@@ -160,76 +167,60 @@ impl Metrics {
         registry.register("http_request_duration_seconds", "HTTP answer time by route pattern", http_seconds.clone());
         registry.register("event_streams_open", "Open live event streams", event_streams.clone());
         registry.register("avatars_here", "Avatars whose person has the space open", avatars_here.clone());
-        let notifications_received = Counter::default();
-        let notifications_applied = Counter::default();
-        let notifications_dropped = Family::<ReasonLabels, Counter>::default();
         let notification_queue = Gauge::default();
-        registry.register(
-            "notifications_received",
-            "Graph change notifications received",
-            notifications_received.clone(),
-        );
-        registry.register(
-            "notifications_applied",
-            "Notifications whose presence was applied",
-            notifications_applied.clone(),
-        );
-        registry.register(
-            "notifications_dropped",
-            "Notifications not applied, by reason",
-            notifications_dropped.clone(),
-        );
-        registry.register("notification_queue_depth", "Notification batches waiting", notification_queue.clone());
-        let subscription_repairs = Counter::default();
-        let presence_repairs = Counter::default();
-        registry.register(
-            "subscription_repairs",
-            "Subscriptions the reconciliation made anew",
-            subscription_repairs.clone(),
-        );
-        registry.register(
-            "presence_repairs",
-            "Presences the reconciliation found changed unnoticed",
-            presence_repairs.clone(),
-        );
-        let decrypt_failures = Counter::default();
-        let validation_token_failures = Counter::default();
+        registry.register("notification_queue_depth", "Notification deliveries waiting", notification_queue.clone());
         let webhook_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0]);
-        let graph_requests = Family::<GraphLabels, Counter>::default();
-        let token_requests = Family::<TokenLabels, Counter>::default();
-        let subscription_upkeep = Family::<OutcomeLabels, Counter>::default();
-        let connections = Family::<StateLabels, Gauge>::default();
-        registry.register(
-            "notification_decrypt_failures",
-            "Rich notifications whose HMAC, certificate or decryption failed",
-            decrypt_failures.clone(),
-        );
-        registry.register(
-            "validation_token_failures",
-            "Notification POSTs whose validation tokens were refused",
-            validation_token_failures.clone(),
-        );
         registry.register(
             "webhook_answer_seconds",
-            "Time to answer Graph's webhook POSTs (Graph wants under 3 s)",
+            "Time to answer the providers' webhook POSTs (Graph wants under 3 s)",
             webhook_seconds.clone(),
         );
+        let mut family = |name: &str, help: &str| {
+            let family = Family::<ProviderLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let notifications_received = family("notifications_received", "Change notifications received, by provider");
+        let notifications_applied =
+            family("notifications_applied", "Notifications whose presence was applied, by provider");
+        let subscription_repairs =
+            family("subscription_repairs", "Subscriptions the reconciliation made anew, by provider");
+        let presence_repairs =
+            family("presence_repairs", "Presences the reconciliation found changed unnoticed, by provider");
+        let decrypt_failures = family(
+            "notification_decrypt_failures",
+            "Notifications whose content did not open (signature, certificate or decryption), by provider",
+        );
+        let validation_token_failures = family(
+            "validation_token_failures",
+            "Notification POSTs whose proof (Graph's validation tokens) was refused, by provider",
+        );
+        let notifications_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "notifications_dropped",
+            "Notifications not applied, by provider and reason",
+            notifications_dropped.clone(),
+        );
+        let graph_requests = Family::<GraphLabels, Counter>::default();
         registry.register(
             "graph_requests",
             "Microsoft Graph requests by operation and HTTP status, retries included",
             graph_requests.clone(),
         );
+        let token_requests = Family::<TokenLabels, Counter>::default();
         registry.register(
             "token_requests",
-            "Token requests (authorization_code, refresh_token) by outcome",
+            "Token requests (authorization_code, refresh_token) by provider and outcome",
             token_requests.clone(),
         );
+        let subscription_upkeep = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "subscription_upkeep",
-            "Subscription renewals by outcome (renewed, recreated, failed)",
+            "Subscription renewals by provider and outcome (renewed, recreated, failed)",
             subscription_upkeep.clone(),
         );
-        registry.register("connections", "Microsoft connections by state", connections.clone());
+        let connections = Family::<StateLabels, Gauge>::default();
+        registry.register("connections", "Connections by provider and state", connections.clone());
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -252,29 +243,67 @@ impl Metrics {
         })
     }
 
-    /// Counts a notification that was not applied, by its reason's stable name.
-    pub fn notification_dropped(&self, reason: &'static str) {
-        self.notifications_dropped.get_or_create(&ReasonLabels { reason }).inc();
+    /// Counts a notification (an item, not a POST) received for `provider`.
+    pub fn notification_received(&self, provider: &'static str) {
+        self.notifications_received.get_or_create(&ProviderLabels { provider }).inc();
     }
 
-    /// How many notifications were dropped for `reason` so far.
-    pub fn notifications_dropped(&self, reason: &'static str) -> u64 {
-        self.notifications_dropped.get_or_create(&ReasonLabels { reason }).get()
+    /// How many notifications were received for `provider` so far.
+    pub fn notifications_received(&self, provider: &'static str) -> u64 {
+        self.notifications_received.get_or_create(&ProviderLabels { provider }).get()
+    }
+
+    /// Counts a notification whose presence was applied.
+    pub fn notification_applied(&self, provider: &'static str) {
+        self.notifications_applied.get_or_create(&ProviderLabels { provider }).inc();
+    }
+
+    /// How many notifications for `provider` were applied so far.
+    pub fn notifications_applied(&self, provider: &'static str) -> u64 {
+        self.notifications_applied.get_or_create(&ProviderLabels { provider }).get()
+    }
+
+    /// Counts a notification that was not applied, by its reason's stable name.
+    pub fn notification_dropped(&self, provider: &'static str, reason: &'static str) {
+        self.notifications_dropped.get_or_create(&ReasonLabels { provider, reason }).inc();
+    }
+
+    /// How many notifications for `provider` were dropped for `reason` so far.
+    pub fn notifications_dropped(&self, provider: &'static str, reason: &'static str) -> u64 {
+        self.notifications_dropped.get_or_create(&ReasonLabels { provider, reason }).get()
+    }
+
+    /// Counts a notification whose content did not open.
+    pub fn decrypt_failure(&self, provider: &'static str) {
+        self.decrypt_failures.get_or_create(&ProviderLabels { provider }).inc();
+    }
+
+    /// Counts a POST whose proof was refused.
+    pub fn validation_token_failure(&self, provider: &'static str) {
+        self.validation_token_failures.get_or_create(&ProviderLabels { provider }).inc();
+    }
+
+    /// Counts what a reconciliation of `provider` repaired.
+    pub fn repairs(&self, provider: &'static str, subscriptions: u64, presences: u64) {
+        self.subscription_repairs.get_or_create(&ProviderLabels { provider }).inc_by(subscriptions);
+        self.presence_repairs.get_or_create(&ProviderLabels { provider }).inc_by(presences);
     }
 
     /// Counts a subscription upkeep (`renewed`, `recreated` or `failed`).
-    pub fn subscription_upkeep(&self, outcome: &'static str) {
-        self.subscription_upkeep.get_or_create(&OutcomeLabels { outcome }).inc();
+    pub fn subscription_upkeep(&self, provider: &'static str, outcome: &'static str) {
+        self.subscription_upkeep.get_or_create(&OutcomeLabels { provider, outcome }).inc();
     }
 
-    /// Sets the connections-by-state gauges (every state, zero included).
-    pub fn set_connections(&self, counts: &[(String, kehai_store::ConnectionState, u64)]) {
+    /// Sets the connections-by-state gauges of `providers` (every state, zero included).
+    pub fn set_connections(&self, providers: &[&'static str], counts: &[(String, kehai_store::ConnectionState, u64)]) {
         use kehai_store::ConnectionState as S;
-        for state in [S::Connected, S::NeedsReconnect, S::Error] {
-            let n: u64 = counts.iter().filter(|(_, s, _)| *s == state).map(|(_, _, n)| *n).sum();
-            self.connections
-                .get_or_create(&StateLabels { state: state.as_str() })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        for provider in providers {
+            for state in [S::Connected, S::NeedsReconnect, S::Error] {
+                let n: u64 = counts.iter().filter(|(p, s, _)| p == provider && *s == state).map(|(_, _, n)| *n).sum();
+                self.connections
+                    .get_or_create(&StateLabels { provider, state: state.as_str() })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
     }
 
@@ -285,6 +314,8 @@ impl Metrics {
     }
 }
 
+/// What `kehai-microsoft` reports of every call it makes: Graph's requests, and Microsoft Teams'
+/// token requests.
 impl kehai_microsoft::Observer for Metrics {
     fn graph_call(&self, operation: &'static str, status: Option<u16>) {
         let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
@@ -293,7 +324,8 @@ impl kehai_microsoft::Observer for Metrics {
 
     fn token_call(&self, grant: &'static str, outcome: &str) {
         let outcome = TOKEN_OUTCOMES.iter().find(|o| **o == outcome).copied().unwrap_or("other");
-        self.token_requests.get_or_create(&TokenLabels { grant, outcome }).inc();
+        let provider = kehai_core::presence::msteams::ID;
+        self.token_requests.get_or_create(&TokenLabels { provider, grant, outcome }).inc();
     }
 }
 

@@ -17,7 +17,7 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
     let mut proven: Option<Result<(), Dropped>> = None;
     let mut outcomes = Vec::with_capacity(inbound.items.len());
     for item in &inbound.items {
-        state.metrics.notifications_received.inc();
+        state.metrics.notification_received(provider.id());
         let admitted = admit(state, provider, item).await;
         let was_admitted = admitted.is_ok();
         let outcome = match admitted {
@@ -28,7 +28,7 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
                     None => {
                         let proof = provider.verify(state, inbound).await;
                         if proof == Err(Dropped::ValidationToken) {
-                            state.metrics.validation_token_failures.inc();
+                            state.metrics.validation_token_failure(provider.id());
                         }
                         *proven.insert(proof)
                     }
@@ -42,17 +42,17 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
         };
         match outcome {
             Ok(()) => {
-                state.metrics.notifications_applied.inc();
+                state.metrics.notification_applied(provider.id());
             }
             // Anyone can post these: counted, logged only at debug level.
             Err(why @ (Dropped::UnknownSubscription | Dropped::ClientState)) => {
-                state.metrics.notification_dropped(why.reason());
+                state.metrics.notification_dropped(provider.id(), why.reason());
                 tracing::debug!(?why, "notification not applied");
             }
             Err(why) => {
-                state.metrics.notification_dropped(why.reason());
+                state.metrics.notification_dropped(provider.id(), why.reason());
                 if why == Dropped::Decryption {
-                    state.metrics.decrypt_failures.inc();
+                    state.metrics.decrypt_failure(provider.id());
                 }
                 // The provider or the database failed a change (or a missed-changes event) of a
                 // subscription kehai knows: its presence is read again later. Only once it was

@@ -102,8 +102,7 @@ pub async fn reconcile_in_pages(state: &AppState, provider: &dyn Provider, size:
             Err(e) => tracing::warn!(connection = %id.0, error = %e, "reconciliation: no subscription"),
         }
     }
-    state.metrics.subscription_repairs.inc_by(healed.resubscribed as u64);
-    state.metrics.presence_repairs.inc_by(healed.corrected as u64);
+    state.metrics.repairs(provider.id(), healed.resubscribed as u64, healed.corrected as u64);
     if healed.resubscribed + healed.corrected > 0 {
         tracing::info!(provider = provider.id(), ?healed, "reconciliation repaired");
     }

@@ -136,11 +136,14 @@ async fn renew_held(state: &AppState, provider: &dyn Provider, connection: Conne
     let id = connection.id;
     let outcome = renew_or_recreate(state, provider, connection).await;
     release_unless_stored(state, id, &outcome).await;
-    state.metrics.subscription_upkeep(match outcome {
-        Ok(Upkeep::Recreated) => "recreated",
-        Ok(_) => "renewed",
-        Err(_) => "failed",
-    });
+    state.metrics.subscription_upkeep(
+        provider.id(),
+        match outcome {
+            Ok(Upkeep::Recreated) => "recreated",
+            Ok(_) => "renewed",
+            Err(_) => "failed",
+        },
+    );
     outcome
 }
 

@@ -148,7 +148,7 @@ async fn a_slow_token_endpoint_is_asked_once_per_connection() {
 async fn dropped_notifications_are_caught_up_by_the_reconciliation() {
     // The reconciliation every 2 s rather than five minutes: the periodic one, not a call.
     const EVERY: u64 = 2;
-    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_reconcile_seconds = EVERY).await;
+    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.reconcile_seconds = EVERY).await;
     let (_app, emu, alice, _bob) = alice_and_bob_with(started).await;
     let before = requests(&emu);
     let delivered = || emu.emulator.world.lock().subscriptions.values().map(|s| s.delivered).sum::<u64>();
@@ -172,7 +172,7 @@ async fn dropped_notifications_are_caught_up_by_the_reconciliation() {
 #[tokio::test]
 async fn the_periodic_reconciliation_waits_while_another_instance_holds_it() {
     const EVERY: u64 = 1;
-    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.ms_reconcile_seconds = EVERY).await;
+    let started = start_both(NotificationMode::Rich, |_| {}, |c| c.reconcile_seconds = EVERY).await;
     let (app, emu, alice, _bob) = alice_and_bob_with(started).await;
     // Another instance takes the reconciliation's claim (kehai's clock stands still here, so it
     // claims as of 10 s on, when this instance's claim from its last run has lapsed; tried again
@@ -217,7 +217,7 @@ async fn duplicated_and_reordered_notifications_leave_the_newest_presence() {
     }
     converges(&alice, &[("Alice", "📞"), ("Bob", "🔴")], Duration::from_secs(10), "reordered").await;
     // All ten in (seven, three of them twice), the late ones too.
-    crate::teams::metric_becomes(&alice, "kehai_notifications_received_total 10").await;
+    crate::teams::metric_becomes(&alice, "kehai_notifications_received_total{provider=\"msteams\"} 10").await;
     let shown = alice.avatars("alpha").await;
     assert_eq!(
         (&find(&shown, "Alice").unwrap()["emoji"], &find(&shown, "Bob").unwrap()["emoji"]),

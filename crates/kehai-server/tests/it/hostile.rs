@@ -698,9 +698,9 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
 
     // Every forged notification was dropped for what it was.
     for line in [
-        "kehai_notifications_dropped_total{reason=\"unknown_subscription\"} 2",
-        "kehai_notifications_dropped_total{reason=\"client_state\"} 3",
-        "kehai_notifications_dropped_total{reason=\"validation_token\"} 2",
+        "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"unknown_subscription\"} 2",
+        "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"client_state\"} 3",
+        "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"validation_token\"} 2",
     ] {
         metric_becomes(&alice, line).await;
     }

@@ -649,12 +649,12 @@ async fn notifications_are_checked_and_applied_once_in_order() {
     has_metrics(
         &alice,
         &[
-            "kehai_notifications_received_total 5",
-            "kehai_notifications_applied_total 1",
-            "kehai_notifications_dropped_total{reason=\"client_state\"} 1",
-            "kehai_notifications_dropped_total{reason=\"stale\"} 1",
-            "kehai_notifications_dropped_total{reason=\"unknown_subscription\"} 1",
-            "kehai_notifications_dropped_total{reason=\"validation_token\"} 1",
+            "kehai_notifications_received_total{provider=\"msteams\"} 5",
+            "kehai_notifications_applied_total{provider=\"msteams\"} 1",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"client_state\"} 1",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"stale\"} 1",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"unknown_subscription\"} 1",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"validation_token\"} 1",
         ],
     )
     .await;
@@ -1015,7 +1015,7 @@ async fn presences_changed_while_kehai_was_down_are_right_soon_after_the_start()
         subscriptions(&emu).await.iter().map(|s| s["resource"].as_str().unwrap().to_owned()).collect();
     assert_eq!(resources.len(), 2, "{resources:?}");
     let metrics = viewer.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.lines().any(|l| l == "kehai_subscription_repairs_total 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "kehai_subscription_repairs_total{provider=\"msteams\"} 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -1082,15 +1082,15 @@ async fn out_of_order_and_duplicate_deliveries_leave_the_newest_presence() {
     set_status(&emu, "alice@example.com", "InAMeeting").await;
     set_status(&emu, "alice@example.com", "Busy").await;
     avatar_becomes(&alice, "🔴").await;
-    metric_becomes(&alice, "kehai_notifications_dropped_total{reason=\"stale\"} 1").await;
+    metric_becomes(&alice, "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"stale\"} 1").await;
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["emoji"], "🔴");
 
     // Delivered twice: applied once.
     fault(&emu, json!({"target": "notifications", "kind": "duplicate"})).await;
     set_status(&emu, "alice@example.com", "DoNotDisturb").await;
     avatar_becomes(&alice, "⛔").await;
-    metric_becomes(&alice, "kehai_notifications_dropped_total{reason=\"stale\"} 2").await;
-    metric_becomes(&alice, "kehai_notifications_applied_total 2").await;
+    metric_becomes(&alice, "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"stale\"} 2").await;
+    metric_becomes(&alice, "kehai_notifications_applied_total{provider=\"msteams\"} 2").await;
 }
 
 #[tokio::test]
@@ -1290,10 +1290,10 @@ async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing()
     has_metrics(
         &alice,
         &[
-            "kehai_notification_decrypt_failures_total 1",
-            "kehai_validation_token_failures_total 4",
-            "kehai_notifications_dropped_total{reason=\"decryption\"} 1",
-            "kehai_notifications_dropped_total{reason=\"validation_token\"} 4",
+            "kehai_notification_decrypt_failures_total{provider=\"msteams\"} 1",
+            "kehai_validation_token_failures_total{provider=\"msteams\"} 4",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"decryption\"} 1",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"validation_token\"} 4",
         ],
     )
     .await;
@@ -1315,10 +1315,10 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
             "kehai_graph_requests_total{operation=\"create_subscription\",status=\"201\"} 1",
             "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"429\"} 1",
             "kehai_graph_requests_total{operation=\"renew_subscription\",status=\"200\"} 1",
-            "kehai_token_requests_total{grant=\"authorization_code\",outcome=\"ok\"} 1",
-            "kehai_subscription_upkeep_total{outcome=\"renewed\"} 1",
-            "kehai_connections{state=\"connected\"} 1",
-            "kehai_connections{state=\"needs_reconnect\"} 0",
+            "kehai_token_requests_total{provider=\"msteams\",grant=\"authorization_code\",outcome=\"ok\"} 1",
+            "kehai_subscription_upkeep_total{provider=\"msteams\",outcome=\"renewed\"} 1",
+            "kehai_connections{provider=\"msteams\",state=\"connected\"} 1",
+            "kehai_connections{provider=\"msteams\",state=\"needs_reconnect\"} 0",
         ],
     )
     .await;
@@ -1332,9 +1332,9 @@ async fn calls_to_microsoft_renewals_and_connections_are_counted() {
     has_metrics(
         &alice,
         &[
-            "kehai_token_requests_total{grant=\"refresh_token\",outcome=\"invalid_grant\"} 1",
-            "kehai_connections{state=\"connected\"} 0",
-            "kehai_connections{state=\"needs_reconnect\"} 1",
+            "kehai_token_requests_total{provider=\"msteams\",grant=\"refresh_token\",outcome=\"invalid_grant\"} 1",
+            "kehai_connections{provider=\"msteams\",state=\"connected\"} 0",
+            "kehai_connections{provider=\"msteams\",state=\"needs_reconnect\"} 1",
         ],
     )
     .await;
@@ -1610,7 +1610,7 @@ async fn urls_in_notifications_are_never_followed() {
         ("/webhooks/msgraph/lifecycle", json!({"value": [item(json!({"lifecycleEvent": "missed"}))]})),
         ("/webhooks/msgraph/lifecycle", json!({"value": [item(json!({"lifecycleEvent": "subscriptionRemoved"}))]})),
     ];
-    let received = app.state.metrics.notifications_received.get();
+    let received = app.state.metrics.notifications_received("msteams");
     let c = reqwest::Client::new();
     for (path, body) in &posts {
         assert_eq!(c.post(app.url(path)).json(body).send().await.unwrap().status(), StatusCode::ACCEPTED);
@@ -1619,7 +1619,7 @@ async fn urls_in_notifications_are_never_followed() {
     // subscription made anew (at msemu, never at the trap).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let recreated = || emu.emulator.world.lock().subscriptions.keys().any(|id| id.to_string() != subscription.id);
-    while app.state.metrics.notifications_received.get() < received + 4
+    while app.state.metrics.notifications_received("msteams") < received + 4
         || app.state.notifications.depth() > 0
         || !recreated()
     {
