@@ -72,7 +72,17 @@ impl App {
         store: Arc<dyn kehai_store::Store>,
         clock: Arc<dyn clock::Clock>,
     ) -> anyhow::Result<App> {
-        Self::with_bus(config, store, clock, Arc::new(live::InProcessBus::new(4096)))
+        Self::with_store_offering(config, store, clock, Vec::new())
+    }
+
+    /// [`App::with_store`], offering `more` providers beside those the configuration names.
+    pub fn with_store_offering(
+        config: Config,
+        store: Arc<dyn kehai_store::Store>,
+        clock: Arc<dyn clock::Clock>,
+        more: Vec<presence::Known>,
+    ) -> anyhow::Result<App> {
+        Self::with_providers(config, store, clock, Arc::new(live::InProcessBus::new(4096)), more)
     }
 
     /// Builds the application on an already opened store, a clock and a bus.

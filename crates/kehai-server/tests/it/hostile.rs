@@ -6,8 +6,10 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
+    support::microsoft::{
+        back_to_kehai, basic_notification_json, metric_becomes, outcome, set_status, sign_in_at_microsoft, start,
+    },
     support::{Client, TestApp, between},
-    teams::{back_to_kehai, basic_notification_json, metric_becomes, outcome, set_status, sign_in_at_microsoft, start},
 };
 
 /// What a refusal carries besides its status.
@@ -714,7 +716,7 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
     assert_eq!(alice.put_me("alpha", json!({"emoji": "🌸"})).await.status(), StatusCode::OK);
     // …and Teams still reaches Alice's avatar.
     set_status(&emu, "alice@example.com", "BeRightBack").await;
-    crate::teams::avatar_becomes(&alice, "⏳").await;
+    crate::support::microsoft::avatar_becomes(&alice, "⏳").await;
 }
 
 /// Script, HTML and SQL in names are names: stored as typed, shown as text.

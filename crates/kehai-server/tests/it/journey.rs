@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::{
     browser::Browser,
+    support::microsoft::{set_status, start, start_custom, subscriptions},
     support::{PASSWORD, TestApp},
-    teams::{set_status, start, start_custom, subscriptions},
 };
 
 /// The badge shown on `name`'s avatar (`null`: none), as a page script expression.

@@ -5,6 +5,7 @@
 mod auth;
 mod avatars;
 mod browser;
+mod engine;
 mod faults;
 mod hostile;
 mod journey;

@@ -1,5 +1,7 @@
 //! A real kehai server on `127.0.0.1:0` with a fresh SQLite database, and HTTP clients that
-//! behave like browsers (cookies, forms, event streams).
+//! behave like browsers (cookies, forms, event streams). `microsoft` adds msemu.
+
+pub mod microsoft;
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,6 +16,9 @@ use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Providers a test offers beside those configured, made for the server's clock.
+pub type Offer = Arc<dyn Fn(&Arc<ManualClock>) -> Vec<kehai_server::presence::Known> + Send + Sync>;
+
 /// A running server: space `alpha` (guests allowed: alice, bob) and `beta` (no guests: carol).
 pub struct TestApp {
     pub base: String,
@@ -23,6 +28,7 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
     config: Config,
+    offer: Option<Offer>,
     _dir: tempfile::TempDir,
 }
 
@@ -77,6 +83,11 @@ impl TestApp {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start_offering(adjust, None).await
+    }
+
+    /// [`TestApp::start_with`], the server offering the providers `offer` makes too.
+    pub async fn start_offering(adjust: impl FnOnce(&mut Config), offer: Option<Offer>) -> TestApp {
         capture_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -100,7 +111,8 @@ impl TestApp {
             admin::add_member(&*store, space, email, Some(name), Some(PASSWORD), Role::Member).await.expect("member");
         }
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let (state, stop, server) = serve(config, store, clock.clone(), listener);
+        let more = offer.as_ref().map_or_else(Vec::new, |offer| offer(&clock));
+        let (state, stop, server) = serve(config, store, clock.clone(), listener, more);
         TestApp {
             base: format!("http://{addr}"),
             state,
@@ -108,6 +120,7 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             config: saved,
+            offer,
             _dir: dir,
         }
     }
@@ -118,7 +131,8 @@ impl TestApp {
         self.shutdown().await.expect("shutdown");
         let listener = TcpListener::bind(self.config.listen).await.expect("the same address again");
         let store = admin::open_store(&self.config).await.expect("store");
-        let (state, stop, server) = serve(self.config.clone(), store, self.clock.clone(), listener);
+        let more = self.offer.as_ref().map_or_else(Vec::new, |offer| offer(&self.clock));
+        let (state, stop, server) = serve(self.config.clone(), store, self.clock.clone(), listener, more);
         (self.state, self.stop, self.server) = (state, Some(stop), Some(server));
     }
 
@@ -151,6 +165,12 @@ impl TestApp {
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "guest join failed");
         c.load_space("alpha").await;
         c
+    }
+
+    /// The id of the account with this email.
+    pub async fn account(&self, email: &str) -> kehai_core::PersonId {
+        let email = kehai_core::Email::parse(email).expect("email");
+        self.state.store.account_by_email(&email).await.expect("store").expect("an account").0.id
     }
 
     /// The avatars of a space as stored (not as a page sees them).
@@ -222,8 +242,9 @@ fn serve(
     store: Arc<dyn kehai_store::Store>,
     clock: Arc<ManualClock>,
     listener: TcpListener,
+    more: Vec<kehai_server::presence::Known>,
 ) -> (AppState, Stop, JoinHandle<anyhow::Result<()>>) {
-    let app = App::with_store(config, store, clock).expect("app");
+    let app = App::with_store_offering(config, store, clock, more).expect("app");
     let state = app.state.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kehai_server::run(app, listener, async move {
@@ -284,6 +305,12 @@ impl Client {
             .send()
             .await
             .expect("PUT")
+    }
+
+    /// A JSON `PUT` with the CSRF token of the last space page loaded.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let csrf = self.csrf.clone().expect("a space page loaded first");
+        self.http.put(self.url(path)).header("x-csrf-token", csrf).json(body).send().await.expect("PUT")
     }
 
     pub async fn avatars(&self, slug: &str) -> Vec<serde_json::Value> {
