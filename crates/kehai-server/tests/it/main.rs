@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod journey;
 mod live;
+mod migration;
 mod ops;
 mod pages;
 mod support;

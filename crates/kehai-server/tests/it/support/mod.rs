@@ -53,22 +53,14 @@ impl TestApp {
     /// The same server on a fresh PostgreSQL database (from `KEHAI_TEST_POSTGRES_URL`), with the
     /// database's name; `None` (skip) when none is configured outside CI.
     pub async fn start_on_postgres() -> Option<(TestApp, String)> {
-        let url = match std::env::var("KEHAI_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set")
-            }
-            _ => {
-                eprintln!("skipping: set KEHAI_TEST_POSTGRES_URL to run this test");
-                return None;
-            }
-        };
-        let name = format!("kehai_srv_{}", uuid::Uuid::new_v4().simple());
-        postgres_admin(&url, &format!("CREATE DATABASE {name}")).await;
-        let mut db_url = url::Url::parse(&url).expect("URL");
-        db_url.set_path(&format!("/{name}"));
-        let app = Self::start_with(|c| c.database_url = Some(db_url.to_string().into())).await;
+        let (url, name) = postgres_database().await?;
+        let app = Self::start_with(|c| c.database_url = Some(url.into())).await;
         Some((app, name))
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// From now on the server's clock follows the real time (for tests that run for minutes).
@@ -429,6 +421,26 @@ pub fn find<'a>(avatars: &'a [serde_json::Value], name: &str) -> Option<&'a serd
 }
 
 /// Runs one statement on the PostgreSQL server of `KEHAI_TEST_POSTGRES_URL`.
+/// A fresh PostgreSQL database made through `KEHAI_TEST_POSTGRES_URL`: its URL and name; `None`
+/// (skip) when none is configured outside CI.
+pub async fn postgres_database() -> Option<(String, String)> {
+    let url = match std::env::var("KEHAI_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but KEHAI_TEST_POSTGRES_URL is not set")
+        }
+        _ => {
+            eprintln!("skipping: set KEHAI_TEST_POSTGRES_URL to run this test");
+            return None;
+        }
+    };
+    let name = format!("kehai_srv_{}", uuid::Uuid::new_v4().simple());
+    postgres_admin(&url, &format!("CREATE DATABASE {name}")).await;
+    let mut db_url = url::Url::parse(&url).expect("URL");
+    db_url.set_path(&format!("/{name}"));
+    Some((db_url.to_string(), name))
+}
+
 pub async fn postgres_admin(url: &str, statement: &str) {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(url).await.expect("PostgreSQL reachable");
