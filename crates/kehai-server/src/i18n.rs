@@ -62,6 +62,48 @@ impl Locale {
 
 const COOKIE: &str = "kehai_lang";
 
+/// What every provider says on its card (`{provider}.card.*`): the page draws each card, and its
+/// script each state, with these.
+pub const CARD_KEYS: &[&str] = &[
+    "name",
+    "what",
+    "notice",
+    "connect",
+    "disconnect",
+    "toggle",
+    "needs_reconnect",
+    "available",
+    "now_connected",
+    "now_disconnected",
+    "disconnect_title",
+    "disconnect_text",
+];
+
+/// What every provider says on the sign-in popup's last page (`{provider}.*`).
+pub const RESULT_KEYS: &[&str] = &[
+    "done_title",
+    "done",
+    "expired_title",
+    "expired",
+    "admin_title",
+    "admin",
+    "approved_title",
+    "approved",
+    "cancelled_title",
+    "cancelled",
+    "personal_title",
+    "personal",
+    "taken_title",
+    "taken",
+    "failed_title",
+    "failed",
+    "unavailable",
+    "members_only_title",
+    "members_only",
+    "not_configured_title",
+    "not_configured",
+];
+
 /// One language's strings, flattened to dotted keys.
 #[derive(Debug)]
 pub struct Catalog {
@@ -93,7 +135,13 @@ impl Catalog {
 
     /// The strings of the page script (`js.*`), without the prefix.
     pub fn script_strings(&self) -> BTreeMap<&str, &str> {
-        self.strings.iter().filter_map(|(k, v)| k.strip_prefix("js.").map(|k| (k, v.as_str()))).collect()
+        self.section("js")
+    }
+
+    /// The strings under `prefix.` (`msteams.card`), by the rest of their key.
+    pub fn section(&self, prefix: &str) -> BTreeMap<&str, &str> {
+        let prefix = format!("{prefix}.");
+        self.strings.iter().filter_map(|(k, v)| k.strip_prefix(prefix.as_str()).map(|k| (k, v.as_str()))).collect()
     }
 }
 
@@ -199,6 +247,28 @@ mod tests {
         assert_eq!(Locale::from_accept_language("ja;q=0"), None);
     }
 
+    /// Every provider kehai knows has its card's strings, its result pages' and its notice, in
+    /// every language.
+    #[test]
+    fn every_provider_speaks_both_languages() {
+        let c = Catalogs::load().expect("catalogs parse");
+        let known = crate::providers::known(&crate::Config::default(), &crate::ops::Metrics::new());
+        assert!(!known.is_empty());
+        for locale in Locale::ALL {
+            let t = c.get(locale);
+            for provider in &known {
+                let card = t.section(&format!("{}.card", provider.id));
+                for key in CARD_KEYS {
+                    assert!(card.contains_key(key), "{} has no {}.card.{key} in {locale:?}", provider.id, provider.id);
+                }
+                for key in RESULT_KEYS {
+                    let key = format!("{}.{key}", provider.id);
+                    assert!(t.strings.contains_key(&key), "no {key} in {locale:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn catalogs_have_the_same_keys() {
         let c = Catalogs::load().expect("catalogs parse");
@@ -227,18 +297,27 @@ mod tests {
                 }
             }
         }
-        // The page script asks for its strings with t('key') and strings[`error_${code}`].
-        let script = include_str!("../static/space.js");
+        // The page's modules ask for their strings with t('key'), a provider's with
+        // providerWords(provider, 'key'), and errors' with errorWords(code).
         let js: Vec<_> = c.get(Locale::En).script_strings().into_keys().collect();
-        for (i, _) in script.match_indices("t('") {
-            // Only calls of t itself, not querySelector('…') and the like.
-            if script[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.') {
-                continue;
+        let card = [CARD_KEYS, &["not_configured"]].concat();
+        for (module, script) in crate::pages::assets::SPACE_MODULES {
+            for (i, _) in script.match_indices("t('") {
+                // Only calls of t itself, not querySelector('…') and the like.
+                if script[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.') {
+                    continue;
+                }
+                let rest = &script[i + 3..];
+                let key = &rest[..rest.find('\'').expect("closing quote")];
+                assert!(js.contains(&key), "{module} uses unknown key {key}");
+                used += 1;
             }
-            let rest = &script[i + 3..];
-            let key = &rest[..rest.find('\'').expect("closing quote")];
-            assert!(js.contains(&key), "space.js uses unknown key {key}");
-            used += 1;
+            for (i, _) in script.match_indices("providerWords(provider, '") {
+                let rest = &script[i + "providerWords(provider, '".len()..];
+                let key = &rest[..rest.find('\'').expect("closing quote")];
+                assert!(card.contains(&key), "{module} uses a provider's {key}, which providers need not have");
+                used += 1;
+            }
         }
         assert!(used > 20, "the scan found only {used} keys: is it still looking at the right syntax?");
     }

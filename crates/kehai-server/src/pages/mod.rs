@@ -29,6 +29,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/s/{slug}", get(space::show))
         .route("/s/{slug}/guest", get(guest::form).post(guest::join))
         .route("/static/{file}", get(assets::serve))
+        .route("/static/space/{module}", get(assets::space_module))
 }
 
 /// Renders a template as an HTML response with `status`.

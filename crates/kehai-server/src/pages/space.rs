@@ -1,6 +1,8 @@
 //! `/s/{slug}`: the space page. The avatars themselves arrive over the event stream; this page
 //! carries the viewer's identity, CSRF token and script strings as JSON.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use axum::{
     extract::{Path, State},
@@ -35,12 +37,28 @@ struct SpacePage<'a> {
     my_name: String,
     csrf: String,
     is_guest: bool,
-    /// Whether the Microsoft Teams integration is configured on this server.
-    teams_configured: bool,
-    /// Tell the member, once, that their Teams connection needs a new sign-in.
-    teams_notice: bool,
+    /// One card per provider kehai knows, in the Status section.
+    cards: Vec<Card>,
+    /// Told once: the providers whose connection needs a new sign-in.
+    notices: Vec<Notice>,
     emoji_choices: Vec<(&'static str, &'static str)>,
     page_data: String,
+}
+
+/// A provider's card, in the visitor's language.
+struct Card {
+    id: &'static str,
+    /// Whether this server offers it (else the card says it is not configured here).
+    configured: bool,
+    name: String,
+    what: String,
+    not_configured: String,
+}
+
+/// That a provider's connection needs a new sign-in.
+struct Notice {
+    id: &'static str,
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -50,7 +68,16 @@ struct PageData<'a> {
     kind: &'a str,
     csrf: &'a str,
     lang: &'a str,
-    strings: std::collections::BTreeMap<&'a str, &'a str>,
+    strings: BTreeMap<&'a str, &'a str>,
+    /// Each provider's card: whether it is offered, and its words.
+    integrations: Vec<IntegrationData<'a>>,
+}
+
+#[derive(Serialize)]
+struct IntegrationData<'a> {
+    id: &'a str,
+    configured: bool,
+    strings: BTreeMap<&'a str, &'a str>,
 }
 
 /// JSON that is safe inside `<script type="application/json">`: no `<`, so no `</script>`.
@@ -87,6 +114,17 @@ pub async fn show(
     let csrf = admitted.visitor.cookie.csrf_token();
     let is_guest = admitted.visitor.is_guest();
     let slug = admitted.space.slug.to_string();
+    let known = state.presence.known();
+    let integrations = known
+        .iter()
+        .map(|k| {
+            let mut strings = t.section(&format!("{}.card", k.id));
+            if let Some(words) = t.section(k.id).get("not_configured") {
+                strings.insert("not_configured", words);
+            }
+            IntegrationData { id: k.id, configured: k.offered.is_some(), strings }
+        })
+        .collect();
     let page_data = script_json(&PageData {
         space: &slug,
         me: me.to_string(),
@@ -94,17 +132,33 @@ pub async fn show(
         csrf: &csrf,
         lang: lang.code(),
         strings: t.script_strings(),
+        integrations,
     });
-    let teams_configured = state.presence.provider(kehai_core::presence::msteams::ID).is_some();
-    // Taken when shown: the notice appears on one page load, the Status section keeps the state.
-    let teams_notice = !is_guest
-        && teams_configured
-        && state.store.take_connection_notices(me).await.map(|p| p.iter().any(|p| p == "msteams")).unwrap_or_else(
-            |e| {
-                tracing::warn!(error = %e, "cannot read the member's connection notice");
-                false
-            },
-        );
+    let words = |id: &str, key: &str| t.get(&format!("{id}.{key}")).to_owned();
+    let cards = known
+        .iter()
+        .map(|k| Card {
+            id: k.id,
+            configured: k.offered.is_some(),
+            name: words(k.id, "card.name"),
+            what: words(k.id, "card.what"),
+            not_configured: words(k.id, "not_configured"),
+        })
+        .collect();
+    // Taken when shown: a notice appears on one page load, the Status section keeps the state.
+    let pending = if is_guest {
+        Vec::new()
+    } else {
+        state.store.take_connection_notices(me).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the member's connection notices");
+            Vec::new()
+        })
+    };
+    let notices = known
+        .iter()
+        .filter(|k| k.offered.is_some() && pending.iter().any(|p| p == k.id))
+        .map(|k| Notice { id: k.id, text: words(k.id, "card.notice") })
+        .collect();
     let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,
@@ -115,8 +169,8 @@ pub async fn show(
             my_name,
             csrf,
             is_guest,
-            teams_configured,
-            teams_notice,
+            cards,
+            notices,
             emoji_choices,
             page_data,
         },

@@ -38,7 +38,7 @@ async fn open_profile(browser: &Browser) {
 
 /// The Teams card's state in the open profile dialog, once it is `state`.
 async fn card_becomes(browser: &Browser, state: &str) {
-    browser.eventually("return document.getElementById('teams-card').dataset.state", json!(state)).await;
+    browser.eventually("return document.getElementById('integration-msteams').dataset.state", json!(state)).await;
 }
 
 /// Connect → popup → msemu's sign-in and consent → "Authentication complete" → CLOSE, as the
@@ -50,7 +50,7 @@ async fn connect_in_the_popup(browser: &Browser, words: &Words, shots: &str) {
     browser.screenshot(&format!("{shots}-1-status-not-connected")).await;
     // A mark on the page: still there at the end, so the page was never reloaded.
     browser.client.execute("window.kehaiNotReloaded = true", vec![]).await.unwrap();
-    browser.click("#teams-connect").await;
+    browser.click("#msteams-connect").await;
     let main = browser.switch_to_popup().await;
     browser.type_into("form:not(.accounts) #email", email).await;
     browser.type_into("#password", password).await;
@@ -67,7 +67,7 @@ async fn connect_in_the_popup(browser: &Browser, words: &Words, shots: &str) {
     browser.eventually("return window.kehaiNotReloaded === true", json!(true)).await;
     browser
         .client
-        .execute("document.getElementById('teams-card').scrollIntoView({block: 'center'})", vec![])
+        .execute("document.getElementById('integration-msteams').scrollIntoView({block: 'center'})", vec![])
         .await
         .unwrap();
     browser.screenshot(&format!("{shots}-4-status-connected")).await;
@@ -132,9 +132,9 @@ async fn connect_and_watch(app: &TestApp, emu: &msemu::Running, words: &Words) -
     // a. Connect in the popup.
     open_profile(&alice).await;
     card_becomes(&alice, "not_connected").await;
-    alice.eventually("return document.getElementById('teams-connect').textContent", json!(words.connect)).await;
+    alice.eventually("return document.getElementById('msteams-connect').textContent", json!(words.connect)).await;
     connect_in_the_popup(&alice, words, words.lang).await;
-    let state = alice.find("#teams-state").await.text().await.unwrap();
+    let state = alice.find("#integration-msteams .integration-state").await.text().await.unwrap();
     assert!(state.starts_with(words.connected), "{state}");
     alice.click("#profile-cancel").await;
 
@@ -192,19 +192,19 @@ async fn a_member_connects_teams_and_another_sees_every_presence() {
     // d. OFF: the own emoji while Busy; ON: the presence again.
     watch(&emu, &bob, "Busy", Some("🔴")).await;
     open_profile(&alice).await;
-    alice.click("#teams-toggle").await;
+    alice.click("#msteams-toggle").await;
     card_becomes(&alice, "paused").await;
     bob.eventually(&badge_of("Alice"), json!("☕")).await;
-    alice.click("#teams-toggle").await;
+    alice.click("#msteams-toggle").await;
     card_becomes(&alice, "connected").await;
     bob.eventually(&badge_of("Alice"), json!("🔴")).await;
 
     // e. Disconnect, confirmed: Not connected, and the subscription is gone at Microsoft.
-    alice.click("#teams-disconnect").await;
-    alice.eventually("return document.getElementById('teams-disconnect-dialog').open", json!(true)).await;
-    assert_eq!(alice.find("#teams-disconnect-confirm").await.text().await.unwrap(), ENGLISH.disconnect);
+    alice.click("#msteams-disconnect").await;
+    alice.eventually("return document.getElementById('disconnect-dialog').open", json!(true)).await;
+    assert_eq!(alice.find("#disconnect-confirm").await.text().await.unwrap(), ENGLISH.disconnect);
     alice.screenshot("en-6-disconnect-confirmation").await;
-    alice.click("#teams-disconnect-confirm").await;
+    alice.click("#disconnect-confirm").await;
     card_becomes(&alice, "not_connected").await;
     bob.eventually(&badge_of("Alice"), json!("☕")).await;
     assert!(subscriptions(&emu).await.is_empty());
@@ -221,7 +221,7 @@ async fn refused_in_the_popup(
     outcome: &str,
 ) -> String {
     open_profile(browser).await;
-    browser.click("#teams-connect").await;
+    browser.click("#msteams-connect").await;
     let main = browser.switch_to_popup().await;
     browser.type_into("form:not(.accounts) #email", email).await;
     browser.type_into("#password", password).await;
@@ -278,7 +278,7 @@ async fn a_guest_gets_no_teams_control_only_the_hint_to_log_in() {
     open_profile(&guest).await;
     guest.client.execute("document.getElementById('status-section').scrollIntoView()", vec![]).await.unwrap();
     guest.screenshot("en-guest-status").await;
-    assert!(!guest.has("#teams-card").await, "no Teams control for guests");
+    assert!(!guest.has("#integration-msteams").await, "no Teams control for guests");
     let section = guest.find("#status-section").await.text().await.unwrap();
     assert!(section.contains("log in"), "{section}");
     let link = guest.find("#status-section a").await.attr("href").await.unwrap();
@@ -382,20 +382,20 @@ async fn needs_reconnect_appears_after_microsoft_revokes_the_sign_in() {
     alice.eventually_within(&badge_of("Alice"), json!(null), Duration::from_secs(30)).await;
     // …the next page tells her once (the one she came back to, if kehai was that quick), and the
     // Status section says Needs reconnect.
-    if !alice.has("#teams-notice").await {
+    if !alice.has("#notice-msteams").await {
         alice.client.refresh().await.unwrap();
     }
-    alice.click("#teams-notice-open").await;
+    alice.click("#notice-msteams .notice-open").await;
     card_becomes(&alice, "needs_reconnect").await;
     alice
         .client
-        .execute("document.getElementById('teams-card').scrollIntoView({block: 'center'})", vec![])
+        .execute("document.getElementById('integration-msteams').scrollIntoView({block: 'center'})", vec![])
         .await
         .unwrap();
     alice.screenshot("en-7-needs-reconnect").await;
-    assert!(alice.has("#teams-connect").await, "with a button to connect again");
+    assert!(alice.has("#msteams-connect").await, "with a button to connect again");
     alice.client.refresh().await.unwrap();
     alice.find(".avatar.is-me").await;
-    assert!(!alice.has("#teams-notice").await, "told once");
+    assert!(!alice.has("#notice-msteams").await, "told once");
     alice.client.clone().close().await.unwrap();
 }

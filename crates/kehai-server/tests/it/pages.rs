@@ -81,9 +81,14 @@ async fn static_assets_are_served() {
     let css = c.get("/static/app.css").await;
     assert_eq!(css.status(), StatusCode::OK);
     assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
-    let js = c.get("/static/space.js").await;
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
-    assert!(js.text().await.unwrap().contains("EventSource"));
+    // The space page's script is ES modules, each served as it is.
+    for module in ["main.js", "page.js", "api.js", "avatars.js", "profile.js", "integrations.js", "live.js"] {
+        let js = c.get(&format!("/static/space/{module}")).await;
+        assert_eq!(js.status(), StatusCode::OK, "{module}");
+        assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"), "{module}");
+    }
+    assert!(c.get("/static/space/live.js").await.text().await.unwrap().contains("EventSource"));
+    assert_eq!(c.get("/static/space/nothing.js").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(c.get("/static/../Cargo.toml").await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -111,7 +116,7 @@ async fn the_language_switch_keeps_where_the_login_goes_next() {
 async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured() {
     let app = TestApp::start().await;
     let html = app.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
-    assert!(html.contains("data-state=\"not-configured\""));
+    assert!(html.contains("data-provider=\"msteams\" data-state=\"not_configured\""));
     assert!(html.contains("The Microsoft Teams integration is not configured on this server."));
     let configured = TestApp::start_with(|c| {
         c.ms_client_id = Some("0d8b6f4a-2c1e-4f3a-9b5d-7e9f1a3c5b6d".into());
@@ -119,7 +124,10 @@ async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured
     })
     .await;
     let html = configured.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
-    assert!(!html.contains("data-state=\"not-configured\""));
-    assert!(html.contains("id=\"teams-card\" data-state=\"loading\""), "the card the script fills");
+    assert!(!html.contains("data-state=\"not_configured\""));
+    assert!(
+        html.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
+        "the card the script fills"
+    );
     assert!(html.contains("never your calendar"), "what kehai can and cannot see (S18)");
 }

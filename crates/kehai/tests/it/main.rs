@@ -209,7 +209,10 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
             }
             // The Teams integration points at the emulated Microsoft, whose control page is up.
             let page = c.get(format!("{base}/s/demo")).send().await.unwrap().text().await.unwrap();
-            assert!(page.contains("id=\"teams-card\""), "Teams is configured in the demo");
+            assert!(
+                page.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
+                "Teams is configured in the demo"
+            );
             let r = c.get(format!("{base}/integrations/msteams/connect?space=demo")).send().await.unwrap();
             let to = r.headers()["location"].to_str().unwrap().to_owned();
             assert!(

@@ -151,7 +151,7 @@ async fn ten_second_access_tokens_are_refreshed_ahead_and_not_on_every_use() {
 async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_section() {
     let (app, emu, alice, teams) = alice_connected_while("Busy").await;
     let page = || async { alice.get("/s/alpha").await.text().await.unwrap() };
-    assert!(!page().await.contains("teams-notice"), "nothing to tell while connected");
+    assert!(!page().await.contains("notice-msteams"), "nothing to tell while connected");
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     // Refused twice (a notification, then the sweep): still one notice.
@@ -160,13 +160,13 @@ async fn needs_reconnect_is_told_once_on_the_space_page_and_stays_in_the_status_
         assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     }
     let first = page().await;
-    assert!(first.contains("id=\"teams-notice\""), "{first}");
+    assert!(first.contains("id=\"notice-msteams\""), "{first}");
     assert!(first.contains("Connect again in the Status section"));
-    assert!(!page().await.contains("teams-notice"), "told once");
+    assert!(!page().await.contains("notice-msteams"), "told once");
     assert_eq!(card(&alice).await["state"], "needs_reconnect", "the Status section keeps saying it");
     // In Japanese too (a fresh notice after connecting again and being refused again).
     let again = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    assert!(!page().await.contains("teams-notice"));
+    assert!(!page().await.contains("notice-msteams"));
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     app.clock.advance(3600 * 1000);
     let mut connection = alice_connection(&app).await;
@@ -192,7 +192,7 @@ async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is
     set_status(&emu, "alice@example.com", "DoNotDisturb").await;
     let dnd = "Alice (you) — Microsoft Teams: 応答不可 / Do not disturb";
     browser.eventually(&read, json!([dnd, dnd, "⛔"])).await;
-    assert!(!browser.has("#teams-notice").await);
+    assert!(!browser.has("#notice-msteams").await);
 
     // Microsoft refuses the sign-in: the next page tells it once, and its button opens Status.
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
@@ -200,15 +200,17 @@ async fn in_the_browser_the_presence_label_is_the_tooltip_and_needs_reconnect_is
     let mut connection = alice_connection(&app).await;
     assert!(kehai_server::presence::tokens::access_token(&app.state, &*teams, &mut connection).await.is_err());
     browser.client.refresh().await.unwrap();
-    let notice = browser.find("#teams-notice").await;
+    let notice = browser.find("#notice-msteams").await;
     assert!(notice.text().await.unwrap().contains("Connect again in the Status section"));
-    browser.find("#teams-notice-open").await.click().await.unwrap();
+    browser.find("#notice-msteams .notice-open").await.click().await.unwrap();
     browser.eventually("return document.getElementById('profile-dialog').open", json!(true)).await;
-    browser.eventually("return document.getElementById('teams-card').dataset.state", json!("needs_reconnect")).await;
+    browser
+        .eventually("return document.getElementById('integration-msteams').dataset.state", json!("needs_reconnect"))
+        .await;
     // The own emoji shows again (the override was removed), and the notice does not come back.
     browser.eventually(&format!("return document.querySelector('{face} .badge') === null"), json!(true)).await;
     browser.client.refresh().await.unwrap();
     browser.find(face).await;
-    assert!(!browser.has("#teams-notice").await, "told once");
+    assert!(!browser.has("#notice-msteams").await, "told once");
     browser.client.clone().close().await.unwrap();
 }
