@@ -18,7 +18,10 @@ use anyhow::Context;
 use futures::StreamExt;
 use kehai_core::{Account, DisplayName, Email, Membership, PersonId, PersonKind, Role, SpaceId};
 use kehai_server::{AppState, Config, presence::renewal, providers::msteams::Teams};
-use kehai_store::{Connection, ConnectionId, ConnectionState, Sealed, SubscriptionRecord, secrets::row_label};
+use kehai_store::{
+    Connection, ConnectionId, ConnectionState, Sealed, SubscriptionRecord,
+    secrets::{ConnectionSecret, Place},
+};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -326,15 +329,14 @@ async fn seed_member(
     let membership = Membership { space_id: space, account_id: account.id, role: Role::Member };
     store.add_member(&membership, &DisplayName::parse(&name)?, now).await?;
     let id = ConnectionId::new();
-    let row = id.0.to_string();
     // kehai's own schedule: renewed `lead` ahead, for `life_of` this connection.
     let lead = renewal::lead(plan.life_ms);
     let expires_at = now + lead + ((renewal::life_of(plan.life_ms, id) - lead) as f64 * phase) as i64;
     let refresh_token = msemu::world::random_token();
     let client_state = msemu::world::random_token();
-    let seal = |value: &str, column: &str| -> anyhow::Result<Sealed> {
+    let seal = |value: &str, secret| -> anyhow::Result<Sealed> {
         let value = SecretString::from(value.to_owned());
-        Ok(Sealed(state.secrets.seal(&value, &row_label("connection", &row, column))?))
+        Ok(Sealed(state.secrets.seal(&value, Place::Connection(id, secret))?))
     };
     let subscription = Uuid::new_v4();
     let connection = Connection {
@@ -344,15 +346,15 @@ async fn seed_member(
         external_tenant: tenant.to_string(),
         external_user: user.to_string(),
         // Due for a refresh (its first use refreshes it), and as long as a Microsoft access token.
-        access_token: seal(&"due for a refresh ".repeat(ACCESS_TOKEN_CHARS / 18), "access_token")?,
+        access_token: seal(&"due for a refresh ".repeat(ACCESS_TOKEN_CHARS / 18), ConnectionSecret::AccessToken)?,
         access_expires_at: now,
         access_refresh_at: now,
-        refresh_token: Some(seal(&refresh_token, "refresh_token")?),
+        refresh_token: Some(seal(&refresh_token, ConnectionSecret::RefreshToken)?),
         refresh_expires_at: Some(now + 90 * 24 * 3600 * 1000),
         subscription: Some(SubscriptionRecord {
             id: subscription.to_string(),
             expires_at,
-            client_state: seal(&client_state, "client_state")?,
+            client_state: seal(&client_state, ConnectionSecret::ClientState)?,
             certificate_id: Some(certificate.to_owned()),
         }),
         state: ConnectionState::Connected,

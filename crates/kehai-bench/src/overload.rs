@@ -1,8 +1,9 @@
 //! f. Overload: the webhook's answer time at ten times the expected peak, and at the peak while
 //! the database is slow. Graph slows down and then drops notification endpoints that take more
-//! than 3 s to answer (protocol doc §3.4), so the figure is the slowest answer (p100), not a
-//! percentile. Notifications kehai cannot take now are answered 503 with `Retry-After` (Graph
-//! sends them again); these POSTs are not posted again here, so that the load stays what it is.
+//! than 3 s to answer, so the figure is the slowest answer (p100), not a percentile (Graph's
+//! rules: <https://learn.microsoft.com/graph/change-notifications-delivery-webhooks>).
+//! Notifications kehai cannot take now are answered 503 with `Retry-After` (Graph sends them
+//! again); these POSTs are not posted again here, so that the load stays what it is.
 
 use std::time::Duration;
 

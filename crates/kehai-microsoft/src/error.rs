@@ -27,10 +27,12 @@ impl MicrosoftError {
         }
     }
 
-    /// Whether the grant itself is gone (revoked, expired, consent withdrawn): only a new
-    /// sign-in helps, retrying does not.
-    pub fn is_invalid_grant(&self) -> bool {
-        matches!(self, MicrosoftError::Identity { error, .. } if error == "invalid_grant")
+    /// The identity platform's `error` (`invalid_grant`, …), if it is one of its errors.
+    pub fn identity_error(&self) -> Option<&str> {
+        match self {
+            MicrosoftError::Identity { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// How long Microsoft asked to wait (429/503 with `Retry-After`).
@@ -67,7 +69,7 @@ mod tests {
         let e =
             MicrosoftError::identity("invalid_grant", "AADSTS50173: The provided grant has expired.\r\nTrace ID: x");
         assert_eq!(e.aadsts(), Some(50173));
-        assert!(e.is_invalid_grant());
+        assert_eq!(e.identity_error(), Some("invalid_grant"));
         assert!(!e.to_string().contains("Trace ID"));
         assert_eq!(MicrosoftError::identity("access_denied", "no code here").aadsts(), None);
     }

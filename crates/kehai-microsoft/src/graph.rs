@@ -215,8 +215,8 @@ impl Graph {
             .map_err(|e| MicrosoftError::Transport(format!("unexpected answer: {e}")))
     }
 
-    /// The signed-in user's presence; its `id` is their object id, which the seed's scopes
-    /// give no other way to learn.
+    /// The signed-in user's presence; its `id` is their object id, which kehai's scopes (without
+    /// `profile`) give no other way to learn.
     pub async fn my_presence(&self, access_token: &SecretString, tenant: &str) -> Result<Presence, MicrosoftError> {
         let operation = Operation::presence("get_my_presence", tenant);
         Self::parse(self.call(operation, Method::GET, "/me/presence", access_token, None).await?)

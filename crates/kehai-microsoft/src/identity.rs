@@ -87,10 +87,6 @@ impl Identity {
         Identity { observer, ..self }
     }
 
-    pub fn config(&self) -> &MicrosoftConfig {
-        &self.config
-    }
-
     fn client(&self, redirect_uri: &str) -> Result<Client, MicrosoftError> {
         let bad = |what: &str| MicrosoftError::Transport(format!("invalid {what} URL"));
         let tenant = &self.config.tenant;
@@ -109,7 +105,8 @@ impl Identity {
     }
 
     /// The authorize URL for kehai's scopes with a fresh state, nonce and PKCE (S256) pair, and
-    /// `prompt=select_account` so that a person can always pick another account (S8).
+    /// `prompt=select_account` so that a person can always pick another account, without first
+    /// signing out at Microsoft.
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest, MicrosoftError> {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = CsrfToken::new_random().secret().to_owned();
@@ -169,7 +166,8 @@ impl Identity {
         result
     }
 
-    /// The admin-consent URL an administrator opens to approve kehai for their organization (S17).
+    /// The admin-consent URL an administrator opens to approve kehai for their organization, for
+    /// people whose sign-in stops at Microsoft's "Need admin approval".
     pub fn admin_consent_url(&self, redirect_uri: &str, state: &str) -> String {
         let mut url = url::Url::parse(&self.config.login(&format!("/{}/v2.0/adminconsent", self.config.tenant)))
             .unwrap_or_else(|_| self.config.login_url.clone());

@@ -29,7 +29,8 @@ pub use observe::{Observer, Unobserved};
 /// The tenant id of personal Microsoft accounts, which kehai refuses.
 pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
-/// The permissions kehai asks for — exactly the seed's (S20), nothing else.
+/// The permissions kehai asks for, and no others: sign-in with the email address, a refresh
+/// token, and reading presence.
 pub const SCOPES: &[&str] = &["openid", "email", "offline_access", "https://graph.microsoft.com/Presence.Read.All"];
 
 /// Where Microsoft is and who kehai is there.

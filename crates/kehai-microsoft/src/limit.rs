@@ -1,8 +1,8 @@
 //! Graph's presence limit: 1,500 presence requests per app and tenant in 30 seconds, beyond which
-//! it answers 429 (protocol doc §6). kehai keeps under it on its own side, a tenant at a time, so
-//! that a burst (a reconciliation, a storm of basic notifications) waits instead of being
-//! throttled. When Graph throttles a tenant anyway, its `Retry-After` holds every presence read
-//! of that tenant, not only the one that was answered 429.
+//! it answers 429 (<https://learn.microsoft.com/graph/throttling-limits>). kehai keeps under it
+//! on its own side, a tenant at a time, so that a burst (a reconciliation, a storm of basic
+//! notifications) waits instead of being throttled. When Graph throttles a tenant anyway, its
+//! `Retry-After` holds every presence read of that tenant, not only the one that was answered 429.
 
 use std::{
     collections::HashMap,

@@ -1,5 +1,6 @@
-//! Graph change notifications (protocol doc §3.2–§4): the payload, rich notifications'
-//! decryption, and the validation tokens that prove Microsoft sent them.
+//! Graph change notifications: the payload, rich notifications' decryption, and the validation
+//! tokens that prove Microsoft sent them
+//! (<https://learn.microsoft.com/graph/change-notifications-with-resource-data>).
 //!
 //! Order of checks for a rich notification, cheapest and safest first: validation tokens (JWT
 //! signatures, no RSA private-key work), then the HMAC of the ciphertext, then the RSA-OAEP
@@ -20,7 +21,8 @@ use tokio::sync::RwLock;
 
 use crate::{MicrosoftConfig, MicrosoftError, http};
 
-/// The service principal of Graph's change tracking, which signs validation tokens (§3.3).
+/// The service principal of Graph's change tracking, which signs validation tokens (their `azp`,
+/// or `appid` in version 1.0 tokens).
 pub const PUBLISHER: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
 /// One POST to a notification URL.

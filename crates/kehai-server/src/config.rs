@@ -53,7 +53,7 @@ pub struct Config {
     /// `KEHAI_MS_TENANT`: `organizations` (work and school accounts of any organization), or one
     /// tenant's id or domain to admit only that organization.
     pub ms_tenant: String,
-    /// `KEHAI_MS_NOTIFICATIONS`: `rich` (the presence arrives encrypted in the notification, S21)
+    /// `KEHAI_MS_NOTIFICATIONS`: `rich` (the presence arrives encrypted in the notification)
     /// or `basic` (the notification only says that it changed; kehai then reads it from Graph).
     pub ms_notifications: NotificationMode,
     /// `KEHAI_MS_SUBSCRIPTION_SECONDS`: how long presence subscriptions are made and renewed for

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kehai_store::secrets::{MasterKey, SecretError};
+use kehai_store::secrets::{MasterKey, Place, SecretError};
 use secrecy::ExposeSecret;
 
 use crate::Config;
@@ -156,7 +156,7 @@ pub async fn rotate(
         (None, None) => (MasterKey::generate()?, Some(key_file(config))),
     };
     let (old_box, new_box) = (SecretBox::new(&old), SecretBox::new(&new));
-    let rekey = |label: &str, sealed: &str| new_box.seal(&old_box.open(sealed, label)?, label);
+    let rekey = |place: Place<'_>, sealed: &str| new_box.seal(&old_box.open(sealed, place)?, place);
     let staged = file.as_ref().map(|f| f.with_extension("key.new"));
     if let Some(staged) = &staged {
         write_private(staged, &new)?;
@@ -209,11 +209,10 @@ fn write_private(path: &Path, key: &MasterKey) -> Result<(), KeyError> {
 /// Refuses a master key that does not open what the database holds (a lost key file replaced by
 /// a new one, the wrong KEHAI_SECRET_KEY): better to stop than to lose every connection quietly.
 pub async fn check_opens(state: &crate::AppState) -> Result<(), anyhow::Error> {
-    if let Some(cert) = state.store.current_certificate().await? {
-        let label = kehai_store::secrets::row_label("certificate", &cert.id, "private_key");
-        if state.secrets.open(&cert.private_key.0, &label).is_err() {
-            return Err(KeyError::WrongKey.into());
-        }
+    if let Some(cert) = state.store.current_certificate().await?
+        && state.secrets.open(&cert.private_key.0, Place::CertificateKey(&cert.id)).is_err()
+    {
+        return Err(KeyError::WrongKey.into());
     }
     Ok(())
 }

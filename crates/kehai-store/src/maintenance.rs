@@ -3,7 +3,11 @@
 
 use async_trait::async_trait;
 
-use crate::{Result, StoreError, backend::for_each_backend};
+use crate::{
+    ConnectionId, Result, StoreError,
+    backend::{for_each_backend, uuid},
+    secrets::{ConnectionSecret, Place, SignInSecret},
+};
 
 /// The database as a whole.
 #[async_trait]
@@ -18,12 +22,12 @@ pub trait Maintenance: Send + Sync {
     /// into the database file as the last one closes). Nothing can be asked afterwards.
     async fn close(&self);
     /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
-    /// value's row label ([`crate::secrets::row_label`]) and sealed text and returns the new sealed
-    /// text; `before_commit` runs last (the new key is put in place there) and can still abort.
+    /// value's place ([`crate::secrets::Place`]) and sealed text and returns the new sealed text;
+    /// `before_commit` runs last (the new key is put in place there) and can still abort.
     /// Returns how many values were re-sealed.
     async fn reseal(
         &self,
-        rekey: &(dyn for<'a, 'b> Fn(&'a str, &'b str) -> Result<String, crate::secrets::SecretError> + Send + Sync),
+        rekey: &(dyn for<'a, 'b> Fn(Place<'a>, &'b str) -> Result<String, crate::secrets::SecretError> + Send + Sync),
         before_commit: &(dyn Fn() -> std::result::Result<(), String> + Send + Sync),
     ) -> Result<usize>;
 }
@@ -54,7 +58,7 @@ macro_rules! impl_maintenance {
             async fn reseal(
                 &self,
                 rekey: &(
-                     dyn for<'a, 'b> Fn(&'a str, &'b str) -> std::result::Result<String, crate::secrets::SecretError>
+                     dyn for<'a, 'b> Fn(Place<'a>, &'b str) -> std::result::Result<String, crate::secrets::SecretError>
                          + Send
                          + Sync
                  ),
@@ -69,11 +73,15 @@ macro_rules! impl_maintenance {
                         .fetch_all(&mut *tx)
                         .await?;
                 for (id, access, refresh, client_state) in rows {
-                    let label = |column: &str| crate::secrets::row_label("connection", &id, column);
-                    let access = rekey(&label("access_token"), &access).map_err(fail)?;
-                    let refresh = refresh.map(|r| rekey(&label("refresh_token"), &r)).transpose().map_err(fail)?;
-                    let client_state =
-                        client_state.map(|c| rekey(&label("client_state"), &c)).transpose().map_err(fail)?;
+                    let connection = ConnectionId(uuid(&id, "connection id")?);
+                    let place = |secret| Place::Connection(connection, secret);
+                    let access = rekey(place(ConnectionSecret::AccessToken), &access).map_err(fail)?;
+                    let refresh =
+                        refresh.map(|r| rekey(place(ConnectionSecret::RefreshToken), &r)).transpose().map_err(fail)?;
+                    let client_state = client_state
+                        .map(|c| rekey(place(ConnectionSecret::ClientState), &c))
+                        .transpose()
+                        .map_err(fail)?;
                     count += 1 + usize::from(refresh.is_some()) + usize::from(client_state.is_some());
                     sqlx::query(
                         "UPDATE connections SET access_token = $2, refresh_token = $3, client_state = $4 WHERE id = $1",
@@ -91,9 +99,8 @@ macro_rules! impl_maintenance {
                         .fetch_all(&mut *tx)
                         .await?;
                 for (hash, nonce, verifier) in rows {
-                    let label = |column: &str| crate::secrets::row_label("oauth", &hash, column);
-                    let nonce = rekey(&label("nonce"), &nonce).map_err(fail)?;
-                    let verifier = rekey(&label("pkce_verifier"), &verifier).map_err(fail)?;
+                    let nonce = rekey(Place::SignIn(&hash, SignInSecret::Nonce), &nonce).map_err(fail)?;
+                    let verifier = rekey(Place::SignIn(&hash, SignInSecret::PkceVerifier), &verifier).map_err(fail)?;
                     count += 2;
                     sqlx::query("UPDATE oauth_states SET nonce = $2, pkce_verifier = $3 WHERE state_hash = $1")
                         .bind(&hash)
@@ -106,8 +113,7 @@ macro_rules! impl_maintenance {
                 let rows: Vec<(String, String)> =
                     sqlx::query_as("SELECT id, private_key FROM encryption_certificates").fetch_all(&mut *tx).await?;
                 for (id, key) in rows {
-                    let key =
-                        rekey(&crate::secrets::row_label("certificate", &id, "private_key"), &key).map_err(fail)?;
+                    let key = rekey(Place::CertificateKey(&id), &key).map_err(fail)?;
                     count += 1;
                     sqlx::query("UPDATE encryption_certificates SET private_key = $2 WHERE id = $1")
                         .bind(&id)

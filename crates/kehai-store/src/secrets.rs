@@ -2,7 +2,8 @@
 //! before they reach the database, with the identity of their row as associated data — so a
 //! ciphertext copied into another row (another person's connection) does not open there.
 //!
-//! Sealed form: `v1.<base64(nonce ‖ ciphertext ‖ tag)>`, the version naming the format.
+//! Sealed form: `v1.<base64(nonce ‖ ciphertext ‖ tag)>`, the version naming the format. The
+//! associated data is the value's [`Place`]: `{kind}:{id}:{column}`.
 
 use aws_lc_rs::{
     aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
@@ -11,12 +12,63 @@ use aws_lc_rs::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::ConnectionId;
+
 const PREFIX: &str = "v1.";
 
-/// The associated data that binds a sealed value to its row: `{kind}:{id}:{column}`, e.g.
-/// `connection:<uuid>:refresh_token`. Everyone who seals or opens uses this one function.
-pub fn row_label(kind: &str, id: &str, column: &str) -> String {
-    format!("{kind}:{id}:{column}")
+/// Where a sealed value is kept: a column of one row, to which its seal binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// A connection's tokens and subscription secret.
+    Connection(ConnectionId, ConnectionSecret),
+    /// A sign-in in progress, by the hash of its state.
+    SignIn(&'a str, SignInSecret),
+    /// An encryption certificate's private key, by the certificate's id.
+    CertificateKey(&'a str),
+}
+
+/// The sealed columns of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionSecret {
+    AccessToken,
+    RefreshToken,
+    /// The secret the provider's notifications carry (Graph's clientState).
+    ClientState,
+}
+
+/// The sealed columns of a sign-in in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInSecret {
+    Nonce,
+    PkceVerifier,
+}
+
+impl Place<'_> {
+    /// The associated data that binds a sealed value to its place: `{kind}:{id}:{column}`, e.g.
+    /// `connection:<uuid>:refresh_token` (the columns' names in the database).
+    pub fn label(&self) -> String {
+        let (kind, id, column) = match self {
+            Place::Connection(id, secret) => (
+                "connection",
+                id.0.to_string(),
+                match secret {
+                    ConnectionSecret::AccessToken => "access_token",
+                    ConnectionSecret::RefreshToken => "refresh_token",
+                    ConnectionSecret::ClientState => "client_state",
+                },
+            ),
+            Place::SignIn(state_hash, secret) => (
+                "oauth",
+                (*state_hash).to_owned(),
+                match secret {
+                    SignInSecret::Nonce => "nonce",
+                    SignInSecret::PkceVerifier => "pkce_verifier",
+                },
+            ),
+            Place::CertificateKey(id) => ("certificate", (*id).to_owned(), "private_key"),
+        };
+        format!("{kind}:{id}:{column}")
+    }
 }
 
 /// Why a master key or a sealed value is unusable. Never includes key material.
@@ -75,8 +127,17 @@ impl SecretBox {
         SecretBox { key: LessSafeKey::new(unbound) }
     }
 
-    /// Seals `secret` for the row named by `row` (e.g. `connection:<id>:refresh_token`).
-    pub fn seal(&self, secret: &SecretString, row: &str) -> Result<String, SecretError> {
+    /// Seals `secret` for its `place`: it opens there only.
+    pub fn seal(&self, secret: &SecretString, place: Place<'_>) -> Result<String, SecretError> {
+        self.seal_labelled(secret, &place.label())
+    }
+
+    /// Opens what [`SecretBox::seal`] sealed for the same `place`.
+    pub fn open(&self, sealed: &str, place: Place<'_>) -> Result<SecretString, SecretError> {
+        self.open_labelled(sealed, &place.label())
+    }
+
+    fn seal_labelled(&self, secret: &SecretString, row: &str) -> Result<String, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::NoRandomness)?;
         let mut data = secret.expose_secret().as_bytes().to_vec();
@@ -88,8 +149,7 @@ impl SecretBox {
         Ok(format!("{PREFIX}{}", STANDARD.encode(out)))
     }
 
-    /// Opens what [`SecretBox::seal`] sealed for the same `row`.
-    pub fn open(&self, sealed: &str, row: &str) -> Result<SecretString, SecretError> {
+    fn open_labelled(&self, sealed: &str, row: &str) -> Result<SecretString, SecretError> {
         let bytes =
             sealed.strip_prefix(PREFIX).and_then(|b| STANDARD.decode(b).ok()).ok_or(SecretError::DoesNotOpen)?;
         if bytes.len() < NONCE_LEN {
@@ -118,26 +178,59 @@ mod tests {
     fn seals_and_opens_for_the_same_row_only() {
         let key = MasterKey::generate().unwrap();
         let b = SecretBox::new(&key);
-        let sealed = b.seal(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
+        let sealed = b.seal_labelled(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
         assert!(sealed.starts_with("v1.") && !sealed.contains("refresh-token-value"));
-        assert_eq!(b.open(&sealed, "connection:1:refresh_token").unwrap().expose_secret(), "refresh-token-value");
-        assert_eq!(b.open(&sealed, "connection:2:refresh_token").unwrap_err(), SecretError::DoesNotOpen, "another row");
-        let again = b.seal(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
+        assert_eq!(
+            b.open_labelled(&sealed, "connection:1:refresh_token").unwrap().expose_secret(),
+            "refresh-token-value"
+        );
+        assert_eq!(
+            b.open_labelled(&sealed, "connection:2:refresh_token").unwrap_err(),
+            SecretError::DoesNotOpen,
+            "another row"
+        );
+        let again = b.seal_labelled(&secret("refresh-token-value"), "connection:1:refresh_token").unwrap();
         assert_ne!(sealed, again, "a fresh nonce every time");
     }
 
     #[test]
     fn altered_or_foreign_ciphertexts_do_not_open() {
         let b = SecretBox::new(&MasterKey::generate().unwrap());
-        let sealed = b.seal(&secret("x"), "row").unwrap();
+        let sealed = b.seal_labelled(&secret("x"), "row").unwrap();
         let mut raw = STANDARD.decode(&sealed[3..]).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        assert!(b.open(&format!("v1.{}", STANDARD.encode(raw)), "row").is_err());
-        assert!(SecretBox::new(&MasterKey::generate().unwrap()).open(&sealed, "row").is_err(), "another key");
+        assert!(b.open_labelled(&format!("v1.{}", STANDARD.encode(raw)), "row").is_err());
+        assert!(SecretBox::new(&MasterKey::generate().unwrap()).open_labelled(&sealed, "row").is_err(), "another key");
         for junk in ["", "v1.", "v1.AAAA", "v2.whatever", "plain text"] {
-            assert!(b.open(junk, "row").is_err(), "{junk:?}");
+            assert!(b.open_labelled(junk, "row").is_err(), "{junk:?}");
         }
+    }
+
+    /// The labels are the rows' and columns' names, as sealed values were always bound.
+    #[test]
+    fn places_are_labelled_by_row_and_column() {
+        let id = ConnectionId(uuid::Uuid::nil());
+        let nil = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(
+            Place::Connection(id, ConnectionSecret::AccessToken).label(),
+            format!("connection:{nil}:access_token")
+        );
+        assert_eq!(
+            Place::Connection(id, ConnectionSecret::RefreshToken).label(),
+            format!("connection:{nil}:refresh_token")
+        );
+        assert_eq!(
+            Place::Connection(id, ConnectionSecret::ClientState).label(),
+            format!("connection:{nil}:client_state")
+        );
+        assert_eq!(Place::SignIn("h", SignInSecret::Nonce).label(), "oauth:h:nonce");
+        assert_eq!(Place::SignIn("h", SignInSecret::PkceVerifier).label(), "oauth:h:pkce_verifier");
+        assert_eq!(Place::CertificateKey("kehai-1").label(), "certificate:kehai-1:private_key");
+        let b = SecretBox::new(&MasterKey::generate().unwrap());
+        let sealed = b.seal(&secret("t"), Place::Connection(id, ConnectionSecret::AccessToken)).unwrap();
+        assert!(b.open(&sealed, Place::Connection(id, ConnectionSecret::RefreshToken)).is_err(), "another column");
+        assert_eq!(b.open(&sealed, Place::Connection(id, ConnectionSecret::AccessToken)).unwrap().expose_secret(), "t");
     }
 
     #[test]
@@ -145,8 +238,8 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let text = key.to_base64();
         let again = MasterKey::from_base64(text.expose_secret()).unwrap();
-        let sealed = SecretBox::new(&key).seal(&secret("v"), "r").unwrap();
-        assert_eq!(SecretBox::new(&again).open(&sealed, "r").unwrap().expose_secret(), "v");
+        let sealed = SecretBox::new(&key).seal_labelled(&secret("v"), "r").unwrap();
+        assert_eq!(SecretBox::new(&again).open_labelled(&sealed, "r").unwrap().expose_secret(), "v");
         assert_eq!(MasterKey::from_base64("c2hvcnQ=").unwrap_err(), SecretError::BadKey);
         assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), SecretError::BadKey);
         assert!(!format!("{key:?}").contains(text.expose_secret()));
@@ -157,11 +250,11 @@ mod tests {
         #[test]
         fn any_value_round_trips_for_its_row_only(value in ".*", row in "[a-z0-9:_-]{1,40}", other in "[a-z0-9:_-]{1,40}") {
             let b = SecretBox::new(&MasterKey::generate().unwrap());
-            let sealed = b.seal(&secret(&value), &row).unwrap();
-            let opened = b.open(&sealed, &row).unwrap();
+            let sealed = b.seal_labelled(&secret(&value), &row).unwrap();
+            let opened = b.open_labelled(&sealed, &row).unwrap();
             proptest::prop_assert_eq!(opened.expose_secret(), value.as_str());
             if other != row {
-                proptest::prop_assert!(b.open(&sealed, &other).is_err());
+                proptest::prop_assert!(b.open_labelled(&sealed, &other).is_err());
             }
         }
     }

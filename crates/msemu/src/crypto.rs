@@ -1,4 +1,4 @@
-//! Encryption of rich notifications' resource data, as Graph does it (§4.2): a fresh 32-byte
+//! Encryption of rich notifications' resource data, as Graph does it: a fresh 32-byte
 //! key per item wrapped with RSA-OAEP-SHA1 for the subscription's certificate, the data
 //! AES-256-CBC/PKCS#7 encrypted with IV = the key's first 16 bytes, and an HMAC-SHA256 of the
 //! ciphertext under the same key.

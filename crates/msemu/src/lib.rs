@@ -1,6 +1,7 @@
 //! msemu: an emulator of the part of Microsoft that kehai uses — the identity platform (v2.0)
-//! and Microsoft Graph presence with change notifications — built from the documented protocol
-//! (`shared/docs/microsoft-protocol.md`) and checked by Microsoft's own client libraries.
+//! and Microsoft Graph presence with change notifications — built from Microsoft's documentation
+//! of those protocols (the identity platform's and Graph's) and checked by Microsoft's own client
+//! libraries.
 //!
 //! One port serves the identity paths (`/{tenant}/oauth2/v2.0/…`, `/{tenant}/v2.0/…`,
 //! `/{tenant}/discovery/…`) and the Graph paths (`/v1.0/…`), so both of a client's base URLs can
@@ -60,7 +61,8 @@ pub struct Config {
     pub tick: Duration,
 }
 
-/// Notification delivery timing (§3.4), shortened in tests.
+/// Notification delivery timing, shortened in tests; Graph's own timings are documented at
+/// <https://learn.microsoft.com/graph/change-notifications-delivery-webhooks>.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// A first attempt answered 2xx within this counts as delivered (Graph: 3 s).

@@ -1,7 +1,10 @@
-//! Change notifications (§3.2) and their delivery (§3.4): every presence change is posted to
-//! each live subscription covering the user — basic, or rich with the resource data encrypted
-//! (§4.2) and `validationTokens` (§3.3). A 2xx within 3 s counts as delivered; otherwise the
-//! post is retried with exponential backoff and a 10 s timeout.
+//! Change notifications and their delivery, as Graph documents them for webhooks
+//! (<https://learn.microsoft.com/graph/change-notifications-delivery-webhooks>): every presence
+//! change is posted to each live subscription covering the user — basic, or rich with the
+//! resource data encrypted and `validationTokens`
+//! (<https://learn.microsoft.com/graph/change-notifications-with-resource-data>). A 2xx within
+//! 3 s counts as delivered; otherwise the post is retried with exponential backoff and a 10 s
+//! timeout.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,11 +17,13 @@ use crate::{
     world::{Subscription, now},
 };
 
-/// The service principal that signs Graph's validation tokens (§3.3).
+/// The service principal that signs Graph's validation tokens (Graph's change tracking; the
+/// tokens' `azp`).
 pub const PUBLISHER: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
 /// Tells every live subscription covering `user` that their presence changed. A subscription
-/// whose authorization lapsed has its notifications withheld until it is reauthorized (§3.4).
+/// whose authorization lapsed has its notifications withheld until it is reauthorized, as Graph
+/// does when the access token a subscription was made with expires.
 pub fn presence_changed(emu: &Arc<Emulator>, user: Uuid) {
     let (subscriptions, presence) = {
         let mut world = emu.world.lock();
@@ -88,7 +93,9 @@ pub fn release(emu: &Arc<Emulator>, id: Uuid, url: &str, bodies: Vec<Value>) {
     }
 }
 
-/// Posts `reauthorizationRequired` to the subscription's lifecycle URL (§5).
+/// Posts `reauthorizationRequired` to the subscription's lifecycle URL: the lifecycle event Graph
+/// sends when a subscription must be reauthorized
+/// (<https://learn.microsoft.com/graph/change-notifications-lifecycle-events>).
 pub fn reauthorization_required(emu: &Arc<Emulator>, sub: &Subscription) {
     let Some(url) = sub.lifecycle_notification_url.clone() else {
         return;
@@ -203,7 +210,7 @@ fn notification_with(
         "organizationId": sub.tenant_id.to_string(),
     });
     if !sub.include_resource_data {
-        // Basic presence notifications carry no availability or activity (§0.4).
+        // Basic presence notifications carry no availability or activity (Graph since June 2024).
         return Ok(json!({ "value": [item] }));
     }
     let (Some(cert), Some(cert_id)) = (&sub.encryption_certificate, &sub.encryption_certificate_id) else {

@@ -199,11 +199,11 @@ async fn identity_errors_carry_their_aadsts_code() {
     let callback = sign_in(&emu, &request.url, "organizations", "alice@example.com", "alice-password").await;
     let tokens = identity.exchange_code(&callback["code"], &request.pkce_verifier, REDIRECT).await.unwrap();
     let reuse = identity.exchange_code(&callback["code"], &request.pkce_verifier, REDIRECT).await.unwrap_err();
-    assert_eq!((reuse.aadsts(), reuse.is_invalid_grant()), (Some(54005), true));
+    assert_eq!((reuse.aadsts(), reuse.identity_error()), (Some(54005), Some("invalid_grant")));
 
     reqwest::Client::new().post(emu.url("/_emu/api/users/alice@example.com/revoke")).send().await.unwrap();
     let revoked = identity.refresh(tokens.refresh_token.as_ref().unwrap(), REDIRECT).await.unwrap_err();
-    assert_eq!((revoked.aadsts(), revoked.is_invalid_grant()), (Some(50173), true));
+    assert_eq!((revoked.aadsts(), revoked.identity_error()), (Some(50173), Some("invalid_grant")));
     assert!(
         !revoked.to_string().contains(secrecy::ExposeSecret::expose_secret(tokens.refresh_token.as_ref().unwrap()))
     );
@@ -422,7 +422,7 @@ async fn token_requests_are_retried_when_throttled_or_unavailable() {
     // Unavailable beyond the retries: a temporary failure, never one that asks for a new sign-in.
     fault(&emu, json!({"target": "token", "kind": "unavailable", "count": 4, "retry_after": 0})).await;
     let e = identity.refresh(fresh.refresh_token.as_ref().unwrap(), REDIRECT).await.unwrap_err();
-    assert!(!e.is_invalid_grant(), "{e}");
+    assert_ne!(e.identity_error(), Some("invalid_grant"), "{e}");
     assert_eq!(requests_to(&emu, "/oauth2/v2.0/token").await - before, 7);
     assert_eq!(*told.0.lock().unwrap(), ["refresh_token ok", "refresh_token temporarily_unavailable"]);
 }

@@ -4,12 +4,9 @@ use axum::{
     extract::{FromRequestParts, OptionalFromRequestParts},
     http::{HeaderValue, request::Parts},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use kehai_core::{Millis, PersonId, PersonKind, SpaceId};
 use kehai_store::Session;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 use super::{cookies, csrf};
 use crate::{error::ApiError, state::AppState};
@@ -26,9 +23,7 @@ pub struct SessionCookie(SecretString);
 
 impl SessionCookie {
     fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        SessionCookie(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+        SessionCookie(crate::opaque::random(32))
     }
 
     /// What the database stores: the SHA-256 of the cookie value.
@@ -53,7 +48,7 @@ impl std::fmt::Debug for SessionCookie {
 }
 
 fn hash_cookie(value: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+    crate::opaque::hash(&[value.as_bytes()])
 }
 
 /// The person behind a request: a logged-in member or a guest.
@@ -139,9 +134,7 @@ pub fn pre_session_seed(parts_headers: &axum::http::HeaderMap, secure: bool) -> 
     match cookies::get(parts_headers, csrf::PRE_SESSION_COOKIE).filter(|v| v.len() >= 32) {
         Some(seed) => (seed, None),
         None => {
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            let seed = URL_SAFE_NO_PAD.encode(bytes);
+            let seed = crate::opaque::random(32).expose_secret().to_owned();
             let header = cookies::set(csrf::PRE_SESSION_COOKIE, &seed, None, secure);
             (seed, Some(header))
         }

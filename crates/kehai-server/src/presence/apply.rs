@@ -3,7 +3,7 @@
 //! A reading is shown in every space where its connection is ON, and only if it is newer than the
 //! one shown (the provider's ordering key, byte order) and the connection is still connected to
 //! the same account — checked in the transaction that writes the avatars and the key together
-//! (group commit, [`super::commit`]), so that duplicates and late re-deliveries change nothing
+//! (group commit, `presence::commit`), so that duplicates and late re-deliveries change nothing
 //! and a crash between the two cannot make the next reading of the same presence look stale.
 //! One reading at a time per connection (its gate): of two applied at once, the older is never
 //! shown last. Taking a presence off — a connection that can no longer be followed, a space

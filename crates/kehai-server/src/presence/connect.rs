@@ -18,7 +18,10 @@ use axum::{
     response::Response,
 };
 use kehai_core::SpaceSlug;
-use kehai_store::{Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError, secrets::row_label};
+use kehai_store::{
+    Connection, ConnectionId, ConnectionState, OAuthState, Sealed, StoreError,
+    secrets::{Place, SignInSecret},
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -140,12 +143,11 @@ pub async fn start(
         }
     };
     let state_hash = crate::opaque::hash(&[sign_in.state.expose_secret().as_bytes()]);
-    let seal = |value: &SecretString, what: &str| {
-        state.secrets.seal(value, &row_label("oauth", &state_hash, what)).map(Sealed)
-    };
-    let (Ok(nonce), Ok(verifier)) =
-        (seal(&sign_in.secrets.nonce, "nonce"), seal(&sign_in.secrets.pkce_verifier, "pkce_verifier"))
-    else {
+    let seal = |value: &SecretString, secret| state.secrets.seal(value, Place::SignIn(&state_hash, secret)).map(Sealed);
+    let (Ok(nonce), Ok(verifier)) = (
+        seal(&sign_in.secrets.nonce, SignInSecret::Nonce),
+        seal(&sign_in.secrets.pkce_verifier, SignInSecret::PkceVerifier),
+    ) else {
         return PageError::Internal.render(t);
     };
     let stored = OAuthState {
@@ -223,12 +225,12 @@ async fn finish(
     code: &str,
     state_param: &str,
 ) -> Result<(), Outcome> {
-    let open = |sealed: &Sealed, what: &str| {
-        state.secrets.open(&sealed.0, &row_label("oauth", &sign_in.state_hash, what)).map_err(|_| Outcome::Expired)
+    let open = |sealed: &Sealed, secret| {
+        state.secrets.open(&sealed.0, Place::SignIn(&sign_in.state_hash, secret)).map_err(|_| Outcome::Expired)
     };
     let secrets = SignInSecrets {
-        nonce: open(&sign_in.nonce, "nonce")?,
-        pkce_verifier: open(&sign_in.pkce_verifier, "pkce_verifier")?,
+        nonce: open(&sign_in.nonce, SignInSecret::Nonce)?,
+        pkce_verifier: open(&sign_in.pkce_verifier, SignInSecret::PkceVerifier)?,
     };
     let SignedIn { tenant, user, tokens: issued, reading } =
         provider.finish(state, code, &secrets, state_param).await?;

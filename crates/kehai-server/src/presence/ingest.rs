@@ -3,7 +3,10 @@
 //! opened, the delivery's own proof (Graph's validation tokens, then the content's signature) —
 //! and its presence applied in order to every space where the connection is ON.
 
-use kehai_store::{Connection, ConnectionState, secrets::row_label};
+use kehai_store::{
+    Connection, ConnectionState,
+    secrets::{ConnectionSecret, Place},
+};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -81,7 +84,7 @@ async fn admit(state: &AppState, provider: &dyn Provider, item: &Item) -> Result
     let subscription = connection.subscription.clone().ok_or(Dropped::UnknownSubscription)?;
     let expected = state
         .secrets
-        .open(&subscription.client_state.0, &row_label("connection", &connection.id.0.to_string(), "client_state"))
+        .open(&subscription.client_state.0, Place::Connection(connection.id, ConnectionSecret::ClientState))
         .map_err(|_| Dropped::ClientState)?;
     let given = item.secret.as_deref().unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {

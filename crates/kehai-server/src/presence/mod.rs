@@ -23,7 +23,7 @@
 //!   clock ([`Reading::next_change_at`]) and runs the periodic reconciliation (claimed).
 //! - [`reconcile`]: every presence read again, a page at a time through
 //!   [`Provider::read_many`], and lapsed subscriptions made anew.
-//! - [`retry`]: presences read again after a notification failed for want of the provider or
+//! - `retry`: presences read again after a notification failed for want of the provider or
 //!   the database.
 //! - [`apply`]: the one path that shows or clears a presence: ordered by the provider's key,
 //!   one at a time per connection, written by group commit.

@@ -24,7 +24,10 @@
 
 use std::time::Duration;
 
-use kehai_store::{Claim, Connection, ConnectionId, Sealed, SubscriptionRecord, secrets::row_label};
+use kehai_store::{
+    Claim, Connection, ConnectionId, Sealed, SubscriptionRecord,
+    secrets::{ConnectionSecret, Place},
+};
 use secrecy::SecretString;
 
 use super::{Dropped, Error, Provider, ProviderError, apply, tokens};
@@ -109,10 +112,10 @@ pub async fn subscribe(
     let secret = crate::opaque::random(SECRET_BYTES);
     let requested = state.clock.now() + life_of(provider.subscription_ms(), connection.id);
     let made = provider.subscribe(state, access, connection, &secret, requested).await?;
-    let label = row_label("connection", &connection.id.0.to_string(), "client_state");
+    let place = Place::Connection(connection.id, ConnectionSecret::ClientState);
     let sealed = state
         .secrets
-        .seal(&secret, &label)
+        .seal(&secret, place)
         .map_err(|_| Error::Unavailable("a subscription secret could not be sealed"))?;
     Ok(SubscriptionRecord {
         id: made.id,

@@ -4,7 +4,10 @@
 //! good marks the connection Needs reconnect; a refused app registration marks it Error. A token
 //! the provider refuses before its expiry is replaced once ([`authorized`]).
 
-use kehai_store::{Claim, Connection, ConnectionId, ConnectionState, Sealed, TokenUpdate, secrets::row_label};
+use kehai_store::{
+    Claim, Connection, ConnectionId, ConnectionState, Sealed, TokenUpdate,
+    secrets::{ConnectionSecret, Place},
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Error, Provider, ProviderError, Tokens, apply};
@@ -83,9 +86,9 @@ async fn token_for(
     until: i64,
 ) -> Result<SecretString, Error> {
     let now = state.clock.now();
-    let label = row_label("connection", &connection.id.0.to_string(), "access_token");
+    let place = Place::Connection(connection.id, ConnectionSecret::AccessToken);
     // A value that does not open (a lost or wrong master key) can only be fixed by a new sign-in.
-    let stored = |c: &Connection| state.secrets.open(&c.access_token.0, &label).map_err(|_| Error::NeedsReconnect);
+    let stored = |c: &Connection| state.secrets.open(&c.access_token.0, place).map_err(|_| Error::NeedsReconnect);
     let fresh_enough = |c: &Connection| c.access_refresh_at > now && c.access_expires_at >= until;
     if refused.is_none() && fresh_enough(connection) {
         return stored(connection);
@@ -138,8 +141,8 @@ async fn refresh(
     let Some(refresh) = &connection.refresh_token else {
         return Err(Error::NeedsReconnect);
     };
-    let label = row_label("connection", &connection.id.0.to_string(), "refresh_token");
-    let refresh = state.secrets.open(&refresh.0, &label).map_err(|_| Error::NeedsReconnect)?;
+    let place = Place::Connection(connection.id, ConnectionSecret::RefreshToken);
+    let refresh = state.secrets.open(&refresh.0, place).map_err(|_| Error::NeedsReconnect)?;
     match provider.refresh(&refresh).await {
         Ok(tokens) => {
             let update = sealed(state, provider, connection.id, &tokens, now)?;
@@ -182,20 +185,19 @@ pub fn sealed(
     tokens: &Tokens,
     now: i64,
 ) -> Result<TokenUpdate, Error> {
-    let id = connection.0.to_string();
-    let seal = |v: &SecretString, what: &str| {
+    let seal = |v: &SecretString, secret| {
         state
             .secrets
-            .seal(v, &row_label("connection", &id, what))
+            .seal(v, Place::Connection(connection, secret))
             .map(Sealed)
             .map_err(|_| Error::Unavailable("a token could not be sealed"))
     };
     let (access_expires_at, access_refresh_at) = lifetime(now, tokens.expires_in);
     Ok(TokenUpdate {
-        access_token: seal(&tokens.access_token, "access_token")?,
+        access_token: seal(&tokens.access_token, ConnectionSecret::AccessToken)?,
         access_expires_at,
         access_refresh_at,
-        refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, "refresh_token")).transpose()?,
+        refresh_token: tokens.refresh_token.as_ref().map(|r| seal(r, ConnectionSecret::RefreshToken)).transpose()?,
         refresh_expires_at: tokens.refresh_token.as_ref().map(|_| now + provider.refresh_token_ms()),
         updated_at: now,
     })

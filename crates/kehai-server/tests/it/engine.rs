@@ -19,7 +19,10 @@ use kehai_server::{
         SignInSecrets, SignedIn, Subscribed, Tokens,
     },
 };
-use kehai_store::{Connection, ConnectionId, ConnectionState, Sealed, SubscriptionRecord, secrets::row_label};
+use kehai_store::{
+    Connection, ConnectionId, ConnectionState, Sealed, SubscriptionRecord,
+    secrets::{ConnectionSecret, Place},
+};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -148,9 +151,9 @@ async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
     let space = store.space_by_slug(&kehai_core::SpaceSlug::parse("alpha").unwrap()).await.unwrap().unwrap();
     let now = app.clock.now();
     let id = ConnectionId::new();
-    let seal = |value: &str, column: &str| {
-        let label = row_label("connection", &id.0.to_string(), column);
-        Sealed(app.state.secrets.seal(&SecretString::from(value.to_owned()), &label).unwrap())
+    let seal = |value: &str, secret| {
+        let place = Place::Connection(id, secret);
+        Sealed(app.state.secrets.seal(&SecretString::from(value.to_owned()), place).unwrap())
     };
     let connection = Connection {
         id,
@@ -158,7 +161,7 @@ async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
         provider: CALENDAR.into(),
         external_tenant: "example.com".into(),
         external_user: "alice-at-the-calendar".into(),
-        access_token: seal("an access token", "access_token"),
+        access_token: seal("an access token", ConnectionSecret::AccessToken),
         access_expires_at: now + 3_600_000,
         access_refresh_at: now + 3_300_000,
         refresh_token: None,
@@ -166,7 +169,7 @@ async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
         subscription: Some(SubscriptionRecord {
             id: "channel-1".into(),
             expires_at: now + 6 * 24 * 3600 * 1000,
-            client_state: seal("a channel token", "client_state"),
+            client_state: seal("a channel token", ConnectionSecret::ClientState),
             certificate_id: None,
         }),
         state: ConnectionState::Connected,

@@ -177,7 +177,8 @@ async fn graceful_shutdown_closes_streams_and_returns() {
     assert!(reqwest::get(app.url("/healthz")).await.is_err(), "no longer listening");
 }
 
-/// Graph's validation handshake on both webhook paths (protocol doc §3.1).
+/// Graph's validation handshake on both webhook paths: within 10 s, 200, `text/plain` and the
+/// URL-decoded token.
 #[tokio::test]
 async fn webhooks_answer_the_validation_handshake() {
     let app = TestApp::start().await;

@@ -129,5 +129,5 @@ async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured
         html.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
         "the card the script fills"
     );
-    assert!(html.contains("never your calendar"), "what kehai can and cannot see (S18)");
+    assert!(html.contains("never your calendar"), "what kehai can and cannot see (it never reads calendar content)");
 }

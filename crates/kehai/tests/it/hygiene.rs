@@ -11,7 +11,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use kehai_store::secrets::{MasterKey, SecretBox, row_label};
+use kehai_store::secrets::{ConnectionSecret, MasterKey, Place, SecretBox};
 use reqwest::cookie::CookieStore;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -190,18 +190,21 @@ async fn journey(postgres: Option<&Database>) {
     let sealed = SecretBox::new(&MasterKey::from_base64(MASTER_KEY).unwrap());
     let connection = store.connected_connections("msteams", None, 10).await.unwrap().pop().expect("the connection");
     let id = connection.id.0.to_string();
-    let mut opened = |name: &str, sealed_value: &str, label: String| {
-        let value = sealed.open(sealed_value, &label).unwrap();
+    let mut opened = |name: &str, sealed_value: &str, place: Place<'_>| {
+        let value = sealed.open(sealed_value, place).unwrap();
         secrets.push((name.to_owned(), value.expose_secret().as_bytes().to_vec()));
     };
-    opened("the access token", &connection.access_token.0, row_label("connection", &id, "access_token"));
+    opened(
+        "the access token",
+        &connection.access_token.0,
+        Place::Connection(connection.id, ConnectionSecret::AccessToken),
+    );
     let refresh = connection.refresh_token.clone().unwrap();
-    opened("the refresh token", &refresh.0, row_label("connection", &id, "refresh_token"));
+    opened("the refresh token", &refresh.0, Place::Connection(connection.id, ConnectionSecret::RefreshToken));
     let client_state = connection.subscription.clone().unwrap().client_state;
-    opened("the clientState", &client_state.0, row_label("connection", &id, "client_state"));
+    opened("the clientState", &client_state.0, Place::Connection(connection.id, ConnectionSecret::ClientState));
     let certificate = store.current_certificate().await.unwrap().expect("a certificate");
-    let key =
-        sealed.open(&certificate.private_key.0, &row_label("certificate", &certificate.id, "private_key")).unwrap();
+    let key = sealed.open(&certificate.private_key.0, Place::CertificateKey(&certificate.id)).unwrap();
     let der = STANDARD.decode(key.expose_secret()).unwrap();
     // A stretch from the middle of the private key, as text and as bytes.
     secrets.push(("the certificate's private key (base64)".into(), key.expose_secret().as_bytes()[200..260].to_vec()));

@@ -10,7 +10,8 @@ use crate::{
     world::{Inner, Presence, now},
 };
 
-/// Teams statuses and the (availability, activity) Graph reports for them (§1.3).
+/// Teams statuses and the (availability, activity) Graph reports for them, as Microsoft lists
+/// them (<https://learn.microsoft.com/graph/cloud-communications-manage-presence-state>).
 pub const STATUSES: &[(&str, &str, &str)] = &[
     ("Available", "Available", "Available"),
     ("Busy", "Busy", "Busy"),

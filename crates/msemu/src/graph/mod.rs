@@ -1,6 +1,7 @@
-//! Microsoft Graph v1.0, the part kehai uses: presence (§1) and change-notification
-//! subscriptions (§2), behind bearer access tokens that msemu itself issued. Errors take Graph's
-//! envelope (§2.3): `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
+//! Microsoft Graph v1.0, the part kehai uses: presence and change-notification subscriptions,
+//! behind bearer access tokens that msemu itself issued. Errors take Graph's envelope
+//! (<https://learn.microsoft.com/graph/errors>):
+//! `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
 
 pub mod presence;
 pub mod subscriptions;
@@ -142,7 +143,7 @@ impl FromRequestParts<Arc<Emulator>> for Caller {
             if world.revoked_access.contains(&claims.uti) {
                 return Err(unauthorized("The access token has been revoked."));
             }
-            // Presence is for work and school accounts only (§1.1).
+            // Graph serves presence to work and school accounts only, never personal ones.
             if world.directory.tenant(&tenant.to_string()).is_none_or(|t| t.personal) {
                 return Err(GraphError::new(
                     StatusCode::FORBIDDEN,
@@ -162,7 +163,8 @@ impl FromRequestParts<Arc<Emulator>> for Caller {
 }
 
 /// Counts a presence request of the caller's (app, tenant); `Err` when over the limit
-/// (Microsoft: 1,500 per 30 s per app per tenant, §6.9).
+/// (Microsoft: 1,500 per 30 s per app per tenant,
+/// <https://learn.microsoft.com/graph/throttling-limits>).
 pub fn throttle_presence(emu: &Emulator, caller: &Caller) -> Result<(), GraphError> {
     const WINDOW: i64 = 30;
     let now = now();

@@ -1,5 +1,6 @@
 //! `GET /me`, `GET /me/presence`, `GET /users/{id}/presence`,
-//! `GET /communications/presences/{id}` and `POST /communications/getPresencesByUserId` (§1).
+//! `GET /communications/presences/{id}` and `POST /communications/getPresencesByUserId`, as
+//! Graph documents them (<https://learn.microsoft.com/graph/api/resources/presence>).
 
 use std::sync::Arc;
 
@@ -77,7 +78,7 @@ pub struct Ids {
     ids: Vec<String>,
 }
 
-/// At most 650 ids per request (§1.2).
+/// Graph takes at most 650 ids per request.
 const MAX_IDS: usize = 650;
 
 pub async fn by_user_ids(

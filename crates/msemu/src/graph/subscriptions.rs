@@ -1,5 +1,7 @@
-//! `/subscriptions`: create (with the validation handshake, §3.1), list, get, renew (PATCH),
-//! delete and reauthorize — with the rules Graph documents for presence (§2.1–§2.3).
+//! `/subscriptions`: create (with the validation handshake), list, get, renew (PATCH), delete
+//! and reauthorize — with the rules Graph documents for presence subscriptions
+//! (<https://learn.microsoft.com/graph/changenotifications-for-presence>,
+//! <https://learn.microsoft.com/graph/api/resources/subscription>).
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use crate::{
 };
 
 /// Presence subscriptions live at most 60 minutes; less is raised to the configured minimum
-/// (Graph: 45 minutes, §0.3).
+/// (Graph raises anything under 45 minutes to 45 minutes).
 const MAX_MINUTES: i64 = 60;
 const MAX_CLIENT_STATE: usize = 128;
 const MAX_FILTER_IDS: usize = 650;
@@ -49,7 +51,8 @@ pub fn parse_resource(resource: &str) -> Result<Vec<Uuid>, GraphError> {
             "Invalid resource '{resource}': expected communications/presences/{{id}} or communications/presences?$filter=id in ('{{id}}', ...)."
         ))
     };
-    // The filter form also arrives URL-encoded (`id+in+(%27…%27)`, §3.2).
+    // The filter form also arrives URL-encoded (`id+in+(%27…%27)`, as Graph itself writes it in
+    // notifications).
     let decoded: String = url::form_urlencoded::parse(format!("r={}", resource.replace('&', "%26")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -156,7 +159,7 @@ async fn handshake(emu: &Emulator, url: &str) -> Result<(), GraphError> {
         .await;
     let ok = match answer {
         Ok(r) if r.status() == reqwest::StatusCode::OK => {
-            // §3.1: 200, text/plain, the decoded token.
+            // The endpoint must answer 200, text/plain, with the URL-decoded token as the body.
             let plain = r
                 .headers()
                 .get("content-type")
@@ -272,7 +275,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
-/// One presence subscription per app per user (§0.2): a live one means 409.
+/// Graph allows one presence subscription per app per user: a live one means 409.
 fn conflict(world: &crate::world::Inner, caller: &Caller) -> Result<(), GraphError> {
     let now = now();
     match world

@@ -477,8 +477,9 @@ struct AdminConsentRequest {
     state: Option<String>,
 }
 
-/// Checks an admin-consent request, or answers Microsoft's error page (§6.8: `{tenant}` is a
-/// tenant or `organizations`, never `common`).
+/// Checks an admin-consent request, or answers Microsoft's error page. The admin-consent endpoint
+/// takes a tenant or `organizations` as `{tenant}`, never `common`
+/// (<https://learn.microsoft.com/entra/identity-platform/v2-admin-consent>).
 #[allow(clippy::result_large_err)] // the error is the answer itself, built once per request
 fn admin_consent_request(
     world: &Inner,
@@ -571,7 +572,8 @@ pub async fn admin_consent_decision(
         found(url.as_str())
     };
     if form.decision != "accept" {
-        // §6.8: a declined admin consent comes back as consent_required with AADSTS65004.
+        // As Microsoft documents it, a declined admin consent comes back as consent_required with
+        // AADSTS65004.
         let e = Aadsts::new("consent_required", 65004, "The administrator declined to consent to access the app.");
         return back(&[("error", e.error), ("error_description", &e.description())]);
     }

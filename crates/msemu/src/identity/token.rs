@@ -259,7 +259,9 @@ fn refresh(
     tokens::issue(emu, &mut world, base, grant).map_err(|e| Aadsts::new("server_error", 50000, e.to_string()))
 }
 
-/// The token endpoint's URL decides whose tokens it gives, as `/authorize` does (§6.1, §6.6).
+/// The token endpoint's URL decides whose tokens it gives, as `/authorize` does: `organizations`
+/// admits only work and school accounts, `consumers` only personal ones, and a tenant's URL only
+/// that tenant's users.
 fn admits(authority: super::Authority, tenant: &crate::directory::Tenant, email: &str) -> Result<(), Aadsts> {
     authority.admits(tenant).map_err(|code| match code {
         500208 => Aadsts::new("invalid_grant", 500208, format!("The domain is not a valid login domain for the account type: '{email}' is a personal Microsoft account.")),

@@ -270,7 +270,8 @@ async fn admin_consent_tenants_need_an_admin_first() {
     // An ordinary user cannot consent for the organization…
     let refused = consent_as("erin@fabrikam.example", "erin-password", "accept").await.page();
     assert!(refused.contains("AADSTS90093"), "{refused}");
-    // …declining comes back as §6.8 says…
+    // …declining comes back as Microsoft documents it (`admin_consent=True&error=consent_required`,
+    // AADSTS65004)…
     let declined = consent_as("admin@fabrikam.example", "admin-password", "cancel").await.redirect();
     assert_eq!((declined["admin_consent"].as_str(), declined["error"].as_str()), ("True", "consent_required"));
     assert!(declined["error_description"].starts_with("AADSTS65004: "));

@@ -16,7 +16,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use kehai_microsoft::notifications::DecryptionKey;
-use kehai_store::{EncryptionCertificate, Sealed, StoreError, secrets::row_label};
+use kehai_store::{EncryptionCertificate, Sealed, StoreError, secrets::Place};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Teams;
@@ -70,10 +70,8 @@ impl Keys {
             return Ok(Arc::clone(key));
         }
         let cert = state.store.certificate(id).await.map_err(|_| KeyError::Unavailable)?.ok_or(KeyError::Unknown)?;
-        let sealed = state
-            .secrets
-            .open(&cert.private_key.0, &row_label("certificate", &cert.id, "private_key"))
-            .map_err(|_| KeyError::Unknown)?;
+        let sealed =
+            state.secrets.open(&cert.private_key.0, Place::CertificateKey(&cert.id)).map_err(|_| KeyError::Unknown)?;
         let der = STANDARD.decode(sealed.expose_secret()).map_err(|_| KeyError::Unknown)?;
         let key = Arc::new(DecryptionKey::from_pkcs8(&der).map_err(|_| KeyError::Unknown)?);
         let mut keys = self.lock();
@@ -115,10 +113,7 @@ fn generate(state: &AppState) -> Result<EncryptionCertificate, CertificateError>
     let cert = params.self_signed(&key)?;
     let id = format!("kehai-{}", uuid::Uuid::new_v4());
     let private_key = SecretString::from(STANDARD.encode(key.serialize_der()));
-    let sealed = state
-        .secrets
-        .seal(&private_key, &row_label("certificate", &id, "private_key"))
-        .map_err(|_| CertificateError::Seal)?;
+    let sealed = state.secrets.seal(&private_key, Place::CertificateKey(&id)).map_err(|_| CertificateError::Seal)?;
     Ok(EncryptionCertificate {
         id,
         certificate: STANDARD.encode(cert.der()),

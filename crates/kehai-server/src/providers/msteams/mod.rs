@@ -2,11 +2,11 @@
 //!
 //! [`Teams`] holds the Microsoft clients (`kehai-microsoft`) and the URLs Microsoft calls back,
 //! and implements the engine's [`Provider`]: signing in at the identity platform (the admin
-//! consent flow, personal accounts refused, AADSTS codes shown — [`sign_in`]), presence
+//! consent flow, personal accounts refused, AADSTS codes shown — `sign_in`), presence
 //! subscriptions (rich ones encrypted for kehai's own certificates, [`certificates`]), presence
-//! reads (a tenant's presences in batches of 650 through one member's token — [`read`]), and
+//! reads (a tenant's presences in batches of 650 through one member's token — `read`), and
 //! Graph's change notifications (validation tokens, then the HMAC, then RSA —
-//! [`notifications`]). It exists only when the server is configured with an app registration.
+//! `notifications`). It exists only when the server is configured with an app registration.
 
 pub mod certificates;
 mod errors;

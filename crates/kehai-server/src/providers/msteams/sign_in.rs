@@ -37,7 +37,8 @@ fn detail(code: Option<u32>, error: &str) -> String {
 }
 
 /// Redeems the code, validates the id token, refuses personal accounts and reads the presence:
-/// the seed's scopes give no `oid`, so the presence's `id` is the user's object id.
+/// kehai's scopes leave out `profile`, so the id token has no `oid`; the presence's `id` is the
+/// user's object id.
 pub(super) async fn finish(
     teams: &Teams,
     code: &str,

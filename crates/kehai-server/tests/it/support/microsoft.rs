@@ -195,7 +195,8 @@ pub(crate) async fn basic_notification(
 pub(crate) async fn basic_notification_json(app: &TestApp, client_state: Option<&str>) -> Value {
     let connection = alice_connection(app).await;
     let subscription = connection.subscription.clone().unwrap();
-    let genuine = opened(app, &connection, &subscription.client_state, "client_state");
+    let genuine =
+        opened(app, &connection, &subscription.client_state, kehai_store::secrets::ConnectionSecret::ClientState);
     let client_state =
         client_state.map_or_else(|| secrecy::ExposeSecret::expose_secret(&genuine).to_owned(), str::to_owned);
     json!({"value": [{
@@ -261,10 +262,9 @@ pub(crate) fn opened(
     app: &TestApp,
     connection: &kehai_store::Connection,
     sealed: &kehai_store::Sealed,
-    column: &str,
+    secret: kehai_store::secrets::ConnectionSecret,
 ) -> secrecy::SecretString {
-    let label = kehai_store::secrets::row_label("connection", &connection.id.0.to_string(), column);
-    app.state.secrets.open(&sealed.0, &label).unwrap()
+    app.state.secrets.open(&sealed.0, kehai_store::secrets::Place::Connection(connection.id, secret)).unwrap()
 }
 
 pub(crate) fn bob_ms_id(emu: &msemu::Running) -> String {
@@ -364,7 +364,8 @@ pub(crate) async fn rich_notification_for(
     use base64::Engine;
     let connection = alice_connection(app).await;
     let subscription = connection.subscription.clone().unwrap();
-    let client_state = opened(app, &connection, &subscription.client_state, "client_state");
+    let client_state =
+        opened(app, &connection, &subscription.client_state, kehai_store::secrets::ConnectionSecret::ClientState);
     let cert = app.state.store.certificate(certificate_id).await.unwrap().unwrap();
     let der = base64::engine::general_purpose::STANDARD.decode(&cert.certificate).unwrap();
     let presence = json!({

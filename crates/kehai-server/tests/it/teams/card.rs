@@ -60,7 +60,7 @@ async fn disconnecting_deletes_the_subscription_and_the_tokens_and_connecting_ag
     assert!(app.state.store.connection_of(account, "msteams").await.unwrap().is_none(), "tokens erased");
     assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"], Value::Null);
 
-    // S13: connecting again works.
+    // After disconnecting, connecting again works.
     let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
     assert_eq!(outcome(&back_to_kehai(&alice, &callback).await.1), "connected");
     assert_eq!(subscriptions(&emu).await.len(), 1);

@@ -150,7 +150,8 @@ async fn an_existing_subscription_after_a_crash_is_replaced() {
 async fn reconnecting_with_another_account_moves_the_subscription() {
     let (app, emu) = start().await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    // S8: the account picker is offered every time; Alice picks her colleague Bob's account.
+    // Linking another Microsoft account needs no sign-out at Microsoft: the account picker is
+    // offered every time; Alice picks her colleague Bob's account.
     let callback = sign_in_at_microsoft(&alice, &emu, "bob@example.com", "bob-password", "accept").await;
     assert_eq!(outcome(&back_to_kehai(&alice, &callback).await.1), "connected");
     let ms_bob = emu.emulator.world.lock().directory.user_by_email("bob@example.com").unwrap().id.to_string();

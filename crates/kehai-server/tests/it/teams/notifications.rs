@@ -8,6 +8,8 @@ use kehai_store::ConnectionState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use kehai_store::secrets::ConnectionSecret;
+
 use crate::support::{find, microsoft::*};
 
 #[tokio::test]
@@ -294,7 +296,7 @@ async fn urls_in_notifications_are_never_followed() {
     });
     let connection = alice_connection(&app).await;
     let subscription = connection.subscription.clone().unwrap();
-    let client_state = opened(&app, &connection, &subscription.client_state, "client_state");
+    let client_state = opened(&app, &connection, &subscription.client_state, ConnectionSecret::ClientState);
     let client_state = secrecy::ExposeSecret::expose_secret(&client_state).to_owned();
     let part = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     // A validation token that names its keys and its issuer at the trap.

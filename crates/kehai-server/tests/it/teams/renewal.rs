@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use kehai_server::{config::NotificationMode, providers::msteams::Teams};
 
+use kehai_store::secrets::ConnectionSecret;
+
 use crate::support::{find, microsoft::*};
 
 #[tokio::test]
@@ -96,7 +98,7 @@ async fn the_sweep_renews_due_subscriptions_and_recreates_lost_ones() {
 
     // A connection removed meanwhile leaves no subscription behind.
     connection = alice_connection(&app).await;
-    let token = opened(&app, &connection, &connection.access_token, "access_token");
+    let token = opened(&app, &connection, &connection.access_token, ConnectionSecret::AccessToken);
     app.state.store.delete_connection(connection.id).await.unwrap();
     emu.emulator.world.lock().subscriptions.clear();
     assert!(recreate(&app.state, &*teams, &connection, &token).await.is_err());

@@ -8,6 +8,8 @@ use kehai_server::config::NotificationMode;
 use kehai_store::ConnectionState;
 use serde_json::{Value, json};
 
+use kehai_store::secrets::{ConnectionSecret, Place};
+
 use crate::support::{find, microsoft::*};
 
 #[tokio::test]
@@ -73,11 +75,12 @@ async fn no_token_is_stored_in_plain_text() {
     connected(&app, &emu, "alice@example.com", "alice-password").await;
     let refresh_tokens: Vec<String> = emu.emulator.world.lock().refresh_tokens.keys().cloned().collect();
     let c = alice_connection(&app).await;
-    let access = app.state.secrets.open(&c.access_token.0, &format!("connection:{}:access_token", c.id.0)).unwrap();
+    let access =
+        app.state.secrets.open(&c.access_token.0, Place::Connection(c.id, ConnectionSecret::AccessToken)).unwrap();
     let client_state = app
         .state
         .secrets
-        .open(&c.subscription.unwrap().client_state.0, &format!("connection:{}:client_state", c.id.0))
+        .open(&c.subscription.unwrap().client_state.0, Place::Connection(c.id, ConnectionSecret::ClientState))
         .unwrap();
     let mut secrets = refresh_tokens;
     secrets.push(secrecy::ExposeSecret::expose_secret(&access).to_owned());
@@ -103,16 +106,16 @@ async fn rotating_the_master_key_reseals_every_token() {
     let (app, emu) = start().await;
     connected(&app, &emu, "alice@example.com", "alice-password").await;
     let before = alice_connection(&app).await;
-    let label = kehai_store::secrets::row_label("connection", &before.id.0.to_string(), "refresh_token");
-    let plain = app.state.secrets.open(&before.refresh_token.clone().unwrap().0, &label).unwrap();
+    let place = Place::Connection(before.id, ConnectionSecret::RefreshToken);
+    let plain = app.state.secrets.open(&before.refresh_token.clone().unwrap().0, place).unwrap();
 
     let rotated = kehai_server::keys::rotate(&app.state.config, &*app.state.store, None).await.unwrap();
     assert!(rotated.values >= 4, "tokens, client state and the certificate's key: {}", rotated.values);
     let after = alice_connection(&app).await;
     let sealed = after.refresh_token.unwrap().0;
-    assert!(app.state.secrets.open(&sealed, &label).is_err(), "the old key no longer opens it");
+    assert!(app.state.secrets.open(&sealed, place).is_err(), "the old key no longer opens it");
     let new_key = kehai_server::keys::load(&app.state.config).unwrap();
-    let opened = kehai_store::secrets::SecretBox::new(&new_key).open(&sealed, &label).unwrap();
+    let opened = kehai_store::secrets::SecretBox::new(&new_key).open(&sealed, place).unwrap();
     assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), secrecy::ExposeSecret::expose_secret(&plain));
 }
 
