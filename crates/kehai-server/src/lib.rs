@@ -109,8 +109,8 @@ impl App {
             .merge(api::router())
             .merge(live::router())
             .merge(ops::router())
-            .merge(webhooks::router())
-            .merge(presence::connect::router())
+            .merge(webhooks::router(&state.presence))
+            .merge(presence::connect::router(&state.presence))
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());

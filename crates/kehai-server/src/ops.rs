@@ -243,6 +243,22 @@ impl Metrics {
         })
     }
 
+    /// Starts `provider`'s counters at zero, so that they are scraped from the start (a counter
+    /// that is missing cannot be told from one that is not collected).
+    pub fn offer(&self, provider: &'static str) {
+        let labels = ProviderLabels { provider };
+        for family in [
+            &self.notifications_received,
+            &self.notifications_applied,
+            &self.subscription_repairs,
+            &self.presence_repairs,
+            &self.decrypt_failures,
+            &self.validation_token_failures,
+        ] {
+            let _ = family.get_or_create(&labels);
+        }
+    }
+
     /// Counts a notification (an item, not a POST) received for `provider`.
     pub fn notification_received(&self, provider: &'static str) {
         self.notifications_received.get_or_create(&ProviderLabels { provider }).inc();

@@ -60,6 +60,7 @@ impl AppState {
         let mut known = crate::providers::known(&config, &metrics);
         known.extend(more);
         let presence = Arc::new(crate::presence::Engine::new(&config, known));
+        presence.offered().for_each(|p| metrics.offer(p.id()));
         let (notifications, queue) = crate::webhooks::NotificationQueue::new();
         let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());

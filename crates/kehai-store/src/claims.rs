@@ -117,14 +117,20 @@ pub trait Claims: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Connection>>;
     /// Claims up to `limit` connected connections whose presence is to be read again by
-    /// `claim.now` ([`Connection::next_check_at`]) and that no other instance holds, the longest
+    /// `claim.now` ([`Connection::next_check_at`]) and that no instance holds — this one
+    /// included: a renewal under way keeps its claim, and the wake-up waits for it — the longest
     /// due first.
     async fn claim_due(&self, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>>;
-    /// Claims up to `limit` connected connections whose subscription is encrypted for a
-    /// certificate other than `current` (a retired one) and that no other instance holds, the
-    /// soonest to lapse first.
-    async fn claim_on_other_certificates(&self, current: &str, claim: Claim<'_>, limit: u32)
-    -> Result<Vec<Connection>>;
+    /// Claims up to `limit` of `provider`'s connected connections whose subscription is
+    /// encrypted for a certificate other than `current` (a retired one) and that no other
+    /// instance holds, the soonest to lapse first.
+    async fn claim_on_other_certificates(
+        &self,
+        provider: &str,
+        current: &str,
+        claim: Claim<'_>,
+        limit: u32,
+    ) -> Result<Vec<Connection>>;
     /// Claims one connection's upkeep; false when another instance holds it (or it is gone).
     /// Claiming again what one holds extends the claim.
     async fn claim_connection(&self, id: ConnectionId, claim: Claim<'_>) -> Result<bool>;
@@ -174,18 +180,20 @@ macro_rules! impl_claims {
             async fn claim_due(&self, claim: Claim<'_>, limit: u32) -> Result<Vec<Connection>> {
                 // Asked every second, and nearly always nothing is due: a read first, so that
                 // SQLite's one writer is not taken for nothing.
-                let due: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM connections WHERE next_check_at <= $1 LIMIT 1")
-                        .bind(claim.now)
-                        .fetch_optional(self.reader())
-                        .await?;
+                let due: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM connections WHERE next_check_at <= $1 AND state = 'connected' \
+                     AND (claimed_by IS NULL OR claimed_until <= $1) LIMIT 1",
+                )
+                .bind(claim.now)
+                .fetch_optional(self.reader())
+                .await?;
                 if due.is_none() {
                     return Ok(Vec::new());
                 }
                 claim_batch!(
                     self,
                     $skip,
-                    "next_check_at <= $5",
+                    "next_check_at <= $5 AND (claimed_by IS NULL OR claimed_until <= $2)",
                     [claim.now],
                     "next_check_at",
                     |c: &Connection| c.next_check_at,
@@ -196,6 +204,7 @@ macro_rules! impl_claims {
 
             async fn claim_on_other_certificates(
                 &self,
+                provider: &str,
                 current: &str,
                 claim: Claim<'_>,
                 limit: u32,
@@ -205,8 +214,9 @@ macro_rules! impl_claims {
                 claim_batch!(
                     self,
                     $skip,
-                    "subscription_certificate_id IN (SELECT id FROM encryption_certificates WHERE id <> $5)",
-                    [current],
+                    "provider = $6 AND subscription_certificate_id IN \
+                     (SELECT id FROM encryption_certificates WHERE id <> $5)",
+                    [current, provider],
                     "subscription_expires_at",
                     by_expiry,
                     claim,

@@ -31,11 +31,11 @@ pub trait Connections: Send + Sync {
         tokens: &TokenUpdate,
         release: Option<&str>,
     ) -> Result<bool>;
-    /// The providers whose connection the member is still to be told needs a new sign-in: each
-    /// once per time it became Needs reconnect (the caller shows the notices).
-    async fn take_connection_notices(&self, account: PersonId) -> Result<Vec<String>>;
+    /// Whether the member is still to be told that their connection to `provider` needs a new
+    /// sign-in; true once per time it became Needs reconnect (the caller shows the notice).
+    async fn take_connection_notice(&self, account: PersonId, provider: &str) -> Result<bool>;
     /// Sets a connection's state and last error; false when the connection is gone. Becoming
-    /// Needs reconnect raises the member's notice ([`Connections::take_connection_notices`]).
+    /// Needs reconnect raises the member's notice ([`Connections::take_connection_notice`]).
     async fn set_connection_state(
         &self,
         id: ConnectionId,
@@ -221,16 +221,16 @@ macro_rules! impl_connections {
                 .and_then(connections)
             }
 
-            async fn take_connection_notices(&self, account: PersonId) -> Result<Vec<String>> {
-                let mut providers: Vec<String> = sqlx::query_scalar(
+            async fn take_connection_notice(&self, account: PersonId, provider: &str) -> Result<bool> {
+                let done = sqlx::query(
                     "UPDATE connections SET notice_pending = FALSE \
-                     WHERE account_id = $1 AND notice_pending AND state = 'needs_reconnect' RETURNING provider",
+                     WHERE account_id = $1 AND provider = $2 AND notice_pending AND state = 'needs_reconnect'",
                 )
                 .bind(account.0.to_string())
-                .fetch_all(self.writer())
+                .bind(provider)
+                .execute(self.writer())
                 .await?;
-                providers.sort_unstable();
-                Ok(providers)
+                Ok(done.rows_affected() > 0)
             }
 
             async fn connections_by_state(&self) -> Result<Vec<(String, ConnectionState, u64)>> {

@@ -8,7 +8,7 @@ mod decide;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use kehai_core::{Avatar, Millis, PersonId, PresenceOverride, SpaceId};
+use kehai_core::{Avatar, Millis, PersonId, SpaceId};
 
 use crate::{
     Applied, ConnectionId, ConnectionState, PresenceWrite, Result, StoreError,
@@ -16,42 +16,17 @@ use crate::{
     rows::*,
 };
 
-/// Sets (or clears) the presence override of avatar (`$1` space, `$2` person) to `$3`…`$8` at
-/// `$9`, returning the avatar.
-macro_rules! set_presence {
-    () => {
-        concat!(
-            "UPDATE avatars SET presence_provider = $3, presence_availability = $4, presence_activity = $5, \
-             presence_label = $6, presence_emoji = $7, presence_since = $8, updated_at = $9 \
-             WHERE space_id = $1 AND person_id = $2 RETURNING ",
-            avatar_columns!()
-        )
-    };
-}
-
-/// Binds `$3`…`$9` of [`set_presence!`]: the override (or NULLs) and the time.
-macro_rules! bind_presence {
-    ($query:expr, $presence:expr, $now:expr) => {
-        $query
-            .bind($presence.map(|p| p.provider.clone()))
-            .bind($presence.map(|p| p.availability.clone()))
-            .bind($presence.map(|p| p.activity.clone()))
-            .bind($presence.map(|p| p.label.clone()))
-            .bind($presence.map(|p| p.emoji.as_str().to_owned()))
-            .bind($presence.map(|p| p.since))
-            .bind($now)
-    };
-}
-
 /// Presences shown on avatars.
 #[async_trait]
 pub trait Presences: Send + Sync {
-    /// Sets or clears the presence override; `None` if there is no such avatar.
-    async fn set_presence(
+    /// Takes `provider`'s presence off the person's avatar in `space`, whatever was applied (a
+    /// connection that can no longer be followed, or one turned OFF there); `None` when there is
+    /// no such avatar or it shows no presence of `provider` (another provider's stays).
+    async fn clear_presence(
         &self,
         space: SpaceId,
         person: PersonId,
-        presence: Option<&PresenceOverride>,
+        provider: &str,
         now: Millis,
     ) -> Result<Option<Avatar>>;
     /// Shows each write's presence (or with `None` removes it) on its member's avatar in every
@@ -70,16 +45,23 @@ macro_rules! impl_presences {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
         #[async_trait]
         impl Presences for $store {
-            async fn set_presence(
+            async fn clear_presence(
                 &self,
                 space: SpaceId,
                 person: PersonId,
-                presence: Option<&PresenceOverride>,
+                provider: &str,
                 now: Millis,
             ) -> Result<Option<Avatar>> {
-                let query =
-                    sqlx::query_as::<_, AvatarRow>(set_presence!()).bind(space.0.to_string()).bind(person.0.to_string());
-                bind_presence!(query, presence, now)
+                sqlx::query_as::<_, AvatarRow>(concat!(
+                    "UPDATE avatars SET presence_provider = NULL, presence_availability = NULL, \
+                     presence_activity = NULL, presence_label = NULL, presence_emoji = NULL, presence_since = NULL, \
+                     updated_at = $4 WHERE space_id = $1 AND person_id = $2 AND presence_provider = $3 RETURNING ",
+                    avatar_columns!()
+                ))
+                .bind(space.0.to_string())
+                .bind(person.0.to_string())
+                .bind(provider)
+                .bind(now)
                 .fetch_optional(self.writer())
                 .await?
                 .map(Avatar::try_from)

@@ -170,7 +170,7 @@ pub async fn toggle(
         // The own emoji shows at once, and no later notification changes the avatar here.
         let held = apply::hold(&state, connection.id).await;
         state.store.set_connection_space(connection.id, admitted.space.id, false).await?;
-        apply::clear_in(&state, &held, admitted.space.id, admitted.visitor.person_id()).await?;
+        apply::clear_in(&state, &held, &connection, admitted.space.id).await?;
     }
     Ok(Json(status_of(&state, &admitted, &known).await?))
 }
@@ -220,14 +220,14 @@ pub async fn disconnect(
         // Let go of before any token is asked for: marking a refused sign-in takes the gate too.
         let held = apply::hold(&state, connection.id).await;
         let left = state.store.remove_connection_space(connection.id, admitted.space.id).await?;
-        apply::clear_in(&state, &held, admitted.space.id, admitted.visitor.person_id()).await?;
+        apply::clear_in(&state, &held, &connection, admitted.space.id).await?;
         left
     };
     if left == 0 {
         if let (Some(provider), Some(sub)) = (known.offered.as_ref(), connection.subscription.clone()) {
             match tokens::access_token(&state, &**provider, &mut connection).await {
                 Ok(token) => {
-                    if let Err(e) = provider.unsubscribe(&token, &sub.id).await {
+                    if let Err(e) = provider.unsubscribe(&token, &sub).await {
                         tracing::warn!(error = %e, "the subscription could not be ended; it lapses by itself");
                     }
                 }

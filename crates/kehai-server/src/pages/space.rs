@@ -146,19 +146,15 @@ pub async fn show(
         })
         .collect();
     // Taken when shown: a notice appears on one page load, the Status section keeps the state.
-    let pending = if is_guest {
-        Vec::new()
-    } else {
-        state.store.take_connection_notices(me).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the member's connection notices");
-            Vec::new()
-        })
-    };
-    let notices = known
-        .iter()
-        .filter(|k| k.offered.is_some() && pending.iter().any(|p| p == k.id))
-        .map(|k| Notice { id: k.id, text: words(k.id, "card.notice") })
-        .collect();
+    // Only those of providers offered here: another's waits until it is.
+    let mut notices = Vec::new();
+    for k in known.iter().filter(|k| k.offered.is_some() && !is_guest) {
+        match state.store.take_connection_notice(me, k.id).await {
+            Ok(true) => notices.push(Notice { id: k.id, text: words(k.id, "card.notice") }),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the member's connection notice"),
+        }
+    }
     let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,

@@ -10,7 +10,7 @@
 //! where it is turned OFF — happens under the same gate ([`Held`]), so that a reading being
 //! applied meanwhile cannot land after it.
 
-use kehai_core::{PersonId, PresenceOverride, SpaceId};
+use kehai_core::{PresenceOverride, SpaceId};
 use kehai_store::{Applied, Connection, ConnectionId, PresenceWrite};
 
 use super::{Dropped, Error, Provider, Reading};
@@ -51,13 +51,17 @@ pub async fn apply(
     again: bool,
 ) -> Result<(), Dropped> {
     let _held = hold(state, connection.id).await;
+    let now = state.clock.now();
+    // Never sooner than the next wake-up round: a time already past (a clock a little ahead of
+    // the provider's) would otherwise have it read again and again.
+    let soonest = now + i64::try_from(super::schedule::WAKE_EVERY.as_millis()).unwrap_or(1_000);
     let write = PresenceWrite {
         connection: connection.id,
         external_user: connection.external_user.clone(),
         sequence: reading.order.clone(),
         again,
-        presence: override_for(provider, reading, state.clock.now()),
-        next_check_at: reading.next_change_at,
+        presence: override_for(provider, reading, now),
+        next_check_at: reading.next_change_at.map(|at| at.max(soonest)),
     };
     // With the presences being applied meanwhile, in one transaction.
     match state.presence.presences.apply(&state.store, &state.clock, write).await {
@@ -74,21 +78,22 @@ pub async fn apply(
 /// Takes the connection's presence off its member's avatars in every space where it is ON,
 /// whatever was shown (a connection kehai can no longer follow would soon be wrong).
 pub async fn clear_everywhere(state: &AppState, held: &Held, connection: &Connection) -> Result<(), Error> {
-    debug_assert_eq!(held.connection, connection.id);
     let spaces = state.store.connection_spaces(connection.id).await?;
     let mut failed = None;
     for (space, _) in spaces.into_iter().filter(|(_, on)| *on) {
-        if let Err(e) = clear_in(state, held, space, connection.account_id).await {
+        if let Err(e) = clear_in(state, held, connection, space).await {
             failed = Some(e);
         }
     }
     failed.map_or(Ok(()), Err)
 }
 
-/// Takes the member's presence off their avatar in one space (the connection is turned OFF or
-/// disconnected there).
-pub async fn clear_in(state: &AppState, _held: &Held, space: SpaceId, person: PersonId) -> Result<(), Error> {
-    if let Some(avatar) = state.store.set_presence(space, person, None, state.clock.now()).await? {
+/// Takes the connection's presence off its member's avatar in one space (the connection is
+/// turned OFF or disconnected there). Another provider's presence stays.
+pub async fn clear_in(state: &AppState, held: &Held, connection: &Connection, space: SpaceId) -> Result<(), Error> {
+    debug_assert_eq!(held.connection, connection.id);
+    let cleared = state.store.clear_presence(space, connection.account_id, &connection.provider, state.clock.now());
+    if let Some(avatar) = cleared.await? {
         state.live.publish_avatar(&avatar);
     }
     Ok(())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Query, State, rejection::QueryRejection},
     http::StatusCode,
     response::Response,
 };
@@ -37,10 +37,23 @@ use crate::{
 /// A sign-in must come back within ten minutes.
 const SIGN_IN_MS: i64 = 10 * 60 * 1000;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/integrations/{provider}/connect", axum::routing::get(start))
-        .route("/integrations/{provider}/callback", axum::routing::get(callback))
+/// The sign-in routes of every provider kehai knows, each its own route (request metrics keep
+/// their paths, `/integrations/msteams/connect`).
+pub fn router(engine: &super::Engine) -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    for known in engine.known() {
+        let id = known.id;
+        router = router
+            .route(
+                &format!("/integrations/{id}/connect"),
+                axum::routing::get(move |state, lang, query, visitor| start(state, lang, id, query, visitor)),
+            )
+            .route(
+                &format!("/integrations/{id}/callback"),
+                axum::routing::get(move |state, lang, query, visitor| callback(state, lang, id, query, visitor)),
+            );
+    }
+    router
 }
 
 #[derive(Template)]
@@ -103,15 +116,15 @@ pub struct StartQuery {
 }
 
 /// `GET /integrations/{provider}/connect?space={slug}`: the popup's first page.
-pub async fn start(
+async fn start(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    Path(provider): Path<String>,
+    provider: &'static str,
     q: Result<Query<StartQuery>, QueryRejection>,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
-    let known = match known(&state, &provider) {
+    let known = match known(&state, provider) {
         Ok(known) => known,
         Err(e) => return e.render(t),
     };
@@ -167,15 +180,15 @@ pub async fn start(
 }
 
 /// `GET /integrations/{provider}/callback`: the provider sends the popup back here.
-pub async fn callback(
+async fn callback(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    Path(provider): Path<String>,
+    provider: &'static str,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
-    let known = match known(&state, &provider) {
+    let known = match known(&state, provider) {
         Ok(known) => known,
         Err(e) => return e.render(t),
     };
@@ -250,7 +263,7 @@ async fn finish(
         && let Some(sub) = old.subscription.clone()
         && let Ok(token) = tokens::access_token(state, &**provider, &mut old).await
     {
-        old_subscription = Some((token, sub.id));
+        old_subscription = Some((token, sub));
     }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
     let sealed = tokens::sealed(state, &**provider, id, &issued, now).map_err(|_| Outcome::Unavailable)?;
@@ -282,8 +295,8 @@ async fn finish(
         }
     }
     state.store.set_connection_space(connection.id, sign_in.space_id, true).await.map_err(|_| Outcome::Unavailable)?;
-    if let Some((token, id)) = old_subscription
-        && let Err(e) = provider.unsubscribe(&token, &id).await
+    if let Some((token, old)) = old_subscription
+        && let Err(e) = provider.unsubscribe(&token, &old).await
     {
         tracing::warn!(error = %e, "the previous account's subscription could not be ended");
     }
@@ -300,7 +313,7 @@ async fn finish(
     if state.store.save_connection(&connection).await.is_err() {
         // Not recorded: do not leave a subscription nobody knows about.
         if let Some(sub) = &connection.subscription {
-            let _ = provider.unsubscribe(&issued.access_token, &sub.id).await;
+            let _ = provider.unsubscribe(&issued.access_token, sub).await;
         }
         return Err(Outcome::Unavailable);
     }

@@ -86,7 +86,7 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError>;
     /// Ends a subscription.
-    async fn unsubscribe(&self, access: &SecretString, subscription: &str) -> Result<(), ProviderError>;
+    async fn unsubscribe(&self, access: &SecretString, subscription: &SubscriptionRecord) -> Result<(), ProviderError>;
     /// Claims connections whose subscription is to be renewed now for the provider's own
     /// reasons (Graph: encrypted for a retired certificate), beside those about to lapse.
     async fn outdated(&self, _state: &AppState, _claim: Claim<'_>, _limit: u32) -> Vec<Connection> {

@@ -210,7 +210,7 @@ async fn renew_or_recreate(
             if !stored {
                 if state.store.connection_by_subscription(provider.id(), &current.id).await.is_ok_and(|c| c.is_none()) {
                     // Disconnected or replaced meanwhile: nobody needs it any more.
-                    let _ = provider.unsubscribe(&token, &current.id).await;
+                    let _ = provider.unsubscribe(&token, &current).await;
                 }
                 return Err(Error::Gone);
             }
@@ -241,7 +241,7 @@ pub async fn recreate(
         .await?;
     if !stored {
         // Disconnected, or recreated by someone else meanwhile: leave nothing behind.
-        let _ = provider.unsubscribe(token, &record.id).await;
+        let _ = provider.unsubscribe(token, &record).await;
         return Err(Error::Gone);
     }
     tracing::info!(connection = %connection.id.0, "subscription recreated");

@@ -1,27 +1,25 @@
-//! The engine's timetable: one task that, until the server stops,
+//! The engine's timetable, until the server stops:
 //!
-//! - reconciles and sweeps at once when it starts (presences changed while kehai was down,
-//!   subscriptions about to lapse);
-//! - sweeps every provider's subscriptions due for renewal ([`renewal::sweep`]) at fixed
-//!   intervals — a twentieth of the shortest subscription life, at most a minute — however long
-//!   each sweep takes, so that renewals fall evenly per minute;
-//! - reconciles every `reconcile_seconds` (five minutes), by one instance of several: the job is
-//!   claimed while it runs and for a period after it ended, so one reconciliation runs at a time
-//!   across instances, a period apart;
-//! - every second, wakes the connections whose presence is due to change by the clock alone
-//!   ([`Reading::next_change_at`](super::Reading::next_change_at)), claimed like renewals, and
-//!   reads and applies their presence.
-//!
-//! Sweeps and reconciliations run in this task one after the other, so that they never work on
-//! the same subscription at once (when another instance dies,
-//! [`crate::instance::spawn_heartbeat`] reconciles at once in a task of its own: the presences
-//! it applies are ordered whatever runs beside it). Wake-ups run beside them, one round at a
-//! time, so that a slow sweep does not make a calendar's boundary late.
+//! - the upkeep task reconciles and sweeps at once when it starts (presences changed while kehai
+//!   was down, subscriptions about to lapse); then it sweeps every provider's subscriptions due
+//!   for renewal ([`renewal::sweep`]) at fixed intervals — a twentieth of the shortest
+//!   subscription life, at most a minute — however long each sweep takes, so that renewals fall
+//!   evenly per minute; and it reconciles every `reconcile_seconds` (five minutes), by one
+//!   instance of several: the job is claimed while it runs and for a period after it ended, so
+//!   one reconciliation runs at a time across instances, a period apart. Sweeps and
+//!   reconciliations run one after the other, so that they never work on the same subscription
+//!   at once (when another instance dies, [`crate::instance::spawn_heartbeat`] reconciles at
+//!   once in a task of its own: the presences it applies are ordered whatever runs beside it).
+//! - the wake-up task, beside it so that a slow sweep never makes a boundary late, looks every
+//!   second for connections whose presence is due to change by the clock alone
+//!   ([`Reading::next_change_at`](super::Reading::next_change_at)), claims them (only those no
+//!   instance holds, this one included: a renewal under way keeps its claim) and reads and
+//!   applies their presence, several at once.
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use kehai_store::{Claim, Connection};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{apply, ingest, reconcile, renewal};
@@ -35,25 +33,26 @@ const RECONCILE_JOB: &str = "job/reconcile";
 const RECONCILE_RUN_MAX: Duration = Duration::from_secs(600);
 /// How often due wake-ups are looked for: a presence that changes with the clock shows within a
 /// second of its time.
-const WAKE_EVERY: Duration = Duration::from_secs(1);
-/// Connections woken at a time, and how long each is claimed while it is read.
+pub const WAKE_EVERY: Duration = Duration::from_secs(1);
+/// Connections claimed at a time for waking, how many are read at once, and how long each is
+/// claimed while it is read.
 const WAKE_BATCH: u32 = 100;
+const WAKE_AT_ONCE: usize = 16;
 const WAKE_CLAIM_MS: i64 = 60_000;
 /// A wake-up whose read failed is tried again this much later.
 const WAKE_RETRY_MS: i64 = 30_000;
 
-/// Starts the timetable (nothing to do without a provider).
+/// Starts the timetable's tasks (nothing to do without a provider).
 pub fn spawn(state: AppState, stop: CancellationToken) {
     let Some(shortest) = state.presence.shortest_subscription_ms() else { return };
     let every = renewal::sweep_every(shortest);
+    let (upkeep, upkeep_stop) = (state.clone(), stop.clone());
     tokio::spawn(async move {
+        let state = upkeep;
         let mut sweeps = tokio::time::interval(every);
         sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reconciliations = tokio::time::interval(state.presence.reconcile_every);
         reconciliations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut wake_ups = tokio::time::interval(WAKE_EVERY);
-        wake_ups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut waking: Option<JoinHandle<()>> = None;
         // The intervals tick at once first: the start's reconciliation and sweep.
         sweeps.tick().await;
         reconciliations.tick().await;
@@ -61,7 +60,7 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
         sweep(&state).await;
         loop {
             tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = upkeep_stop.cancelled() => break,
                 _ = sweeps.tick() => {
                     sweep(&state).await;
                 }
@@ -70,11 +69,17 @@ pub fn spawn(state: AppState, stop: CancellationToken) {
                     // The next one a period after this one ended, however long it took.
                     reconciliations.reset();
                 }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut wake_ups = tokio::time::interval(WAKE_EVERY);
+        wake_ups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
                 _ = wake_ups.tick() => {
-                    if waking.as_ref().is_none_or(JoinHandle::is_finished) {
-                        let state = state.clone();
-                        waking = Some(tokio::spawn(async move { wake_due(&state).await; }));
-                    }
+                    wake_due(&state).await;
                 }
             }
         }
@@ -133,10 +138,8 @@ pub async fn wake_due(state: &AppState) -> usize {
         if due.is_empty() {
             return woken;
         }
-        for connection in due {
-            wake(state, connection).await;
-            woken += 1;
-        }
+        woken += due.len();
+        futures::stream::iter(due).for_each_concurrent(WAKE_AT_ONCE, |connection| wake(state, connection)).await;
     }
 }
 
@@ -146,7 +149,9 @@ async fn wake(state: &AppState, mut connection: Connection) {
     let id = connection.id;
     let shown = match state.presence.provider(&connection.provider) {
         Some(provider) => match ingest::read(state, &**provider, &mut connection).await {
-            Ok(reading) => apply::apply(state, &**provider, &connection, &reading, false).await.is_ok(),
+            // Shown even with the ordering key already recorded: the clock, not a new version of
+            // the data, is what changed.
+            Ok(reading) => apply::apply(state, &**provider, &connection, &reading, true).await.is_ok(),
             Err(e) => {
                 tracing::info!(connection = %id.0, error = %e, "a presence due to change could not be read");
                 false

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, Query, State, rejection::BytesRejection},
+    extract::{DefaultBodyLimit, Query, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::ApiError,
-    presence::{Inbound, Provider, Webhook, WebhookRequest},
+    presence::{Engine, Inbound, Provider, Webhook, WebhookRequest},
     state::AppState,
 };
 
@@ -48,45 +48,45 @@ mod queue;
 /// Notification bodies are small; Graph batches at most a few hundred items.
 const MAX_BODY: usize = 1024 * 1024;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/webhooks/{webhook}", post(notification))
-        .route("/webhooks/{webhook}/lifecycle", post(lifecycle))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+/// A route pair for every provider kehai knows that posts notifications (its webhook known even
+/// unconfigured, so that its handshake is answered), each its own route: request metrics keep
+/// its path (`/webhooks/msgraph`).
+pub fn router(engine: &Engine) -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    for (segment, webhook) in engine.known().iter().filter_map(|k| k.webhook.map(|w| (w.segment, w))) {
+        router = router
+            .route(
+                &format!("/webhooks/{segment}"),
+                post(move |state, query, headers, body| notification(state, webhook, false, query, headers, body)),
+            )
+            .route(
+                &format!("/webhooks/{segment}/lifecycle"),
+                post(move |state, query, headers, body| notification(state, webhook, true, query, headers, body)),
+            );
+    }
+    router.layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 async fn notification(
     State(state): State<AppState>,
-    Path(webhook): Path<String>,
+    webhook: Webhook,
+    lifecycle: bool,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    delivery(state, &webhook, false, &query, &headers, body)
-}
-
-async fn lifecycle(
-    State(state): State<AppState>,
-    Path(webhook): Path<String>,
-    Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    delivery(state, &webhook, true, &query, &headers, body)
+    delivery(state, webhook, lifecycle, &query, &headers, body)
 }
 
 fn delivery(
     state: AppState,
-    webhook: &str,
+    webhook: Webhook,
     lifecycle: bool,
     query: &[(String, String)],
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some((known, webhook)) = state.presence.by_webhook(webhook) else {
-        return ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "there is no such webhook").into_response();
-    };
-    let (provider, webhook) = (known.offered.clone(), webhook);
+    let provider = state.presence.by_webhook(webhook.segment).and_then(|(known, _)| known.offered.clone());
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -139,7 +139,7 @@ fn answer(
 /// The queue is full: Graph is asked to come again (and the operator told, now and then).
 fn refuse(state: &AppState) -> Response {
     if let Some(refused) = state.notifications.refused() {
-        tracing::warn!(refused, "the notification queue is full: asking Graph to retry");
+        tracing::warn!(refused, "the notification queue is full: asking the provider to retry");
     }
     (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
 }

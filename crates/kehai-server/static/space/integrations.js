@@ -5,9 +5,12 @@
 // finished (postMessage, our origin only). Knows no provider: everything comes from the page.
 
 import { api } from './api.js';
-import { $, announce, el, lang, pageData, providerWords, space, t, trapFocus } from './page.js';
+import { $, announce, el, lang, providerWords, space, t, trapFocus } from './page.js';
 
-const configured = (pageData.integrations || []).filter((p) => p.configured).map((p) => p.id);
+// The cards the page has for providers this server offers (none for guests).
+const configured = [...document.querySelectorAll('.integration-card[data-provider]')]
+  .filter((node) => node.dataset.state !== 'not_configured')
+  .map((node) => node.dataset.provider);
 const path = (provider) => `/api/spaces/${encodeURIComponent(space)}/integrations/${encodeURIComponent(provider)}`;
 const card = (provider) => $(`integration-${provider}`);
 
@@ -84,7 +87,8 @@ async function refresh(provider) {
   try {
     render(provider, await api('GET', path(provider)));
   } catch (error) {
-    card(provider).querySelector('.integration-state').textContent = error.message;
+    const node = card(provider);
+    if (node) node.querySelector('.integration-state').textContent = error.message;
   }
 }
 
@@ -108,9 +112,9 @@ function openPopup(provider) {
   if (!popup) showError(t('integration_popup_blocked'));
 }
 
-// One confirmation dialog for every provider, in the provider's words.
+// One confirmation dialog for every provider, in the provider's words (members only).
 const disconnectDialog = $('disconnect-dialog');
-trapFocus(disconnectDialog);
+if (disconnectDialog) trapFocus(disconnectDialog);
 
 function confirmDisconnect(provider) {
   disconnectDialog.dataset.provider = provider;
@@ -120,7 +124,7 @@ function confirmDisconnect(provider) {
   disconnectDialog.showModal();
 }
 
-disconnectDialog.addEventListener('close', async () => {
+disconnectDialog?.addEventListener('close', async () => {
   const provider = disconnectDialog.dataset.provider;
   if (disconnectDialog.returnValue !== 'disconnect' || !provider) return;
   try {

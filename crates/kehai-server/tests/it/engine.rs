@@ -26,7 +26,12 @@ use kehai_store::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::support::{Offer, TestApp, find};
+use kehai_server::config::NotificationMode;
+
+use crate::support::{
+    Offer, TestApp, find,
+    microsoft::{connected, set_status, start_both_offering},
+};
 
 /// The test provider's id.
 const CALENDAR: &str = "calendar";
@@ -116,7 +121,11 @@ impl Provider for Calendar {
     ) -> Result<Subscribed, ProviderError> {
         Ok(Subscribed { id: subscription.id.clone(), expires_at: Some(expires_at), certificate_id: None })
     }
-    async fn unsubscribe(&self, _access: &SecretString, _subscription: &str) -> Result<(), ProviderError> {
+    async fn unsubscribe(
+        &self,
+        _access: &SecretString,
+        _subscription: &SubscriptionRecord,
+    ) -> Result<(), ProviderError> {
         Ok(())
     }
     async fn read(&self, _access: &SecretString, connection: &Connection) -> Result<Reading, ProviderError> {
@@ -130,9 +139,9 @@ impl Provider for Calendar {
     }
 }
 
-/// kehai offering the calendar (and no Microsoft), Alice connected to it in `alpha` while her
-/// meeting lasts ten minutes more, and the calendar.
-async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
+/// The calendar as a test offers it (made for the server's clock), and where to find it once
+/// the server made it.
+fn calendar() -> (Offer, Arc<Mutex<Option<Arc<Calendar>>>>) {
     let made: Arc<Mutex<Option<Arc<Calendar>>>> = Arc::default();
     let keep = Arc::clone(&made);
     let offer: Offer = Arc::new(move |clock: &Arc<ManualClock>| {
@@ -144,8 +153,12 @@ async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
         *keep.lock().unwrap() = Some(Arc::clone(&calendar));
         vec![Known { id: CALENDAR, name: "Test Calendar", webhook: None, offered: Some(calendar as _) }]
     });
-    let app = TestApp::start_offering(|_| {}, Some(offer)).await;
-    let calendar = made.lock().unwrap().clone().unwrap();
+    (offer, made)
+}
+
+/// Alice connected to the calendar in `alpha` (as a sign-in would store it), due to be read at
+/// `due`.
+async fn connect_calendar(app: &TestApp, due: i64) {
     let store = &app.state.store;
     let alice = app.account("alice@example.com").await;
     let space = store.space_by_slug(&kehai_core::SpaceSlug::parse("alpha").unwrap()).await.unwrap().unwrap();
@@ -175,13 +188,22 @@ async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: None,
-        // Due now: the engine reads it at once.
-        next_check_at: Some(now),
+        next_check_at: Some(due),
         connected_at: now,
         updated_at: now,
     };
     store.save_connection(&connection).await.unwrap();
     store.set_connection_space(id, space.id, true).await.unwrap();
+}
+
+/// kehai offering the calendar (and no Microsoft), Alice connected to it in `alpha` while her
+/// meeting lasts ten minutes more, and the calendar.
+async fn alice_in_a_meeting() -> (TestApp, Arc<Calendar>) {
+    let (offer, made) = calendar();
+    let app = TestApp::start_offering(|_| {}, Some(offer)).await;
+    let calendar = made.lock().unwrap().clone().unwrap();
+    // Due now: the engine reads it at once.
+    connect_calendar(&app, app.clock.now()).await;
     (app, calendar)
 }
 
@@ -225,21 +247,50 @@ async fn a_presence_that_changes_with_the_clock_is_shown_at_its_time_without_a_n
 
 #[tokio::test]
 async fn a_provider_of_its_own_has_its_card_and_its_connections_are_kept_apart() {
-    let (app, _calendar) = alice_in_a_meeting().await;
-    let mut alice = app.member("alice@example.com").await;
-    alice.load_space("alpha").await;
-    let card: Value = alice.get("/api/spaces/alpha/integrations/calendar").await.json().await.unwrap();
-    assert_eq!(card["state"], "connected", "{card}");
-    // Microsoft Teams is known, not configured here: its card says so, and it is not connected.
-    let teams: Value = alice.get("/api/spaces/alpha/integrations/msteams").await.json().await.unwrap();
-    assert_eq!(teams["state"], "not_configured", "{teams}");
+    // Microsoft Teams and the calendar, both offered: Alice connects both.
+    let (offer, made) = calendar();
+    let (app, emu) = start_both_offering(NotificationMode::Rich, |_| {}, |_| {}, Some(offer)).await;
+    let calendar = made.lock().unwrap().clone().unwrap();
+    // Read first at the end of the meeting. (The lock is let go of before any await: the
+    // server's tasks read the calendar on this test's one thread.)
+    let end = *calendar.busy_until.lock().unwrap();
+    connect_calendar(&app, end).await;
+    set_status(&emu, "alice@example.com", "Busy").await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice_shows(&alice, Some("🔴")).await;
+    let account = app.account("alice@example.com").await;
+    let teams = app.state.store.connection_of(account, "msteams").await.unwrap().unwrap();
+    let own = app.state.store.connection_of(account, CALENDAR).await.unwrap().unwrap();
+    assert_ne!(teams.id, own.id, "one connection per provider");
+
+    let card = |provider: &'static str| {
+        let alice = &alice;
+        async move {
+            let card: Value =
+                alice.get(&format!("/api/spaces/alpha/integrations/{provider}")).await.json().await.unwrap();
+            card["state"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!((card(CALENDAR).await, card("msteams").await), ("connected".into(), "connected".into()));
     let unknown = alice.get("/api/spaces/alpha/integrations/nothing").await;
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "integration_not_found");
-    // OFF in this space: the own emoji, and the clock's changes no longer land here.
-    alice_shows(&alice, Some("📅")).await;
+
+    // The calendar OFF in this space: its card is paused, Teams' is not, and Teams' presence
+    // stays (it is not the calendar's to take off).
     let off = alice.put_json("/api/spaces/alpha/integrations/calendar", &serde_json::json!({"enabled": false})).await;
     assert_eq!(off.status(), reqwest::StatusCode::OK);
-    alice_shows(&alice, None).await;
+    assert_eq!((card(CALENDAR).await, card("msteams").await), ("paused".into(), "connected".into()));
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "🔴");
+    // The clock's change is read, and lands nowhere here.
+    let reads = *calendar.reads.lock().unwrap();
+    app.clock.advance(*calendar.busy_until.lock().unwrap() - app.clock.now());
+    kehai_server::presence::schedule::wake_due(&app.state).await;
+    assert!(*calendar.reads.lock().unwrap() > reads, "read at the boundary");
+    assert_eq!(app.state.store.connection_of(account, CALENDAR).await.unwrap().unwrap().next_check_at, None);
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "🔴");
+    // Teams' changes still do.
+    set_status(&emu, "alice@example.com", "DoNotDisturb").await;
+    alice_shows(&alice, Some("⛔")).await;
 }

@@ -162,16 +162,27 @@ pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
         emoji: emoji("📅"),
         since: T0 + 5,
     };
-    let v = store.set_presence(s.id, a.id, Some(&busy), T0 + 5).await.unwrap().expect("set");
+    let c = connection(a.id, "ms-user-a");
+    store.save_connection(&c).await.unwrap();
+    store.set_connection_space(c.id, s.id, true).await.unwrap();
+    let Applied::Shown(shown) =
+        apply_one(store, c.id, "ms-user-a", Some("C1"), false, Some(&busy), T0 + 5).await.unwrap()
+    else {
+        panic!("shown")
+    };
+    let v = shown.into_iter().next().expect("set");
     assert_eq!(v.presence.as_ref(), Some(&busy));
     assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("📅"));
     // The member changes their own emoji while the override lasts: it is kept for later.
     let later = AvatarChange { display_name: None, own_emoji: Some(Some(emoji("🍵"))) };
     let v = store.update_avatar(s.id, a.id, &later, T0 + 6).await.unwrap().expect("updated");
     assert_eq!(v.presence.as_ref(), Some(&busy));
-    let v = store.set_presence(s.id, a.id, None, T0 + 7).await.unwrap().expect("cleared");
+    // Another provider's clearing leaves it; its own takes it off.
+    assert_eq!(store.clear_presence(s.id, a.id, "other", T0 + 7).await.unwrap(), None, "not other's to clear");
+    let v = store.clear_presence(s.id, a.id, "msteams", T0 + 7).await.unwrap().expect("cleared");
     assert_eq!(v.presence, None);
     assert_eq!(v.displayed_emoji().map(Emoji::as_str), Some("🍵"));
+    assert_eq!(store.clear_presence(s.id, a.id, "msteams", T0 + 8).await.unwrap(), None, "nothing left to clear");
 }
 
 pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
@@ -646,15 +657,17 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
     // Still used by sub-a: kept however long ago it was retired.
     assert!(store.remove_unused_certificates(T0 + 1_000_000, 100).await.unwrap().is_empty());
     let claim = |holder| Claim { holder, now: T0, until: T0 + 10 };
-    let on_old = store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap();
+    let others = store.claim_on_other_certificates("other", "cert-2", claim("one"), 10).await.unwrap();
+    assert!(others.is_empty(), "another provider's connections only");
+    let on_old = store.claim_on_other_certificates("msteams", "cert-2", claim("one"), 10).await.unwrap();
     assert_eq!(on_old.iter().map(|c| c.id).collect::<Vec<_>>(), [c.id]);
-    assert!(store.claim_on_other_certificates("cert-2", claim("two"), 10).await.unwrap().is_empty(), "held");
-    assert!(store.claim_on_other_certificates("cert-1", claim("one"), 10).await.unwrap().is_empty());
+    assert!(store.claim_on_other_certificates("msteams", "cert-2", claim("two"), 10).await.unwrap().is_empty(), "held");
+    assert!(store.claim_on_other_certificates("msteams", "cert-1", claim("one"), 10).await.unwrap().is_empty());
     // Moved to the new certificate at T0 + 2_000_000: the old key goes once unused for 100 ms.
     let moved = SubscriptionRecord { certificate_id: Some("cert-2".into()), ..c.subscription.clone().unwrap() };
     assert!(store.set_connection_subscription(c.id, Some("sub-a"), &moved, T0 + 3, None).await.unwrap());
     assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().subscription, Some(moved));
-    assert!(store.claim_on_other_certificates("cert-2", claim("one"), 10).await.unwrap().is_empty());
+    assert!(store.claim_on_other_certificates("msteams", "cert-2", claim("one"), 10).await.unwrap().is_empty());
     assert!(store.remove_unused_certificates(T0 + 2_000_000, 100).await.unwrap().is_empty(), "first seen unused");
     assert!(store.remove_unused_certificates(T0 + 2_000_099, 100).await.unwrap().is_empty(), "not unused long enough");
     assert_eq!(store.remove_unused_certificates(T0 + 2_000_100, 100).await.unwrap(), ["cert-1"]);
@@ -712,14 +725,14 @@ pub async fn refreshed_tokens_update_but_never_recreate_a_connection(store: &dyn
     let stored = store.connection_of(a.id, "msteams").await.unwrap().unwrap();
     assert_eq!((stored.state, stored.last_error.as_deref()), (ConnectionState::NeedsReconnect, Some("refused")));
     // The member is told once; marking it again does not tell again; a new sign-in resets it.
-    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["msteams"]);
-    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty());
+    assert!(store.take_connection_notice(a.id, "msteams").await.unwrap());
+    assert!(!store.take_connection_notice(a.id, "msteams").await.unwrap());
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("again"), T0 + 7).await.unwrap());
-    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty());
+    assert!(!store.take_connection_notice(a.id, "msteams").await.unwrap());
     store.save_connection(&c).await.unwrap();
-    assert!(store.take_connection_notices(a.id).await.unwrap().is_empty(), "connected: nothing to tell");
+    assert!(!store.take_connection_notice(a.id, "msteams").await.unwrap(), "connected: nothing to tell");
     assert!(store.set_connection_state(c.id, ConnectionState::NeedsReconnect, Some("later"), T0 + 8).await.unwrap());
-    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["msteams"]);
+    assert!(store.take_connection_notice(a.id, "msteams").await.unwrap());
     store.delete_connection(c.id).await.unwrap();
     assert!(!store.update_connection_tokens(c.id, &update, None).await.unwrap(), "a deleted connection stays deleted");
     assert!(!store.claim_refresh(c.id, by("one", T0 + 9)).await.unwrap(), "nothing to refresh");
@@ -791,7 +804,8 @@ pub async fn a_member_connects_one_account_per_provider(store: &dyn Store) {
         counts,
         [("msteams".into(), ConnectionState::Connected, 2), ("other".into(), ConnectionState::NeedsReconnect, 1)]
     );
-    assert_eq!(store.take_connection_notices(a.id).await.unwrap(), ["other"], "told for the provider that refused");
+    assert!(!store.take_connection_notice(a.id, "msteams").await.unwrap(), "not for the provider that did not refuse");
+    assert!(store.take_connection_notice(a.id, "other").await.unwrap(), "told for the provider that refused");
 }
 
 /// A presence that changes with the clock asks to be read again at a time: the write records it
@@ -830,6 +844,7 @@ pub async fn connections_are_woken_when_their_presence_is_due_to_change(store: &
     assert!(store.claim_due(by("one", T0 + 999), 10).await.unwrap().is_empty(), "not yet");
     assert_eq!(due(store.claim_due(by("one", T0 + 1_000), 10).await.unwrap()), [ca.id]);
     assert!(store.claim_due(by("two", T0 + 1_001), 10).await.unwrap().is_empty(), "held by one");
+    assert!(store.claim_due(by("one", T0 + 1_001), 10).await.unwrap().is_empty(), "held by one: by itself too");
     assert_eq!(due(store.claim_due(by("two", T0 + 6_000), 10).await.unwrap()), [cb.id], "a is held, b is due");
     store.release_connection(ca.id, "one").await.unwrap();
     assert_eq!(due(store.claim_due(by("one", T0 + 6_000), 1).await.unwrap()), [ca.id], "the longest due first");

@@ -263,8 +263,8 @@ impl Provider for Teams {
         })
     }
 
-    async fn unsubscribe(&self, access: &SecretString, subscription: &str) -> Result<(), ProviderError> {
-        self.graph.delete_subscription(access, subscription).await.map_err(provider_error)
+    async fn unsubscribe(&self, access: &SecretString, subscription: &SubscriptionRecord) -> Result<(), ProviderError> {
+        self.graph.delete_subscription(access, &subscription.id).await.map_err(provider_error)
     }
 
     /// After `kehai keys rotate-cert`, the subscriptions it could not move (or all of them, when
@@ -274,7 +274,7 @@ impl Provider for Teams {
             return Vec::new();
         }
         let Ok(Some(current)) = state.store.current_certificate().await else { return Vec::new() };
-        state.store.claim_on_other_certificates(&current.id, claim, limit).await.unwrap_or_else(|e| {
+        state.store.claim_on_other_certificates(msteams::ID, &current.id, claim, limit).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot claim subscriptions on retired certificates");
             Vec::new()
         })

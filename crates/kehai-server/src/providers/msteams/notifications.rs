@@ -17,9 +17,10 @@ use crate::{
     state::AppState,
 };
 
-/// Graph's validation handshake: the token, already URL-decoded as Graph requires.
+/// Graph's validation handshake: the token (the last one, if given twice), already URL-decoded as
+/// Graph requires.
 pub(super) fn handshake(request: &WebhookRequest<'_>) -> Option<String> {
-    request.query.iter().find(|(name, _)| name == "validationToken").map(|(_, token)| token.clone())
+    request.query.iter().rev().find(|(name, _)| name == "validationToken").map(|(_, token)| token.clone())
 }
 
 pub(super) fn parse(request: &WebhookRequest<'_>) -> Result<Inbound, WebhookRefusal> {

@@ -31,6 +31,16 @@ pub(crate) async fn start_both(
     emulator: impl FnOnce(&mut msemu::Config),
     kehai: impl FnOnce(&mut kehai_server::Config),
 ) -> (TestApp, msemu::Running) {
+    start_both_offering(mode, emulator, kehai, None).await
+}
+
+/// [`start_both`], kehai offering the providers `offer` makes beside Microsoft Teams.
+pub(crate) async fn start_both_offering(
+    mode: NotificationMode,
+    emulator: impl FnOnce(&mut msemu::Config),
+    kehai: impl FnOnce(&mut kehai_server::Config),
+    offer: Option<crate::support::Offer>,
+) -> (TestApp, msemu::Running) {
     crate::support::capture_logs();
     let mut directory = msemu::Directory::default();
     directory.apps[0].redirect_uris.clear();
@@ -44,14 +54,17 @@ pub(crate) async fn start_both(
     let emu = msemu::Emulator::start(config).await.unwrap();
     let app_reg = emu.emulator.world.lock().directory.apps[0].clone();
     let base = emu.base_url.clone();
-    let app = TestApp::start_with(|c| {
-        c.ms_client_id = Some(app_reg.client_id.to_string());
-        c.ms_client_secret = Some(app_reg.client_secret.clone().into());
-        c.ms_login_url = base.clone();
-        c.ms_graph_url = base;
-        c.ms_notifications = mode;
-        kehai(c);
-    })
+    let app = TestApp::start_offering(
+        |c| {
+            c.ms_client_id = Some(app_reg.client_id.to_string());
+            c.ms_client_secret = Some(app_reg.client_secret.clone().into());
+            c.ms_login_url = base.clone();
+            c.ms_graph_url = base;
+            c.ms_notifications = mode;
+            kehai(c);
+        },
+        offer,
+    )
     .await;
     emu.emulator.world.lock().directory.apps[0].redirect_uris.push(app.url("/integrations/msteams/callback"));
     (app, emu)

@@ -98,6 +98,32 @@ async fn the_webhook_queues_notifications_and_refuses_malformed_bodies() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_notification");
     let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Another provider's path is no webhook.
+    let r = c.post(app.url("/webhooks/elsewhere")).json(&json!({"value": []})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The engine's counters are scraped from the start (at zero, not missing), by provider, and the
+/// webhooks' requests are counted by their own paths.
+#[tokio::test]
+async fn counters_are_there_from_the_start_and_webhooks_keep_their_paths() {
+    let (app, _emu) = start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    has_metrics(
+        &alice,
+        &[
+            "kehai_notifications_received_total{provider=\"msteams\"} 0",
+            "kehai_notifications_applied_total{provider=\"msteams\"} 0",
+            "kehai_subscription_repairs_total{provider=\"msteams\"} 0",
+            "kehai_presence_repairs_total{provider=\"msteams\"} 0",
+        ],
+    )
+    .await;
+    let r = reqwest::Client::new().post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    has_metrics(&alice, &["kehai_http_requests_total{method=\"POST\",route=\"/webhooks/msgraph\",status=\"202\"} 1"])
+        .await;
 }
 
 /// Every row of the product's table, each through a real notification from msemu, in the given
