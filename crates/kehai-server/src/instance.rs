@@ -1,5 +1,8 @@
 //! This instance among others.
 //!
+//! Its data directory is its user's alone: created `0700`, and a wider existing one is warned
+//! about at start ([`prepare_data_dir`]).
+//!
 //! One serving instance per SQLite database: a SQLite file has one writer and no way to share
 //! claims or events between processes, so a second `kehai serve` (or `kehai demo`) on the same
 //! file is refused at start with a clear message ([`claim`]). Administration commands (`kehai
@@ -70,6 +73,30 @@ fn take_over(state: &AppState, dead: &[String]) {
     });
 }
 
+/// Creates the data directory readable by kehai's user only; an existing one that others may
+/// read is warned about (and its mode returned): it holds the database and the master key. On
+/// PostgreSQL with the key in `KEHAI_SECRET_KEY` nothing is kept there, and nothing is made.
+pub fn prepare_data_dir(config: &Config) -> anyhow::Result<Option<u32>> {
+    let dir = &config.data_dir;
+    if config.database_url.is_some() && config.secret_key.is_some() {
+        return Ok(None);
+    }
+    let cannot = |e| anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display());
+    if !dir.exists() {
+        kehai_store::files::create_private_dir(dir).map_err(cannot)?;
+        return Ok(None);
+    }
+    let shared = kehai_store::files::mode_if_shared(dir).map_err(cannot)?;
+    if let Some(mode) = shared {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "other users can open the data directory (it holds the database and the master key): run `chmod 700` on it"
+        );
+    }
+    Ok(shared)
+}
+
 /// Held while this process serves a SQLite database: an exclusive lock on `<db>.lock`, released
 /// when dropped (or when the process dies, however it dies).
 #[derive(Debug)]
@@ -82,15 +109,13 @@ pub fn claim(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
     let Some(Database::Sqlite(db)) = config.database() else { return Ok(None) };
     let path = PathBuf::from(format!("{}.lock", db.display()));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        kehai_store::files::create_private_dir(dir)
             .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display()))?;
     }
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    kehai_store::files::create_private_file(&path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let file =
+        File::options().write(true).open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(InstanceLock { _file: file })),
         Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
@@ -106,6 +131,23 @@ pub fn claim(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_is_made_private_and_a_shared_one_is_told() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        assert_eq!(prepare_data_dir(&config).ok(), Some(None));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
+        assert_eq!(mode(&config.data_dir), Some(0o700));
+        let lock = claim(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&config.data_dir.join("kehai.db.lock")), Some(0o600), "the lock file");
+        drop(lock);
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(prepare_data_dir(&config).ok(), Some(Some(0o755)), "warned about, left as it is");
+    }
 
     #[test]
     fn a_second_instance_on_one_sqlite_file_is_refused_until_the_first_is_gone() {

@@ -55,16 +55,11 @@ pub fn load(config: &Config) -> Result<MasterKey, KeyError> {
     }
 }
 
-#[cfg(unix)]
 fn refuse_if_exposed(path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).map_err(|e| KeyError::Io(path.to_owned(), e))?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 { Err(KeyError::Exposed(path.to_owned(), mode)) } else { Ok(()) }
-}
-
-#[cfg(not(unix))]
-fn refuse_if_exposed(_: &Path) -> Result<(), KeyError> {
-    Ok(())
+    match kehai_store::files::mode_if_shared(path).map_err(|e| KeyError::Io(path.to_owned(), e))? {
+        Some(mode) => Err(KeyError::Exposed(path.to_owned(), mode)),
+        None => Ok(()),
+    }
 }
 
 /// Writes a new key, readable by the owner only from the first byte (no window where others
@@ -72,7 +67,7 @@ fn refuse_if_exposed(_: &Path) -> Result<(), KeyError> {
 fn create(path: &Path) -> Result<MasterKey, KeyError> {
     let io = |e| KeyError::Io(path.to_owned(), e);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        kehai_store::files::create_private_dir(dir).map_err(io)?;
     }
     let key = MasterKey::generate().map_err(|e| KeyError::BadFile(path.to_owned(), e))?;
     write_private(path, &key)?;

@@ -130,6 +130,7 @@ pub struct Bound {
 /// binds its address (a taken one is named, with how to choose another), without serving yet:
 /// `kehai serve` and `kehai demo` print nothing until both addresses are theirs.
 pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+    instance::prepare_data_dir(&config)?;
     let lock = instance::claim(&config)?;
     let listen = config.listen;
     let listener = listen_on(listen).map_err(|e| {

@@ -16,7 +16,7 @@ use sqlx::{
 
 use crate::{Result, StoreError};
 
-/// SQLite in one file: WAL for concurrent readers, one writer connection.
+/// SQLite in one file private to kehai's user: WAL for concurrent readers, one writer connection.
 pub(crate) struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
@@ -24,9 +24,12 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) async fn open(path: &Path) -> Result<Self> {
+        let io = |e| StoreError::Database(sqlx::Error::Io(e));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            crate::files::create_private_dir(dir).map_err(io)?;
         }
+        // Before SQLite creates it with the umask's mode (its journal files take the same).
+        crate::files::create_private_file(path).map_err(io)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

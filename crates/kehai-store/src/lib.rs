@@ -16,6 +16,7 @@ mod backend;
 mod certificates;
 mod claims;
 mod connections;
+pub mod files;
 mod maintenance;
 mod presences;
 mod records;

@@ -1,4 +1,5 @@
-//! What only SQLite needs: one writer at a time, and others waiting their turn.
+//! What only SQLite needs: one writer at a time, others waiting their turn, and files private to
+//! kehai's user.
 
 use std::time::{Duration, Instant};
 
@@ -35,4 +36,27 @@ async fn writes_wait_for_another_writer_instead_of_failing() {
     assert!(matches!(applied, Ok(Applied::Shown(_))), "{applied:?}");
     assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the lock: {:?}", started.elapsed());
     release.await.unwrap();
+}
+
+/// The database holds password hashes, emails and session hashes: a new data directory is the
+/// owner's alone (0700), and so are the database and its journal files (0600), whatever the
+/// umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_directory_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("kehai.db");
+    let store = kehai_store::open(&kehai_store::Database::Sqlite(path.clone())).await.unwrap();
+    store.migrate().await.unwrap();
+    space(&*store, "office").await;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["kehai.db", "kehai.db-wal", "kehai.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(kehai_store::files::mode_if_shared(&data).unwrap(), None);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(kehai_store::files::mode_if_shared(&data).unwrap(), Some(0o755), "a wider one is told");
 }
