@@ -85,6 +85,9 @@ pub struct Config {
     /// `KEHAI_SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may take to finish after
     /// SIGTERM/SIGINT before the process exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// `KEHAI_HSTS_MAX_AGE_SECONDS`: with an https public URL, how long browsers are told to
+    /// reach kehai over https only (`Strict-Transport-Security`); 0 sends no such header.
+    pub hsts_max_age_seconds: u64,
 }
 
 /// What Graph's presence notifications carry.
@@ -129,6 +132,7 @@ impl Default for Config {
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             shutdown_grace_seconds: 10,
+            hsts_max_age_seconds: 31_536_000,
         }
     }
 }
@@ -156,6 +160,7 @@ pub const SETTINGS: &[&str] = &[
     "trust_forwarded_for",
     "max_body_bytes",
     "shutdown_grace_seconds",
+    "hsts_max_age_seconds",
 ];
 
 /// One figment error in words that name the setting.
@@ -325,6 +330,13 @@ impl Config {
     /// Whether cookies must carry `Secure`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// The `Strict-Transport-Security` value to send: only when browsers reach kehai over https
+    /// (over http a browser ignores it, and a local demo must stay reachable).
+    pub fn strict_transport_security(&self) -> Option<String> {
+        (self.secure_cookies() && self.hsts_max_age_seconds > 0)
+            .then(|| format!("max-age={}", self.hsts_max_age_seconds))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The layers every response passes through: request ids and tracing, panics caught, body size
-//! limit, HTTP metrics, the remembered language and security headers.
+//! limit, HTTP metrics, the remembered language and security headers (HSTS when kehai is reached
+//! over https).
 
 use axum::{
     Router,
@@ -27,6 +28,7 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
+    let hsts = state.config.strict_transport_security().and_then(|v| HeaderValue::from_str(&v).ok());
     router
         .layer(middleware::from_fn_with_state(state.clone(), ops::track_http))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::remember_language))
@@ -35,6 +37,7 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::REFERRER_POLICY, "same-origin"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, move |_: &_| hsts.clone()))
         .layer(CatchPanicLayer::custom(crate::error::panicked))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -85,6 +85,35 @@ async fn every_answer_has_a_request_id_and_security_headers() {
     assert_eq!(body["error"]["code"], "route_not_found");
 }
 
+/// Reached over https (behind a TLS proxy), kehai tells browsers to come back over https only,
+/// for the configured time; over http (a local demo) it never does.
+#[tokio::test]
+async fn over_https_answers_carry_strict_transport_security() {
+    let https = TestApp::start_with(|c| c.public_url = "https://kehai.example.com".parse().unwrap()).await;
+    for path in ["/login", "/healthz", "/nope"] {
+        let r = https.client().get(path).await;
+        assert_eq!(
+            r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap()),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+    let short = TestApp::start_with(|c| {
+        c.public_url = "https://kehai.example.com".parse().unwrap();
+        c.hsts_max_age_seconds = 600;
+    })
+    .await;
+    assert_eq!(short.client().get("/login").await.headers()["strict-transport-security"], "max-age=600");
+    let off = TestApp::start_with(|c| {
+        c.public_url = "https://kehai.example.com".parse().unwrap();
+        c.hsts_max_age_seconds = 0;
+    })
+    .await;
+    assert!(off.client().get("/login").await.headers().get("strict-transport-security").is_none(), "0 turns it off");
+    let http = TestApp::start().await;
+    assert!(http.client().get("/login").await.headers().get("strict-transport-security").is_none(), "not over http");
+}
+
 /// Every operation in `/openapi.json` is a route of the server that answers as documented.
 /// (Every API route is documented by construction: the router is built from the documented
 /// handlers.)
