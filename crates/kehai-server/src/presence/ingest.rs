@@ -1,6 +1,7 @@
 //! Turning a provider's webhook deliveries into avatars: every item is checked — a known
 //! subscription of a connected connection, its secret (constant-time), and, before any content is
-//! opened, the delivery's own proof (Graph's validation tokens, then the content's signature) —
+//! opened, the delivery's own proof (Graph's validation tokens, which must be for the
+//! connection's own organization, then the content's signature) —
 //! and its presence applied in order to every space where the connection is ON.
 
 use kehai_store::{
@@ -10,14 +11,14 @@ use kehai_store::{
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::{Dropped, Event, Inbound, Item, Provider, Reading, apply, renewal, retry, tokens};
+use super::{Dropped, Event, Inbound, Item, Proven, Provider, Reading, apply, renewal, retry, tokens};
 use crate::state::AppState;
 
 /// Processes one delivery's items. The cheap checks come first — a known subscription of a
 /// connected connection, its secret — and the delivery's proof only once an admitted item opens
 /// content: traffic the provider did not send costs no key fetch and no decryption.
 pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inbound) -> Vec<Result<(), Dropped>> {
-    let mut proven: Option<Result<(), Dropped>> = None;
+    let mut proven: Option<Result<Proven, Dropped>> = None;
     let mut outcomes = Vec::with_capacity(inbound.items.len());
     for item in &inbound.items {
         state.metrics.notification_received(provider.id());
@@ -26,15 +27,27 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
         let outcome = match admitted {
             Err(why) => Err(why),
             Ok(connection) if item.opens_content() => {
-                let proof = match proven {
+                let proof = match &proven {
                     Some(proof) => proof,
                     None => {
                         let proof = provider.verify(state, inbound).await;
                         if proof == Err(Dropped::ValidationToken) {
                             state.metrics.validation_token_failure(provider.id());
                         }
-                        *proven.insert(proof)
+                        proven.insert(proof)
                     }
+                };
+                let proof = match proof {
+                    Ok(proven) if proven.covers(&connection) => Ok(()),
+                    Ok(_) => {
+                        state.metrics.validation_token_failure(provider.id());
+                        tracing::warn!(
+                            subscription = %item.subscription,
+                            "a notification's validation tokens are for another organization than its connection's"
+                        );
+                        Err(Dropped::ValidationToken)
+                    }
+                    Err(why) => Err(*why),
                 };
                 match proof {
                     Ok(()) => act(state, provider, item, connection).await,

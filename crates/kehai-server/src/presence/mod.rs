@@ -47,7 +47,7 @@ use kehai_store::ConnectionId;
 
 pub use error::{Dropped, Error};
 pub use provider::{
-    CallbackParams, Content, Event, Inbound, Item, Observed, Outcome, Provider, ProviderError, Reading, SignIn,
+    CallbackParams, Content, Event, Inbound, Item, Observed, Outcome, Proven, Provider, ProviderError, Reading, SignIn,
     SignInSecrets, SignedIn, Subscribed, Tokens, Webhook, WebhookRefusal, WebhookRequest,
 };
 

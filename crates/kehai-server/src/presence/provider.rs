@@ -105,10 +105,11 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
     // --- Notifications (their webhook is the provider's [`Webhook`]).
 
     /// Checks the delivery's own proof ([`Inbound::proof`]) before the first item that needs
-    /// it is opened: `Dropped::ValidationToken` (forged), or `Dropped::Unavailable` (the
-    /// provider's keys could not be had: read the presence again later).
-    async fn verify(&self, _state: &AppState, _inbound: &Inbound) -> Result<(), Dropped> {
-        Ok(())
+    /// it is opened, and says whose connections it vouches for: `Dropped::ValidationToken`
+    /// (forged), or `Dropped::Unavailable` (the provider's keys could not be had: read the
+    /// presence again later).
+    async fn verify(&self, _state: &AppState, _inbound: &Inbound) -> Result<Proven, Dropped> {
+        Ok(Proven::Everyone)
     }
     /// The presence an item carries ([`Event::Changed`] with content), for an admitted
     /// connection.
@@ -313,6 +314,25 @@ pub struct Inbound {
     /// What proves the whole delivery genuine, checked once by [`Provider::verify`] before the
     /// first item whose content is opened (Graph's validation tokens).
     pub proof: Option<Content>,
+}
+
+/// Whose connections a verified proof vouches for: an item opened under it must be for one of
+/// them (a token genuinely signed for another organization proves nothing about this one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proven {
+    /// Any connection: the provider proves deliveries some other way (or not at all).
+    Everyone,
+    /// Connections of these organizations ([`Connection::external_tenant`]) only.
+    Tenants(Vec<String>),
+}
+
+impl Proven {
+    pub fn covers(&self, connection: &Connection) -> bool {
+        match self {
+            Proven::Everyone => true,
+            Proven::Tenants(tenants) => tenants.iter().any(|t| t.eq_ignore_ascii_case(&connection.external_tenant)),
+        }
+    }
 }
 
 /// One item of a delivery.

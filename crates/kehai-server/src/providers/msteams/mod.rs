@@ -31,7 +31,7 @@ use crate::{
     config::NotificationMode,
     ops::Metrics,
     presence::{
-        CallbackParams, Content, Dropped, Inbound, Observed, Outcome, Provider, ProviderError, Reading, SignIn,
+        CallbackParams, Content, Dropped, Inbound, Observed, Outcome, Proven, Provider, ProviderError, Reading, SignIn,
         SignInSecrets, SignedIn, Subscribed, Tokens, Webhook,
     },
     state::AppState,
@@ -293,7 +293,7 @@ impl Provider for Teams {
         read::many(self, state, connections).await
     }
 
-    async fn verify(&self, state: &AppState, delivery: &Inbound) -> Result<(), Dropped> {
+    async fn verify(&self, state: &AppState, delivery: &Inbound) -> Result<Proven, Dropped> {
         notifications::verify(self, state, delivery).await
     }
 

@@ -13,7 +13,7 @@ use kehai_microsoft::{
 
 use super::{Teams, certificates::KeyError, reading_of};
 use crate::{
-    presence::{Content, Dropped, Event, Inbound, Item, Reading, WebhookRefusal, WebhookRequest},
+    presence::{Content, Dropped, Event, Inbound, Item, Proven, Reading, WebhookRefusal, WebhookRequest},
     state::AppState,
 };
 
@@ -47,13 +47,14 @@ fn item(n: ChangeNotification) -> Item {
 
 /// Every validation token must verify (one per app and tenant in the POST): else
 /// `ValidationToken`, or `Unavailable` when Microsoft's signing keys could not be had (then the
-/// presences are read again later).
-pub(super) async fn verify(teams: &Teams, _state: &AppState, delivery: &Inbound) -> Result<(), Dropped> {
+/// presences are read again later). They vouch for their tenants' connections only.
+pub(super) async fn verify(teams: &Teams, _state: &AppState, delivery: &Inbound) -> Result<Proven, Dropped> {
     let tokens = delivery.proof.as_ref().and_then(Content::get::<Vec<String>>);
     let Some(tokens) = tokens.filter(|t| !t.is_empty()) else { return Err(Dropped::ValidationToken) };
+    let mut tenants = Vec::with_capacity(tokens.len());
     for token in tokens {
         match teams.validation_tokens.verify(token).await {
-            Ok(_) => {}
+            Ok(tenant) => tenants.push(tenant),
             Err(e @ MicrosoftError::Transport(_)) => {
                 tracing::warn!(error = %e, "Microsoft's signing keys could not be fetched");
                 return Err(Dropped::Unavailable);
@@ -64,7 +65,7 @@ pub(super) async fn verify(teams: &Teams, _state: &AppState, delivery: &Inbound)
             }
         }
     }
-    Ok(())
+    Ok(Proven::Tenants(tenants))
 }
 
 /// The presence a rich notification carries: its certificate's private key, the HMAC, then the

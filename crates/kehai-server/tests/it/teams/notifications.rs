@@ -223,10 +223,20 @@ async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing()
     assert_eq!(process(&app.state, &teams, bad_hmac).await, vec![Err(Dropped::Decryption)]);
 
     type Flaw = Box<dyn FnOnce(&mut Value)>;
-    let flaws: [(&str, Flaw); 3] = [
+    let other_tenant = "99999999-9999-9999-9999-999999999999";
+    let other_issuer = emu.url(&format!("/{other_tenant}/v2.0"));
+    let flaws: [(&str, Flaw); 4] = [
         ("wrong aud", Box::new(|c| c["aud"] = json!("00000000-0000-0000-0000-000000000001"))),
         ("expired", Box::new(|c| c["exp"] = json!(c["iat"].as_i64().unwrap() - 600))),
         ("not Graph's", Box::new(|c| c["azp"] = json!("00000000-0000-0000-0000-000000000002"))),
+        // Genuine, but for another organization than Alice's connection.
+        (
+            "another tenant's",
+            Box::new(move |c| {
+                c["tid"] = json!(other_tenant);
+                c["iss"] = json!(other_issuer);
+            }),
+        ),
     ];
     for (why, flaw) in flaws {
         let batch = rich_notification(&app, &emu, "Away", &sequence(2), flaw).await;
@@ -252,9 +262,9 @@ async fn rich_notifications_with_a_flaw_are_dropped_counted_and_change_nothing()
         &alice,
         &[
             "kehai_notification_decrypt_failures_total{provider=\"msteams\"} 1",
-            "kehai_validation_token_failures_total{provider=\"msteams\"} 4",
+            "kehai_validation_token_failures_total{provider=\"msteams\"} 5",
             "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"decryption\"} 1",
-            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"validation_token\"} 4",
+            "kehai_notifications_dropped_total{provider=\"msteams\",reason=\"validation_token\"} 5",
         ],
     )
     .await;
