@@ -73,8 +73,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `KEHAI_LOG`: which logs to write, in `tracing` filter syntax (`info`, `kehai=debug`, …).
     pub log: String,
-    /// `KEHAI_LOGIN_ATTEMPTS_PER_MINUTE`: failed and successful login attempts allowed per client
-    /// address and per email address each minute, before answers become 429.
+    /// `KEHAI_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts (and guest joins) allowed per client
+    /// network each minute, and failed passwords per email address, before answers become 429.
     pub login_attempts_per_minute: u32,
     /// `KEHAI_TRUST_FORWARDED_FOR`: behind a reverse proxy, take the client address (for login
     /// rate limits) from the last `X-Forwarded-For` entry. Only set it when a proxy you run

@@ -23,6 +23,8 @@ pub struct AppState {
     pub live: Live,
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Bounds the password checks running at once.
+    pub passwords: Arc<crate::auth::password::Checker>,
     pub catalogs: Arc<Catalogs>,
     /// The presence engine and its providers.
     pub presence: Arc<crate::presence::Engine>,
@@ -30,6 +32,8 @@ pub struct AppState {
     pub notifications: crate::webhooks::NotificationQueue,
     /// Seals tokens and client states before they are stored.
     pub secrets: Arc<kehai_store::secrets::SecretBox>,
+    /// Signs what browsers hand back (pre-login CSRF tokens, device cookies).
+    pub signer: Arc<kehai_store::secrets::Signer>,
     /// Cancelled when the server shuts down: event streams end, loops stop.
     pub shutdown: CancellationToken,
     /// This process's random id: the holder of the work it claims (several instances share
@@ -66,6 +70,7 @@ impl AppState {
         let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
+            passwords: Arc::default(),
             config: Arc::new(config),
             store,
             clock,
@@ -73,6 +78,7 @@ impl AppState {
             metrics,
             catalogs: Arc::new(Catalogs::load()?),
             secrets: Arc::new(kehai_store::secrets::SecretBox::new(&master_key)),
+            signer: Arc::new(kehai_store::secrets::Signer::new(&master_key)),
             presence,
             notifications,
 
@@ -88,7 +94,7 @@ impl AppState {
             Ok(ended) => ended.iter().for_each(|s| self.session_ended(s)),
             Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
         }
-        self.login_limiter.shrink();
+        self.login_limiter.shrink(self.clock.now());
     }
 
     /// Ends a session now (logout, a new login): its pages close; a guest leaves their space.

@@ -4,12 +4,19 @@
 //!
 //! Sealed form: `v1.<base64(nonce ‖ ciphertext ‖ tag)>`, the version naming the format. The
 //! associated data is the value's [`Place`]: `{kind}:{id}:{column}`.
+//!
+//! What kehai hands to browsers and must recognise later (a pre-login CSRF token, a device
+//! cookie) is signed with a [`Signer`]: HMAC-SHA256 under a key derived from the master key.
 
 use aws_lc_rs::{
     aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
+    hmac,
     rand::{SecureRandom, SystemRandom},
 };
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ConnectionId;
@@ -107,6 +114,49 @@ impl MasterKey {
     /// The key as base64, for writing the key file.
     pub fn to_base64(&self) -> SecretString {
         SecretString::from(STANDARD.encode(self.0))
+    }
+}
+
+/// Signs values for one purpose each, under a key derived from the master key: every instance
+/// sharing the master key agrees, and `kehai keys rotate` voids every signature made before.
+/// `Debug` shows nothing of the key.
+pub struct Signer {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer { .. }")
+    }
+}
+
+impl Signer {
+    pub fn new(key: &MasterKey) -> Signer {
+        // Its own key, never the sealing key itself.
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key.0), b"kehai-signer-v1");
+        Signer { key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()) }
+    }
+
+    /// The signature of `parts` for `purpose`, as base64url text.
+    pub fn sign(&self, purpose: &str, parts: &[&[u8]]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &Self::message(purpose, parts)))
+    }
+
+    /// Whether `given` is the signature of `parts` for `purpose` (compared in constant time).
+    pub fn verify(&self, purpose: &str, parts: &[&[u8]], given: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(given)
+            .is_ok_and(|tag| hmac::verify(&self.key, &Self::message(purpose, parts), &tag).is_ok())
+    }
+
+    /// Each piece with its length first: no two lists of parts sign alike.
+    fn message(purpose: &str, parts: &[&[u8]]) -> Vec<u8> {
+        let mut message = Vec::new();
+        for part in std::iter::once(purpose.as_bytes()).chain(parts.iter().copied()) {
+            message.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            message.extend_from_slice(part);
+        }
+        message
     }
 }
 
@@ -257,5 +307,19 @@ mod tests {
                 proptest::prop_assert!(b.open_labelled(&sealed, &other).is_err());
             }
         }
+    }
+
+    #[test]
+    fn signatures_bind_their_purpose_parts_and_key() {
+        let key = MasterKey::generate().unwrap();
+        let signer = Signer::new(&key);
+        let tag = signer.sign("csrf", &[b"seed", b"123"]);
+        assert!(signer.verify("csrf", &[b"seed", b"123"], &tag));
+        assert!(!signer.verify("device", &[b"seed", b"123"], &tag), "another purpose");
+        assert!(!signer.verify("csrf", &[b"seed1", b"23"], &tag), "parts split elsewhere");
+        assert!(!signer.verify("csrf", &[b"seed", b"124"], &tag));
+        assert!(!signer.verify("csrf", &[b"seed", b"123"], "not base64!"));
+        assert!(!Signer::new(&MasterKey::generate().unwrap()).verify("csrf", &[b"seed", b"123"], &tag), "another key");
+        assert!(!tag.contains(&key.to_base64().expose_secret()[..8]));
     }
 }

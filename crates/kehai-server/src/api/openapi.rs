@@ -37,7 +37,7 @@ impl Modify for Security {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 crate::auth::session::COOKIE,
-                "Set by logging in (/login) or joining as a guest.",
+                "Set by logging in (/login) or joining as a guest; named __Host-kehai_session when kehai is reached over https.",
             ))),
         );
         components.add_security_scheme(

@@ -1,7 +1,17 @@
 //! Reading and writing the few cookies kehai sets.
+//!
+//! Over https their names carry the `__Host-` prefix: browsers then accept them only when set
+//! by this very host over https, `Secure`, for path `/` and without a `Domain` — a sibling
+//! subdomain or a network attacker on plain http cannot plant a session or a CSRF seed. Over
+//! http (a local demo) browsers refuse that prefix, and the plain names are used.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::{Cookie, SameSite};
+
+/// The name the cookie `base` goes by: `__Host-<base>` over https.
+pub fn name(base: &str, secure: bool) -> String {
+    if secure { format!("__Host-{base}") } else { base.to_owned() }
+}
 
 /// The value of the first cookie called `name`.
 pub fn get(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -1,13 +1,28 @@
-//! Login attempts are limited per client address and per email address, so that neither one
-//! machine nor a botnet against one account can guess passwords quickly.
+//! Login attempts are limited per client network and failed passwords per email address, so that
+//! neither one machine nor a botnet against one account can guess passwords quickly.
+//!
+//! A client is its IPv4 address, or its IPv6 /64 (rotating addresses within one's allocation is
+//! free). Its budget is checked first, and every attempt counts. An email's budget counts only
+//! failed passwords, keyed by the parsed, normalised address (so an attacker's junk keeps
+//! nothing), and is forgotten at a successful login. Anyone can fail a victim's password on
+//! purpose; so that this cannot keep the victim out, a browser that logged into that account
+//! before (its signed device cookie, [`crate::auth::device`]) is not held by the email's lock —
+//! only by its own client budget. The trade-off: an attacker holding the lock keeps out only
+//! the victim's *new* browsers, for as long as they keep failing from enough networks.
 
-use std::{net::IpAddr, num::NonZeroU32};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Mutex, PoisonError},
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
 };
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use kehai_core::Email;
 
 use crate::state::AppState;
 
@@ -15,6 +30,21 @@ use crate::state::AppState;
 /// to trust its reverse proxy — the last address that proxy appended to `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The network the client is on, as limits and bindings key it: an IPv4 address itself, an
+    /// IPv6 address's /64 (one subscriber's usual allocation: rotating addresses within it is
+    /// free, so it must count as one client).
+    pub fn network(self) -> IpAddr {
+        match self.0 {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+            },
+            v4 => v4,
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -41,9 +71,24 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// Keys kept per email at most: one entry per address that failed recently, each at most
+/// 254 bytes; beyond it the oldest windows are forgotten first.
+const EMAILS_KEPT: usize = 100_000;
+/// The window failures are counted in.
+const WINDOW_MS: i64 = 60_000;
+
+/// Login attempts by client network, failed passwords by email (see the module's documentation).
 pub struct LoginLimiter {
     by_client: DefaultKeyedRateLimiter<IpAddr>,
-    by_email: DefaultKeyedRateLimiter<String>,
+    failures: Mutex<HashMap<String, Failures>>,
+    per_minute: u32,
+}
+
+/// Failed passwords for one email in the window that started at `since`.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    since: i64,
+    count: u32,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -55,26 +100,46 @@ impl std::fmt::Debug for LoginLimiter {
 impl LoginLimiter {
     pub fn new(per_minute: u32) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
-        LoginLimiter { by_client: RateLimiter::keyed(quota), by_email: RateLimiter::keyed(quota) }
+        LoginLimiter { by_client: RateLimiter::keyed(quota), failures: Mutex::default(), per_minute: per_minute.max(1) }
     }
 
-    /// Counts one attempt; false when either limit is exhausted.
-    pub fn allow(&self, client: IpAddr, email_key: &str) -> bool {
-        // Check both so that each counts the attempt.
-        let client_ok = self.by_client.check_key(&client).is_ok();
-        let email_ok = self.by_email.check_key(&email_key.to_owned()).is_ok();
-        client_ok && email_ok
+    /// Counts one attempt (a login or a guest join) from the client's network; false when its
+    /// budget is spent. Checked first: a client over its limit costs nothing more.
+    pub fn allow_client(&self, client: ClientIp) -> bool {
+        self.by_client.check_key(&client.network()).is_ok()
     }
 
-    /// Counts one attempt of a client that names no account (joining as a guest).
-    pub fn allow_client(&self, client: IpAddr) -> bool {
-        self.by_client.check_key(&client).is_ok()
+    /// Whether `email` has had its minute's worth of failed passwords (at `now`, ms).
+    pub fn email_locked(&self, email: &Email, now: i64) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.get(&email.normalized()).is_some_and(|f| now - f.since < WINDOW_MS && f.count >= self.per_minute)
+    }
+
+    /// Counts a failed password for `email`.
+    pub fn failed(&self, email: &Email, now: i64) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= EMAILS_KEPT {
+            failures.retain(|_, f| now - f.since < WINDOW_MS);
+            if failures.len() >= EMAILS_KEPT {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(email.normalized()).or_insert(Failures { since: now, count: 0 });
+        if now - entry.since >= WINDOW_MS {
+            *entry = Failures { since: now, count: 0 };
+        }
+        entry.count += 1;
+    }
+
+    /// A successful login: the email's failures are forgotten.
+    pub fn succeeded(&self, email: &Email) {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&email.normalized());
     }
 
     /// Forgets idle keys (called periodically).
-    pub fn shrink(&self) {
+    pub fn shrink(&self, now: i64) {
         self.by_client.retain_recent();
-        self.by_email.retain_recent();
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, f| now - f.since < WINDOW_MS);
     }
 }
 
@@ -82,16 +147,43 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> ClientIp {
+        ClientIp(s.parse().unwrap())
+    }
+
     #[test]
-    fn limits_per_client_and_per_email() {
+    fn clients_are_limited_by_network_an_ipv6_slash_64_being_one() {
         let l = LoginLimiter::new(3);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        for _ in 0..3 {
-            assert!(l.allow(a, "x@example.com"));
+        for a in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            assert!(l.allow_client(ip(a)), "{a}");
         }
-        assert!(!l.allow(a, "y@example.com"), "client a is out of attempts");
-        assert!(!l.allow(b, "x@example.com"), "x@example.com is out of attempts");
-        assert!(l.allow(b, "z@example.com"));
+        assert!(!l.allow_client(ip("2001:db8:1:2:abcd::1")), "the same /64 rotated");
+        assert!(l.allow_client(ip("2001:db8:1:3::1")), "the next /64 is another client");
+        for _ in 0..3 {
+            assert!(l.allow_client(ip("192.0.2.1")));
+        }
+        assert!(!l.allow_client(ip("::ffff:192.0.2.1")), "IPv4 mapped into IPv6 is the same client");
+        assert!(l.allow_client(ip("192.0.2.2")), "each IPv4 address its own");
+        assert_eq!(ip("2001:db8:1:2:3:4:5:6").network(), ip("2001:db8:1:2::").0);
+    }
+
+    #[test]
+    fn failed_passwords_lock_an_email_for_the_rest_of_the_minute_by_its_normalized_form() {
+        let l = LoginLimiter::new(3);
+        let alice = Email::parse("alice@example.com").unwrap();
+        let shouting = Email::parse("  ALICE@Example.COM ").unwrap();
+        l.failed(&alice, 0);
+        l.failed(&shouting, 1);
+        assert!(!l.email_locked(&alice, 2));
+        l.failed(&alice, 3);
+        assert!(l.email_locked(&alice, 4) && l.email_locked(&shouting, 4), "one key for every spelling");
+        assert!(!l.email_locked(&Email::parse("bob@example.com").unwrap(), 4));
+        assert!(!l.email_locked(&alice, WINDOW_MS), "the minute is over");
+        l.failed(&alice, 10);
+        l.succeeded(&alice);
+        assert!(!l.email_locked(&alice, 11));
+        l.failed(&alice, 20);
+        l.shrink(WINDOW_MS + 20);
+        assert!(l.failures.lock().unwrap().is_empty(), "idle windows are forgotten");
     }
 }

@@ -1,4 +1,6 @@
-//! Password hashing with argon2id, off the async threads (a hash takes tens of milliseconds).
+//! Password hashing with argon2id, off the async threads (a hash takes tens of milliseconds and
+//! 19 MiB). Checks at login are bounded ([`Checker`]): a flood of attempts from many networks
+//! gets 429 instead of filling the blocking pool with hundreds of hashes and gigabytes.
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
@@ -17,6 +19,41 @@ pub async fn hash(password: &NewPassword) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
     })
     .await?
+}
+
+/// Password checks at login, at most about two per core at once.
+#[derive(Debug)]
+pub struct Checker {
+    permits: tokio::sync::Semaphore,
+}
+
+/// Every permitted check is running: try again in a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Default for Checker {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Checker::new(2 * cores)
+    }
+}
+
+impl Checker {
+    pub fn new(at_once: usize) -> Checker {
+        Checker { permits: tokio::sync::Semaphore::new(at_once.max(1)) }
+    }
+
+    /// [`verify`], or [`Busy`] at once when as many checks as allowed are running.
+    pub async fn verify(&self, stored: Option<String>, password: String) -> Result<bool, Busy> {
+        let _permit = self.permits.try_acquire().map_err(|_| Busy)?;
+        Ok(verify(stored, password).await)
+    }
+
+    /// Takes every permit (tests: a server whose checks are all running).
+    pub fn hold_all(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let all = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        self.permits.try_acquire_many(all).unwrap_or_else(|_| unreachable!("the permits were just counted"))
+    }
 }
 
 /// Checks `password` against a stored hash. With no hash (unknown email) a fixed hash is checked
@@ -51,5 +88,14 @@ mod tests {
         assert!(!verify(Some(h), "wrong horse battery".into()).await);
         assert!(!verify(None, "correct horse battery".into()).await);
         assert!(PasswordHash::new(DUMMY_HASH).is_ok(), "the dummy hash must parse, or unknown emails answer faster");
+    }
+
+    #[tokio::test]
+    async fn checks_beyond_the_bound_are_refused_at_once() {
+        let checker = Checker::new(1);
+        let held = checker.hold_all();
+        assert_eq!(checker.verify(None, "x".into()).await, Err(Busy));
+        drop(held);
+        assert_eq!(checker.verify(None, "x".into()).await, Ok(false));
     }
 }

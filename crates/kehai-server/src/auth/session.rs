@@ -2,15 +2,16 @@
 
 use axum::{
     extract::{FromRequestParts, OptionalFromRequestParts},
-    http::{HeaderValue, request::Parts},
+    http::{HeaderMap, HeaderValue, request::Parts},
 };
 use kehai_core::{Millis, PersonId, PersonKind, SpaceId};
 use kehai_store::Session;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{cookies, csrf};
+use super::{cookies, csrf, limiter::ClientIp};
 use crate::{error::ApiError, state::AppState};
 
+/// The session cookie's name (`__Host-kehai_session` over https: [`cookies::name`]).
 pub const COOKIE: &str = "kehai_session";
 /// A member stays logged in for two weeks.
 pub const MEMBER_TTL_MS: Millis = 14 * 24 * 3600 * 1000;
@@ -86,13 +87,14 @@ pub async fn start(
         Session { id_hash: cookie.id_hash(), person_id, kind, space_id, created_at: now, expires_at: now + ttl };
     state.store.create_session(&session).await?;
     let max_age = (kind == PersonKind::Member).then_some(ttl / 1000);
-    let header = cookies::set(COOKIE, cookie.0.expose_secret(), max_age, state.config.secure_cookies());
+    let secure = state.config.secure_cookies();
+    let header = cookies::set(&cookies::name(COOKIE, secure), cookie.0.expose_secret(), max_age, secure);
     Ok((Visitor { session, cookie }, header))
 }
 
 /// The session named by this request's cookie, if it exists and has not expired.
 async fn find(parts: &Parts, state: &AppState) -> Result<Option<Visitor>, ApiError> {
-    let Some(value) = cookies::get(&parts.headers, COOKIE) else {
+    let Some(value) = cookies::get(&parts.headers, &cookies::name(COOKIE, state.config.secure_cookies())) else {
         return Ok(None);
     };
     let session = state.store.session(&hash_cookie(&value), state.clock.now()).await?;
@@ -129,14 +131,43 @@ impl FromRequestParts<AppState> for CsrfChecked {
     }
 }
 
-/// The pre-login CSRF seed: the `kehai_csrf` cookie, or a new one to set.
-pub fn pre_session_seed(parts_headers: &axum::http::HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
-    match cookies::get(parts_headers, csrf::PRE_SESSION_COOKIE).filter(|v| v.len() >= 32) {
+/// A browser before login, as the pre-login CSRF token binds it: its cookies and its network.
+#[derive(Debug, Clone, Copy)]
+pub struct Browser<'a> {
+    pub headers: &'a HeaderMap,
+    pub client: ClientIp,
+}
+
+impl Browser<'_> {
+    /// The pre-login form's CSRF token, and the `kehai_csrf` cookie to set when the browser has
+    /// no seed yet.
+    pub fn form_token(self, state: &AppState) -> (String, Option<HeaderValue>) {
+        pre_session_form(state, self.headers, self.client)
+    }
+
+    /// Whether a pre-login form came back with the token kehai gave this browser.
+    pub fn sent_its_token(self, state: &AppState, given: &str) -> bool {
+        pre_session_verified(state, self.headers, self.client, given)
+    }
+}
+
+fn pre_session_form(state: &AppState, headers: &HeaderMap, client: ClientIp) -> (String, Option<HeaderValue>) {
+    let secure = state.config.secure_cookies();
+    let name = cookies::name(csrf::PRE_SESSION_COOKIE, secure);
+    let (seed, set) = match cookies::get(headers, &name).filter(|v| v.len() >= 32) {
         Some(seed) => (seed, None),
         None => {
             let seed = crate::opaque::random(32).expose_secret().to_owned();
-            let header = cookies::set(csrf::PRE_SESSION_COOKIE, &seed, None, secure);
+            let header = cookies::set(&name, &seed, None, secure);
             (seed, Some(header))
         }
-    }
+    };
+    let network = client.network().to_string();
+    (csrf::pre_session_token(&state.signer, &seed, &network, state.clock.now() / 1000), set)
+}
+
+fn pre_session_verified(state: &AppState, headers: &HeaderMap, client: ClientIp, given: &str) -> bool {
+    let seed = cookies::get(headers, &cookies::name(csrf::PRE_SESSION_COOKIE, state.config.secure_cookies()));
+    let network = client.network().to_string();
+    csrf::verify_pre_session(&state.signer, &seed.unwrap_or_default(), &network, given, state.clock.now() / 1000)
 }

@@ -13,7 +13,11 @@ use serde::Deserialize;
 use super::{FormError, PageError, render, see_other};
 use crate::{
     access,
-    auth::{Visitor, cookies, csrf, limiter::ClientIp, session},
+    auth::{
+        Visitor,
+        limiter::ClientIp,
+        session::{self, Browser},
+    },
     error::ApiError,
     i18n::{Catalog, Lang},
     state::AppState,
@@ -43,20 +47,20 @@ async fn open_space(state: &AppState, t: &Catalog, slug: &str) -> Result<Space, 
 fn page(
     state: &AppState,
     t: &Catalog,
-    headers: &HeaderMap,
+    browser: Browser<'_>,
     space: &Space,
     status: StatusCode,
     name: String,
     error: Option<FormError<'_>>,
 ) -> Response {
-    let (seed, set_cookie) = session::pre_session_seed(headers, state.config.secure_cookies());
+    let (csrf, set_cookie) = browser.form_token(state);
     let mut response = render(
         status,
         &GuestPage {
             t,
             slug: space.slug.to_string(),
             space_name: space.name.as_str(),
-            csrf: csrf::token_for(&seed),
+            csrf,
             display_name: name,
             error,
         },
@@ -71,10 +75,12 @@ pub async fn form(
     State(state): State<AppState>,
     Lang(lang): Lang,
     Path(slug): Path<String>,
+    client: ClientIp,
     headers: HeaderMap,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
+    let browser = Browser { headers: &headers, client };
     let space = match open_space(&state, t, &slug).await {
         Ok(space) => space,
         Err(page) => return page,
@@ -85,7 +91,7 @@ pub async fn form(
     {
         return see_other(&format!("/s/{}", space.slug));
     }
-    page(&state, t, &headers, &space, StatusCode::OK, String::new(), None)
+    page(&state, t, browser, &space, StatusCode::OK, String::new(), None)
 }
 
 #[derive(Deserialize)]
@@ -100,7 +106,7 @@ pub async fn join(
     State(state): State<AppState>,
     Lang(lang): Lang,
     Path(slug): Path<String>,
-    ClientIp(client): ClientIp,
+    client: ClientIp,
     headers: HeaderMap,
     visitor: Option<Visitor>,
     form: Result<Form<GuestForm>, FormRejection>,
@@ -110,16 +116,16 @@ pub async fn join(
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     let t = state.catalogs.get(lang);
+    let browser = Browser { headers: &headers, client };
     let space = match open_space(&state, t, &slug).await {
         Ok(space) => space,
         Err(page) => return page,
     };
-    let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
-    if !csrf::verify(&seed, &form.csrf) {
+    if !browser.sent_its_token(&state, &form.csrf) {
         return page(
             &state,
             t,
-            &headers,
+            browser,
             &space,
             StatusCode::FORBIDDEN,
             form.display_name,
@@ -128,7 +134,7 @@ pub async fn join(
     }
     let Ok(name) = DisplayName::parse(&form.display_name) else {
         let invalid = FormError::new(t, "invalid_display_name", "guest.invalid_name");
-        return page(&state, t, &headers, &space, StatusCode::UNPROCESSABLE_ENTITY, form.display_name, Some(invalid));
+        return page(&state, t, browser, &space, StatusCode::UNPROCESSABLE_ENTITY, form.display_name, Some(invalid));
     };
     // Someone already in this space has nothing to join.
     if let Some(v) = visitor.clone()
@@ -138,7 +144,7 @@ pub async fn join(
     }
     if !state.login_limiter.allow_client(client) {
         let limited = FormError::new(t, "rate_limited", "login.rate_limited");
-        return page(&state, t, &headers, &space, StatusCode::TOO_MANY_REQUESTS, form.display_name, Some(limited));
+        return page(&state, t, browser, &space, StatusCode::TOO_MANY_REQUESTS, form.display_name, Some(limited));
     }
     // Joining starts a new session: whatever session the browser had ends.
     if let Some(old) = visitor {

@@ -1,14 +1,16 @@
 //! `/login` and `/logout`.
 //!
 //! A failed login says only that the email or password is incorrect — never which — and takes as
-//! long either way ([`password::verify`]). Attempts are limited per client and per email. A
-//! successful login always starts a new session (the old one is ended): no session fixation.
+//! long either way ([`crate::auth::password::verify`]). Attempts are limited per client network, failed
+//! passwords per email ([`crate::auth::limiter`]), and password checks running at once
+//! ([`crate::auth::password::Checker`]). A successful login always starts a new session (the old one is
+//! ended): no session fixation; and makes the browser known to the account ([`device`]).
 
 use askama::Template;
 use axum::{
     Form,
     extract::{Query, State, rejection::FormRejection},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use kehai_core::{Email, PersonKind};
@@ -18,10 +20,9 @@ use super::{FormError, PageError, render, safe_next, see_other};
 use crate::{
     access,
     auth::{
-        Visitor, cookies, csrf,
+        Visitor, cookies, device,
         limiter::ClientIp,
-        password,
-        session::{self, pre_session_seed},
+        session::{self, Browser},
     },
     error::ApiError,
     i18n::{Catalog, Lang},
@@ -56,19 +57,19 @@ async fn guest_link(state: &AppState, next: &str) -> Option<String> {
 async fn page(
     state: &AppState,
     t: &Catalog,
-    headers: &HeaderMap,
+    browser: Browser<'_>,
     status: StatusCode,
     next: String,
     email: String,
     error: Option<FormError<'_>>,
 ) -> Response {
-    let (seed, set_cookie) = pre_session_seed(headers, state.config.secure_cookies());
+    let (csrf, set_cookie) = browser.form_token(state);
     let guest_link = guest_link(state, &next).await;
     let mut response = render(
         status,
         &LoginPage {
             t,
-            csrf: csrf::token_for(&seed),
+            csrf,
             keep_query: format!(
                 "{}&",
                 url::form_urlencoded::Serializer::new(String::new()).append_pair("next", &next).finish()
@@ -89,6 +90,7 @@ pub async fn form(
     State(state): State<AppState>,
     Lang(lang): Lang,
     Query(q): Query<NextQuery>,
+    client: ClientIp,
     headers: HeaderMap,
     visitor: Option<Visitor>,
 ) -> Response {
@@ -97,7 +99,8 @@ pub async fn form(
         return see_other(&next);
     }
     let t = state.catalogs.get(lang);
-    page(&state, t, &headers, StatusCode::OK, next, String::new(), None).await
+    let browser = Browser { headers: &headers, client };
+    page(&state, t, browser, StatusCode::OK, next, String::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -114,7 +117,7 @@ pub struct LoginForm {
 pub async fn submit(
     State(state): State<AppState>,
     Lang(lang): Lang,
-    ClientIp(client): ClientIp,
+    client: ClientIp,
     headers: HeaderMap,
     visitor: Option<Visitor>,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -124,34 +127,52 @@ pub async fn submit(
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     let t = state.catalogs.get(lang);
+    let browser = Browser { headers: &headers, client };
     let next = safe_next(form.next.as_deref());
-    let seed = cookies::get(&headers, csrf::PRE_SESSION_COOKIE).unwrap_or_default();
-    if !csrf::verify(&seed, &form.csrf) {
+    if !browser.sent_its_token(&state, &form.csrf) {
         let expired = FormError::new(t, "csrf_token_invalid", "login.expired");
-        return page(&state, t, &headers, StatusCode::FORBIDDEN, next, form.email, Some(expired)).await;
+        return page(&state, t, browser, StatusCode::FORBIDDEN, next, form.email, Some(expired)).await;
     }
-    let email_key = form.email.trim().to_lowercase();
-    if !state.login_limiter.allow(client, &email_key) {
-        tracing::warn!(client = %client, "login rate limit reached");
-        let limited = FormError::new(t, "rate_limited", "login.rate_limited");
-        return page(&state, t, &headers, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited)).await;
+    let limited = |t| FormError::new(t, "rate_limited", "login.rate_limited");
+    if !state.login_limiter.allow_client(client) {
+        tracing::warn!(client = %client.0, "login rate limit reached");
+        return page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited(t))).await;
     }
-    let account = match Email::parse(&form.email) {
-        Ok(email) => match state.store.account_by_email(&email).await {
+    let email = Email::parse(&form.email).ok();
+    let now = state.clock.now();
+    if let Some(email) = &email
+        && state.login_limiter.email_locked(email, now)
+        && !device::known(&state, &headers, email)
+    {
+        tracing::warn!(client = %client.0, "login rate limit reached for an email");
+        return page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited(t))).await;
+    }
+    let account = match &email {
+        Some(email) => match state.store.account_by_email(email).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "login lookup failed");
                 return PageError::Internal.render(t);
             }
         },
-        Err(_) => None,
+        None => None,
     };
     let (account, hash) = account.map_or((None, None), |(a, h)| (Some(a), Some(h)));
-    let ok = password::verify(hash, form.password).await;
-    let Some(account) = account.filter(|_| ok) else {
-        let failed = FormError::new(t, "login_failed", "login.failed");
-        return page(&state, t, &headers, StatusCode::UNAUTHORIZED, next, form.email, Some(failed)).await;
+    let Ok(ok) = state.passwords.verify(hash, form.password).await else {
+        tracing::warn!("every password check is running: a login was asked to come again");
+        let busy = FormError::new(t, "login_busy", "login.busy");
+        let mut response = page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(busy)).await;
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
     };
+    let (Some(account), Some(email)) = (account.filter(|_| ok), email.as_ref()) else {
+        if let Some(email) = &email {
+            state.login_limiter.failed(email, now);
+        }
+        let failed = FormError::new(t, "login_failed", "login.failed");
+        return page(&state, t, browser, StatusCode::UNAUTHORIZED, next, form.email, Some(failed)).await;
+    };
+    state.login_limiter.succeeded(email);
     // A new session id at every login; the previous one (member or guest) ends.
     if let Some(old) = visitor {
         state.end_session(&old.session.id_hash).await;
@@ -161,6 +182,7 @@ pub async fn submit(
             tracing::info!(account = %account.id, "logged in");
             let mut response = see_other(&next);
             response.headers_mut().append(header::SET_COOKIE, cookie);
+            response.headers_mut().append(header::SET_COOKIE, device::cookie_for(&state, email));
             response
         }
         Err(_) => PageError::Internal.render(t),
@@ -190,6 +212,7 @@ pub async fn logout(
     }
     state.end_session(&visitor.session.id_hash).await;
     let mut response = see_other("/login");
-    response.headers_mut().append(header::SET_COOKIE, cookies::clear(session::COOKIE, state.config.secure_cookies()));
+    let secure = state.config.secure_cookies();
+    response.headers_mut().append(header::SET_COOKIE, cookies::clear(&cookies::name(session::COOKIE, secure), secure));
     response
 }

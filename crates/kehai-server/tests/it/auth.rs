@@ -9,7 +9,7 @@ fn session_cookie(r: &reqwest::Response) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("kehai_session="))
+        .find(|c| c.starts_with("kehai_session=") || c.starts_with("__Host-kehai_session="))
 }
 
 #[tokio::test]
@@ -54,37 +54,135 @@ async fn login_succeeds_and_rotates_the_session() {
 async fn secure_cookies_on_https() {
     let app = TestApp::start_with(|c| c.public_url = "https://kehai.example".parse().unwrap()).await;
     let mut c = app.client();
+    let form = c.get("/login").await;
+    let seed = form.headers()["set-cookie"].to_str().unwrap().to_owned();
     let r = c.login("alice@example.com", PASSWORD, "/").await;
-    assert!(session_cookie(&r).expect("cookie").contains("Secure"));
-}
-
-#[tokio::test]
-async fn failed_logins_say_the_same_for_unknown_email_and_wrong_password() {
-    let app = TestApp::start().await;
-    let mut c = app.client();
-    let wrong_password = c.login("alice@example.com", "not the password", "/").await;
-    assert_eq!(wrong_password.status(), StatusCode::UNAUTHORIZED);
-    let a = wrong_password.text().await.unwrap();
-    let unknown = c.login("nobody@example.com", "not the password", "/").await;
-    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
-    let b = unknown.text().await.unwrap();
-    let msg = |html: &str| between(html, "data-error-code=\"login_failed\">", "<").expect("an error message");
-    assert_eq!(msg(&a), msg(&b));
-    assert_eq!(msg(&a), "The email or password is incorrect.");
-    // No session was started.
-    assert_eq!(c.get("/api/spaces/alpha/avatars").await.status(), StatusCode::UNAUTHORIZED);
-}
-
-#[tokio::test]
-async fn login_attempts_are_rate_limited() {
-    let app = TestApp::start_with(|c| c.login_attempts_per_minute = 3).await;
-    let mut c = app.client();
-    for _ in 0..3 {
-        assert_eq!(c.login("alice@example.com", "wrong password", "/").await.status(), StatusCode::UNAUTHORIZED);
+    let session = session_cookie(&r).expect("cookie");
+    // `__Host-`: only this host over https may set them (a sibling subdomain or a network
+    // attacker on http cannot plant a session or a CSRF seed).
+    for cookie in [&session, &seed] {
+        assert!(cookie.starts_with("__Host-kehai_"), "{cookie}");
+        assert!(cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"), "{cookie}");
     }
-    let r = c.login("alice@example.com", PASSWORD, "/").await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
-    assert!(r.text().await.unwrap().contains("Too many attempts"));
+    let id = between(&session, "__Host-kehai_session=", ";").unwrap();
+    let with = |name: &str| {
+        app.client().http.get(app.url("/api/spaces/alpha/avatars")).header("cookie", format!("{name}={id}")).send()
+    };
+    assert_eq!(with("__Host-kehai_session").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(with("kehai_session").await.unwrap().status(), StatusCode::UNAUTHORIZED, "the plain name is not read");
+    // Over http (a local demo) browsers refuse the prefix: the plain names.
+    let http = TestApp::start().await;
+    let r = http.client().login("alice@example.com", PASSWORD, "/").await;
+    assert!(session_cookie(&r).unwrap().starts_with("kehai_session="));
+}
+
+/// Login CSRF: whoever can plant the pre-login cookie (a sibling subdomain, a network attacker on
+/// http) must still not be able to log a victim's browser into an account they chose. The form's
+/// token is kehai's signature of the browser's seed, its network and its time: the attacker can
+/// neither compute one for a seed they plant nor use a pair kehai issued to them elsewhere.
+#[tokio::test]
+async fn a_planted_csrf_seed_does_not_let_another_site_log_the_browser_in() {
+    let app = TestApp::start_with(|c| c.trust_forwarded_for = true).await;
+    let victim_network = "192.0.2.50";
+    let login = |seed: String, token: String| {
+        app.client()
+            .http
+            .post(app.url("/login"))
+            .header("x-forwarded-for", victim_network)
+            .header("cookie", format!("kehai_csrf={seed}"))
+            .form(&[("email", "mallory@example.com"), ("password", PASSWORD), ("csrf", &token), ("next", "/")])
+            .send()
+    };
+    // The double-submit token of a seed the attacker chose (what they can compute).
+    let planted = "planted-seed-planted-seed-planted-seed-0123".to_owned();
+    let computed = kehai_server::auth::csrf::token_for(&planted);
+    assert_eq!(login(planted, computed).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // A seed and token kehai issued to the attacker's own browser, on the attacker's network.
+    let form = app.client().http.get(app.url("/login")).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+    let seed = between(form.headers()["set-cookie"].to_str().unwrap(), "kehai_csrf=", ";").unwrap();
+    let token = between(&form.text().await.unwrap(), "name=\"csrf\" value=\"", "\"").unwrap();
+    assert_eq!(login(seed.clone(), token.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // The same pair from the network it was issued to is good (so the network is what stopped it).
+    let r = app
+        .client()
+        .http
+        .post(app.url("/login"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("cookie", format!("kehai_csrf={seed}"))
+        .form(&[("email", "alice@example.com"), ("password", PASSWORD), ("csrf", &token), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+/// Failing a victim's password on purpose, from as many networks as it takes, locks her email
+/// for new browsers only: the browser she logged in with before is not held back.
+#[tokio::test]
+async fn an_attacker_failing_her_password_does_not_keep_her_out_of_her_own_browser() {
+    let app = TestApp::start_with(|c| {
+        c.login_attempts_per_minute = 3;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let mut alice = app.client();
+    let home = "198.51.100.7";
+    assert_eq!(alice.login_from(home, "alice@example.com", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    alice.load_space("alpha").await;
+    let csrf = alice.csrf.clone().unwrap();
+    assert_eq!(alice.post_form("/logout", &[("csrf", &csrf)]).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(alice.get("/api/spaces/alpha/avatars").await.status(), StatusCode::UNAUTHORIZED);
+    // The attacker, from three networks, with every spelling of her address.
+    for (n, spelling) in ["alice@example.com", "ALICE@example.com", " Alice@Example.com "].iter().enumerate() {
+        let attacker = app.client();
+        let r = attacker.login_from(&format!("203.0.113.{n}"), spelling, "guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let new_browser = app.client();
+    let r = new_browser.login_from("192.0.2.50", "alice@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "her email is locked for browsers it does not know");
+    let r = alice.login_from(home, "alice@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "her own browser logs in");
+    assert_eq!(alice.get("/api/spaces/alpha/avatars").await.status(), StatusCode::OK);
+    // Her success forgot the failures: the new browser may try again.
+    let r = new_browser.login_from("192.0.2.50", "alice@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+/// A client over its budget is refused before anything else is counted or computed: its
+/// attempts at an email cost that email nothing. And a client is its IPv6 /64.
+#[tokio::test]
+async fn a_client_over_its_limit_counts_against_no_email_and_an_ipv6_slash_64_is_one_client() {
+    let app = TestApp::start_with(|c| {
+        c.login_attempts_per_minute = 3;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let attacker = app.client();
+    for n in 1..=3 {
+        let r = attacker.login_from(&format!("2001:db8:1:2::{n}"), &format!("nobody{n}@example.com"), "x").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    for n in 4..=10 {
+        let r = attacker.login_from(&format!("2001:db8:1:2:{n}::1"), "alice@example.com", "guess").await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the same /64, rotated");
+    }
+    let r = app.client().login_from("2001:db8:1:3::1", "alice@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "alice's email was not worn down by the refused attempts");
+}
+
+/// Password checks (argon2id, 19 MiB each) run a bounded number at once: beyond it a login is
+/// asked to come again, at once and without hashing.
+#[tokio::test]
+async fn when_every_password_check_is_running_a_login_is_asked_to_come_again() {
+    let app = TestApp::start().await;
+    let held = app.state.passwords.hold_all();
+    let r = app.client().login("alice@example.com", PASSWORD, "/").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.text().await.unwrap().contains("data-error-code=\"login_busy\""));
+    drop(held);
+    assert_eq!(app.client().login("alice@example.com", PASSWORD, "/").await.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -211,10 +309,12 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     let attempt = |ip: &'static str| {
         let c = app.client();
         async move {
-            let csrf = c.form_csrf("/login").await;
+            let forwarded = format!("203.0.113.9, {ip}");
+            let form = c.http.get(c.url("/login")).header("x-forwarded-for", &forwarded).send().await.unwrap();
+            let csrf = between(&form.text().await.unwrap(), "name=\"csrf\" value=\"", "\"").unwrap();
             c.http
                 .post(c.url("/login"))
-                .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+                .header("x-forwarded-for", forwarded)
                 .form(&[("email", format!("{ip}@example.com")), ("password", "wrong".into()), ("csrf", csrf)])
                 .send()
                 .await

@@ -276,6 +276,16 @@ impl Client {
         self.post_form("/login", &[("email", email), ("password", password), ("csrf", &csrf), ("next", next)]).await
     }
 
+    /// [`Client::login`] from the client address `from`, as a trusted proxy reports it
+    /// (`trust_forwarded_for` on).
+    pub async fn login_from(&self, from: &str, email: &str, password: &str) -> reqwest::Response {
+        let form = self.http.get(self.url("/login")).header("x-forwarded-for", from).send().await.expect("GET");
+        let html = form.text().await.expect("html");
+        let csrf = between(&html, "name=\"csrf\" value=\"", "\"").expect("a csrf field");
+        let fields = [("email", email), ("password", password), ("csrf", &csrf), ("next", "/")];
+        self.http.post(self.url("/login")).header("x-forwarded-for", from).form(&fields).send().await.expect("POST")
+    }
+
     /// Loads a space page and keeps its CSRF token; returns the page's JSON data.
     pub async fn load_space(&mut self, slug: &str) -> serde_json::Value {
         let r = self.get(&format!("/s/{slug}")).await;
