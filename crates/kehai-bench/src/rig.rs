@@ -178,7 +178,9 @@ impl Rig {
     /// callback.
     async fn connect(&self, n: usize) -> anyhow::Result<()> {
         let c = self.log_in(n).await?;
-        let r = c.get(format!("{}/integrations/msteams/connect?space={SPACE}", self.base)).send().await?;
+        let home = c.get(format!("{}/", self.base)).send().await?.text().await?;
+        let csrf = between(&home, "name=\"csrf\" value=\"", "\"").context("a member's home page")?.to_owned();
+        let r = c.get(format!("{}/integrations/msteams/connect?space={SPACE}&csrf={csrf}", self.base)).send().await?;
         let page = c.get(location(&r)?).send().await?.text().await?;
         let flow = between(&page, "name=\"flow\" value=\"", "\"").context("msemu's sign-in page")?.to_owned();
         let email = email(n);

@@ -79,7 +79,9 @@ pub trait Connections: Send + Sync {
     async fn remove_connection_space(&self, id: ConnectionId, space: SpaceId) -> Result<usize>;
     /// The spaces a connection is used in, with their toggle.
     async fn connection_spaces(&self, id: ConnectionId) -> Result<Vec<(SpaceId, bool)>>;
-    async fn create_oauth_state(&self, state: &OAuthState) -> Result<()>;
+    /// Keeps a sign-in in progress, and at most `keep` of its session's (the oldest — soonest to
+    /// expire — are dropped): a page that opens popup after popup holds no more.
+    async fn create_oauth_state(&self, state: &OAuthState, keep: u32) -> Result<()>;
     /// Takes (and deletes) a sign-in: it can be used once. Expired ones are deleted and `None`.
     async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>>;
 }
@@ -337,7 +339,8 @@ macro_rules! impl_connections {
                 rows.into_iter().map(|(s, e)| Ok((SpaceId(uuid(&s, "space id")?), e))).collect()
             }
 
-            async fn create_oauth_state(&self, st: &OAuthState) -> Result<()> {
+            async fn create_oauth_state(&self, st: &OAuthState, keep: u32) -> Result<()> {
+                let mut tx = self.write_tx().await?;
                 sqlx::query(
                     "INSERT INTO oauth_states (state_hash, session_hash, space_id, nonce, pkce_verifier, expires_at, provider) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -349,9 +352,22 @@ macro_rules! impl_connections {
                 .bind(&st.pkce_verifier.0)
                 .bind(st.expires_at)
                 .bind(&st.provider)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| classify(e, "sign-in", "space"))?;
+                // The new one, and the newest others (among those started in the same
+                // millisecond, any).
+                sqlx::query(
+                    "DELETE FROM oauth_states WHERE session_hash = $1 AND state_hash <> $2 AND state_hash NOT IN \
+                     (SELECT state_hash FROM oauth_states WHERE session_hash = $1 AND state_hash <> $2 \
+                      ORDER BY expires_at DESC, state_hash DESC LIMIT $3)",
+                )
+                .bind(&st.session_hash)
+                .bind(&st.state_hash)
+                .bind(i64::from(keep.saturating_sub(1)))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 Ok(())
             }
 

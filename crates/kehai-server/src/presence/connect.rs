@@ -1,6 +1,11 @@
 //! Connecting a provider in the popup: `GET /integrations/{provider}/connect` starts the sign-in,
 //! `GET /integrations/{provider}/callback` finishes it.
 //!
+//! Starting one needs the session's CSRF token in the link (`&csrf=`, which the page's Connect
+//! button adds): a cross-site navigation cannot drop a member into a provider's account picker
+//! for a space of the attacker's choosing. A session holds at most [`PENDING_PER_SESSION`]
+//! sign-ins in progress; starting another drops the oldest.
+//!
 //! The sign-in's `state` is single-use, bound to the session, the space and the provider, lives
 //! ten minutes, and is kept in the database (only its hash) so any instance can finish the flow;
 //! its nonce and PKCE verifier are sealed. Every ending is a page in the visitor's language —
@@ -23,7 +28,6 @@ use kehai_store::{
     secrets::{Place, SignInSecret},
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 use super::{CallbackParams, Known, Outcome, Provider, SignInSecrets, SignedIn, apply, renewal, tokens};
 use crate::{
@@ -36,6 +40,8 @@ use crate::{
 
 /// A sign-in must come back within ten minutes.
 const SIGN_IN_MS: i64 = 10 * 60 * 1000;
+/// Sign-ins in progress one session may hold.
+pub const PENDING_PER_SESSION: u32 = 5;
 
 /// The sign-in routes of every provider kehai knows, each its own route (request metrics keep
 /// their paths, `/integrations/msteams/connect`).
@@ -110,17 +116,12 @@ fn known(state: &AppState, id: &str) -> Result<Known, PageError> {
     state.presence.known().iter().find(|k| k.id == id).cloned().ok_or(PageError::NoPage)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct StartQuery {
-    space: Option<String>,
-}
-
-/// `GET /integrations/{provider}/connect?space={slug}`: the popup's first page.
+/// `GET /integrations/{provider}/connect?space={slug}&csrf={token}`: the popup's first page.
 async fn start(
     State(state): State<AppState>,
     Lang(lang): Lang,
     provider: &'static str,
-    q: Result<Query<StartQuery>, QueryRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     visitor: Option<Visitor>,
 ) -> Response {
     let t = state.catalogs.get(lang);
@@ -128,8 +129,16 @@ async fn start(
         Ok(known) => known,
         Err(e) => return e.render(t),
     };
-    // A query that does not decode (`space` twice, …) names no space.
-    let slug = q.ok().and_then(|Query(q)| q.space).unwrap_or_default();
+    // A parameter given twice (or a query that does not decode) is not given.
+    let pairs = q.map(|Query(pairs)| pairs).unwrap_or_default();
+    let once = |name: &str| {
+        let mut values = pairs.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(value), None) => value,
+            _ => "",
+        }
+    };
+    let (slug, csrf) = (once("space").to_owned(), once("csrf"));
     let Some(visitor) = visitor else {
         return see_other(&format!(
             "/login?next=/s/{}",
@@ -138,6 +147,10 @@ async fn start(
     };
     if visitor.is_guest() {
         return page(t, known.id, Outcome::MembersOnly);
+    }
+    // Not from kehai's own page (a link or a navigation from elsewhere): nothing is started.
+    if !visitor.cookie.verify_csrf(csrf) {
+        return page(t, known.id, Outcome::Expired);
     }
     let Some(provider) = known.offered else {
         return page(t, known.id, Outcome::NotConfigured);
@@ -172,7 +185,7 @@ async fn start(
         pkce_verifier: verifier,
         expires_at: state.clock.now() + SIGN_IN_MS,
     };
-    if let Err(e) = state.store.create_oauth_state(&stored).await {
+    if let Err(e) = state.store.create_oauth_state(&stored, PENDING_PER_SESSION).await {
         tracing::error!(error = %e, "cannot store a sign-in");
         return PageError::Internal.render(t);
     }

@@ -94,6 +94,8 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
     let mut forger = app.client();
     forger.csrf = None;
     let login_csrf = anonymous.form_csrf("/login").await;
+    let alice_csrf = alice.csrf.clone().unwrap();
+    let connect = |query: &str| app.url(&format!("/integrations/msteams/connect?{query}&csrf={alice_csrf}"));
     let guest_csrf = anonymous.form_csrf("/s/alpha/guest").await;
     let genuine = basic_notification_json(&app, None).await;
     let genuine_state = genuine["value"][0]["clientState"].as_str().unwrap().to_owned();
@@ -626,7 +628,7 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
         ),
         case(
             "connecting Teams to two spaces at once",
-            alice.http.get(app.url("/integrations/msteams/connect?space=alpha&space=beta")),
+            alice.http.get(connect("space=alpha&space=beta")),
             404,
             Page("space_not_found"),
         ),
@@ -638,17 +640,34 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
             400,
             Outcome("expired"),
         ),
-        case(
-            "connecting Teams to another space",
-            alice.http.get(app.url("/integrations/msteams/connect?space=beta")),
-            403,
-            Page("forbidden"),
-        ),
+        case("connecting Teams to another space", alice.http.get(connect("space=beta")), 403, Page("forbidden")),
         case(
             "connecting Teams to a space that does not exist",
-            alice.http.get(app.url("/integrations/msteams/connect?space=%3Cscript%3E")),
+            alice.http.get(connect("space=%3Cscript%3E")),
             404,
             Page("space_not_found"),
+        ),
+        case(
+            "connecting Teams from a link elsewhere (no token)",
+            alice.http.get(app.url("/integrations/msteams/connect?space=alpha")),
+            400,
+            Outcome("expired"),
+        ),
+        case(
+            "connecting Teams with another session's token",
+            alice
+                .http
+                .get(app.url(&format!("/integrations/msteams/connect?space=alpha&csrf={}", bob.csrf.clone().unwrap()))),
+            400,
+            Outcome("expired"),
+        ),
+        case(
+            "connecting Teams with the token given twice",
+            alice.http.get(
+                app.url(&format!("/integrations/msteams/connect?space=alpha&csrf={alice_csrf}&csrf={alice_csrf}")),
+            ),
+            400,
+            Outcome("expired"),
         ),
         case(
             "connecting Teams as a guest",

@@ -600,16 +600,48 @@ pub async fn sign_ins_in_progress_are_single_use_and_expire(store: &dyn Store) {
         pkce_verifier: Sealed("v1.verifier".into()),
         expires_at: T0 + 600_000,
     };
-    store.create_oauth_state(&st).await.unwrap();
+    store.create_oauth_state(&st, 5).await.unwrap();
     assert_eq!(store.take_oauth_state("hash-1", T0).await.unwrap(), Some(st.clone()));
     assert_eq!(store.take_oauth_state("hash-1", T0).await.unwrap(), None, "used once");
     let late = OAuthState { state_hash: "hash-2".into(), ..st.clone() };
-    store.create_oauth_state(&late).await.unwrap();
+    store.create_oauth_state(&late, 5).await.unwrap();
     assert_eq!(store.take_oauth_state("hash-2", T0 + 600_000).await.unwrap(), None, "expired");
     let purged = OAuthState { state_hash: "hash-3".into(), ..st };
-    store.create_oauth_state(&purged).await.unwrap();
+    store.create_oauth_state(&purged, 5).await.unwrap();
     store.purge_expired_sessions(T0 + 600_000).await.unwrap();
     assert_eq!(store.take_oauth_state("hash-3", T0).await.unwrap(), None, "purged with the expired sessions");
+}
+
+pub async fn a_session_keeps_its_newest_sign_ins_only(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let sign_in = |n: i64, session: &str| OAuthState {
+        state_hash: format!("hash-{session}-{n}"),
+        provider: "msteams".into(),
+        session_hash: session.into(),
+        space_id: s.id,
+        nonce: Sealed("v1.nonce".into()),
+        pkce_verifier: Sealed("v1.verifier".into()),
+        expires_at: T0 + 600_000 + n,
+    };
+    store.create_oauth_state(&sign_in(0, "other"), 3).await.unwrap();
+    for n in 1..=5 {
+        store.create_oauth_state(&sign_in(n, "busy"), 3).await.unwrap();
+    }
+    for n in 1..=2 {
+        assert_eq!(store.take_oauth_state(&format!("hash-busy-{n}"), T0).await.unwrap(), None, "{n} was dropped");
+    }
+    for n in 3..=5 {
+        assert!(store.take_oauth_state(&format!("hash-busy-{n}"), T0).await.unwrap().is_some(), "{n} is kept");
+    }
+    assert!(store.take_oauth_state("hash-other-0", T0).await.unwrap().is_some(), "other sessions keep theirs");
+    // Started in the same millisecond: the newest is kept whatever its hash.
+    for n in ["c", "b", "a"] {
+        store.create_oauth_state(&OAuthState { state_hash: n.into(), ..sign_in(9, "same") }, 2).await.unwrap();
+    }
+    assert!(store.take_oauth_state("a", T0).await.unwrap().is_some(), "the one started last");
+    let b = store.take_oauth_state("b", T0).await.unwrap();
+    let c = store.take_oauth_state("c", T0).await.unwrap();
+    assert_eq!(usize::from(b.is_some()) + usize::from(c.is_some()), 1, "one other is kept");
 }
 
 pub async fn the_newest_live_certificate_is_current(store: &dyn Store) {

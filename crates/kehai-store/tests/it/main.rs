@@ -58,6 +58,7 @@ contract_suite!(
     connections_are_saved_found_and_one_per_microsoft_account,
     connections_are_used_per_space_with_a_toggle,
     sign_ins_in_progress_are_single_use_and_expire,
+    a_session_keeps_its_newest_sign_ins_only,
     the_newest_live_certificate_is_current,
     retired_certificates_stay_while_a_subscription_uses_them,
     named_claims_have_one_holder_until_they_lapse,

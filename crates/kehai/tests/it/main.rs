@@ -213,7 +213,8 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
                 page.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
                 "Teams is configured in the demo"
             );
-            let r = c.get(format!("{base}/integrations/msteams/connect?space=demo")).send().await.unwrap();
+            let csrf = support::between(&page, "\"csrf\":\"", "\"").expect("the page's CSRF token");
+            let r = c.get(format!("{base}/integrations/msteams/connect?space=demo&csrf={csrf}")).send().await.unwrap();
             let to = r.headers()["location"].to_str().unwrap().to_owned();
             assert!(
                 to.starts_with(&format!("http://127.0.0.1:{msemu_port}/organizations/oauth2/v2.0/authorize")),

@@ -152,7 +152,9 @@ pub async fn log_in_as(c: reqwest::Client, public: &str, email: &str, password: 
 /// `c` (logged in) connects Teams in `space`: kehai's connect link, msemu's sign-in and consent as
 /// `email`, kehai's callback — each kehai step at `public` (through a balancer, on any instance).
 pub async fn connect_teams(c: &reqwest::Client, public: &str, emu: &msemu::Running, email: &str, space: &str) {
-    let r = c.get(format!("{public}/integrations/msteams/connect?space={space}")).send().await.unwrap();
+    let home = c.get(format!("{public}/")).send().await.unwrap().text().await.unwrap();
+    let csrf = between(&home, "name=\"csrf\" value=\"", "\"").expect("a member's home page").to_owned();
+    let r = c.get(format!("{public}/integrations/msteams/connect?space={space}&csrf={csrf}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = c.get(location(&r)).send().await.unwrap().text().await.unwrap();
     let flow = between(&page, "name=\"flow\" value=\"", "\"").expect("msemu's sign-in").to_owned();

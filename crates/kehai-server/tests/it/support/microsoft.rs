@@ -88,7 +88,7 @@ pub(crate) async fn sign_in_at_microsoft(
     password: &str,
     decision: &str,
 ) -> String {
-    let r = c.get("/integrations/msteams/connect?space=alpha").await;
+    let r = c.get(&c.connect_link("msteams", "alpha").await).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
     assert!(authorize.starts_with(emu.base_url.as_str()), "{authorize}");

@@ -265,6 +265,17 @@ impl Client {
         self.http.post(self.url(path)).form(form).send().await.expect("POST")
     }
 
+    /// The session's CSRF token, as a member's pages give it (the home page's logout form).
+    pub async fn session_csrf(&self) -> String {
+        self.form_csrf("/").await
+    }
+
+    /// The link the space page's Connect button opens for `provider` in `space`: with the
+    /// session's CSRF token.
+    pub async fn connect_link(&self, provider: &str, space: &str) -> String {
+        format!("/integrations/{provider}/connect?space={space}&csrf={}", self.session_csrf().await)
+    }
+
     /// The hidden `csrf` field of the form on `path`.
     pub async fn form_csrf(&self, path: &str) -> String {
         let html = self.get(path).await.text().await.expect("html");

@@ -126,7 +126,7 @@ async fn guests_and_outsiders_cannot_connect() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(outcome(&r.text().await.unwrap()), "members-only");
     let carol = app.member("carol@example.com").await;
-    assert_eq!(carol.get("/integrations/msteams/connect?space=alpha").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(carol.get(&carol.connect_link("msteams", "alpha").await).await.status(), StatusCode::FORBIDDEN);
     let anonymous = app.client().get("/integrations/msteams/connect?space=alpha").await;
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 }
@@ -169,4 +169,37 @@ async fn a_sign_in_older_than_ten_minutes_has_expired() {
     let (status, html) = back_to_kehai(&alice, &callback).await;
     assert_eq!((status, outcome(&html).as_str()), (StatusCode::BAD_REQUEST, "expired"));
     assert!(subscriptions(&emu).await.is_empty(), "nothing stored");
+}
+
+/// A connect link followed from elsewhere (a cross-site navigation carries the session's cookie
+/// but not its CSRF token) starts nothing: no sign-in is kept, no account picker is shown.
+#[tokio::test]
+async fn a_connect_link_without_the_pages_token_starts_nothing() {
+    let (app, _emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    for link in ["/integrations/msteams/connect?space=alpha", "/integrations/msteams/connect?space=alpha&csrf=forged"] {
+        let r = alice.get(link).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{link}");
+        assert_eq!(outcome(&r.text().await.unwrap()), "expired");
+    }
+    assert!(!app.sqlite_dump().await.iter().any(|row| row.starts_with("oauth_states|")), "no sign-in kept");
+    let r = alice.get(&alice.connect_link("msteams", "alpha").await).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the page's own button starts one");
+}
+
+/// A page (or a script) opening popup after popup holds at most five sign-ins in progress: the
+/// oldest are dropped, and the newest still finishes.
+#[tokio::test]
+async fn a_session_holds_at_most_five_sign_ins_in_progress_and_the_newest_finishes() {
+    let (app, emu) = start().await;
+    let alice = app.member("alice@example.com").await;
+    let link = alice.connect_link("msteams", "alpha").await;
+    for _ in 0..7 {
+        assert_eq!(alice.get(&link).await.status(), StatusCode::SEE_OTHER);
+    }
+    let pending = || async { app.sqlite_dump().await.iter().filter(|row| row.starts_with("oauth_states|")).count() };
+    assert_eq!(pending().await, 5);
+    let callback = sign_in_at_microsoft(&alice, &emu, "alice@example.com", "alice-password", "accept").await;
+    assert_eq!(outcome(&back_to_kehai(&alice, &callback).await.1), "connected");
+    assert_eq!(pending().await, 4, "the finished one is gone, the others wait to expire");
 }
