@@ -29,8 +29,10 @@ const BEATS_PER_LIFE: u32 = 3;
 const HEARTBEAT_PREFIX: &str = "instance/";
 
 /// Keeps this instance's heartbeat claim until `stop` (then lets go of it: a clean stop has
-/// drained its queue), and takes over from instances whose heartbeat lapsed.
-pub fn spawn_heartbeat(state: AppState, stop: CancellationToken) {
+/// drained its queue), and takes over from instances whose heartbeat lapsed. The task ends once
+/// it has let go: a clean stop waits for it, so that commands which need every instance stopped
+/// (`kehai keys rotate`) may run at once.
+pub fn spawn_heartbeat(state: AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     let life = state
         .presence
         .shortest_subscription_ms()
@@ -57,7 +59,7 @@ pub fn spawn_heartbeat(state: AppState, stop: CancellationToken) {
         if let Err(e) = state.store.release(&name, &state.instance).await {
             tracing::warn!(error = %e, "could not let go of this instance's heartbeat");
         }
-    });
+    })
 }
 
 /// Takes over from instances whose heartbeat this instance took (`instance/<id>` names).
@@ -97,6 +99,36 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<Option<u32>> {
     Ok(shared)
 }
 
+/// For a command that must not run while kehai serves (`kehai keys rotate`: a serving instance
+/// would go on sealing refreshed tokens under the old key). SQLite: this process takes the
+/// database as an instance would, and holds it until the returned lock is dropped; PostgreSQL:
+/// refused while any instance's heartbeat is live (a clean stop lets go of it at once, a killed
+/// instance's lapses within 30 seconds).
+pub async fn exclusive(
+    config: &Config,
+    store: &dyn kehai_store::Store,
+    command: &str,
+    now: kehai_core::Millis,
+) -> anyhow::Result<Option<InstanceLock>> {
+    let stop_first = |serving: String| {
+        anyhow::anyhow!("`kehai {command}` needs kehai stopped: {serving}. Stop it, then run `kehai {command}` again.")
+    };
+    match take(config)? {
+        Taken::Held(lock) => return Ok(Some(lock)),
+        Taken::Shared => {}
+        Taken::Busy { db, .. } => return Err(stop_first(format!("a kehai is serving {}", db.display()))),
+    }
+    let serving = store.held(HEARTBEAT_PREFIX, now).await?;
+    if serving.is_empty() {
+        Ok(None)
+    } else {
+        Err(stop_first(format!(
+            "{} instance(s) are serving this PostgreSQL database (their heartbeats are live)",
+            serving.len()
+        )))
+    }
+}
+
 /// Held while this process serves a SQLite database: an exclusive lock on `<db>.lock`, released
 /// when dropped (or when the process dies, however it dies).
 #[derive(Debug)]
@@ -106,7 +138,32 @@ pub struct InstanceLock {
 
 /// Claims the database for this instance; `None` on PostgreSQL, where instances share it.
 pub fn claim(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
-    let Some(Database::Sqlite(db)) = config.database() else { return Ok(None) };
+    match take(config)? {
+        Taken::Held(lock) => Ok(Some(lock)),
+        Taken::Shared => Ok(None),
+        Taken::Busy { db, lock } => Err(anyhow::anyhow!(
+            "another kehai is already serving {} (it holds {}): SQLite allows one instance. \
+             Stop the other one, or run several instances on PostgreSQL (KEHAI_DATABASE_URL).",
+            db.display(),
+            lock.display()
+        )),
+    }
+}
+
+/// What taking the SQLite database's lock file came to.
+enum Taken {
+    Held(InstanceLock),
+    /// PostgreSQL: nothing to take.
+    Shared,
+    /// Another process holds `lock`.
+    Busy {
+        db: PathBuf,
+        lock: PathBuf,
+    },
+}
+
+fn take(config: &Config) -> anyhow::Result<Taken> {
+    let Some(Database::Sqlite(db)) = config.database() else { return Ok(Taken::Shared) };
     let path = PathBuf::from(format!("{}.lock", db.display()));
     if let Some(dir) = path.parent() {
         kehai_store::files::create_private_dir(dir)
@@ -117,13 +174,8 @@ pub fn claim(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
     let file =
         File::options().write(true).open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(InstanceLock { _file: file })),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-            "another kehai is already serving {} (it holds {}): SQLite allows one instance. \
-             Stop the other one, or run several instances on PostgreSQL (KEHAI_DATABASE_URL).",
-            db.display(),
-            path.display()
-        )),
+        Ok(()) => Ok(Taken::Held(InstanceLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Taken::Busy { db, lock: path }),
         Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
     }
 }

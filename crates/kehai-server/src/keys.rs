@@ -131,7 +131,8 @@ pub struct Rotated {
     pub file: Option<PathBuf>,
 }
 
-/// Re-seals every stored secret under a new master key, in one transaction. With a key file,
+/// Re-seals every stored secret under a new master key, in one transaction, while no kehai
+/// serves the database ([`crate::instance::exclusive`]). With a key file,
 /// the new key replaces it just before the transaction commits (written beside it first, then
 /// renamed over it; put back if the commit fails). With `KEHAI_SECRET_KEY`, the new key is
 /// `new_key` (from the variable the operator named); they set KEHAI_SECRET_KEY to it afterwards.
@@ -141,6 +142,8 @@ pub async fn rotate(
     new_key: Option<MasterKey>,
 ) -> anyhow::Result<Rotated> {
     use kehai_store::secrets::SecretBox;
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let _alone = crate::instance::exclusive(config, store, "keys rotate", now).await?;
     let old = load(config)?;
     let (new, file) = match (&config.secret_key, new_key) {
         (Some(_), Some(key)) => (key, None),

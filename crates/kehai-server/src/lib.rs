@@ -179,7 +179,7 @@ pub async fn run(
     let stop = state.shutdown.clone();
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
     let stop_background = CancellationToken::new();
-    background.spawn(&state, stop_background.clone());
+    let heartbeat = background.spawn(&state, stop_background.clone());
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -190,6 +190,11 @@ pub async fn run(
     let serve = tokio::spawn(async move { server.await });
     let finished = stop_after(&state.shutdown, grace, serve).await;
     stop_background.cancel();
+    // Let go of the heartbeat before the process ends (briefly: a database that does not
+    // answer must not hold up the exit; the claim then lapses by itself).
+    if tokio::time::timeout(Duration::from_secs(2), heartbeat).await.is_err() {
+        tracing::warn!("could not let go of this instance's heartbeat in time: it lapses by itself");
+    }
     finished
 }
 

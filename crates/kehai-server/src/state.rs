@@ -115,12 +115,13 @@ impl AppState {
 }
 
 impl Background {
-    /// Starts the background work (live fan-out, session purge) until `stop` is cancelled.
-    pub fn spawn(self, state: &AppState, stop: CancellationToken) {
+    /// Starts the background work (live fan-out, session purge) until `stop` is cancelled;
+    /// returns the heartbeat's task, which ends once this instance has let go of its heartbeat.
+    pub fn spawn(self, state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         self.live.spawn(state.live.clone(), Arc::clone(&state.store), stop.clone());
         crate::webhooks::spawn_worker(state.clone(), self.notifications, stop.clone());
         crate::presence::schedule::spawn(state.clone(), stop.clone());
-        crate::instance::spawn_heartbeat(state.clone(), stop.clone());
+        let heartbeat = crate::instance::spawn_heartbeat(state.clone(), stop.clone());
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -131,5 +132,6 @@ impl Background {
                 }
             }
         });
+        heartbeat
     }
 }

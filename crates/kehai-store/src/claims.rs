@@ -144,6 +144,8 @@ pub trait Claims: Send + Sync {
     /// Deletes the claims named `prefix…` that lapsed by `now` and returns their names: each is
     /// returned to exactly one caller, even with several instances asking at once.
     async fn take_lapsed(&self, prefix: &str, now: Millis) -> Result<Vec<String>>;
+    /// The names of the claims `prefix…` still held at `now`.
+    async fn held(&self, prefix: &str, now: Millis) -> Result<Vec<String>>;
 }
 
 macro_rules! impl_claims {
@@ -263,6 +265,15 @@ macro_rules! impl_claims {
                     .bind(now)
                     .bind(format!("{prefix}%"))
                     .fetch_all(self.writer())
+                    .await?)
+            }
+
+            async fn held(&self, prefix: &str, now: Millis) -> Result<Vec<String>> {
+                debug_assert!(prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-'));
+                Ok(sqlx::query_scalar("SELECT name FROM claims WHERE held_until > $1 AND name LIKE $2 ORDER BY name")
+                    .bind(now)
+                    .bind(format!("{prefix}%"))
+                    .fetch_all(self.reader())
                     .await?)
             }
         }

@@ -23,8 +23,10 @@ pub trait Maintenance: Send + Sync {
     async fn close(&self);
     /// Re-seals every sealed value in one transaction (`kehai keys rotate`): `rekey` gets each
     /// value's place ([`crate::secrets::Place`]) and sealed text and returns the new sealed text;
-    /// `before_commit` runs last (the new key is put in place there) and can still abort.
-    /// Returns how many values were re-sealed.
+    /// `before_commit` runs last (the new key is put in place there) and can still abort. Every
+    /// row is locked as it is read (PostgreSQL `FOR UPDATE`; SQLite's write lock is taken at the
+    /// start), so no write can slip in between the read and the re-sealed write. Returns how many
+    /// values were re-sealed.
     async fn reseal(
         &self,
         rekey: &(dyn for<'a, 'b> Fn(Place<'a>, &'b str) -> Result<String, crate::secrets::SecretError> + Send + Sync),
@@ -68,10 +70,12 @@ macro_rules! impl_maintenance {
                 let mut tx = self.write_tx().await?;
                 let mut count = 0;
                 // Connections: access token, refresh token, client state.
-                let rows: Vec<(String, String, Option<String>, Option<String>)> =
-                    sqlx::query_as("SELECT id, access_token, refresh_token, client_state FROM connections")
-                        .fetch_all(&mut *tx)
-                        .await?;
+                let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(concat!(
+                    "SELECT id, access_token, refresh_token, client_state FROM connections",
+                    $lock
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
                 for (id, access, refresh, client_state) in rows {
                     let connection = ConnectionId(uuid(&id, "connection id")?);
                     let place = |secret| Place::Connection(connection, secret);
@@ -95,7 +99,7 @@ macro_rules! impl_maintenance {
                 }
                 // Sign-ins in progress: nonce and PKCE verifier.
                 let rows: Vec<(String, String, String)> =
-                    sqlx::query_as("SELECT state_hash, nonce, pkce_verifier FROM oauth_states")
+                    sqlx::query_as(concat!("SELECT state_hash, nonce, pkce_verifier FROM oauth_states", $lock))
                         .fetch_all(&mut *tx)
                         .await?;
                 for (hash, nonce, verifier) in rows {
@@ -111,7 +115,9 @@ macro_rules! impl_maintenance {
                 }
                 // Certificates' private keys.
                 let rows: Vec<(String, String)> =
-                    sqlx::query_as("SELECT id, private_key FROM encryption_certificates").fetch_all(&mut *tx).await?;
+                    sqlx::query_as(concat!("SELECT id, private_key FROM encryption_certificates", $lock))
+                        .fetch_all(&mut *tx)
+                        .await?;
                 for (id, key) in rows {
                     let key = rekey(Place::CertificateKey(&id), &key).map_err(fail)?;
                     count += 1;

@@ -58,7 +58,8 @@ enum KeysCommand {
     ///
     /// With the key file (<data dir>/secret.key) a new key is generated and replaces it. With
     /// KEHAI_SECRET_KEY, give the new key in another variable (--new-key-env) and set
-    /// KEHAI_SECRET_KEY to it afterwards. Stop kehai first.
+    /// KEHAI_SECRET_KEY to it afterwards. Stop kehai first (every instance): it refuses to run
+    /// while one serves the database.
     Rotate {
         /// Read the new key (base64 of 32 bytes) from this environment variable.
         #[arg(long, value_name = "VAR")]

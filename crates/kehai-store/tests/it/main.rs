@@ -10,6 +10,7 @@ mod contract;
 mod migration;
 mod one_writer;
 mod privacy;
+mod row_locks;
 
 /// Generates one test per contract case and back end.
 macro_rules! contract_suite {

@@ -300,6 +300,62 @@ fn an_interrupted_key_rotation_stops_the_start_with_instructions() {
     fails(&o, "interrupted");
 }
 
+/// A serving kehai would go on sealing refreshed tokens under the old key: rotating is refused
+/// while it serves (SQLite: it holds the database), and nothing changes.
+#[test]
+fn keys_rotate_is_refused_while_kehai_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut serving = spawn_serve(dir.path(), port);
+    wait_ready(port);
+    let key = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    let o = kehai(dir.path(), &["keys", "rotate"], None, &[]);
+    fails(&o, "`kehai keys rotate` needs kehai stopped");
+    fails(&o, "Stop it");
+    assert_eq!(std::fs::read_to_string(dir.path().join("secret.key")).unwrap(), key, "the key is unchanged");
+    serving.kill().unwrap();
+    serving.wait().unwrap();
+    assert!(ok(&kehai(dir.path(), &["keys", "rotate"], None, &[])).contains("re-sealed"));
+    assert_ne!(std::fs::read_to_string(dir.path().join("secret.key")).unwrap(), key);
+}
+
+/// On PostgreSQL, instances share the database: rotating is refused while any instance's
+/// heartbeat is live, and goes ahead once the last one stopped.
+#[test]
+fn keys_rotate_on_postgres_is_refused_while_an_instance_serves() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(postgres) =
+        rt.block_on(support::service("KEHAI_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"))
+    else {
+        return;
+    };
+    let db = rt.block_on(support::Database::create(&postgres));
+    let dir = tempfile::tempdir().unwrap();
+    let old = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let new = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let port = free_port();
+    let env = [
+        ("KEHAI_DATABASE_URL".to_owned(), db.url.clone()),
+        ("KEHAI_SECRET_KEY".to_owned(), old.to_owned()),
+        ("KEHAI_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
+        ("NEW_KEY".to_owned(), new.to_owned()),
+    ];
+    let rotate = || {
+        let mut cmd = support::command(&env, dir.path(), &["keys", "rotate", "--new-key-env", "NEW_KEY"]);
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let mut serving =
+        support::command(&env, dir.path(), &["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_ready(port);
+    fails(&rotate(), "1 instance(s) are serving this PostgreSQL database");
+    // A clean stop lets go of the heartbeat at once.
+    let term = Command::new("kill").args(["-TERM", &serving.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(serving.wait().unwrap().success());
+    assert!(ok(&rotate()).contains("now set KEHAI_SECRET_KEY to the new key"));
+    rt.block_on(db.drop_database());
+}
+
 #[test]
 fn keys_rotate_cert_makes_a_new_certificate_and_keeps_the_old_key() {
     let dir = tempfile::tempdir().unwrap();
