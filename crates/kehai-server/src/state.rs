@@ -107,7 +107,10 @@ impl AppState {
     }
 
     fn session_ended(&self, session: &kehai_store::Session) {
+        // Here at once, and on every other instance through the bus: a stream open elsewhere
+        // must not outlive its session.
         self.live.sessions.end(&session.id_hash);
+        self.live.bus.publish(crate::live::BusMessage::SessionEnded { id_hash: session.id_hash.clone() });
         if let (PersonKind::Guest, Some(space)) = (session.kind, session.space_id) {
             self.live.publish_left(space, session.person_id);
         }

@@ -38,6 +38,9 @@ pub enum BusMessage {
     /// left, and `by` tells the pages; every page resynchronises (the dead instance's last events
     /// may have died in its buffers).
     Gone { instance: String, by: String },
+    /// A session ended (logout, a new login, expiry): every instance closes its streams. The
+    /// session's id hash only (what the database keys it by), never its cookie.
+    SessionEnded { id_hash: String },
 }
 
 impl BusMessage {

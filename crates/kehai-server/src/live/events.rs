@@ -60,12 +60,16 @@ pub async fn stream(
     }
 
     let (stop, ended) = (state.shutdown.clone(), state.live.sessions.token(&admitted.visitor.session.id_hash));
+    // The session's own end, should no instance's purge get to it first.
+    let left = admitted.visitor.session.expires_at.saturating_sub(state.clock.now());
+    let expiry = tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
     let feed = StreamState {
         _open: state.metrics.open_stream(),
         closed: Box::pin(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = ended.cancelled() => {}
+                _ = expiry => {}
             }
         }),
         state,
@@ -87,7 +91,8 @@ struct StreamState {
     space: Space,
     rx: broadcast::Receiver<Feed>,
     pending: VecDeque<Event>,
-    /// Resolves when kehai shuts down or the stream's session ends. Made once, not per event:
+    /// Resolves when kehai shuts down or the stream's session ends (on any instance: the bus
+    /// tells, or its time is up). Made once, not per event:
     /// with thousands of streams, waiting anew on both tokens for every event was a visible part
     /// of the fan-out.
     closed: futures::future::BoxFuture<'static, ()>,

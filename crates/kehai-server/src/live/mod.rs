@@ -120,6 +120,7 @@ impl Live {
                     self.note_here(space_id, person_id, person, true);
                 }
             }
+            BusMessage::SessionEnded { id_hash } => self.sessions.end(&id_hash),
             BusMessage::Gone { instance, by } => {
                 // What the dead instance wrote last may never have reached the bus: its
                 // publications wait in a queue and in the NATS client's buffer after the

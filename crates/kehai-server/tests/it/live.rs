@@ -145,6 +145,38 @@ async fn logging_out_closes_the_pages_of_that_session() {
     watching.wait_for("Alice away", |e| e.data["display_name"] == "Alice" && e.data["here"] == false).await;
 }
 
+/// Logging out on one instance closes the session's streams on every instance: a stream kept
+/// alive by keep-alives never reconnects, and would otherwise keep a live feed (and keep its
+/// person "here") for whoever holds a stolen cookie.
+#[tokio::test]
+async fn logging_out_on_one_instance_closes_the_sessions_pages_on_every_instance() {
+    let app = TestApp::start().await;
+    let other = app.another_instance().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let mut here = alice.events("alpha", None).await;
+    let mut there = other.as_seen_by(&alice).events("alpha", None).await;
+    assert_eq!(there.next(5).await.expect("a snapshot from the other instance").event, "snapshot");
+    let csrf = alice.csrf.clone().unwrap();
+    alice.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert!(here.closes_within(5).await, "the stream on the instance that logged out");
+    assert!(there.closes_within(5).await, "the stream on the other instance");
+    let r = other.as_seen_by(&alice).get("/api/spaces/alpha/avatars").await;
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+/// A stream ends when its session's time is up, even if no instance's purge has ended it yet.
+#[tokio::test]
+async fn a_stream_ends_when_its_session_expires() {
+    let app = TestApp::start().await;
+    let guest = app.guest("Visitor").await;
+    // A guest's session lasts a day: half a second of it is left.
+    app.clock.advance(24 * 3600 * 1000 - 500);
+    let mut page = guest.events("alpha", None).await;
+    assert_eq!(page.next(5).await.expect("snapshot").event, "snapshot");
+    assert!(page.closes_within(5).await, "the stream of an expired session must end");
+}
+
 #[tokio::test]
 async fn guests_leave_when_their_session_expires() {
     let app = TestApp::start().await;

@@ -132,6 +132,24 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Another instance of this server at its own address, sharing its database, its clock and
+    /// its bus — as instances share PostgreSQL and NATS. (Cookies do not care for ports: a
+    /// client of this server sends its cookies there too.)
+    pub async fn another_instance(&self) -> Instance {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config =
+            Config { listen: addr, public_url: format!("http://{addr}").parse().expect("url"), ..self.config.clone() };
+        let app =
+            App::with_bus(config, Arc::clone(&self.state.store), self.clock.clone(), Arc::clone(&self.state.live.bus))
+                .expect("app");
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(kehai_server::run(app, listener, async move {
+            let _ = rx.await;
+        }));
+        Instance { base: format!("http://{addr}"), _stop: stop, _server: server }
+    }
+
     /// A browser-like client without a session.
     pub fn client(&self) -> Client {
         Client {
@@ -228,6 +246,20 @@ impl TestApp {
 }
 
 type Stop = tokio::sync::oneshot::Sender<()>;
+
+/// Another instance of a [`TestApp`] ([`TestApp::another_instance`]), serving until dropped.
+pub struct Instance {
+    pub base: String,
+    _stop: Stop,
+    _server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    /// `client`'s browser (its cookies), talking to this instance.
+    pub fn as_seen_by(&self, client: &Client) -> Client {
+        Client { http: client.http.clone(), base: self.base.clone(), csrf: client.csrf.clone() }
+    }
+}
 
 fn serve(
     config: Config,
