@@ -1,5 +1,5 @@
-//! Administration used by the `kehai` commands (`migrate`, `space create`, `member add`,
-//! `member list`) and by `kehai demo`: the same rules as the web, without HTTP.
+//! Administration used by the `kehai` commands (`migrate`, `space create`, `space guests`,
+//! `member add`, `member list`) and by `kehai demo`: the same rules as the web, without HTTP.
 
 use std::sync::Arc;
 
@@ -106,4 +106,29 @@ pub async fn add_member(
 pub async fn members(store: &dyn Store, space_slug: &str) -> Result<Vec<Member>, AdminError> {
     let space = space(store, space_slug).await?;
     Ok(store.members(space.id).await?)
+}
+
+/// How a space takes guests (`kehai space guests <slug> off|open|link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestAccess {
+    /// No guests.
+    Off,
+    /// Anyone with the space's address joins at `/s/{slug}/guest`.
+    Open,
+    /// Only through the space's guest link: a new secret each time (earlier links stop working).
+    Link,
+}
+
+/// Sets how a space takes guests. With [`GuestAccess::Link`], returns the new guest link's
+/// secret (only its hash is stored). Guests already in stay until their session ends.
+pub async fn set_guests(
+    store: &dyn Store,
+    slug: &str,
+    access: GuestAccess,
+) -> Result<Option<secrecy::SecretString>, AdminError> {
+    let space = space(store, slug).await?;
+    let secret = (access == GuestAccess::Link).then(|| crate::opaque::random(24));
+    let hash = secret.as_ref().map(|s| crate::pages::guest::link_hash(secrecy::ExposeSecret::expose_secret(s)));
+    store.set_guests(space.id, access != GuestAccess::Off, hash.as_deref()).await?;
+    Ok(secret)
 }

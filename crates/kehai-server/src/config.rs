@@ -76,6 +76,12 @@ pub struct Config {
     /// `KEHAI_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts (and guest joins) allowed per client
     /// network each minute, and failed passwords per email address, before answers become 429.
     pub login_attempts_per_minute: u32,
+    /// `KEHAI_MAX_GUESTS_PER_SPACE`: guests that may be in one space at once; more are told the
+    /// space is full until some leave.
+    pub max_guests_per_space: u32,
+    /// `KEHAI_GUEST_JOINS_PER_MINUTE`: guest joins one space takes each minute, from everyone
+    /// together (each client network is limited too, by `login_attempts_per_minute`).
+    pub guest_joins_per_minute: u32,
     /// `KEHAI_TRUST_FORWARDED_FOR`: behind a reverse proxy, take the client address (for login
     /// rate limits) from the last `X-Forwarded-For` entry. Only set it when a proxy you run
     /// always sets that header, or clients could choose their own address.
@@ -129,6 +135,8 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
             login_attempts_per_minute: 10,
+            max_guests_per_space: 50,
+            guest_joins_per_minute: 30,
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             shutdown_grace_seconds: 10,
@@ -157,6 +165,8 @@ pub const SETTINGS: &[&str] = &[
     "log_format",
     "log",
     "login_attempts_per_minute",
+    "max_guests_per_space",
+    "guest_joins_per_minute",
     "trust_forwarded_for",
     "max_body_bytes",
     "shutdown_grace_seconds",
@@ -256,6 +266,13 @@ impl Config {
         if self.login_attempts_per_minute == 0 {
             return Err(ConfigError(
                 "setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into(),
+            ));
+        }
+        if self.max_guests_per_space == 0 || self.guest_joins_per_minute == 0 {
+            return Err(ConfigError(
+                "settings `max_guests_per_space` and `guest_joins_per_minute` (KEHAI_MAX_GUESTS_PER_SPACE, \
+                 KEHAI_GUEST_JOINS_PER_MINUTE): must be at least 1 (to take no guests, turn them off in the space)"
+                    .into(),
             ));
         }
         if !(10..=3540).contains(&self.ms_subscription_seconds) {

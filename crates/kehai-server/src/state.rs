@@ -69,7 +69,7 @@ impl AppState {
         let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());
         let state = AppState {
-            login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
+            login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute, config.guest_joins_per_minute)),
             passwords: Arc::default(),
             config: Arc::new(config),
             store,

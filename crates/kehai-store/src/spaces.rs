@@ -30,8 +30,14 @@ pub trait Spaces: Send + Sync {
     async fn role_in(&self, space: SpaceId, account: PersonId) -> Result<Option<Role>>;
     /// Members of a space, ordered by display name.
     async fn members(&self, space: SpaceId) -> Result<Vec<Member>>;
-    /// Creates a guest of a space with its avatar, atomically.
-    async fn create_guest(&self, guest: &Guest, now: Millis) -> Result<()>;
+    /// Creates a guest of a space with its avatar, atomically — unless `at_most` guests are in
+    /// the space already (false).
+    async fn create_guest(&self, guest: &Guest, now: Millis, at_most: u32) -> Result<bool>;
+    /// Whether a space takes guests, and how: `link_hash` is the SHA-256 of its guest link's
+    /// secret when they may join through that link only. Fails with `NotFound("space")`.
+    async fn set_guests(&self, space: SpaceId, allow: bool, link_hash: Option<&str>) -> Result<()>;
+    /// The SHA-256 of the space's guest link secret, when guests join through a link only.
+    async fn guest_link_hash(&self, space: SpaceId) -> Result<Option<String>>;
 }
 
 macro_rules! impl_spaces {
@@ -162,10 +168,22 @@ macro_rules! impl_spaces {
                 })
             }
 
-            async fn create_guest(&self, guest: &Guest, now: Millis) -> Result<()> {
+            async fn create_guest(&self, guest: &Guest, now: Millis, at_most: u32) -> Result<bool> {
                 let (space, display_name) = (guest.space_id, &guest.display_name);
                 let guest = guest.id;
                 let mut tx = self.write_tx().await?;
+                // The space's row locked first: joins to one space count one after the other.
+                sqlx::query(concat!("SELECT id FROM spaces WHERE id = $1", $lock))
+                    .bind(space.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let present: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM guests WHERE space_id = $1")
+                    .bind(space.0.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if present >= i64::from(at_most) {
+                    return Ok(false);
+                }
                 sqlx::query("INSERT INTO guests (id, space_id, created_at) VALUES ($1, $2, $3)")
                     .bind(guest.0.to_string())
                     .bind(space.0.to_string())
@@ -185,7 +203,28 @@ macro_rules! impl_spaces {
                 .await
                 .map_err(|e| classify(e, "avatar", "space"))?;
                 tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn set_guests(&self, space: SpaceId, allow: bool, link_hash: Option<&str>) -> Result<()> {
+                let done = sqlx::query("UPDATE spaces SET allow_guests = $2, guest_link_hash = $3 WHERE id = $1")
+                    .bind(space.0.to_string())
+                    .bind(allow)
+                    .bind(link_hash.filter(|_| allow))
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("space"));
+                }
                 Ok(())
+            }
+
+            async fn guest_link_hash(&self, space: SpaceId) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar::<_, Option<String>>("SELECT guest_link_hash FROM spaces WHERE id = $1")
+                    .bind(space.0.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .flatten())
             }
         }
     };

@@ -88,6 +88,27 @@ enum SpaceCommand {
         #[arg(long)]
         allow_guests: bool,
     },
+    /// Set how a space takes guests: `off`, `open` (anyone at /s/<slug>/guest) or `link` (only
+    /// through a secret guest link, printed once; running it again makes a new link and the
+    /// old one stops working).
+    ///
+    /// Guests see every member's avatar and status, Teams presence included. Guests already in
+    /// stay until they leave (a day at most).
+    Guests {
+        /// The space's slug.
+        slug: String,
+        /// How guests may join.
+        #[arg(value_enum)]
+        access: Access,
+    },
+}
+
+/// `kehai space guests`' choices.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Access {
+    Off,
+    Open,
+    Link,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +180,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 space.name.as_str(),
                 if allow_guests { ", guests allowed" } else { "" }
             );
+            if allow_guests {
+                println!("note: guests see every member's avatar and status, Microsoft Teams presence included");
+            }
+            Ok(())
+        }
+        Command::Space(SpaceCommand::Guests { slug, access }) => {
+            let store = admin::open_store(&config).await?;
+            let access = match access {
+                Access::Off => admin::GuestAccess::Off,
+                Access::Open => admin::GuestAccess::Open,
+                Access::Link => admin::GuestAccess::Link,
+            };
+            let link = admin::set_guests(&*store, &slug, access).await?;
+            let base = config.public_url.as_str().trim_end_matches('/');
+            match link {
+                Some(link) => println!(
+                    "guests join {slug} only through this link (any earlier link no longer works):\n{base}/s/{slug}/guest?link={}",
+                    secrecy::ExposeSecret::expose_secret(&link)
+                ),
+                None if access == admin::GuestAccess::Off => println!("{slug} takes no guests now"),
+                None => println!("guests join {slug} at {base}/s/{slug}/guest"),
+            }
+            if access != admin::GuestAccess::Off {
+                println!("note: guests see every member's avatar and status, Microsoft Teams presence included");
+            }
             Ok(())
         }
         Command::Member(MemberCommand::Add { space, email, name, admin: is_admin, password_env }) => {

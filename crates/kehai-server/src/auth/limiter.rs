@@ -22,7 +22,7 @@ use axum::{
     http::request::Parts,
 };
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use kehai_core::Email;
+use kehai_core::{Email, SpaceId};
 
 use crate::state::AppState;
 
@@ -80,6 +80,8 @@ const WINDOW_MS: i64 = 60_000;
 /// Login attempts by client network, failed passwords by email (see the module's documentation).
 pub struct LoginLimiter {
     by_client: DefaultKeyedRateLimiter<IpAddr>,
+    /// Guest joins per space, from every client together.
+    guest_joins: DefaultKeyedRateLimiter<SpaceId>,
     failures: Mutex<HashMap<String, Failures>>,
     per_minute: u32,
 }
@@ -98,9 +100,19 @@ impl std::fmt::Debug for LoginLimiter {
 }
 
 impl LoginLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
-        LoginLimiter { by_client: RateLimiter::keyed(quota), failures: Mutex::default(), per_minute: per_minute.max(1) }
+    pub fn new(per_minute: u32, guest_joins_per_minute: u32) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        LoginLimiter {
+            by_client: RateLimiter::keyed(quota(per_minute)),
+            guest_joins: RateLimiter::keyed(quota(guest_joins_per_minute)),
+            failures: Mutex::default(),
+            per_minute: per_minute.max(1),
+        }
+    }
+
+    /// Counts a guest join of `space`; false when the space has taken its minute's worth.
+    pub fn allow_guest_join(&self, space: SpaceId) -> bool {
+        self.guest_joins.check_key(&space).is_ok()
     }
 
     /// Counts one attempt (a login or a guest join) from the client's network; false when its
@@ -139,6 +151,7 @@ impl LoginLimiter {
     /// Forgets idle keys (called periodically).
     pub fn shrink(&self, now: i64) {
         self.by_client.retain_recent();
+        self.guest_joins.retain_recent();
         self.failures.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, f| now - f.since < WINDOW_MS);
     }
 }
@@ -153,7 +166,7 @@ mod tests {
 
     #[test]
     fn clients_are_limited_by_network_an_ipv6_slash_64_being_one() {
-        let l = LoginLimiter::new(3);
+        let l = LoginLimiter::new(3, 3);
         for a in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
             assert!(l.allow_client(ip(a)), "{a}");
         }
@@ -169,7 +182,7 @@ mod tests {
 
     #[test]
     fn failed_passwords_lock_an_email_for_the_rest_of_the_minute_by_its_normalized_form() {
-        let l = LoginLimiter::new(3);
+        let l = LoginLimiter::new(3, 3);
         let alice = Email::parse("alice@example.com").unwrap();
         let shouting = Email::parse("  ALICE@Example.COM ").unwrap();
         l.failed(&alice, 0);

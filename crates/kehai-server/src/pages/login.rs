@@ -51,7 +51,9 @@ pub struct NextQuery {
 async fn guest_link(state: &AppState, next: &str) -> Option<String> {
     let slug = next.strip_prefix("/s/")?.split(['/', '?']).next()?;
     let space = access::space(state, slug).await.ok()??;
-    space.allow_guests.then(|| format!("/s/{}/guest", space.slug))
+    // A space that takes guests through its link only has no open door to show.
+    let open = space.allow_guests && matches!(state.store.guest_link_hash(space.id).await, Ok(None));
+    open.then(|| format!("/s/{}/guest", space.slug))
 }
 
 async fn page(

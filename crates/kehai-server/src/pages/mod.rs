@@ -81,6 +81,8 @@ pub enum PageError {
     NoSpace,
     Forbidden,
     GuestsNotAllowed,
+    /// The space takes guests through its guest link only, and this was not it.
+    GuestLinkRequired,
     Internal,
 }
 
@@ -101,6 +103,14 @@ impl PageError {
                 "guests_not_allowed",
                 "error.forbidden_title",
                 "error.guests_not_allowed",
+                "/login",
+                "error.login",
+            ),
+            PageError::GuestLinkRequired => (
+                StatusCode::FORBIDDEN,
+                "guest_link_required",
+                "error.forbidden_title",
+                "error.guest_link_required",
                 "/login",
                 "error.login",
             ),

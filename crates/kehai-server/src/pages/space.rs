@@ -9,6 +9,7 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
+use kehai_core::Role;
 use serde::Serialize;
 
 use super::{PageError, render, see_other};
@@ -41,6 +42,8 @@ struct SpacePage<'a> {
     cards: Vec<Card>,
     /// Told once: the providers whose connection needs a new sign-in.
     notices: Vec<Notice>,
+    /// For the space's admins, where guests may join: that they see everyone's status.
+    guests_notice: Option<&'a str>,
     emoji_choices: Vec<(&'static str, &'static str)>,
     page_data: String,
 }
@@ -155,6 +158,13 @@ pub async fn show(
             Err(e) => tracing::warn!(error = %e, "cannot read the member's connection notice"),
         }
     }
+    let guests_notice = match (admitted.role, admitted.space.allow_guests) {
+        (Some(Role::Admin), true) => Some(match state.store.guest_link_hash(admitted.space.id).await {
+            Ok(Some(_)) => t.get("space.guests_by_link"),
+            _ => t.get("space.guests_open"),
+        }),
+        _ => None,
+    };
     let emoji_choices = EMOJI_CHOICES.iter().map(|e| (*e, emojis::get(e).map(|x| x.name()).unwrap_or(e))).collect();
     render(
         StatusCode::OK,
@@ -167,6 +177,7 @@ pub async fn show(
             is_guest,
             cards,
             notices,
+            guests_notice,
             emoji_choices,
             page_data,
         },

@@ -25,10 +25,17 @@ fn old_schema(mut migrator: Migrator) -> Migrator {
 /// older kehai would have stored them.
 fn copies(old: &str, new: &str) -> Vec<String> {
     let mut statements: Vec<String> =
-        ["spaces", "accounts", "memberships", "guests", "avatars", "sessions", "encryption_certificates", "claims"]
+        ["accounts", "memberships", "guests", "avatars", "sessions", "encryption_certificates", "claims"]
             .iter()
             .map(|table| format!("INSERT INTO {old}{table} SELECT * FROM {new}{table}"))
             .collect();
+    statements.insert(
+        0,
+        format!(
+            "INSERT INTO {old}spaces (id, slug, name, allow_guests, created_at) \
+             SELECT id, slug, name, allow_guests, created_at FROM {new}spaces"
+        ),
+    );
     statements.push(format!(
         "INSERT INTO {old}ms_connections (id, account_id, ms_tenant_id, ms_user_id, access_token, access_expires_at, \
          refresh_token, refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, last_error, \

@@ -185,10 +185,30 @@ pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
     assert_eq!(store.clear_presence(s.id, a.id, "msteams", T0 + 8).await.unwrap(), None, "nothing left to clear");
 }
 
+pub async fn guests_present_are_capped_per_space_and_its_guest_link_is_kept(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let other = space(store, "other").await;
+    let join = |space: SpaceId| Guest { id: PersonId::new(), space_id: space, display_name: name("Visitor") };
+    for _ in 0..3 {
+        assert!(store.create_guest(&join(s.id), T0, 3).await.unwrap());
+    }
+    assert!(!store.create_guest(&join(s.id), T0, 3).await.unwrap(), "the fourth is refused");
+    assert_eq!(store.avatars(s.id).await.unwrap().len(), 3, "and leaves nothing behind");
+    assert!(store.create_guest(&join(other.id), T0, 3).await.unwrap(), "another space counts its own");
+    assert_eq!(store.guest_link_hash(s.id).await.unwrap(), None);
+    store.set_guests(s.id, true, Some("link-hash")).await.unwrap();
+    assert_eq!(store.guest_link_hash(s.id).await.unwrap().as_deref(), Some("link-hash"));
+    assert!(store.space_by_id(s.id).await.unwrap().unwrap().allow_guests);
+    store.set_guests(s.id, false, Some("ignored")).await.unwrap();
+    assert_eq!(store.guest_link_hash(s.id).await.unwrap(), None, "no guests, no link");
+    assert!(!store.space_by_id(s.id).await.unwrap().unwrap().allow_guests);
+    assert!(matches!(store.set_guests(SpaceId::new(), true, None).await, Err(StoreError::NotFound("space"))));
+}
+
 pub async fn guests_live_as_long_as_their_session(store: &dyn Store) {
     let s = space(store, "office").await;
     let g = PersonId::new();
-    store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0).await.unwrap();
+    assert!(store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0, 50).await.unwrap());
     let avatar = store.avatar(s.id, g).await.unwrap().expect("guest avatar");
     assert_eq!(avatar.kind, PersonKind::Guest);
     let session = Session {
@@ -211,7 +231,7 @@ pub async fn expired_sessions_are_not_found_and_are_purged(store: &dyn Store) {
     let s = space(store, "office").await;
     let a = member(store, &s, "a@example.com", "Alice").await;
     let g = PersonId::new();
-    store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0).await.unwrap();
+    assert!(store.create_guest(&Guest { id: g, space_id: s.id, display_name: name("Visitor") }, T0, 50).await.unwrap());
     let mk = |hash: &str, person, kind, space_id, expires_at| Session {
         id_hash: hash.into(),
         person_id: person,

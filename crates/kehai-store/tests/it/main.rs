@@ -53,6 +53,7 @@ contract_suite!(
     spaces_of_an_account,
     avatar_changes_keep_what_was_not_changed,
     presence_override_never_touches_own_emoji,
+    guests_present_are_capped_per_space_and_its_guest_link_is_kept,
     guests_live_as_long_as_their_session,
     expired_sessions_are_not_found_and_are_purged,
     avatars_of_one_space_only,

@@ -62,6 +62,7 @@ fn every_command_has_help() {
         vec!["demo", "--help"],
         vec!["migrate", "--help"],
         vec!["space", "create", "--help"],
+        vec!["space", "guests", "--help"],
         vec!["member", "add", "--help"],
         vec!["member", "list", "--help"],
         vec!["keys", "rotate", "--help"],
@@ -269,6 +270,23 @@ fn demo_says_which_address_is_taken() {
     fails(&o, "KEHAI_LISTEN");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("/s/demo"), "no banner for a demo that did not start");
     drop(taken);
+}
+
+#[test]
+fn space_guests_sets_how_a_space_takes_guests_and_prints_its_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = ok(&kehai(dir.path(), &["space", "create", "team", "--name", "Team", "--allow-guests"], None, &[]));
+    assert!(created.contains("guests see every member's avatar and status"), "{created}");
+    let public = [("KEHAI_PUBLIC_URL", "https://kehai.example.com")];
+    let first = ok(&kehai(dir.path(), &["space", "guests", "team", "link"], None, &public));
+    let link = |out: &str| out.lines().find(|l| l.starts_with("https://")).map(str::to_owned).unwrap();
+    assert!(link(&first).starts_with("https://kehai.example.com/s/team/guest?link="), "{first}");
+    let second = ok(&kehai(dir.path(), &["space", "guests", "team", "link"], None, &public));
+    assert_ne!(link(&first), link(&second), "a new link each time");
+    assert!(ok(&kehai(dir.path(), &["space", "guests", "team", "open"], None, &public)).contains("/s/team/guest"));
+    assert!(ok(&kehai(dir.path(), &["space", "guests", "team", "off"], None, &[])).contains("takes no guests"));
+    fails(&kehai(dir.path(), &["space", "guests", "team", "sometimes"], None, &[]), "invalid value");
+    fails(&kehai(dir.path(), &["space", "guests", "nowhere", "open"], None, &[]), "there is no space `nowhere`");
 }
 
 #[test]
