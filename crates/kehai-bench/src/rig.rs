@@ -165,13 +165,21 @@ impl Rig {
     /// A browser with member `n` logged in.
     pub async fn log_in(&self, n: usize) -> anyhow::Result<reqwest::Client> {
         let c = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
-        let page = c.get(format!("{}/login?next=/s/{SPACE}", self.base)).send().await?.text().await?;
-        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
         let email = email(n);
-        let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/")];
-        let r = c.post(format!("{}/login", self.base)).form(&form).send().await?;
-        anyhow::ensure!(r.status() == StatusCode::SEE_OTHER, "login of member {n}: {}", r.status());
-        Ok(c)
+        // Many at once: kehai checks a few passwords at a time and asks the rest to come again.
+        for _ in 0..600 {
+            let page = c.get(format!("{}/login?next=/s/{SPACE}", self.base)).send().await?.text().await?;
+            let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
+            let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/")];
+            let r = c.post(format!("{}/login", self.base)).form(&form).send().await?;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                tokio::time::sleep(std::time::Duration::from_millis(200 + u64::try_from(n % 300).unwrap_or(0))).await;
+                continue;
+            }
+            anyhow::ensure!(r.status() == StatusCode::SEE_OTHER, "login of member {n}: {}", r.status());
+            return Ok(c);
+        }
+        anyhow::bail!("login of member {n}: still asked to come again after 600 tries")
     }
 
     /// Member `n` connects Teams: kehai's connect link, msemu's sign-in and consent, kehai's

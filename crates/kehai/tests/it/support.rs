@@ -140,13 +140,23 @@ pub async fn log_in(public: &str, email: &str, password: &str, space: &str) -> r
 
 /// [`log_in`] with the browser `c`.
 pub async fn log_in_as(c: reqwest::Client, public: &str, email: &str, password: &str, space: &str) -> reqwest::Client {
-    let page = c.get(format!("{public}/login?next=/s/{space}")).send().await.unwrap().text().await.unwrap();
-    let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a login form").to_owned();
     let next = format!("/s/{space}");
-    let form = [("email", email), ("password", password), ("csrf", &csrf), ("next", &next)];
-    let r = c.post(format!("{public}/login")).form(&form).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email}");
-    c
+    // Hundreds logging in at once: the server checks a few passwords at a time and asks the rest
+    // to come again (429 with Retry-After), as a browser's person would.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page = c.get(format!("{public}/login?next=/s/{space}")).send().await.unwrap().text().await.unwrap();
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a login form").to_owned();
+        let form = [("email", email), ("password", password), ("csrf", &csrf), ("next", &next)];
+        let r = c.post(format!("{public}/login")).form(&form).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS && Instant::now() < deadline {
+            let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+            tokio::time::sleep(Duration::from_millis(wait * 1000 / 2 + rand::random::<u64>() % 1000)).await;
+            continue;
+        }
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email}");
+        return c;
+    }
 }
 
 /// `c` (logged in) connects Teams in `space`: kehai's connect link, msemu's sign-in and consent as
