@@ -91,6 +91,18 @@ pub struct Config {
     /// `KEHAI_SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may take to finish after
     /// SIGTERM/SIGINT before the process exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// `KEHAI_HEADER_READ_TIMEOUT_SECONDS`: how long a connection may take to send a request's
+    /// headers before it is dropped (slow clients cannot hold connections open).
+    pub header_read_timeout_seconds: u64,
+    /// `KEHAI_REQUEST_TIMEOUT_SECONDS`: how long a request (its body included) may take to be
+    /// answered before it is cut off with 408; event streams are not held to it.
+    pub request_timeout_seconds: u64,
+    /// `KEHAI_MAX_STREAMS_PER_SESSION`: pages one session may hold open at once; opening another
+    /// closes the oldest (which says why).
+    pub max_streams_per_session: u32,
+    /// `KEHAI_MAX_EVENT_STREAMS`: pages this instance keeps open at once, from everyone; beyond
+    /// it a page is answered 503 and tries again.
+    pub max_event_streams: u32,
     /// `KEHAI_HSTS_MAX_AGE_SECONDS`: with an https public URL, how long browsers are told to
     /// reach kehai over https only (`Strict-Transport-Security`); 0 sends no such header.
     pub hsts_max_age_seconds: u64,
@@ -140,6 +152,10 @@ impl Default for Config {
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             shutdown_grace_seconds: 10,
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_streams_per_session: 8,
+            max_event_streams: 20_000,
             hsts_max_age_seconds: 31_536_000,
         }
     }
@@ -170,6 +186,10 @@ pub const SETTINGS: &[&str] = &[
     "trust_forwarded_for",
     "max_body_bytes",
     "shutdown_grace_seconds",
+    "header_read_timeout_seconds",
+    "request_timeout_seconds",
+    "max_streams_per_session",
+    "max_event_streams",
     "hsts_max_age_seconds",
 ];
 
@@ -267,6 +287,16 @@ impl Config {
             return Err(ConfigError(
                 "setting `login_attempts_per_minute` (KEHAI_LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1".into(),
             ));
+        }
+        for (name, value) in [
+            ("header_read_timeout_seconds (KEHAI_HEADER_READ_TIMEOUT_SECONDS)", self.header_read_timeout_seconds),
+            ("request_timeout_seconds (KEHAI_REQUEST_TIMEOUT_SECONDS)", self.request_timeout_seconds),
+            ("max_streams_per_session (KEHAI_MAX_STREAMS_PER_SESSION)", u64::from(self.max_streams_per_session)),
+            ("max_event_streams (KEHAI_MAX_EVENT_STREAMS)", u64::from(self.max_event_streams)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("setting `{name}`: must be at least 1")));
+            }
         }
         if self.max_guests_per_space == 0 || self.guest_joins_per_minute == 0 {
             return Err(ConfigError(

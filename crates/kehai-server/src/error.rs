@@ -18,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which to try again (`Retry-After`), when it is worth saying.
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -35,7 +37,12 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// The same, telling the client to try again after `seconds`.
+    pub fn with_retry_after(self, seconds: u32) -> Self {
+        ApiError { retry_after: Some(seconds), ..self }
     }
 
     pub fn unauthorized() -> Self {
@@ -105,7 +112,11 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

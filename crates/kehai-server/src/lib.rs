@@ -24,6 +24,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod i18n;
 pub mod instance;
 pub mod keys;
@@ -38,7 +39,7 @@ pub mod state;
 pub mod view;
 pub mod webhooks;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 pub use config::{Config, LogFormat};
 pub use state::AppState;
@@ -105,12 +106,15 @@ impl App {
         more: Vec<presence::Known>,
     ) -> anyhow::Result<App> {
         let (state, background) = AppState::new(config, store, clock, bus, more)?;
-        let router = pages::router()
+        // Every route but the event streams, which are meant to stay open, is answered in time.
+        let answered_in_time = pages::router()
             .merge(api::router())
-            .merge(live::router())
             .merge(ops::router())
             .merge(webhooks::router(&state.presence))
             .merge(presence::connect::router(&state.presence))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), http::timeout));
+        let router = answered_in_time
+            .merge(live::router())
             .fallback(error::fallback)
             .method_not_allowed_fallback(error::method_not_allowed);
         let router = security::layers(router, &state).with_state(state.clone());
@@ -180,14 +184,14 @@ pub async fn run(
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
     let stop_background = CancellationToken::new();
     let heartbeat = background.spawn(&state, stop_background.clone());
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            // Event streams never end by themselves: ending them is what lets the server drain.
-            stop.cancel();
-        });
-    let serve = tokio::spawn(async move { server.await });
+    let header_read_timeout = Duration::from_secs(state.config.header_read_timeout_seconds);
+    let server = http::serve(listener, router, header_read_timeout, async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        // Event streams never end by themselves: ending them is what lets the server drain.
+        stop.cancel();
+    });
+    let serve = tokio::spawn(server);
     let finished = stop_after(&state.shutdown, grace, serve).await;
     stop_background.cancel();
     // Let go of the heartbeat before the process ends (briefly: a database that does not

@@ -67,7 +67,11 @@ impl AppState {
         presence.offered().for_each(|p| metrics.offer(p.id()));
         let (notifications, queue) = crate::webhooks::NotificationQueue::new();
         let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-        let (live, worker) = Live::new(Arc::clone(&instance), bus, metrics.avatars_here.clone());
+        let streams = crate::live::SessionStreams::new(
+            usize::try_from(config.max_event_streams).unwrap_or(usize::MAX),
+            usize::try_from(config.max_streams_per_session).unwrap_or(usize::MAX),
+        );
+        let (live, worker) = Live::new(Arc::clone(&instance), bus, streams, metrics.avatars_here.clone());
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute, config.guest_joins_per_minute)),
             passwords: Arc::default(),

@@ -2,13 +2,15 @@
 //!
 //! The first event is a `snapshot` of every avatar (or, after a reconnect with `Last-Event-ID`,
 //! the events missed), then `avatar` and `left` events as they happen. Holding the stream open
-//! is what makes its person "here".
+//! is what makes its person "here". A stream closed because its session opened too many others
+//! ends with a `closed` event (`{"reason": "too_many_pages"}`): the page stops and says so.
+//! Beyond the instance's streams, the answer is 503 `too_many_streams`.
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
 use axum::{
     extract::{Path, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures::Stream;
@@ -20,6 +22,7 @@ use super::{
     attendance::Presence,
     bus::SpaceEvent,
     hub::{Feed, Start},
+    sessions::SessionStream,
 };
 use crate::{access, auth::Visitor, error::ApiError, ops::OpenStream, state::AppState, view::AvatarView};
 
@@ -39,6 +42,15 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let visitor = visitor.ok_or_else(ApiError::unauthorized)?;
     let admitted = access::admit(&state, &slug, visitor).await?;
+    let Ok(session_stream) = state.live.sessions.open(&admitted.visitor.session.id_hash) else {
+        tracing::warn!("as many event streams are open as this instance holds: a page was asked to come again");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "this server holds as many open pages as it can; the page tries again",
+        )
+        .with_retry_after(5));
+    };
     let space = admitted.space;
     let person = admitted.visitor.person_id();
 
@@ -59,7 +71,8 @@ pub async fn stream(
         Start::Snapshot { n } => pending.push_back(snapshot(&state, &space, n).await?),
     }
 
-    let (stop, ended) = (state.shutdown.clone(), state.live.sessions.token(&admitted.visitor.session.id_hash));
+    let (stop, ended) = (state.shutdown.clone(), session_stream.ended.clone());
+    let superseded = session_stream.superseded.clone();
     // The session's own end, should no instance's purge get to it first.
     let left = admitted.visitor.session.expires_at.saturating_sub(state.clock.now());
     let expiry = tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
@@ -67,11 +80,14 @@ pub async fn stream(
         _open: state.metrics.open_stream(),
         closed: Box::pin(async move {
             tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = ended.cancelled() => {}
-                _ = expiry => {}
+                _ = stop.cancelled() => Closed::Quietly,
+                _ = ended.cancelled() => Closed::Quietly,
+                _ = expiry => Closed::Quietly,
+                _ = superseded.cancelled() => Closed::Superseded,
             }
         }),
+        done: false,
+        _session_stream: session_stream,
         state,
         space,
         rx,
@@ -91,22 +107,35 @@ struct StreamState {
     space: Space,
     rx: broadcast::Receiver<Feed>,
     pending: VecDeque<Event>,
-    /// Resolves when kehai shuts down or the stream's session ends (on any instance: the bus
-    /// tells, or its time is up). Made once, not per event:
+    /// Resolves when kehai shuts down, the stream's session ends (on any instance: the bus
+    /// tells, or its time is up) or opened too many others. Made once, not per event:
     /// with thousands of streams, waiting anew on both tokens for every event was a visible part
     /// of the fan-out.
-    closed: futures::future::BoxFuture<'static, ()>,
+    closed: futures::future::BoxFuture<'static, Closed>,
+    /// The last event was sent: the stream ends.
+    done: bool,
+    _session_stream: SessionStream,
     _open: OpenStream,
     _presence: Presence,
 }
 
 impl StreamState {
     async fn next(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
         }
         let received = tokio::select! {
-            () = &mut self.closed => return None,
+            closed = &mut self.closed => {
+                self.done = true;
+                return match closed {
+                    Closed::Quietly => None,
+                    // The page must not reconnect (it would close another): it is told why.
+                    Closed::Superseded => Some(Event::default().event("closed").data(r#"{"reason":"too_many_pages"}"#)),
+                };
+            }
             r = self.rx.recv() => r,
         };
         match received {
@@ -120,6 +149,15 @@ impl StreamState {
             Err(RecvError::Closed) => None,
         }
     }
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// Shutdown, the session's end: the page learns it on reconnecting.
+    Quietly,
+    /// Its session opened more pages than it may hold and this was the oldest.
+    Superseded,
 }
 
 /// An event's frame, rendered once by the hub for every stream of its space.

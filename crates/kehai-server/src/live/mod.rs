@@ -63,15 +63,16 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    /// The live side of `instance` on `bus`; `here_gauge` follows the number of avatars here
-    /// through this instance.
+    /// The live side of `instance` on `bus`, holding `streams` open; `here_gauge` follows the
+    /// number of avatars here through this instance.
     pub fn new(
         instance: Arc<str>,
         bus: Arc<dyn Bus>,
+        streams: SessionStreams,
         here_gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> (Live, LiveWorker) {
         let (attendance, departures) = Attendance::new(here_gauge);
-        let live = Live { instance, bus, hub: Arc::new(Hub::default()), attendance, sessions: Arc::default() };
+        let live = Live { instance, bus, hub: Arc::new(Hub::default()), attendance, sessions: Arc::new(streams) };
         (live, LiveWorker { departures })
     }
 

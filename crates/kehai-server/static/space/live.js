@@ -1,6 +1,8 @@
 // kehai's space page: the space's event stream (server-sent events). A snapshot replaces every
 // avatar, an avatar event updates one, a departure removes one; the browser reconnects by itself
-// and sends Last-Event-ID, so the server can resume.
+// and sends Last-Event-ID, so the server can resume. When the server refused the stream (it holds
+// as many as it can), the page tries again later, less and less often; when the server closed it
+// because this session opened too many other pages, it stops and says so.
 
 import { $, space, t } from './page.js';
 
@@ -28,17 +30,39 @@ function onEvent(source, type, handler) {
 /** Follows the space's events until the page is left (and again if it comes back from the cache). */
 export function follow({ snapshot, avatar, left }) {
   let source = null;
+  let retryIn = 5000;
+  let retry = null;
   const connect = () => {
     source = new EventSource(`/s/${encodeURIComponent(space)}/events`);
     const es = source;
-    es.addEventListener('open', () => showStreamStatus(null));
+    es.addEventListener('open', () => {
+      showStreamStatus(null);
+      retryIn = 5000;
+    });
     es.addEventListener('error', () => {
-      // CLOSED means the browser gave up (e.g. the server answered with an error status).
-      showStreamStatus(es.readyState === EventSource.CLOSED ? t('disconnected') : t('reconnecting'));
+      if (es.readyState !== EventSource.CLOSED) {
+        showStreamStatus(t('reconnecting'));
+        return;
+      }
+      // The browser gave up (the server answered with an error status): try again later.
+      showStreamStatus(t('disconnected'));
+      if (source === es && retry === null) {
+        retry = setTimeout(() => {
+          retry = null;
+          connect();
+        }, retryIn);
+        retryIn = Math.min(retryIn * 2, 60000);
+      }
     });
     onEvent(es, 'snapshot', (data) => snapshot(data.avatars || []));
     onEvent(es, 'avatar', avatar);
     onEvent(es, 'left', (data) => left(data.person_id));
+    onEvent(es, 'closed', () => {
+      // Reconnecting would close another page of this session in turn.
+      es.close();
+      source = null;
+      showStreamStatus(t('too_many_pages'));
+    });
   };
   // Close the stream when leaving (no "reconnecting" flash, and the page stays eligible for the
   // back/forward cache); reopen if the page comes back from that cache.

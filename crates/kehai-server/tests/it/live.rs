@@ -165,6 +165,55 @@ async fn logging_out_on_one_instance_closes_the_sessions_pages_on_every_instance
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
 
+/// One session holds a bounded number of pages open: opening one more closes its oldest, which
+/// is told why (and does not reconnect); the others go on.
+#[tokio::test]
+async fn a_session_opening_too_many_pages_closes_its_oldest_which_says_why() {
+    let app = TestApp::start_with(|c| c.max_streams_per_session = 2).await;
+    let bob = app.member("bob@example.com").await;
+    let mut first = bob.events("alpha", None).await;
+    let mut second = bob.events("alpha", None).await;
+    for page in [&mut first, &mut second] {
+        assert_eq!(page.next(5).await.expect("snapshot").event, "snapshot");
+    }
+    let mut third = bob.events("alpha", None).await;
+    assert_eq!(third.next(5).await.expect("snapshot").event, "snapshot");
+    let last = first.wait_for("the oldest is told why", |e| e.event == "closed").await;
+    assert_eq!(last.data["reason"], "too_many_pages");
+    assert!(first.closes_within(5).await, "and ends");
+    // The two newest still follow the space.
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    alice.put_me("alpha", serde_json::json!({"emoji": "🌵"})).await;
+    for page in [&mut second, &mut third] {
+        page.wait_for("Alice's cactus", |e| e.data["emoji"] == "🌵").await;
+    }
+}
+
+/// Beyond the streams one instance holds, a page is refused for now (503 with Retry-After) and
+/// its page tries again later.
+#[tokio::test]
+async fn beyond_the_instances_streams_a_page_is_asked_to_come_again() {
+    let app = TestApp::start_with(|c| c.max_event_streams = 2).await;
+    let bob = app.member("bob@example.com").await;
+    let alice = app.member("alice@example.com").await;
+    let _bobs = bob.events("alpha", None).await;
+    let alices = alice.events("alpha", None).await;
+    let guest = app.guest("Visitor").await;
+    let r = guest.get("/s/alpha/events").await;
+    assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+    drop(alices);
+    // Its place is given back once the closed stream is noticed.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while guest.get("/s/alpha/events").await.status() != reqwest::StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "the closed stream's place never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A stream ends when its session's time is up, even if no instance's purge has ended it yet.
 #[tokio::test]
 async fn a_stream_ends_when_its_session_expires() {

@@ -114,6 +114,43 @@ async fn over_https_answers_carry_strict_transport_security() {
     assert!(http.client().get("/login").await.headers().get("strict-transport-security").is_none(), "not over http");
 }
 
+/// A client that sends its request headers a little at a time and never finishes (slowloris)
+/// is dropped once the header-read time is over: it cannot hold connections open.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start_with(|c| c.header_read_timeout_seconds = 1).await;
+    let mut slow = tokio::net::TcpStream::connect(app.config().listen).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: kehai\r\nX-Slow: ").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection is still open after 5 s");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "no request was answered");
+    // A client that sends its headers in time is answered.
+    assert_eq!(app.client().get("/healthz").await.status(), StatusCode::OK);
+}
+
+/// A request whose body comes too slowly is cut off with 408 `request_timeout`: it cannot hold
+/// a worker either.
+#[tokio::test]
+async fn a_request_that_takes_too_long_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start_with(|c| c.request_timeout_seconds = 1).await;
+    let mut slow = tokio::net::TcpStream::connect(app.config().listen).await.unwrap();
+    slow.write_all(
+        b"POST /login HTTP/1.1\r\nHost: kehai\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 1000\r\n\r\nemail=a",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0; 4096];
+    let n =
+        tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer)).await.expect("answered in time").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
 /// Every operation in `/openapi.json` is a route of the server that answers as documented.
 /// (Every API route is documented by construction: the router is built from the documented
 /// handlers.)
