@@ -25,21 +25,66 @@ use crate::{MicrosoftConfig, MicrosoftError, http};
 /// or `appid` in version 1.0 tokens).
 pub const PUBLISHER: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
+/// The most notifications one POST may carry. Graph batches a few at a time (one POST can mix
+/// several subscriptions, tenants and apps sharing the URL, but nowhere near this many); anyone
+/// can POST, and a megabyte of `{"subscriptionId":"x"}` would otherwise be some 45,000 items,
+/// each to look up.
+pub const MAX_NOTIFICATIONS: usize = 1000;
+
 /// One POST to a notification URL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationBatch {
+    #[serde(deserialize_with = "at_most_max")]
     pub value: Vec<ChangeNotification>,
     #[serde(default)]
     pub validation_tokens: Option<Vec<String>>,
 }
 
+/// Why a POSTed body is not a notification collection kehai takes.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("more than {MAX_NOTIFICATIONS} notifications in one POST")]
+    TooMany,
+    #[error("not a change-notification collection: {0}")]
+    Invalid(serde_json::Error),
+}
+
+/// What [`at_most_max`] says when it stops: recognised by [`NotificationBatch::parse`].
+const TOO_MANY: &str = "kehai: too many notifications";
+
 impl NotificationBatch {
     /// A POSTed body as Graph's notification collection — what the webhook does with every body
-    /// anyone sends (fuzzed: `fuzz/fuzz_targets/webhook_body.rs`).
-    pub fn parse(body: &[u8]) -> Result<NotificationBatch, serde_json::Error> {
+    /// anyone sends (fuzzed: `fuzz/fuzz_targets/webhook_body.rs`). Parsing stops at the
+    /// [`MAX_NOTIFICATIONS`]th + 1 item, having kept no more.
+    pub fn parse(body: &[u8]) -> Result<NotificationBatch, BatchError> {
         serde_json::from_slice(body)
+            .map_err(|e| if e.to_string().starts_with(TOO_MANY) { BatchError::TooMany } else { BatchError::Invalid(e) })
     }
+}
+
+/// `value`, refused past [`MAX_NOTIFICATIONS`] items without reading (or keeping) the rest.
+fn at_most_max<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ChangeNotification>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<ChangeNotification>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_NOTIFICATIONS} notifications")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX_NOTIFICATIONS {
+                    return Err(serde::de::Error::custom(TOO_MANY));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Items)
 }
 
 /// One change (or lifecycle) notification. `Debug` hides the client state.
@@ -364,6 +409,22 @@ pub fn check_validation_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_post_carries_at_most_max_notifications() {
+        let body = |n: usize| {
+            let item = r#"{"subscriptionId":"x"}"#;
+            format!(r#"{{"value":[{}]}}"#, vec![item; n].join(","))
+        };
+        assert_eq!(
+            NotificationBatch::parse(body(MAX_NOTIFICATIONS).as_bytes()).map(|b| b.value.len()).ok(),
+            Some(1000)
+        );
+        assert!(matches!(NotificationBatch::parse(body(MAX_NOTIFICATIONS + 1).as_bytes()), Err(BatchError::TooMany)));
+        assert!(matches!(NotificationBatch::parse(body(45_000).as_bytes()), Err(BatchError::TooMany)));
+        assert!(matches!(NotificationBatch::parse(b"{\"value\": 3}"), Err(BatchError::Invalid(_))));
+        assert!(matches!(NotificationBatch::parse(b"[]"), Err(BatchError::Invalid(_))));
+    }
 
     /// Microsoft's own test vector decrypts to the expected plaintext.
     #[test]

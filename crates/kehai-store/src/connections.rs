@@ -45,6 +45,9 @@ pub trait Connections: Send + Sync {
     ) -> Result<bool>;
     /// The connection whose subscription at `provider` is `subscription_id`.
     async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>>;
+    /// The connections whose subscriptions at `provider` are among `subscription_ids`, in one
+    /// query (a webhook delivery's items are looked up together).
+    async fn connections_by_subscriptions(&self, provider: &str, subscription_ids: &[&str]) -> Result<Vec<Connection>>;
     /// Records a connection's renewed or new subscription, if its subscription is still
     /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
     /// False when it is not, or the connection is gone. When stored, `release`'s upkeep claim on
@@ -281,6 +284,32 @@ macro_rules! impl_connections {
                     .await?
                     .map(Connection::try_from)
                     .transpose()
+            }
+
+            async fn connections_by_subscriptions(
+                &self,
+                provider: &str,
+                subscription_ids: &[&str],
+            ) -> Result<Vec<Connection>> {
+                if subscription_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ", connection_columns!(), " FROM connections WHERE provider = "
+                ));
+                query.push_bind(provider).push(" AND subscription_id IN (");
+                let mut ids = query.separated(", ");
+                for id in subscription_ids {
+                    ids.push_bind(*id);
+                }
+                query.push(")");
+                query
+                    .build_query_as::<ConnectionRow>()
+                    .fetch_all(self.reader())
+                    .await?
+                    .into_iter()
+                    .map(Connection::try_from)
+                    .collect()
             }
 
             async fn set_next_check(&self, id: ConnectionId, at: Option<Millis>) -> Result<()> {

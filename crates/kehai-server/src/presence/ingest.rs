@@ -4,6 +4,8 @@
 //! connection's own organization, then the content's signature) —
 //! and its presence applied in order to every space where the connection is ON.
 
+use std::collections::HashMap;
+
 use kehai_store::{
     Connection, ConnectionState,
     secrets::{ConnectionSecret, Place},
@@ -15,14 +17,20 @@ use super::{Dropped, Event, Inbound, Item, Proven, Provider, Reading, apply, ren
 use crate::state::AppState;
 
 /// Processes one delivery's items. The cheap checks come first — a known subscription of a
-/// connected connection, its secret — and the delivery's proof only once an admitted item opens
-/// content: traffic the provider did not send costs no key fetch and no decryption.
+/// connected connection (the delivery's subscriptions looked up in one query), its secret — and
+/// the delivery's proof only once an admitted item opens content: traffic the provider did not
+/// send costs one lookup, no key fetch and no decryption.
 pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inbound) -> Vec<Result<(), Dropped>> {
+    for _ in 0..inbound.malformed {
+        state.metrics.notification_received(provider.id());
+        state.metrics.notification_dropped(provider.id(), Dropped::UnknownSubscription.reason());
+    }
+    let known = known_subscriptions(state, provider, inbound).await;
     let mut proven: Option<Result<Proven, Dropped>> = None;
     let mut outcomes = Vec::with_capacity(inbound.items.len());
     for item in &inbound.items {
         state.metrics.notification_received(provider.id());
-        let admitted = admit(state, provider, item).await;
+        let admitted = admit(state, item, known.as_ref());
         let was_admitted = admitted.is_ok();
         let outcome = match admitted {
             Err(why) => Err(why),
@@ -85,15 +93,30 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
     outcomes
 }
 
+/// The connections of the subscriptions a delivery's items name, by subscription id, read in
+/// one query; `None` when the database could not be read.
+async fn known_subscriptions(
+    state: &AppState,
+    provider: &dyn Provider,
+    inbound: &Inbound,
+) -> Option<HashMap<String, Connection>> {
+    let mut ids: Vec<&str> = inbound.items.iter().map(|i| i.subscription.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match state.store.connections_by_subscriptions(provider.id(), &ids).await {
+        Ok(found) => Some(found.into_iter().filter_map(|c| Some((c.subscription.as_ref()?.id.clone(), c))).collect()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look up a delivery's subscriptions");
+            None
+        }
+    }
+}
+
 /// The connection an item is for, if it names a connected connection's subscription with that
 /// subscription's secret (compared in constant time).
-async fn admit(state: &AppState, provider: &dyn Provider, item: &Item) -> Result<Connection, Dropped> {
-    let connection = state
-        .store
-        .connection_by_subscription(provider.id(), &item.subscription)
-        .await
-        .map_err(|_| Dropped::Unavailable)?
-        .ok_or(Dropped::UnknownSubscription)?;
+fn admit(state: &AppState, item: &Item, known: Option<&HashMap<String, Connection>>) -> Result<Connection, Dropped> {
+    let connection =
+        known.ok_or(Dropped::Unavailable)?.get(&item.subscription).cloned().ok_or(Dropped::UnknownSubscription)?;
     let subscription = connection.subscription.clone().ok_or(Dropped::UnknownSubscription)?;
     let expected = state
         .secrets

@@ -300,9 +300,11 @@ pub struct WebhookRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// A delivery the provider could not have sent: answered 400 with this stable code.
+/// A delivery the provider could not have sent: answered with this status (400, or 413 for one
+/// carrying more items than the provider ever batches) and stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRefusal {
+    pub status: axum::http::StatusCode,
     pub code: &'static str,
     pub message: &'static str,
 }
@@ -314,6 +316,21 @@ pub struct Inbound {
     /// What proves the whole delivery genuine, checked once by [`Provider::verify`] before the
     /// first item whose content is opened (Graph's validation tokens).
     pub proof: Option<Content>,
+    /// Items left out because they could name no subscription of the provider's (not its
+    /// shape of id): counted as dropped, never looked up.
+    pub malformed: usize,
+}
+
+/// What a queued item is counted as beside its share of the body: the parsed item's own
+/// structures (its strings' and boxes' headers, the allocator's rounding).
+const ITEM_WEIGHT: usize = 256;
+
+impl Inbound {
+    /// About how much memory the delivery holds once parsed, for a POST of `body` bytes: what
+    /// the queue is bounded by.
+    pub fn weight(&self, body: usize) -> usize {
+        body.saturating_add(self.items.len().saturating_mul(ITEM_WEIGHT))
+    }
 }
 
 /// Whose connections a verified proof vouches for: an item opened under it must be for one of

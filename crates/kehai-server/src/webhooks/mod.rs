@@ -2,9 +2,10 @@
 //! `POST /webhooks/{webhook}/lifecycle` (lifecycle notifications), `{webhook}` being each offered
 //! provider's (`msgraph` for Microsoft Teams).
 //!
-//! The provider parses the delivery (at most 1 MiB): a handshake is answered with 200,
-//! `text/plain` and the text the provider gives (Graph's validation token); items are handed to a
-//! queue bounded in deliveries and in bytes ([`queue`]), and the answer is 202 at once — Graph
+//! The provider parses the delivery (at most 1 MiB, and at most as many items as it ever
+//! batches: 413 beyond): a handshake is answered with 200, `text/plain` and the text the
+//! provider gives (Graph's validation token); items are handed to a queue bounded in deliveries
+//! and in the memory their parsed items hold ([`queue`]), and the answer is 202 at once — Graph
 //! slows and then drops endpoints slower than 3 s. A full queue answers 503 so that the provider
 //! retries: nothing is dropped silently. Workers take deliveries from the queue, a few at once,
 //! so a slow provider delays only the notifications that wait on it
@@ -121,12 +122,14 @@ fn answer(
     }
     let inbound = match (webhook.parse)(request) {
         Ok(inbound) => inbound,
-        Err(refusal) => return ApiError::new(StatusCode::BAD_REQUEST, refusal.code, refusal.message).into_response(),
+        Err(refusal) => return ApiError::new(refusal.status, refusal.code, refusal.message).into_response(),
     };
     // A provider this server does not offer (any more): what its leftover subscriptions post is
     // accepted and left unread.
     let Some(provider) = provider else { return StatusCode::ACCEPTED.into_response() };
-    match state.notifications.push(Delivery { provider, inbound }, request.body.len()) {
+    // Bounded by what the parsed items hold, not only by the bytes that carried them.
+    let weight = inbound.weight(request.body.len());
+    match state.notifications.push(Delivery { provider, inbound }, weight) {
         Ok(()) => {
             queue_depth(state);
             StatusCode::ACCEPTED.into_response()

@@ -1,7 +1,8 @@
 //! The bounded queue between the webhooks and the workers: at most [`BATCHES`] deliveries and
-//! [`BYTES`] bytes of notification bodies wait at once — without the byte bound, 1,024 bodies
-//! of up to 1 MiB each could hold a gigabyte. Beyond either bound the webhook answers 503 and
-//! the provider retries later.
+//! [`BYTES`] bytes of parsed notifications wait at once (a delivery weighs its body plus its
+//! items' own structures: [`crate::presence::Inbound::weight`]) — without that bound, 1,024
+//! bodies of up to 1 MiB each could hold a gigabyte. Beyond either bound the webhook answers 503
+//! and the provider retries later.
 
 use std::{
     sync::{
@@ -15,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Batches waiting at most.
 pub const BATCHES: usize = 1024;
-/// Bytes of waiting notification bodies at most.
+/// Bytes of waiting parsed notifications at most.
 pub const BYTES: usize = 32 * 1024 * 1024;
 
 /// A delivery taken from the queue; its bytes count against the bound until it is dropped.
@@ -82,7 +83,7 @@ impl<T> NotificationQueue<T> {
         Some(self.refusals.unreported.swap(0, Ordering::Relaxed))
     }
 
-    /// Queues a delivery whose body was `size` bytes.
+    /// Queues a delivery that holds `size` bytes.
     pub fn push(&self, delivery: T, size: usize) -> Result<(), Refused> {
         let size = u32::try_from(size.max(1)).map_err(|_| Refused::Full)?;
         let permit = Arc::clone(&self.bytes).try_acquire_many_owned(size).map_err(|e| match e {

@@ -582,6 +582,11 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
     assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(c.clone()));
     assert_eq!(store.connection_by_subscription("msteams", "sub-1").await.unwrap(), Some(c.clone()));
     assert_eq!(store.connection_by_subscription("msteams", "sub-2").await.unwrap(), None);
+    // Many at once: the known ones, each once, of this provider only.
+    let found = store.connections_by_subscriptions("msteams", &["sub-2", "sub-1", "x", "sub-1"]).await.unwrap();
+    assert_eq!(found, vec![c.clone()]);
+    assert!(store.connections_by_subscriptions("other", &["sub-1"]).await.unwrap().is_empty());
+    assert!(store.connections_by_subscriptions("msteams", &[]).await.unwrap().is_empty());
     // The same Microsoft account cannot be connected by another member.
     let taken = connection(b.id, "ms-user-a");
     assert!(matches!(store.save_connection(&taken).await, Err(StoreError::Conflict("external account"))));

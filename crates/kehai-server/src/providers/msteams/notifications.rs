@@ -6,9 +6,10 @@
 //! must verify (signed by Microsoft for kehai's app); then the content's HMAC is checked, and
 //! only then is it decrypted.
 
+use axum::http::StatusCode;
 use kehai_microsoft::{
     MicrosoftError, Presence,
-    notifications::{ChangeNotification, EncryptedContent, NotificationBatch, decrypt_with},
+    notifications::{BatchError, ChangeNotification, EncryptedContent, NotificationBatch, decrypt_with},
 };
 
 use super::{Teams, certificates::KeyError, reading_of};
@@ -24,14 +25,27 @@ pub(super) fn handshake(request: &WebhookRequest<'_>) -> Option<String> {
 }
 
 pub(super) fn parse(request: &WebhookRequest<'_>) -> Result<Inbound, WebhookRefusal> {
-    NotificationBatch::parse(request.body)
-        .map(inbound)
-        .map_err(|_| WebhookRefusal { code: "invalid_notification", message: "not a change-notification collection" })
+    NotificationBatch::parse(request.body).map(inbound).map_err(|e| match e {
+        BatchError::TooMany => WebhookRefusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_many_notifications",
+            message: "more notifications in one POST than Graph sends",
+        },
+        BatchError::Invalid(_) => WebhookRefusal {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_notification",
+            message: "not a change-notification collection",
+        },
+    })
 }
 
 /// A parsed collection as the engine's items; its validation tokens are the delivery's proof.
+/// Graph's subscription ids are GUIDs: an item naming anything else is left out, counted.
 pub fn inbound(batch: NotificationBatch) -> Inbound {
-    Inbound { items: batch.value.into_iter().map(item).collect(), proof: batch.validation_tokens.map(Content::new) }
+    let total = batch.value.len();
+    let items: Vec<Item> =
+        batch.value.into_iter().filter(|n| uuid::Uuid::try_parse(&n.subscription_id).is_ok()).map(item).collect();
+    Inbound { malformed: total - items.len(), items, proof: batch.validation_tokens.map(Content::new) }
 }
 
 fn item(n: ChangeNotification) -> Item {

@@ -420,3 +420,75 @@ async fn a_full_queue_answers_503_with_retry_after_and_what_was_accepted_is_proc
     let r = c.post(app.url("/webhooks/msgraph")).json(&json!({"value": []})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+/// The resident memory of this process (the test and the server in it), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok());
+    kb.unwrap_or(0) * 1024
+}
+
+/// Anyone can POST to the webhook. A megabyte of made-up items (some 40,000) is refused whole
+/// before any lookup; deliveries of as many items as Graph may batch, naming subscriptions kehai
+/// never made, cost one lookup each. Under a flood of both, a member's page still loads in time
+/// and the memory held stays bounded (the queue is bounded by what its parsed items hold).
+#[tokio::test]
+async fn a_flood_of_made_up_notifications_neither_amplifies_nor_holds_up_the_pages() {
+    let (app, _emu) = start().await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let junk = format!(r#"{{"value":[{}]}}"#, vec![r#"{"subscriptionId":"x"}"#; 40_000].join(","));
+    assert!(junk.len() < 1024 * 1024);
+    let c = reqwest::Client::new();
+    let r = c
+        .post(app.url("/webhooks/msgraph"))
+        .header("content-type", "application/json")
+        .body(junk.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "too_many_notifications");
+    let guids: Vec<Value> = (0..kehai_microsoft::notifications::MAX_NOTIFICATIONS)
+        .map(|_| json!({"subscriptionId": uuid::Uuid::new_v4().to_string(), "clientState": "guess"}))
+        .collect();
+    let most = json!({ "value": guids }).to_string();
+
+    let before = resident_bytes();
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut floods = Vec::new();
+    for n in 0..8 {
+        let (c, url, flooding) = (c.clone(), app.url("/webhooks/msgraph"), std::sync::Arc::clone(&flooding));
+        let body = if n % 2 == 0 { junk.clone() } else { most.clone() };
+        floods.push(tokio::spawn(async move {
+            let mut sent = 0u32;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = c.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+                if r.is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(alice.get("/api/spaces/alpha/avatars").await.status(), StatusCode::OK);
+        assert_eq!(alice.get("/s/alpha").await.status(), StatusCode::OK);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for flood in floods {
+        sent += flood.await.unwrap();
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(sent > 40, "the flood went on ({sent} POSTs)");
+    assert!(slowest < Duration::from_secs(3), "a page took {slowest:?} under the flood");
+    assert!(grown < 256 * 1024 * 1024, "the process grew by {} MiB", grown / 1024 / 1024);
+}
