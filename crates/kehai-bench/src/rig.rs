@@ -172,7 +172,8 @@ impl Rig {
             let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
             let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/")];
             let r = c.post(format!("{}/login", self.base)).form(&form).send().await?;
-            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            // Only "come again" (login_busy, with Retry-After): a rate limit is a failure.
+            if r.status() == StatusCode::TOO_MANY_REQUESTS && r.headers().contains_key("retry-after") {
                 tokio::time::sleep(std::time::Duration::from_millis(200 + u64::try_from(n % 300).unwrap_or(0))).await;
                 continue;
             }
@@ -186,9 +187,10 @@ impl Rig {
     /// callback.
     async fn connect(&self, n: usize) -> anyhow::Result<()> {
         let c = self.log_in(n).await?;
-        let home = c.get(format!("{}/", self.base)).send().await?.text().await?;
-        let csrf = between(&home, "name=\"csrf\" value=\"", "\"").context("a member's home page")?.to_owned();
-        let r = c.get(format!("{}/integrations/msteams/connect?space={SPACE}&csrf={csrf}", self.base)).send().await?;
+        let page = c.get(format!("{}/s/{SPACE}", self.base)).send().await?.text().await?;
+        let token = between(&page, "\"connect\":\"", "\"").context("the space page's connect token")?.to_owned();
+        let r =
+            c.get(format!("{}/integrations/msteams/connect?space={SPACE}&connect={token}", self.base)).send().await?;
         let page = c.get(location(&r)?).send().await?.text().await?;
         let flow = between(&page, "name=\"flow\" value=\"", "\"").context("msemu's sign-in page")?.to_owned();
         let email = email(n);

@@ -1,8 +1,9 @@
 //! Serving HTTP connections: hyper with a timer, so that slow clients cannot hold the server.
 //!
 //! `axum::serve` runs hyper without a timer: a client that sends its request headers a byte at a
-//! time (slowloris) keeps its connection — and a file descriptor — for as long as it likes. Here
-//! each connection must finish its headers within `header_read_timeout_seconds`; a request must
+//! time (slowloris), or nothing at all, keeps its connection — and a file descriptor — for as
+//! long as it likes. Here each connection must finish its headers within
+//! `header_read_timeout_seconds` of starting them; a request must
 //! be answered (body read included) within `request_timeout_seconds`, except the event streams,
 //! which are meant to stay open ([`timeout`]). On shutdown no new connection is accepted, and
 //! open ones finish their requests (the caller bounds how long).
@@ -16,9 +17,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
@@ -35,9 +37,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/1.1 only (kehai sits behind a TLS proxy, which speaks HTTP/1.1 to it): telling it
+    // from cleartext HTTP/2 would first wait, without a time limit, for bytes a slow client
+    // never sends. The header-read time runs from the connection's first read, so a client that
+    // connects and sends nothing is dropped too (and an idle kept-alive one).
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -58,9 +63,7 @@ pub async fn serve(
             Ok(service) => service,
             Err(never) => match never {},
         };
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -99,34 +99,82 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<Option<u32>> {
     Ok(shared)
 }
 
+/// Held by a command that must not run while kehai serves (`kehai keys rotate`), until
+/// [`Alone::release`]d: on SQLite the instance lock, on PostgreSQL the `job/exclusive` claim,
+/// which a starting instance looks for ([`arrive`]).
+#[derive(Debug)]
+pub struct Alone {
+    _lock: Option<InstanceLock>,
+    claim: Option<String>,
+}
+
+impl Alone {
+    /// Lets starting instances in again.
+    pub async fn release(self, store: &dyn kehai_store::Store) {
+        if let Some(holder) = &self.claim
+            && let Err(e) = store.release(EXCLUSIVE, holder).await
+        {
+            tracing::warn!(error = %e, "could not let go of the exclusive claim: it lapses by itself");
+        }
+    }
+}
+
+/// The claim a command needing every instance stopped holds (PostgreSQL).
+const EXCLUSIVE: &str = "job/exclusive";
+/// How long it holds it at most, should the command die without letting go.
+const EXCLUSIVE_MS: i64 = 15 * 60 * 1000;
+
 /// For a command that must not run while kehai serves (`kehai keys rotate`: a serving instance
 /// would go on sealing refreshed tokens under the old key). SQLite: this process takes the
-/// database as an instance would, and holds it until the returned lock is dropped; PostgreSQL:
-/// refused while any instance's heartbeat is live (a clean stop lets go of it at once, a killed
-/// instance's lapses within 30 seconds).
+/// database as an instance would. PostgreSQL: it claims `job/exclusive` first, then looks for
+/// live heartbeats — refused while any instance's is (a clean stop lets go of it at once, a
+/// killed instance's lapses within 30 seconds). A starting instance writes its heartbeat first,
+/// then looks for the claim ([`arrive`]): of the two, one always sees the other.
 pub async fn exclusive(
     config: &Config,
     store: &dyn kehai_store::Store,
     command: &str,
     now: kehai_core::Millis,
-) -> anyhow::Result<Option<InstanceLock>> {
+) -> anyhow::Result<Alone> {
     let stop_first = |serving: String| {
         anyhow::anyhow!("`kehai {command}` needs kehai stopped: {serving}. Stop it, then run `kehai {command}` again.")
     };
     match take(config)? {
-        Taken::Held(lock) => return Ok(Some(lock)),
+        Taken::Held(lock) => return Ok(Alone { _lock: Some(lock), claim: None }),
         Taken::Shared => {}
         Taken::Busy { db, .. } => return Err(stop_first(format!("a kehai is serving {}", db.display()))),
     }
+    let holder = format!("command/{}", uuid::Uuid::new_v4().simple());
+    if !store.claim(EXCLUSIVE, Claim { holder: &holder, now, until: now + EXCLUSIVE_MS }).await? {
+        anyhow::bail!("another command that needs kehai stopped is running on this database: wait for it to finish");
+    }
+    let alone = Alone { _lock: None, claim: Some(holder) };
     let serving = store.held(HEARTBEAT_PREFIX, now).await?;
     if serving.is_empty() {
-        Ok(None)
-    } else {
-        Err(stop_first(format!(
-            "{} instance(s) are serving this PostgreSQL database (their heartbeats are live)",
-            serving.len()
-        )))
+        return Ok(alone);
     }
+    alone.release(store).await;
+    Err(stop_first(format!(
+        "{} instance(s) are serving this PostgreSQL database (their heartbeats are live)",
+        serving.len()
+    )))
+}
+
+/// Before an instance serves (PostgreSQL): writes its heartbeat, then makes sure no command that
+/// needs every instance stopped is running ([`exclusive`]).
+pub async fn arrive(state: &AppState) -> anyhow::Result<()> {
+    if !matches!(state.config.database(), Some(Database::Postgres(_))) {
+        return Ok(());
+    }
+    let (name, now) = (format!("{HEARTBEAT_PREFIX}{}", state.instance), state.clock.now());
+    state.store.claim(&name, Claim { holder: &state.instance, now, until: now + HEARTBEAT_MAX_MS }).await?;
+    if state.store.held(EXCLUSIVE, now).await?.is_empty() {
+        return Ok(());
+    }
+    let _ = state.store.release(&name, &state.instance).await;
+    anyhow::bail!(
+        "a command that needs kehai stopped (`kehai keys rotate`) is running on this database: start kehai when it has finished"
+    )
 }
 
 /// Held while this process serves a SQLite database: an exclusive lock on `<db>.lock`, released

@@ -141,9 +141,20 @@ pub async fn rotate(
     store: &dyn kehai_store::Store,
     new_key: Option<MasterKey>,
 ) -> anyhow::Result<Rotated> {
-    use kehai_store::secrets::SecretBox;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let _alone = crate::instance::exclusive(config, store, "keys rotate", now).await?;
+    let alone = crate::instance::exclusive(config, store, "keys rotate", now).await?;
+    let rotated = rotate_alone(config, store, new_key).await;
+    alone.release(store).await;
+    rotated
+}
+
+/// [`rotate`], once no kehai serves.
+async fn rotate_alone(
+    config: &Config,
+    store: &dyn kehai_store::Store,
+    new_key: Option<MasterKey>,
+) -> anyhow::Result<Rotated> {
+    use kehai_store::secrets::SecretBox;
     let old = load(config)?;
     let (new, file) = match (&config.secret_key, new_key) {
         (Some(_), Some(key)) => (key, None),

@@ -143,6 +143,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         )
     })?;
     let app = App::build(config).await?;
+    instance::arrive(&app.state).await?;
     Ok(Bound { app, listener, _instance: lock })
 }
 

@@ -31,7 +31,7 @@ pub trait Spaces: Send + Sync {
     /// Members of a space, ordered by display name.
     async fn members(&self, space: SpaceId) -> Result<Vec<Member>>;
     /// Creates a guest of a space with its avatar, atomically — unless `at_most` guests are in
-    /// the space already (false).
+    /// the space already (false): guests with a live session, or who joined in the last minute.
     async fn create_guest(&self, guest: &Guest, now: Millis, at_most: u32) -> Result<bool>;
     /// Whether a space takes guests, and how: `link_hash` is the SHA-256 of its guest link's
     /// secret when they may join through that link only. Fails with `NotFound("space")`.
@@ -39,6 +39,9 @@ pub trait Spaces: Send + Sync {
     /// The SHA-256 of the space's guest link secret, when guests join through a link only.
     async fn guest_link_hash(&self, space: SpaceId) -> Result<Option<String>>;
 }
+
+/// How long a guest who joined counts without a session yet (it is made right after).
+const JOINING_MS: Millis = 60_000;
 
 macro_rules! impl_spaces {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr, $lock:literal, $skip:literal) => {
@@ -177,10 +180,17 @@ macro_rules! impl_spaces {
                     .bind(space.0.to_string())
                     .execute(&mut *tx)
                     .await?;
-                let present: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM guests WHERE space_id = $1")
-                    .bind(space.0.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?;
+                // Guests with a live session — or who joined in the last minute, their session
+                // being made: one that never got a session (the join broke off) stops counting.
+                let present: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM guests g WHERE g.space_id = $1 AND (g.created_at > $2 OR EXISTS \
+                     (SELECT 1 FROM sessions s WHERE s.person_id = g.id AND s.expires_at > $3))",
+                )
+                .bind(space.0.to_string())
+                .bind(now - JOINING_MS)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
                 if present >= i64::from(at_most) {
                     return Ok(false);
                 }

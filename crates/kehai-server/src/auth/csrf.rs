@@ -23,6 +23,11 @@ pub fn token_for(seed: &str) -> String {
     crate::opaque::hash(&[b"kehai-csrf-v1:", seed.as_bytes()])
 }
 
+/// The token of a session's connect links (see [`crate::auth::SessionCookie::connect_token`]).
+pub fn connect_token_for(session_cookie: &str) -> String {
+    crate::opaque::hash(&[b"kehai-connect-v1:", session_cookie.as_bytes()])
+}
+
 /// True when `given` is the token for `seed`.
 pub fn verify(seed: &str, given: &str) -> bool {
     !seed.is_empty() && bool::from(token_for(seed).as_bytes().ct_eq(given.as_bytes()))

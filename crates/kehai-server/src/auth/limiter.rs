@@ -7,8 +7,10 @@
 //! nothing), and is forgotten at a successful login. Anyone can fail a victim's password on
 //! purpose; so that this cannot keep the victim out, a browser that logged into that account
 //! before (its signed device cookie, [`crate::auth::device`]) is not held by the email's lock —
-//! only by its own client budget. The trade-off: an attacker holding the lock keeps out only
-//! the victim's *new* browsers, for as long as they keep failing from enough networks.
+//! only by its own client budget, and by its own failures (counted like an email's). The
+//! trade-off: an attacker holding the lock keeps out only the victim's *new* browsers, for as
+//! long as they keep failing from enough networks. The counts live in each instance's memory:
+//! with several instances behind a balancer, each counts what it sees.
 
 use std::{
     collections::HashMap,
@@ -23,6 +25,8 @@ use axum::{
 };
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use kehai_core::{Email, SpaceId};
+
+use super::device::Device;
 
 use crate::state::AppState;
 
@@ -71,8 +75,9 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// Keys kept per email at most: one entry per address that failed recently, each at most
-/// 254 bytes; beyond it the oldest windows are forgotten first.
+/// Emails (and device cookies) whose failures are kept at most: one entry per address that
+/// failed recently, each at most 254 bytes. When they are all in their minute, a new one is not
+/// counted (the locks held are never dropped to make room).
 const EMAILS_KEPT: usize = 100_000;
 /// The window failures are counted in.
 const WINDOW_MS: i64 = 60_000;
@@ -123,20 +128,38 @@ impl LoginLimiter {
 
     /// Whether `email` has had its minute's worth of failed passwords (at `now`, ms).
     pub fn email_locked(&self, email: &Email, now: i64) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.get(&email.normalized()).is_some_and(|f| now - f.since < WINDOW_MS && f.count >= self.per_minute)
+        self.locked(&email.normalized(), now)
     }
 
     /// Counts a failed password for `email`.
     pub fn failed(&self, email: &Email, now: i64) {
+        self.count_failure(email.normalized(), now);
+    }
+
+    /// Whether a device cookie has failed its minute's worth itself: then it vouches for nothing.
+    pub fn device_locked(&self, device: &Device, now: i64) -> bool {
+        self.locked(&device_key(device), now)
+    }
+
+    /// Counts a failed password from a browser with a device cookie.
+    pub fn device_failed(&self, device: &Device, now: i64) {
+        self.count_failure(device_key(device), now);
+    }
+
+    fn locked(&self, key: &str, now: i64) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.get(key).is_some_and(|f| now - f.since < WINDOW_MS && f.count >= self.per_minute)
+    }
+
+    fn count_failure(&self, key: String, now: i64) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= EMAILS_KEPT {
+        if failures.len() >= EMAILS_KEPT && !failures.contains_key(&key) {
             failures.retain(|_, f| now - f.since < WINDOW_MS);
             if failures.len() >= EMAILS_KEPT {
-                failures.clear();
+                return;
             }
         }
-        let entry = failures.entry(email.normalized()).or_insert(Failures { since: now, count: 0 });
+        let entry = failures.entry(key).or_insert(Failures { since: now, count: 0 });
         if now - entry.since >= WINDOW_MS {
             *entry = Failures { since: now, count: 0 };
         }
@@ -154,6 +177,12 @@ impl LoginLimiter {
         self.guest_joins.retain_recent();
         self.failures.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, f| now - f.since < WINDOW_MS);
     }
+}
+
+/// Device cookies' failures are kept beside emails' (an email always has an `@`, a signature
+/// never does).
+fn device_key(device: &Device) -> String {
+    format!("device:{}", device.0)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub async fn hash(password: &NewPassword) -> anyhow::Result<String> {
 /// Password checks at login, at most about two per core at once.
 #[derive(Debug)]
 pub struct Checker {
-    permits: tokio::sync::Semaphore,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Every permitted check is running: try again in a moment.
@@ -40,16 +40,20 @@ impl Default for Checker {
 
 impl Checker {
     pub fn new(at_once: usize) -> Checker {
-        Checker { permits: tokio::sync::Semaphore::new(at_once.max(1)) }
+        Checker { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(at_once.max(1))) }
     }
 
-    /// [`verify`], or [`Busy`] at once when as many checks as allowed are running.
+    /// [`verify`], or [`Busy`] at once when as many checks as allowed are running. The permit
+    /// goes with the hashing itself: a request dropped meanwhile (the client hung up, the
+    /// request timed out) leaves it taken until the hash is done, so cancelling cannot pile up
+    /// hashes on the blocking pool.
     pub async fn verify(&self, stored: Option<String>, password: String) -> Result<bool, Busy> {
-        let _permit = self.permits.try_acquire().map_err(|_| Busy)?;
-        Ok(verify(stored, password).await)
+        let permit = std::sync::Arc::clone(&self.permits).try_acquire_owned().map_err(|_| Busy)?;
+        Ok(run_verify(stored, password, Some(permit)).await)
     }
 
     /// Takes every permit (tests: a server whose checks are all running).
+    #[doc(hidden)]
     pub fn hold_all(&self) -> tokio::sync::SemaphorePermit<'_> {
         let all = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
         self.permits.try_acquire_many(all).unwrap_or_else(|_| unreachable!("the permits were just counted"))
@@ -59,7 +63,17 @@ impl Checker {
 /// Checks `password` against a stored hash. With no hash (unknown email) a fixed hash is checked
 /// instead, so that the answer takes as long and reveals nothing about which emails exist.
 pub async fn verify(stored: Option<String>, password: String) -> bool {
+    run_verify(stored, password, None).await
+}
+
+/// [`verify`], holding `permit` until the hash is done.
+async fn run_verify(
+    stored: Option<String>,
+    password: String,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> bool {
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
@@ -97,5 +111,26 @@ mod tests {
         assert_eq!(checker.verify(None, "x".into()).await, Err(Busy));
         drop(held);
         assert_eq!(checker.verify(None, "x".into()).await, Ok(false));
+    }
+
+    #[tokio::test]
+    async fn a_check_given_up_on_keeps_its_place_until_its_hash_is_done() {
+        let checker = std::sync::Arc::new(Checker::new(1));
+        let given_up = {
+            let checker = std::sync::Arc::clone(&checker);
+            tokio::spawn(async move { checker.verify(None, "x".into()).await })
+        };
+        while checker.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // The request goes away (the client hung up): the hash it started still runs.
+        given_up.abort();
+        let _ = given_up.await;
+        assert_eq!(checker.verify(None, "x".into()).await, Err(Busy), "its place was given back too soon");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while checker.permits.available_permits() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the place never came back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

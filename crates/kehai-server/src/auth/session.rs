@@ -40,6 +40,17 @@ impl SessionCookie {
     pub fn verify_csrf(&self, given: &str) -> bool {
         csrf::verify(self.0.expose_secret(), given)
     }
+
+    /// The token a connect link (`/integrations/{provider}/connect?…&connect=`) must carry: its
+    /// own, not the session's CSRF token — a link can end up in history and proxy logs, and
+    /// this one starts a sign-in and does nothing else.
+    pub fn connect_token(&self) -> String {
+        csrf::connect_token_for(self.0.expose_secret())
+    }
+
+    pub fn verify_connect(&self, given: &str) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self.connect_token().as_bytes(), given.as_bytes()))
+    }
 }
 
 impl std::fmt::Debug for SessionCookie {

@@ -51,6 +51,11 @@ pub async fn stream(
         )
         .with_retry_after(5));
     };
+    // Ended between the lookup above and the registration (a logout on any instance): its end
+    // was told to no stream of it yet.
+    if state.store.session(&admitted.visitor.session.id_hash, state.clock.now()).await?.is_none() {
+        return Err(ApiError::unauthorized());
+    }
     let space = admitted.space;
     let person = admitted.visitor.person_id();
 

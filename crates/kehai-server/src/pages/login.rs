@@ -142,13 +142,6 @@ pub async fn submit(
     }
     let email = Email::parse(&form.email).ok();
     let now = state.clock.now();
-    if let Some(email) = &email
-        && state.login_limiter.email_locked(email, now)
-        && !device::known(&state, &headers, email)
-    {
-        tracing::warn!(client = %client.0, "login rate limit reached for an email");
-        return page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited(t))).await;
-    }
     let account = match &email {
         Some(email) => match state.store.account_by_email(email).await {
             Ok(found) => found,
@@ -160,16 +153,33 @@ pub async fn submit(
         None => None,
     };
     let (account, hash) = account.map_or((None, None), |(a, h)| (Some(a), Some(h)));
-    let Ok(ok) = state.passwords.verify(hash, form.password).await else {
+    // A browser that logged into this account before (its password unchanged since) is not held
+    // by the email's lock — unless it failed as often itself.
+    let device = match (&email, &hash) {
+        (Some(email), Some(hash)) => device::known(&state, &headers, email, hash),
+        _ => None,
+    };
+    let vouched = device.as_ref().is_some_and(|d| !state.login_limiter.device_locked(d, now));
+    if let Some(email) = &email
+        && state.login_limiter.email_locked(email, now)
+        && !vouched
+    {
+        tracing::warn!(client = %client.0, "login rate limit reached for an email");
+        return page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(limited(t))).await;
+    }
+    let Ok(ok) = state.passwords.verify(hash.clone(), form.password).await else {
         tracing::warn!("every password check is running: a login was asked to come again");
         let busy = FormError::new(t, "login_busy", "login.busy");
         let mut response = page(&state, t, browser, StatusCode::TOO_MANY_REQUESTS, next, form.email, Some(busy)).await;
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let (Some(account), Some(email)) = (account.filter(|_| ok), email.as_ref()) else {
+    let (Some(account), Some(email), Some(hash)) = (account.filter(|_| ok), email.as_ref(), hash.as_deref()) else {
         if let Some(email) = &email {
             state.login_limiter.failed(email, now);
+        }
+        if let Some(device) = &device {
+            state.login_limiter.device_failed(device, now);
         }
         let failed = FormError::new(t, "login_failed", "login.failed");
         return page(&state, t, browser, StatusCode::UNAUTHORIZED, next, form.email, Some(failed)).await;
@@ -184,7 +194,7 @@ pub async fn submit(
             tracing::info!(account = %account.id, "logged in");
             let mut response = see_other(&next);
             response.headers_mut().append(header::SET_COOKIE, cookie);
-            response.headers_mut().append(header::SET_COOKIE, device::cookie_for(&state, email));
+            response.headers_mut().append(header::SET_COOKIE, device::cookie_for(&state, email, hash));
             response
         }
         Err(_) => PageError::Internal.render(t),

@@ -70,6 +70,8 @@ struct PageData<'a> {
     me: String,
     kind: &'a str,
     csrf: &'a str,
+    /// What the Connect buttons' links carry.
+    connect: String,
     lang: &'a str,
     strings: BTreeMap<&'a str, &'a str>,
     /// Each provider's card: whether it is offered, and its words.
@@ -133,6 +135,7 @@ pub async fn show(
         me: me.to_string(),
         kind: if is_guest { "guest" } else { "member" },
         csrf: &csrf,
+        connect: admitted.visitor.cookie.connect_token(),
         lang: lang.code(),
         strings: t.script_strings(),
         integrations,

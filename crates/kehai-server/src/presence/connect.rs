@@ -1,9 +1,10 @@
 //! Connecting a provider in the popup: `GET /integrations/{provider}/connect` starts the sign-in,
 //! `GET /integrations/{provider}/callback` finishes it.
 //!
-//! Starting one needs the session's CSRF token in the link (`&csrf=`, which the page's Connect
-//! button adds): a cross-site navigation cannot drop a member into a provider's account picker
-//! for a space of the attacker's choosing. A session holds at most [`PENDING_PER_SESSION`]
+//! Starting one needs the session's connect token in the link (`&connect=`, which the page's
+//! Connect button adds; a token of its own, not the session's CSRF token, since links end up in
+//! history and logs): a cross-site navigation cannot drop a member into a provider's account
+//! picker for a space of the attacker's choosing. A session holds at most [`PENDING_PER_SESSION`]
 //! sign-ins in progress; starting another drops the oldest.
 //!
 //! The sign-in's `state` is single-use, bound to the session, the space and the provider, lives
@@ -116,7 +117,7 @@ fn known(state: &AppState, id: &str) -> Result<Known, PageError> {
     state.presence.known().iter().find(|k| k.id == id).cloned().ok_or(PageError::NoPage)
 }
 
-/// `GET /integrations/{provider}/connect?space={slug}&csrf={token}`: the popup's first page.
+/// `GET /integrations/{provider}/connect?space={slug}&connect={token}`: the popup's first page.
 async fn start(
     State(state): State<AppState>,
     Lang(lang): Lang,
@@ -138,7 +139,7 @@ async fn start(
             _ => "",
         }
     };
-    let (slug, csrf) = (once("space").to_owned(), once("csrf"));
+    let (slug, token) = (once("space").to_owned(), once("connect"));
     let Some(visitor) = visitor else {
         return see_other(&format!(
             "/login?next=/s/{}",
@@ -149,7 +150,7 @@ async fn start(
         return page(t, known.id, Outcome::MembersOnly);
     }
     // Not from kehai's own page (a link or a navigation from elsewhere): nothing is started.
-    if !visitor.cookie.verify_csrf(csrf) {
+    if !visitor.cookie.verify_connect(token) {
         return page(t, known.id, Outcome::Expired);
     }
     let Some(provider) = known.offered else {

@@ -5,7 +5,7 @@
 // finished (postMessage, our origin only). Knows no provider: everything comes from the page.
 
 import { api } from './api.js';
-import { $, announce, csrf, el, lang, providerWords, space, t, trapFocus } from './page.js';
+import { $, announce, connectToken, el, lang, providerWords, space, t, trapFocus } from './page.js';
 
 // The cards the page has for providers this server offers (none for guests).
 const configured = [...document.querySelectorAll('.integration-card[data-provider]')]
@@ -107,9 +107,9 @@ async function set(provider, enabled) {
 }
 
 function openPopup(provider) {
-  // The session's CSRF token: the server starts a sign-in only for its own page's button.
+  // The session's connect token: the server starts a sign-in only for its own page's button.
   const url = `/integrations/${encodeURIComponent(provider)}/connect?space=${encodeURIComponent(space)}` +
-    `&csrf=${encodeURIComponent(csrf)}`;
+    `&connect=${encodeURIComponent(connectToken)}`;
   const popup = window.open(url, `kehai-${provider}`, 'popup,width=520,height=700');
   if (!popup) showError(t('integration_popup_blocked'));
 }

@@ -1,8 +1,9 @@
 // kehai's space page: the space's event stream (server-sent events). A snapshot replaces every
 // avatar, an avatar event updates one, a departure removes one; the browser reconnects by itself
 // and sends Last-Event-ID, so the server can resume. When the server refused the stream (it holds
-// as many as it can), the page tries again later, less and less often; when the server closed it
-// because this session opened too many other pages, it stops and says so.
+// as many as it can), the page tries again later, less and less often (and goes to the login when
+// the session is over); when the server closed it because this session opened too many other
+// pages, it stops and says so.
 
 import { $, space, t } from './page.js';
 
@@ -44,11 +45,17 @@ export function follow({ snapshot, avatar, left }) {
         showStreamStatus(t('reconnecting'));
         return;
       }
-      // The browser gave up (the server answered with an error status): try again later.
+      // The browser gave up (the server answered with an error status): try again later —
+      // unless the session is over, which sends the person to log in again.
       showStreamStatus(t('disconnected'));
       if (source === es && retry === null) {
-        retry = setTimeout(() => {
+        retry = setTimeout(async () => {
           retry = null;
+          const probe = await fetch(`/api/spaces/${encodeURIComponent(space)}/avatars`).catch(() => null);
+          if (probe && probe.status === 401) {
+            window.location.assign(`/login?next=${encodeURIComponent(`/s/${space}`)}`);
+            return;
+          }
           connect();
         }, retryIn);
         retryIn = Math.min(retryIn * 2, 60000);

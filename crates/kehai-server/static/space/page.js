@@ -3,7 +3,7 @@
 // people can never become markup.
 
 export const pageData = JSON.parse(document.getElementById('page-data').textContent);
-export const { space, me: myId, csrf, lang } = pageData;
+export const { space, me: myId, csrf, connect: connectToken, lang } = pageData;
 const strings = pageData.strings || {};
 
 /** Fills {placeholders}. A function replacer, so "$" in names is literal. */

@@ -149,6 +149,28 @@ async fn an_attacker_failing_her_password_does_not_keep_her_out_of_her_own_brows
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
 
+/// A device cookie is no free pass: one that fails the password as often as the email may (a
+/// copied cookie in a botnet) vouches for nothing any more.
+#[tokio::test]
+async fn a_device_cookie_that_fails_as_often_as_the_email_may_vouches_for_nothing() {
+    let app = TestApp::start_with(|c| {
+        c.login_attempts_per_minute = 3;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let mut known = app.client();
+    assert_eq!(known.login_from("198.51.100.7", "alice@example.com", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    known.load_space("alpha").await;
+    let csrf = known.csrf.clone().unwrap();
+    known.post_form("/logout", &[("csrf", &csrf)]).await;
+    for n in 0..3 {
+        let r = known.login_from(&format!("203.0.113.{n}"), "alice@example.com", "guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = known.login_from("203.0.113.200", "alice@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the cookie failed too often to vouch");
+}
+
 /// A client over its budget is refused before anything else is counted or computed: its
 /// attempts at an email cost that email nothing. And a client is its IPv6 /64.
 #[tokio::test]

@@ -94,8 +94,9 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
     let mut forger = app.client();
     forger.csrf = None;
     let login_csrf = anonymous.form_csrf("/login").await;
-    let alice_csrf = alice.csrf.clone().unwrap();
-    let connect = |query: &str| app.url(&format!("/integrations/msteams/connect?{query}&csrf={alice_csrf}"));
+    let alice_token = between(&alice.get("/s/alpha").await.text().await.unwrap(), "\"connect\":\"", "\"").unwrap();
+    let bob_token = between(&bob.get("/s/alpha").await.text().await.unwrap(), "\"connect\":\"", "\"").unwrap();
+    let connect = |query: &str| app.url(&format!("/integrations/msteams/connect?{query}&connect={alice_token}"));
     let guest_csrf = anonymous.form_csrf("/s/alpha/guest").await;
     let genuine = basic_notification_json(&app, None).await;
     let genuine_state = genuine["value"][0]["clientState"].as_str().unwrap().to_owned();
@@ -655,17 +656,15 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
         ),
         case(
             "connecting Teams with another session's token",
-            alice
-                .http
-                .get(app.url(&format!("/integrations/msteams/connect?space=alpha&csrf={}", bob.csrf.clone().unwrap()))),
+            alice.http.get(app.url(&format!("/integrations/msteams/connect?space=alpha&connect={bob_token}"))),
             400,
             Outcome("expired"),
         ),
         case(
             "connecting Teams with the token given twice",
-            alice.http.get(
-                app.url(&format!("/integrations/msteams/connect?space=alpha&csrf={alice_csrf}&csrf={alice_csrf}")),
-            ),
+            alice.http.get(app.url(&format!(
+                "/integrations/msteams/connect?space=alpha&connect={alice_token}&connect={alice_token}"
+            ))),
             400,
             Outcome("expired"),
         ),

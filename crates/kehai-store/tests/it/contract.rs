@@ -195,6 +195,21 @@ pub async fn guests_present_are_capped_per_space_and_its_guest_link_is_kept(stor
     assert!(!store.create_guest(&join(s.id), T0, 3).await.unwrap(), "the fourth is refused");
     assert_eq!(store.avatars(s.id).await.unwrap().len(), 3, "and leaves nothing behind");
     assert!(store.create_guest(&join(other.id), T0, 3).await.unwrap(), "another space counts its own");
+    // Later, only those with a live session count: one kept its session, two broke off.
+    let stayed = store.avatars(s.id).await.unwrap()[0].person_id;
+    let session = Session {
+        id_hash: "stayed".into(),
+        person_id: stayed,
+        kind: PersonKind::Guest,
+        space_id: Some(s.id),
+        created_at: T0,
+        expires_at: T0 + 86_400_000,
+    };
+    store.create_session(&session).await.unwrap();
+    let later = T0 + 120_000;
+    assert!(store.create_guest(&join(s.id), later, 3).await.unwrap(), "the two without a session stopped counting");
+    assert!(store.create_guest(&join(s.id), later, 3).await.unwrap());
+    assert!(!store.create_guest(&join(s.id), later, 3).await.unwrap(), "one with a session and two joining");
     assert_eq!(store.guest_link_hash(s.id).await.unwrap(), None);
     store.set_guests(s.id, true, Some("link-hash")).await.unwrap();
     assert_eq!(store.guest_link_hash(s.id).await.unwrap().as_deref(), Some("link-hash"));

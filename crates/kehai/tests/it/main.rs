@@ -214,8 +214,9 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
                 page.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
                 "Teams is configured in the demo"
             );
-            let csrf = support::between(&page, "\"csrf\":\"", "\"").expect("the page's CSRF token");
-            let r = c.get(format!("{base}/integrations/msteams/connect?space=demo&csrf={csrf}")).send().await.unwrap();
+            let token = support::between(&page, "\"connect\":\"", "\"").expect("the page's connect token");
+            let r =
+                c.get(format!("{base}/integrations/msteams/connect?space=demo&connect={token}")).send().await.unwrap();
             let to = r.headers()["location"].to_str().unwrap().to_owned();
             assert!(
                 to.starts_with(&format!("http://127.0.0.1:{msemu_port}/organizations/oauth2/v2.0/authorize")),
@@ -362,6 +363,17 @@ fn keys_rotate_on_postgres_is_refused_while_an_instance_serves() {
         let mut cmd = support::command(&env, dir.path(), &["keys", "rotate", "--new-key-env", "NEW_KEY"]);
         cmd.stdin(Stdio::null()).output().unwrap()
     };
+    // While a command that needs kehai stopped runs (it holds `job/exclusive`), kehai does not start.
+    let store = rt.block_on(kehai_store::open(&kehai_store::Database::Postgres(db.url.clone()))).unwrap();
+    rt.block_on(store.migrate()).unwrap();
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let claim = kehai_store::Claim { holder: "command/test", now, until: now + 60_000 };
+    assert!(rt.block_on(store.claim("job/exclusive", claim)).unwrap());
+    let refused = support::command(&env, dir.path(), &["serve"]).stdin(Stdio::null()).output().unwrap();
+    fails(&refused, "a command that needs kehai stopped");
+    rt.block_on(store.release("job/exclusive", "command/test")).unwrap();
+    rt.block_on(store.close());
     let mut serving =
         support::command(&env, dir.path(), &["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_ready(port);

@@ -149,7 +149,11 @@ pub async fn log_in_as(c: reqwest::Client, public: &str, email: &str, password: 
         let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a login form").to_owned();
         let form = [("email", email), ("password", password), ("csrf", &csrf), ("next", &next)];
         let r = c.post(format!("{public}/login")).form(&form).send().await.unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS && Instant::now() < deadline {
+        // Only "come again" (login_busy, with Retry-After): any other refusal is the test's failure.
+        if r.status() == StatusCode::TOO_MANY_REQUESTS
+            && r.headers().contains_key("retry-after")
+            && Instant::now() < deadline
+        {
             let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
             tokio::time::sleep(Duration::from_millis(wait * 1000 / 2 + rand::random::<u64>() % 1000)).await;
             continue;
@@ -162,9 +166,9 @@ pub async fn log_in_as(c: reqwest::Client, public: &str, email: &str, password: 
 /// `c` (logged in) connects Teams in `space`: kehai's connect link, msemu's sign-in and consent as
 /// `email`, kehai's callback — each kehai step at `public` (through a balancer, on any instance).
 pub async fn connect_teams(c: &reqwest::Client, public: &str, emu: &msemu::Running, email: &str, space: &str) {
-    let home = c.get(format!("{public}/")).send().await.unwrap().text().await.unwrap();
-    let csrf = between(&home, "name=\"csrf\" value=\"", "\"").expect("a member's home page").to_owned();
-    let r = c.get(format!("{public}/integrations/msteams/connect?space={space}&csrf={csrf}")).send().await.unwrap();
+    let page = c.get(format!("{public}/s/{space}")).send().await.unwrap().text().await.unwrap();
+    let token = between(&page, "\"connect\":\"", "\"").expect("the space page's connect token").to_owned();
+    let r = c.get(format!("{public}/integrations/msteams/connect?space={space}&connect={token}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = c.get(location(&r)).send().await.unwrap().text().await.unwrap();
     let flow = between(&page, "name=\"flow\" value=\"", "\"").expect("msemu's sign-in").to_owned();

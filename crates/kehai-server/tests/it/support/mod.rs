@@ -297,15 +297,18 @@ impl Client {
         self.http.post(self.url(path)).form(form).send().await.expect("POST")
     }
 
-    /// The session's CSRF token, as a member's pages give it (the home page's logout form).
-    pub async fn session_csrf(&self) -> String {
-        self.form_csrf("/").await
+    /// The link the Connect button of `space`'s page opens for `provider`: with the session's
+    /// connect token.
+    pub async fn connect_link(&self, provider: &str, space: &str) -> String {
+        self.connect_link_from(space, provider, space).await
     }
 
-    /// The link the space page's Connect button opens for `provider` in `space`: with the
-    /// session's CSRF token.
-    pub async fn connect_link(&self, provider: &str, space: &str) -> String {
-        format!("/integrations/{provider}/connect?space={space}&csrf={}", self.session_csrf().await)
+    /// The same, for `space`, with the token of the page of `page` (a space this client may
+    /// open).
+    pub async fn connect_link_from(&self, page: &str, provider: &str, space: &str) -> String {
+        let html = self.get(&format!("/s/{page}")).await.text().await.expect("html");
+        let token = between(&html, "\"connect\":\"", "\"").expect("the page's connect token");
+        format!("/integrations/{provider}/connect?space={space}&connect={token}")
     }
 
     /// The hidden `csrf` field of the form on `path`.

@@ -126,7 +126,8 @@ async fn guests_and_outsiders_cannot_connect() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(outcome(&r.text().await.unwrap()), "members-only");
     let carol = app.member("carol@example.com").await;
-    assert_eq!(carol.get(&carol.connect_link("msteams", "alpha").await).await.status(), StatusCode::FORBIDDEN);
+    let link = carol.connect_link_from("beta", "msteams", "alpha").await;
+    assert_eq!(carol.get(&link).await.status(), StatusCode::FORBIDDEN);
     let anonymous = app.client().get("/integrations/msteams/connect?space=alpha").await;
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 }
@@ -176,9 +177,16 @@ async fn a_sign_in_older_than_ten_minutes_has_expired() {
 #[tokio::test]
 async fn a_connect_link_without_the_pages_token_starts_nothing() {
     let (app, _emu) = start().await;
-    let alice = app.member("alice@example.com").await;
-    for link in ["/integrations/msteams/connect?space=alpha", "/integrations/msteams/connect?space=alpha&csrf=forged"] {
-        let r = alice.get(link).await;
+    let mut alice = app.member("alice@example.com").await;
+    alice.load_space("alpha").await;
+    let csrf = alice.csrf.clone().unwrap();
+    for link in [
+        "/integrations/msteams/connect?space=alpha".to_owned(),
+        "/integrations/msteams/connect?space=alpha&connect=forged".to_owned(),
+        // The session's CSRF token is not the connect token.
+        format!("/integrations/msteams/connect?space=alpha&connect={csrf}"),
+    ] {
+        let r = alice.get(&link).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{link}");
         assert_eq!(outcome(&r.text().await.unwrap()), "expired");
     }
