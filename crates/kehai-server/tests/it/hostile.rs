@@ -181,6 +181,18 @@ async fn hostile_requests_get_their_documented_refusal_and_change_nothing() {
             413,
             Json("payload_too_large"),
         ),
+        case(
+            "40,000 made-up notifications in one POST",
+            raw(
+                &forger,
+                Method::POST,
+                webhook,
+                "application/json",
+                format!("{{\"value\":[{}]}}", vec![r#"{"subscriptionId":"x"}"#; 40_000].join(",")),
+            ),
+            413,
+            Json("too_many_notifications"),
+        ),
         case("GET on the webhook", api(&forger, Method::GET, webhook, None), 405, Json("method_not_allowed")),
         case(
             "forged: unknown subscription",
