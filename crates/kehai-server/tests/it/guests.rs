@@ -63,17 +63,7 @@ async fn guest_joins_are_limited_per_space_from_every_network_together() {
     let mut statuses = Vec::new();
     for (n, name) in ["One", "Two", "Three"].iter().enumerate() {
         let c = app.client();
-        let from = format!("198.51.100.{n}");
-        let form = c.http.get(c.url("/s/alpha/guest")).header("x-forwarded-for", &from).send().await.unwrap();
-        let csrf = between(&form.text().await.unwrap(), "name=\"csrf\" value=\"", "\"").unwrap();
-        let r = c
-            .http
-            .post(c.url("/s/alpha/guest"))
-            .header("x-forwarded-for", &from)
-            .form(&[("display_name", *name), ("csrf", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let r = c.post_form_from(&format!("198.51.100.{n}"), "/s/alpha/guest", &[("display_name", *name)]).await;
         statuses.push(r.status());
     }
     assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::SEE_OTHER, StatusCode::TOO_MANY_REQUESTS]);

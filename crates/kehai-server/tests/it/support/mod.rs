@@ -322,14 +322,20 @@ impl Client {
         self.post_form("/login", &[("email", email), ("password", password), ("csrf", &csrf), ("next", next)]).await
     }
 
-    /// [`Client::login`] from the client address `from`, as a trusted proxy reports it
-    /// (`trust_forwarded_for` on).
-    pub async fn login_from(&self, from: &str, email: &str, password: &str) -> reqwest::Response {
-        let form = self.http.get(self.url("/login")).header("x-forwarded-for", from).send().await.expect("GET");
+    /// Fills in the form on `path` (its CSRF token added to `fields`) and posts it, both from the
+    /// client address `from` as a trusted proxy reports it (`trust_forwarded_for` on).
+    pub async fn post_form_from(&self, from: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let form = self.http.get(self.url(path)).header("x-forwarded-for", from).send().await.expect("GET");
         let html = form.text().await.expect("html");
         let csrf = between(&html, "name=\"csrf\" value=\"", "\"").expect("a csrf field");
-        let fields = [("email", email), ("password", password), ("csrf", &csrf), ("next", "/")];
-        self.http.post(self.url("/login")).header("x-forwarded-for", from).form(&fields).send().await.expect("POST")
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", &csrf));
+        self.http.post(self.url(path)).header("x-forwarded-for", from).form(&fields).send().await.expect("POST")
+    }
+
+    /// [`Client::login`] from the client address `from` ([`Client::post_form_from`]).
+    pub async fn login_from(&self, from: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post_form_from(from, "/login", &[("email", email), ("password", password), ("next", "/")]).await
     }
 
     /// Loads a space page and keeps its CSRF token; returns the page's JSON data.
