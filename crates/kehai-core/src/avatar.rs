@@ -3,7 +3,7 @@
 use serde::Serialize;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::{Invalid, Millis, PersonId, PersonKind, SpaceId, invalid::has_forbidden_chars};
+use crate::{Invalid, Millis, PersonId, PersonKind, SpaceId, invalid::has_forbidden_chars, presence::Kind};
 
 /// A person's name as shown under their avatar: 1–64 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,7 +67,8 @@ impl Emoji {
 }
 
 /// What an integration says about a person right now, shown instead of their own emoji while it
-/// lasts (for example Microsoft Teams "Busy" → 🔴).
+/// lasts (for example Microsoft Teams "Busy" → 🔴). A person may have one per provider; the
+/// avatar shows the one that [precedes](PresenceOverride::precedes) the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PresenceOverride {
     /// Which integration set it, e.g. `msteams`.
@@ -79,8 +80,19 @@ pub struct PresenceOverride {
     /// Human text for tooltips and screen readers, e.g. "Microsoft Teams: 取り込み中 / Busy".
     pub label: String,
     pub emoji: Emoji,
+    /// Its place in the order of precedence between providers.
+    pub kind: Kind,
     /// When this presence began (ms since epoch).
     pub since: Millis,
+}
+
+impl PresenceOverride {
+    /// Whether the avatar shows this presence rather than `other` (another provider's): the
+    /// stronger kind wins; of two alike, the one shown first stays (so that a second calendar
+    /// meeting does not take the avatar's tooltip from the first), then the provider's id.
+    pub fn precedes(&self, other: &PresenceOverride) -> bool {
+        (self.kind, self.since, &self.provider) < (other.kind, other.since, &other.provider)
+    }
 }
 
 /// A person's avatar in one space.
@@ -163,6 +175,7 @@ mod tests {
             activity: "Busy".into(),
             label: "Microsoft Teams: 取り込み中 / Busy".into(),
             emoji: Emoji::parse("🔴").unwrap(),
+            kind: Kind::Busy,
             since: 0,
         });
         assert_eq!(a.displayed_emoji().map(Emoji::as_str), Some("🔴"));
@@ -170,5 +183,25 @@ mod tests {
         a.presence = None;
         assert_eq!(a.displayed_emoji().map(Emoji::as_str), Some("🌸"));
         assert_eq!(avatar(None).displayed_emoji(), None);
+    }
+
+    #[test]
+    fn the_stronger_presence_precedes_then_the_first_shown() {
+        let p = |provider: &str, kind: Kind, since: Millis| PresenceOverride {
+            provider: provider.into(),
+            availability: String::new(),
+            activity: String::new(),
+            label: String::new(),
+            emoji: Emoji::parse("📅").unwrap(),
+            kind,
+            since,
+        };
+        let teams_busy = p("msteams", Kind::Busy, 10);
+        let meeting = p("gcal", Kind::InAMeeting, 20);
+        assert!(meeting.precedes(&teams_busy) && !teams_busy.precedes(&meeting));
+        let teams_meeting = p("msteams", Kind::InAMeeting, 5);
+        assert!(teams_meeting.precedes(&meeting), "alike: the one shown first stays");
+        let ooo = p("gcal", Kind::OutOfOffice, 1);
+        assert!(teams_busy.precedes(&ooo));
     }
 }

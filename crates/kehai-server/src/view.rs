@@ -20,7 +20,8 @@ pub struct AvatarView {
     pub emoji: Option<String>,
     /// The emoji the person chose.
     pub own_emoji: Option<String>,
-    /// Set by an integration (Microsoft Teams) while it applies.
+    /// Set by an integration (Microsoft Teams, Google Calendar) while it applies: the strongest
+    /// of the person's presences.
     pub presence: Option<PresenceView>,
 }
 
@@ -34,7 +35,12 @@ pub struct PresenceView {
     /// Tooltip and accessible text, e.g. "Microsoft Teams: 取り込み中 / Busy".
     pub label: String,
     pub emoji: String,
-    /// Milliseconds since the Unix epoch.
+    /// What it means, which decides which provider's presence an avatar shows when it has
+    /// several: `presenting`, `in_a_call`, `in_a_meeting`, `do_not_disturb`, `busy`,
+    /// `out_of_office`, `be_right_back` or `away` (strongest first).
+    #[schema(value_type = String)]
+    pub kind: String,
+    /// When this kind of presence began (milliseconds since the Unix epoch).
     pub since: i64,
 }
 
@@ -53,6 +59,7 @@ impl AvatarView {
                 activity: p.activity.clone(),
                 label: p.label.clone(),
                 emoji: p.emoji.as_str().to_owned(),
+                kind: p.kind.as_str().to_owned(),
                 since: p.since,
             }),
         }

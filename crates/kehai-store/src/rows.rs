@@ -78,11 +78,47 @@ pub(crate) struct AvatarRow {
     pub(crate) presence_activity: Option<String>,
     pub(crate) presence_label: Option<String>,
     pub(crate) presence_emoji: Option<String>,
+    pub(crate) presence_kind: Option<String>,
     pub(crate) presence_since: Option<i64>,
 }
 
 fn emoji(s: &str) -> Result<Emoji> {
     Emoji::parse(s).map_err(|_| StoreError::Corrupt("emoji"))
+}
+
+fn presence_kind(s: &str) -> Result<kehai_core::presence::Kind> {
+    kehai_core::presence::Kind::parse(s).ok_or(StoreError::Corrupt("presence kind"))
+}
+
+/// One provider's presence on an avatar (`avatar_presences`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AvatarPresenceRow {
+    pub(crate) space_id: String,
+    pub(crate) person_id: String,
+    pub(crate) provider: String,
+    pub(crate) availability: String,
+    pub(crate) activity: String,
+    pub(crate) label: String,
+    pub(crate) emoji: String,
+    pub(crate) kind: String,
+    pub(crate) since: i64,
+}
+
+impl AvatarPresenceRow {
+    /// The avatar it is on, and the presence.
+    pub(crate) fn parse(self) -> Result<((SpaceId, PersonId), PresenceOverride)> {
+        let avatar = (SpaceId(uuid(&self.space_id, "space id")?), PersonId(uuid(&self.person_id, "person id")?));
+        let presence = PresenceOverride {
+            provider: self.provider,
+            availability: self.availability,
+            activity: self.activity,
+            label: self.label,
+            emoji: emoji(&self.emoji)?,
+            kind: presence_kind(&self.kind)?,
+            since: self.since,
+        };
+        Ok((avatar, presence))
+    }
 }
 
 impl TryFrom<AvatarRow> for Avatar {
@@ -94,10 +130,19 @@ impl TryFrom<AvatarRow> for Avatar {
             r.presence_activity,
             r.presence_label,
             r.presence_emoji,
+            r.presence_kind,
             r.presence_since,
         ) {
-            (Some(provider), Some(availability), Some(activity), Some(label), Some(e), Some(since)) => {
-                Some(PresenceOverride { provider, availability, activity, label, emoji: emoji(&e)?, since })
+            (Some(provider), Some(availability), Some(activity), Some(label), Some(e), Some(kind), Some(since)) => {
+                Some(PresenceOverride {
+                    provider,
+                    availability,
+                    activity,
+                    label,
+                    emoji: emoji(&e)?,
+                    kind: presence_kind(&kind)?,
+                    since,
+                })
             }
             _ => None,
         };
@@ -140,7 +185,7 @@ impl TryFrom<SessionRow> for Session {
 macro_rules! avatar_columns {
     () => {
         "space_id, person_id, kind, display_name, own_emoji, presence_provider, presence_availability, \
-         presence_activity, presence_label, presence_emoji, presence_since"
+         presence_activity, presence_label, presence_emoji, presence_kind, presence_since"
     };
 }
 

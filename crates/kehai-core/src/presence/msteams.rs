@@ -6,7 +6,7 @@
 //! nothing else applies. Available, Offline and anything unknown give no override, so the
 //! member's own emoji shows.
 
-use super::Shown;
+use super::{Kind, Shown};
 use crate::Emoji;
 
 /// The provider's id, as stored and in URLs.
@@ -20,27 +20,27 @@ fn is(value: &str, names: &[&str]) -> bool {
 
 /// What a Teams presence shows, or `None` when the member's own emoji shows.
 pub fn shown(availability: &str, activity: &str, out_of_office: bool) -> Option<Shown> {
-    let (emoji, label_en, label_ja) = if is(activity, &["InAMeeting"]) {
-        ("📅", "In a meeting", "会議参加中")
+    let (emoji, kind, label_en, label_ja) = if is(activity, &["InAMeeting"]) {
+        ("📅", Kind::InAMeeting, "In a meeting", "会議参加中")
     } else if is(activity, &["InACall", "InAConferenceCall"]) {
-        ("📞", "In a call", "通話中")
+        ("📞", Kind::InACall, "In a call", "通話中")
     } else if is(activity, &["Presenting"]) {
-        ("🖥️", "Presenting", "発表中")
+        ("🖥️", Kind::Presenting, "Presenting", "発表中")
     } else if is(availability, &["DoNotDisturb"]) {
-        ("⛔", "Do not disturb", "応答不可")
+        ("⛔", Kind::DoNotDisturb, "Do not disturb", "応答不可")
     } else if is(availability, &["Busy", "BusyIdle"]) {
-        ("🔴", "Busy", "取り込み中")
+        ("🔴", Kind::Busy, "Busy", "取り込み中")
     } else if is(availability, &["BeRightBack"]) {
-        ("⏳", "Be right back", "一時退席中")
+        ("⏳", Kind::BeRightBack, "Be right back", "一時退席中")
     } else if is(availability, &["Away"]) {
-        ("💤", "Away", "離席中")
+        ("💤", Kind::Away, "Away", "離席中")
     } else if is(activity, &["OutOfOffice"]) || out_of_office {
-        ("🏝️", "Out of office", "外出中")
+        ("🏝️", Kind::OutOfOffice, "Out of office", "外出中")
     } else {
         // Available, AvailableIdle, Offline, PresenceUnknown and anything new: no override.
         return None;
     };
-    Some(Shown { emoji: Emoji::parse(emoji).ok()?, label_en, label_ja })
+    Some(Shown { emoji: Emoji::parse(emoji).ok()?, kind, label_en, label_ja })
 }
 
 #[cfg(test)]

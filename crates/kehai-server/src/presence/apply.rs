@@ -37,6 +37,7 @@ pub fn override_for(provider: &dyn Provider, reading: &Reading, since: i64) -> O
         activity: observed.activity.clone(),
         label: observed.shown.label(provider.name()),
         emoji: observed.shown.emoji.clone(),
+        kind: observed.shown.kind,
         since,
     })
 }

@@ -57,7 +57,10 @@ impl Calendar {
                 availability: "busy".into(),
                 activity: "InAMeeting".into(),
                 shown: Shown {
-                    emoji: kehai_core::Emoji::parse("📅").unwrap(), label_en: "Busy", label_ja: "予定あり"
+                    emoji: kehai_core::Emoji::parse("📅").unwrap(),
+                    kind: kehai_core::presence::Kind::InAMeeting,
+                    label_en: "Busy",
+                    label_ja: "予定あり",
                 },
             }),
             // Later readings win: the time they were made, zero-padded.

@@ -25,7 +25,7 @@ fn old_schema(mut migrator: Migrator) -> Migrator {
 /// older kehai would have stored them.
 fn copies(old: &str, new: &str) -> Vec<String> {
     let mut statements: Vec<String> =
-        ["accounts", "memberships", "guests", "avatars", "sessions", "encryption_certificates", "claims"]
+        ["accounts", "memberships", "guests", "sessions", "encryption_certificates", "claims"]
             .iter()
             .map(|table| format!("INSERT INTO {old}{table} SELECT * FROM {new}{table}"))
             .collect();
@@ -34,6 +34,16 @@ fn copies(old: &str, new: &str) -> Vec<String> {
         format!(
             "INSERT INTO {old}spaces (id, slug, name, allow_guests, created_at) \
              SELECT id, slug, name, allow_guests, created_at FROM {new}spaces"
+        ),
+    );
+    // (Since schema 10 an avatar also has its presence's kind, and each provider's presence.)
+    statements.insert(
+        2,
+        format!(
+            "INSERT INTO {old}avatars (space_id, person_id, kind, display_name, own_emoji, presence_provider, \
+             presence_availability, presence_activity, presence_label, presence_emoji, presence_since, updated_at) \
+             SELECT space_id, person_id, kind, display_name, own_emoji, presence_provider, presence_availability, \
+             presence_activity, presence_label, presence_emoji, presence_since, updated_at FROM {new}avatars"
         ),
     );
     statements.push(format!(

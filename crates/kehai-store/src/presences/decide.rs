@@ -18,6 +18,8 @@ use crate::{ConnectionId, ConnectionState, PresenceWrite};
 #[derive(Debug, Clone)]
 pub(crate) struct Current {
     pub account: PersonId,
+    /// Whose presences the connection's writes are.
+    pub provider: String,
     pub last_sequence: Option<String>,
     pub state: ConnectionState,
     pub external_user: String,
@@ -128,7 +130,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, last)| {
                     let state = if i == 2 { ConnectionState::NeedsReconnect } else { ConnectionState::Connected };
-                    (ids[i], Current { account: PersonId::new(), last_sequence: last.map(seq), state, external_user: "ms".into(), next_check_at: None })
+                    (ids[i], Current { account: PersonId::new(), provider: "msteams".into(), last_sequence: last.map(seq), state, external_user: "ms".into(), next_check_at: None })
                 })
                 .collect();
             let writes: Vec<PresenceWrite> = writes
@@ -189,6 +191,7 @@ mod tests {
         let (alice, bob) = (PersonId::new(), PersonId::new());
         let connected = |account, last: &str| Current {
             account,
+            provider: "msteams".to_owned(),
             last_sequence: Some(last.to_owned()),
             state: ConnectionState::Connected,
             external_user: "ms-a".to_owned(),

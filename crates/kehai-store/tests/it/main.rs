@@ -70,4 +70,5 @@ contract_suite!(
     subscriptions_are_renewed_and_found_before_they_lapse,
     a_member_connects_one_account_per_provider,
     connections_are_woken_when_their_presence_is_due_to_change,
+    an_avatar_shows_the_strongest_of_its_providers_presences,
 );

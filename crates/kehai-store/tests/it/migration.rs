@@ -1,11 +1,12 @@
 //! Migrating a database that an older kehai filled: Microsoft Teams connections stored in
 //! `ms_connections` (schema 7) are carried into `connections` (schema 8) exactly as they were —
 //! tokens still sealed for their rows, subscriptions, claims, sequence numbers and notices — on
-//! SQLite and on PostgreSQL, and the store goes on working with them.
+//! SQLite and on PostgreSQL, and the store goes on working with them; the presence an avatar
+//! shows becomes Microsoft Teams' own presence on it (schema 10).
 
 use std::borrow::Cow;
 
-use kehai_core::{Membership, PersonId, Role, SpaceId};
+use kehai_core::{Membership, PersonId, Role, SpaceId, presence::Kind};
 use kehai_store::{
     Applied, Claim, Connection, ConnectionId, ConnectionState, Database, EncryptionCertificate, OAuthState,
     PresenceWrite, Sealed, Store, SubscriptionRecord,
@@ -222,7 +223,10 @@ async fn nothing_changed_for_them(store: &dyn Store, old: Old) {
     };
     assert_eq!(store.apply_presences(&[write("C0000000004")], T0 + 1).await.unwrap(), [Applied::Stale]);
     let avatar = store.avatar(old.space, old.alice).await.unwrap().unwrap();
-    assert_eq!(avatar.presence.map(|p| p.emoji), Some(emoji("🔴")), "her presence as it was shown");
+    assert_eq!(avatar.presence.map(|p| (p.emoji, p.kind)), Some((emoji("🔴"), Kind::Busy)), "her presence as shown");
+    // It is Teams' presence on her avatar (schema 10), which Teams' taking off takes off.
+    let cleared = store.clear_presence(old.space, old.alice, "msteams", T0 + 1).await.unwrap();
+    assert_eq!(cleared.map(|a| a.presence), Some(None), "Teams' presence, kept per provider");
     let applied = store.apply_presences(&[write("C0000000006")], T0 + 2).await.unwrap();
     assert!(matches!(&applied[..], [Applied::Shown(avatars)] if avatars.len() == 1), "{applied:?}");
     assert_eq!(

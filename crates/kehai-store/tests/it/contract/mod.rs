@@ -3,7 +3,7 @@
 
 use kehai_core::{
     Account, DisplayName, Email, Emoji, Guest, Membership, PersonId, PersonKind, PresenceOverride, Role, Space,
-    SpaceId, SpaceName, SpaceSlug,
+    SpaceId, SpaceName, SpaceSlug, presence::Kind,
 };
 use kehai_store::{
     Applied, AvatarChange, Claim, Connection, ConnectionId, ConnectionState, EncryptionCertificate, OAuthState,
@@ -45,6 +45,7 @@ pub(crate) fn busy() -> PresenceOverride {
         activity: "Busy".into(),
         label: "Busy".into(),
         emoji: emoji("🔴"),
+        kind: Kind::Busy,
         since: T0,
     }
 }
@@ -161,6 +162,7 @@ pub async fn presence_override_never_touches_own_emoji(store: &dyn Store) {
         activity: "InAMeeting".into(),
         label: "Microsoft Teams: 会議参加中 / In a meeting".into(),
         emoji: emoji("📅"),
+        kind: Kind::InAMeeting,
         since: T0 + 5,
     };
     let c = connection(a.id, "ms-user-a");
