@@ -7,7 +7,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json,
-    extract::{Query, RawForm, State},
+    body::Bytes,
+    extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -19,7 +20,7 @@ use crate::Emulator;
 pub async fn revoke(
     State(emu): State<Arc<Emulator>>,
     Query(query): Query<HashMap<String, String>>,
-    RawForm(body): RawForm,
+    body: Bytes,
 ) -> Response {
     let from_body = url::form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
     let Some(token) = from_body.or_else(|| query.get("token").cloned()).filter(|t| !t.is_empty()) else {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json,
-    extract::{RawForm, State},
+    body::Bytes,
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -39,7 +40,7 @@ pub async fn token(
     State(emu): State<Arc<Emulator>>,
     Extension(base): Extension<BaseUrl>,
     headers: HeaderMap,
-    RawForm(body): RawForm,
+    body: Bytes,
 ) -> Response {
     let fault = faults::take(&mut emu.world.lock(), Target::Token, None, &[]);
     if let Some(fault) = fault {
