@@ -60,6 +60,12 @@ impl MicrosoftError {
     }
 }
 
+impl From<kehai_oauth::TransportError> for MicrosoftError {
+    fn from(e: kehai_oauth::TransportError) -> Self {
+        MicrosoftError::Transport(e.message().to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

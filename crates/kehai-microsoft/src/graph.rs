@@ -7,7 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{MicrosoftConfig, MicrosoftError, Observer, PresenceLimit, Unobserved, http, retry};
+use kehai_oauth::retry;
+
+use crate::{MicrosoftConfig, MicrosoftError, Observer, PresenceLimit, Unobserved};
 
 /// A user's presence as Graph reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -109,7 +111,7 @@ impl Graph {
     pub fn new(config: MicrosoftConfig) -> Self {
         Graph {
             config,
-            http: http::client(),
+            http: kehai_oauth::client(),
             observer: Arc::new(Unobserved),
             presence_limit: Arc::new(PresenceLimit::default()),
         }

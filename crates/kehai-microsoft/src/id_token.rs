@@ -3,16 +3,15 @@
 //! own `tid` (Microsoft's multi-tenant endpoints publish `…/{tenantid}/v2.0` literally), `aud`,
 //! `nonce`, and `exp`/`nbf` with a small skew.
 
-use std::sync::Arc;
-
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use kehai_oauth::{KeyError, KeySet};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
-use tokio::sync::RwLock;
+use tokio::sync::OnceCell;
 
-use crate::{MicrosoftConfig, MicrosoftError, http};
+use crate::{MicrosoftConfig, MicrosoftError};
 
 /// Clocks may disagree this much.
 const SKEW_SECONDS: u64 = 120;
@@ -33,25 +32,12 @@ struct Metadata {
     jwks_uri: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct Jwk {
-    kid: String,
-    n: String,
-    e: String,
-}
-
-#[derive(Default)]
-struct Cache {
-    metadata: Option<Metadata>,
-    keys: Vec<Jwk>,
-}
-
 /// Validates id tokens of one app; keeps the metadata and keys it fetched.
 #[derive(Clone)]
 pub struct IdTokenValidator {
     config: MicrosoftConfig,
     http: reqwest::Client,
-    cache: Arc<RwLock<Cache>>,
+    published: std::sync::Arc<OnceCell<(Metadata, KeySet)>>,
 }
 
 impl std::fmt::Debug for IdTokenValidator {
@@ -66,54 +52,39 @@ fn refuse(why: impl Into<String>) -> MicrosoftError {
 
 impl IdTokenValidator {
     pub fn new(config: MicrosoftConfig) -> Self {
-        IdTokenValidator { config, http: http::client(), cache: Arc::default() }
+        IdTokenValidator { config, http: kehai_oauth::client(), published: Default::default() }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, MicrosoftError> {
-        let response =
-            self.http.get(url).send().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(MicrosoftError::Transport(format!("{url} answered {}", response.status())));
-        }
-        response.json().await.map_err(|e| MicrosoftError::Transport(e.without_url().to_string()))
-    }
-
-    async fn metadata(&self) -> Result<Metadata, MicrosoftError> {
-        if let Some(m) = self.cache.read().await.metadata.clone() {
-            return Ok(m);
-        }
-        let url = self.config.login(&format!("/{}/v2.0/.well-known/openid-configuration", self.config.tenant));
-        let metadata: Metadata = self.get(&url).await?;
-        self.cache.write().await.metadata = Some(metadata.clone());
-        Ok(metadata)
-    }
-
-    /// The key `kid`; the key set is fetched again once if it does not have it (keys rotate).
-    async fn key(&self, kid: &str) -> Result<DecodingKey, MicrosoftError> {
-        let find =
-            |keys: &[Jwk]| keys.iter().find(|k| k.kid == kid).map(|k| DecodingKey::from_rsa_components(&k.n, &k.e));
-        if let Some(key) = find(&self.cache.read().await.keys) {
-            return key.map_err(|e| refuse(format!("unusable key: {e}")));
-        }
-        #[derive(Deserialize)]
-        struct Jwks {
-            keys: Vec<Value>,
-        }
-        let jwks: Jwks = self.get(&self.metadata().await?.jwks_uri).await?;
-        // Keys of other types (or without n/e) are not ours to use.
-        let keys: Vec<Jwk> = jwks.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
-        let found = find(&keys);
-        self.cache.write().await.keys = keys;
-        found
-            .ok_or_else(|| refuse(format!("signed with an unknown key {kid}")))?
-            .map_err(|e| refuse(format!("unusable key: {e}")))
+    /// The tenant's metadata and its key set, fetched once.
+    async fn published(&self) -> Result<&(Metadata, KeySet), MicrosoftError> {
+        self.published
+            .get_or_try_init(|| async {
+                let url = self.config.login(&format!("/{}/v2.0/.well-known/openid-configuration", self.config.tenant));
+                let transport = |e: reqwest::Error| MicrosoftError::Transport(e.without_url().to_string());
+                let response = self.http.get(&url).send().await.map_err(transport)?;
+                if !response.status().is_success() {
+                    return Err(MicrosoftError::Transport(format!("{url} answered {}", response.status())));
+                }
+                let metadata: Metadata = response.json().await.map_err(transport)?;
+                let keys = KeySet::new(self.http.clone(), metadata.jwks_uri.clone());
+                Ok((metadata, keys))
+            })
+            .await
     }
 
     /// Checks an id token for this app and the `nonce` of its sign-in.
     pub async fn validate(&self, token: &str, nonce: &SecretString) -> Result<IdClaims, MicrosoftError> {
-        let key = self.key(&key_id(token)?).await?;
-        let issuer = self.metadata().await?.issuer;
-        check_id_token(token, &key, &IdExpectations { client_id: &self.config.client_id, issuer: &issuer, nonce })
+        let kid = key_id(token)?;
+        let (metadata, keys) = self.published().await?;
+        let key = keys.key(&kid).await.map_err(|e| match e {
+            KeyError::Unavailable(why) => MicrosoftError::Transport(why),
+            KeyError::Unknown(_) => refuse(e.to_string()),
+        })?;
+        check_id_token(
+            token,
+            &key,
+            &IdExpectations { client_id: &self.config.client_id, issuer: &metadata.issuer, nonce },
+        )
     }
 }
 

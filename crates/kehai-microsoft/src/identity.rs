@@ -12,7 +12,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::{MicrosoftConfig, MicrosoftError, Observer, SCOPES, Unobserved, http};
+use crate::{MicrosoftConfig, MicrosoftError, Observer, SCOPES, Unobserved};
 
 /// What Microsoft's token response adds to the standard fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(config: MicrosoftConfig) -> Self {
-        Identity { config, http: http::client(), observer: Arc::new(Unobserved) }
+        Identity { config, http: kehai_oauth::client(), observer: Arc::new(Unobserved) }
     }
 
     /// Tells `observer` how every token request ends.
@@ -138,7 +138,7 @@ impl Identity {
             .client(redirect_uri)?
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose_secret().to_owned()))
-            .request_async(&http::for_oauth(&self.http, false))
+            .request_async(&kehai_oauth::for_oauth(&self.http, false))
             .await;
         self.observed("authorization_code", tokens(response))
     }
@@ -150,7 +150,7 @@ impl Identity {
             .client(redirect_uri)?
             .exchange_refresh_token(&refresh)
             .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
-            .request_async(&http::for_oauth(&self.http, true))
+            .request_async(&kehai_oauth::for_oauth(&self.http, true))
             .await;
         self.observed("refresh_token", tokens(response))
     }
@@ -180,7 +180,7 @@ impl Identity {
     }
 }
 
-type TokenResult = Result<TokenBody, RequestTokenError<http::TransportError, BasicErrorResponse>>;
+type TokenResult = Result<TokenBody, RequestTokenError<kehai_oauth::TransportError, BasicErrorResponse>>;
 
 fn tokens(response: TokenResult) -> Result<Tokens, MicrosoftError> {
     match response {

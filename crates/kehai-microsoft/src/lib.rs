@@ -8,13 +8,11 @@
 
 mod error;
 mod graph;
-mod http;
 mod id_token;
 mod identity;
 mod limit;
 pub mod notifications;
 mod observe;
-mod retry;
 
 use secrecy::SecretString;
 use url::Url;

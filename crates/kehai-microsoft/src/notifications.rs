@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-use crate::{MicrosoftConfig, MicrosoftError, http};
+use crate::{MicrosoftConfig, MicrosoftError};
 
 /// The service principal of Graph's change tracking, which signs validation tokens (their `azp`,
 /// or `appid` in version 1.0 tokens).
@@ -256,7 +256,7 @@ impl ValidationTokens {
     pub fn new(config: MicrosoftConfig) -> Self {
         ValidationTokens {
             config,
-            http: http::client(),
+            http: kehai_oauth::client(),
             keys: Arc::default(),
             fetching: Arc::default(),
             verified: Default::default(),
