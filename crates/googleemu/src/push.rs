@@ -6,8 +6,8 @@
 //!
 //! A receiver's 102, 200, 201, 202 or 204 is a delivery; 500, 502, 503, 504 (or no answer in
 //! time) brings retries with exponential backoff; any other status is a failure, not retried.
-//! Nothing goes to an expired channel, nor to a stopped one unless a `lateAfterStop` fault says
-//! so. Every attempt is recorded ([`crate::world::PushRecord`]).
+//! Changes reach no expired channel, nor a stopped one unless a `lateAfterStop` fault says so;
+//! retries end when the channel does. Every attempt is recorded ([`crate::world::PushRecord`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -115,7 +115,9 @@ async fn deliver(emu: &Emulator, message: &Message) {
     let timing = &emu.config.push;
     let mut wait = timing.retry_base;
     for attempt in 1..=timing.max_attempts.max(1) {
-        if !open(emu, message) {
+        // Whether to send was decided when the message was made (a `sync` may beat the watch
+        // answer, and so a quick stop); retries stop once the channel is stopped or expired.
+        if attempt > 1 && !open(emu, message) {
             return;
         }
         let status = post(emu, message).await;
