@@ -73,18 +73,20 @@ fi
 # answer fails them).
 export KEHAI_TEST_NATS_URL="${KEHAI_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 
-# --- Microsoft's client libraries, which check msemu ------------------------------------------
-# (a venv inside target/, so that a clean clone starts afresh and nothing leaks elsewhere)
+# --- Microsoft's and Google's client libraries, which check msemu and googleemu ---------------
+# (one venv inside target/, so that a clean clone starts afresh and nothing leaks elsewhere; it
+# is made again when either requirements file changes)
 venv=target/conformance-venv
-requirements=crates/msemu/conformance/requirements.txt
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+requirements=(crates/msemu/conformance/requirements.txt crates/googleemu/conformance/requirements.txt)
+if [ ! -x "$venv/bin/python" ] || ! cat "${requirements[@]}" | cmp -s - "$venv/requirements.txt"; then
   log "installing the Python conformance packages"
   command -v python3 >/dev/null || apt_install python3
   python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/requirements.txt"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "${requirements[0]}" -r "${requirements[1]}"
+  cat "${requirements[@]}" > "$venv/requirements.txt"
 fi
 export MSEMU_TEST_PYTHON="$PWD/$venv/bin/python"
+export GOOGLEEMU_TEST_PYTHON="$PWD/$venv/bin/python"
 
 # --- checks and tests --------------------------------------------------------------------------
 log "cargo fmt --check"
