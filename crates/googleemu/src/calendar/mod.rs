@@ -88,7 +88,7 @@ pub async fn observe(State(emu): State<Arc<Emulator>>, req: Request, next: Next)
     let params = Params::from_query(&query);
     let (caller, fault) = {
         let mut world = emu.world.lock();
-        let caller = bearer_token(&req.headers().clone(), &params)
+        let caller = bearer_token(req.headers(), &params)
             .and_then(|t| tokens::access(&world, emu.clock.now_ms(), &t))
             .map(|a| (a.user, a.client_id));
         let fault = operation.and_then(|op| faults::take(&mut world, Target::Calendar, Some(op.id()), &[]));
