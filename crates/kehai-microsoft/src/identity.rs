@@ -3,71 +3,14 @@
 
 use std::sync::Arc;
 
+use kehai_oauth::{AuthorizationRequest, OidcClient, TokenFailure, TokenResult, Tokens};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
-    basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType},
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, Scope, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
 use crate::{MicrosoftConfig, MicrosoftError, Observer, SCOPES, Unobserved};
-
-/// What Microsoft's token response adds to the standard fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct MicrosoftFields {
-    #[serde(default)]
-    id_token: Option<String>,
-}
-
-impl ExtraTokenFields for MicrosoftFields {}
-
-type TokenBody = StandardTokenResponse<MicrosoftFields, BasicTokenType>;
-type Client = oauth2::Client<
-    BasicErrorResponse,
-    TokenBody,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
-
-/// Tokens from the identity platform. `Debug` shows none of them.
-#[derive(Clone)]
-pub struct Tokens {
-    pub access_token: SecretString,
-    /// Present when `offline_access` was granted; it rotates on every refresh (store the new one).
-    pub refresh_token: Option<SecretString>,
-    pub id_token: Option<String>,
-    /// Seconds the access token lives.
-    pub expires_in: u64,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("expires_in", &self.expires_in).finish_non_exhaustive()
-    }
-}
-
-/// A sign-in about to start: the URL to send the browser to, and what to keep (server side)
-/// to finish it. `Debug` shows only the URL's host.
-pub struct AuthorizationRequest {
-    pub url: url::Url,
-    pub state: SecretString,
-    pub nonce: SecretString,
-    pub pkce_verifier: SecretString,
-}
-
-impl std::fmt::Debug for AuthorizationRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizationRequest").field("host", &self.url.host_str()).finish_non_exhaustive()
-    }
-}
 
 /// The identity platform for one app registration.
 #[derive(Debug, Clone)]
@@ -87,7 +30,7 @@ impl Identity {
         Identity { observer, ..self }
     }
 
-    fn client(&self, redirect_uri: &str) -> Result<Client, MicrosoftError> {
+    fn client(&self, redirect_uri: &str) -> Result<OidcClient, MicrosoftError> {
         let bad = |what: &str| MicrosoftError::Transport(format!("invalid {what} URL"));
         let tenant = &self.config.tenant;
         Ok(oauth2::Client::new(ClientId::new(self.config.client_id.clone()))
@@ -180,23 +123,9 @@ impl Identity {
     }
 }
 
-type TokenResult = Result<TokenBody, RequestTokenError<kehai_oauth::TransportError, BasicErrorResponse>>;
-
-fn tokens(response: TokenResult) -> Result<Tokens, MicrosoftError> {
-    match response {
-        Ok(body) => Ok(Tokens {
-            access_token: SecretString::from(body.access_token().secret().to_owned()),
-            refresh_token: body.refresh_token().map(|r| SecretString::from(r.secret().to_owned())),
-            id_token: body.extra_fields().id_token.clone(),
-            expires_in: body.expires_in().map_or(3600, |d| d.as_secs()),
-        }),
-        Err(RequestTokenError::ServerResponse(e)) => {
-            Err(MicrosoftError::identity(e.error().as_ref(), e.error_description().map_or("", String::as_str)))
-        }
-        Err(RequestTokenError::Request(e)) => Err(e.into()),
-        Err(RequestTokenError::Parse(e, _)) => {
-            Err(MicrosoftError::Transport(format!("unreadable token response: {e}")))
-        }
-        Err(RequestTokenError::Other(e)) => Err(MicrosoftError::Transport(e)),
-    }
+fn tokens(result: TokenResult) -> Result<Tokens, MicrosoftError> {
+    kehai_oauth::tokens(result).map_err(|failure| match failure {
+        TokenFailure::Refused { error, description } => MicrosoftError::identity(&error, &description),
+        TokenFailure::Transport(why) => MicrosoftError::Transport(why),
+    })
 }

@@ -20,7 +20,8 @@ use url::Url;
 pub use error::MicrosoftError;
 pub use graph::{Graph, NewSubscription, Presence, Subscription};
 pub use id_token::{IdClaims, IdExpectations, IdTokenValidator, check_id_token, key_id};
-pub use identity::{AuthorizationRequest, Identity, Tokens};
+pub use identity::Identity;
+pub use kehai_oauth::{AuthorizationRequest, Tokens};
 pub use limit::{PRESENCE_REQUESTS, PresenceLimit};
 pub use observe::{Observer, Unobserved};
 
