@@ -356,11 +356,13 @@ async fn seed_member(
             expires_at,
             client_state: seal(&client_state, ConnectionSecret::ClientState)?,
             certificate_id: Some(certificate.to_owned()),
+            resource: None,
         }),
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: Some(sequence.clone()),
         next_check_at: None,
+        granted_scope: None,
         connected_at: now,
         updated_at: now,
     };

@@ -98,12 +98,12 @@ macro_rules! impl_connections {
                 sqlx::query(concat!(
                     "INSERT INTO connections (", connection_columns!(), ") \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                     $20) \
+                     $20, $21, $22) \
                      ON CONFLICT (id) DO UPDATE SET external_tenant = $4, external_user = $5, access_token = $6, \
                      access_expires_at = $7, refresh_token = $8, refresh_expires_at = $9, subscription_id = $10, \
                      subscription_expires_at = $11, client_state = $12, state = $13, last_error = $14, updated_at = $16, \
                      last_sequence = $17, access_refresh_at = $18, subscription_certificate_id = $19, \
-                     next_check_at = $20, notice_pending = FALSE"
+                     next_check_at = $20, subscription_resource = $21, granted_scope = $22, notice_pending = FALSE"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -125,6 +125,8 @@ macro_rules! impl_connections {
                 .bind(c.access_refresh_at)
                 .bind(sub.and_then(|s| s.certificate_id.clone()))
                 .bind(c.next_check_at)
+                .bind(sub.and_then(|s| s.resource.clone()))
+                .bind(c.granted_scope.clone())
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "external account", "account"))?;
@@ -189,7 +191,7 @@ macro_rules! impl_connections {
             ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE connections SET subscription_id = $2, subscription_expires_at = $3, client_state = $4, \
-                     updated_at = $5, subscription_certificate_id = $7, \
+                     updated_at = $5, subscription_certificate_id = $7, subscription_resource = $9, \
                      claimed_until = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_until END, \
                      claimed_by = CASE WHEN claimed_by = $8 THEN NULL ELSE claimed_by END \
                      WHERE id = $1 AND (subscription_id = $6 OR (subscription_id IS NULL AND $6 IS NULL))",
@@ -202,6 +204,7 @@ macro_rules! impl_connections {
                 .bind(replacing)
                 .bind(&subscription.certificate_id)
                 .bind(release)
+                .bind(&subscription.resource)
                 .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)

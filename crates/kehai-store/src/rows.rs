@@ -195,7 +195,7 @@ macro_rules! connection_columns {
         "id, account_id, provider, external_tenant, external_user, access_token, access_expires_at, \
          refresh_token, refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, \
          last_error, connected_at, updated_at, last_sequence, access_refresh_at, subscription_certificate_id, \
-         next_check_at"
+         next_check_at, subscription_resource, granted_scope"
     };
 }
 
@@ -221,6 +221,8 @@ pub(crate) struct ConnectionRow {
     pub(crate) access_refresh_at: i64,
     pub(crate) subscription_certificate_id: Option<String>,
     pub(crate) next_check_at: Option<i64>,
+    pub(crate) subscription_resource: Option<String>,
+    pub(crate) granted_scope: Option<String>,
     pub(crate) connected_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -234,6 +236,7 @@ impl TryFrom<ConnectionRow> for Connection {
                 expires_at,
                 client_state: Sealed(cs),
                 certificate_id: r.subscription_certificate_id,
+                resource: r.subscription_resource,
             }),
             _ => None,
         };
@@ -253,6 +256,7 @@ impl TryFrom<ConnectionRow> for Connection {
             last_error: r.last_error,
             last_sequence: r.last_sequence,
             next_check_at: r.next_check_at,
+            granted_scope: r.granted_scope,
             connected_at: r.connected_at,
             updated_at: r.updated_at,
         })

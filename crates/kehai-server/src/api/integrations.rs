@@ -1,5 +1,6 @@
 //! An integration's card in the profile's Status section, as JSON, for each provider kehai knows
-//! (`/api/spaces/{slug}/integrations/{provider}`, `msteams` for Microsoft Teams): its state in
+//! (`/api/spaces/{slug}/integrations/{provider}`, `msteams` for Microsoft Teams, `gcal` for Google
+//! Calendar): its state in
 //! this space, the ON/OFF toggle, enabling in this space a connection made in another one, and
 //! disconnecting. Members only: guests have no integrations.
 
@@ -32,6 +33,11 @@ pub struct IntegrationStatus {
     pub last_error: Option<String>,
     /// Whether this space uses the connection (ON or OFF); disconnecting applies only then.
     pub used_here: bool,
+    /// What the member should know about the connection, as stable codes the card puts in the
+    /// provider's words: `polling` (Google Calendar: Google cannot push to this server, so the
+    /// calendar is read every few minutes), `no_event_types` (Google does not tell out of office
+    /// and focus time apart at kehai's permission: every busy time shows as a meeting).
+    pub notes: Vec<String>,
 }
 
 fn members_only() -> ApiError {
@@ -61,6 +67,7 @@ async fn status_of(state: &AppState, admitted: &Admitted, known: &Known) -> Resu
         connected_since: None,
         last_error: None,
         used_here: false,
+        notes: Vec::new(),
     };
     if known.offered.is_none() {
         return Ok(empty("not_configured"));
@@ -77,11 +84,16 @@ async fn status_of(state: &AppState, admitted: &Admitted, known: &Known) -> Resu
         (ConnectionState::Connected, Some(true)) => "connected",
         (ConnectionState::Connected, Some(false)) => "paused",
     };
+    let notes = match (&known.offered, c.state) {
+        (Some(provider), ConnectionState::Connected) => provider.notes(&c).into_iter().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
     Ok(IntegrationStatus {
         state: name.into(),
         connected_since: Some(c.connected_at),
         last_error: c.last_error,
         used_here: here.is_some(),
+        notes,
     })
 }
 
@@ -91,7 +103,7 @@ async fn status_of(state: &AppState, admitted: &Admitted, known: &Known) -> Resu
     path = "/api/spaces/{slug}/integrations/{provider}",
     params(
         ("slug" = String, Path, description = "The space's slug"),
-        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams)"),
+        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams) or `gcal` (Google Calendar)"),
     ),
     responses(
         (status = 200, description = "The card's state", body = IntegrationStatus),
@@ -132,7 +144,7 @@ async fn connection(state: &AppState, admitted: &Admitted, known: &Known) -> Res
     path = "/api/spaces/{slug}/integrations/{provider}",
     params(
         ("slug" = String, Path, description = "The space's slug"),
-        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams)"),
+        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams) or `gcal` (Google Calendar)"),
     ),
     request_body = Toggle,
     security(("session" = [], "csrf" = [])),
@@ -188,14 +200,15 @@ async fn used_here(state: &AppState, connection: &Connection, admitted: &Admitte
 }
 
 /// Disconnect the integration from this space. When no space uses the connection any more, its
-/// subscription is ended and its tokens erased; if the provider cannot be reached, the local
-/// data is erased anyway and the orphan subscription lapses by itself.
+/// subscription is ended, the sign-in revoked where the provider offers that (Google), and its
+/// tokens erased; if the provider cannot be reached, the local data is erased anyway and the
+/// orphan subscription lapses by itself.
 #[utoipa::path(
     delete,
     path = "/api/spaces/{slug}/integrations/{provider}",
     params(
         ("slug" = String, Path, description = "The space's slug"),
-        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams)"),
+        ("provider" = String, Path, description = "The provider: `msteams` (Microsoft Teams) or `gcal` (Google Calendar)"),
     ),
     security(("session" = [], "csrf" = [])),
     responses(
@@ -233,6 +246,11 @@ pub async fn disconnect(
                 }
                 Err(_) => tracing::warn!("no token to end the subscription; it lapses by itself"),
             }
+        }
+        // Then the sign-in itself, where the provider offers that (the subscription's end
+        // needed it).
+        if let Some(provider) = known.offered.as_ref() {
+            tokens::revoke(&state, &**provider, &connection).await;
         }
         state.store.delete_connection(connection.id).await?;
         tracing::info!(account = %admitted.visitor.person_id(), provider = known.id, "disconnected");

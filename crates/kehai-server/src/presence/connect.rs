@@ -87,6 +87,10 @@ fn page(t: &Catalog, provider: &str, outcome: Outcome) -> Response {
         Outcome::Approved => (StatusCode::OK, "approved", "approved_title", "approved", None, None),
         Outcome::Cancelled => (StatusCode::OK, "cancelled", "cancelled_title", "cancelled", None, None),
         Outcome::Personal => (StatusCode::FORBIDDEN, "personal", "personal_title", "personal", None, None),
+        Outcome::OtherOrganization => {
+            (StatusCode::FORBIDDEN, "other-organization", "other_organization_title", "other_organization", None, None)
+        }
+        Outcome::ScopeMissing => (StatusCode::FORBIDDEN, "scope-missing", "scope_title", "scope", None, None),
         Outcome::Taken => (StatusCode::CONFLICT, "taken", "taken_title", "taken", None, None),
         Outcome::Failed { detail } => (StatusCode::BAD_GATEWAY, "failed", "failed_title", "failed", Some(detail), None),
         Outcome::Unavailable => (StatusCode::BAD_GATEWAY, "failed", "failed_title", "unavailable", None, None),
@@ -162,7 +166,7 @@ async fn start(
         Err(access::Refusal::Forbidden) => return PageError::Forbidden.render(t),
         Err(access::Refusal::Failed(_)) => return PageError::Internal.render(t),
     };
-    let sign_in = match provider.sign_in() {
+    let sign_in = match provider.sign_in().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(provider = provider.id(), error = %e, "cannot build the sign-in");
@@ -259,7 +263,7 @@ async fn finish(
         nonce: open(&sign_in.nonce, SignInSecret::Nonce)?,
         pkce_verifier: open(&sign_in.pkce_verifier, SignInSecret::PkceVerifier)?,
     };
-    let SignedIn { tenant, user, tokens: issued, reading } =
+    let SignedIn { tenant, user, tokens: issued, scope, reading } =
         provider.finish(state, code, &secrets, state_param).await?;
 
     let now = state.clock.now();
@@ -297,6 +301,7 @@ async fn finish(
         last_error: None,
         last_sequence: reading.order.clone(),
         next_check_at: None,
+        granted_scope: scope,
         connected_at: existing.as_ref().filter(|c| c.external_user == user).map_or(now, |c| c.connected_at),
         updated_at: now,
     };
@@ -315,8 +320,8 @@ async fn finish(
         tracing::warn!(error = %e, "the previous account's subscription could not be ended");
     }
 
-    match renewal::subscribe(state, &**provider, &issued.access_token, &connection).await {
-        Ok(record) => connection.subscription = Some(record),
+    match renewal::subscribe_if_offered(state, &**provider, &issued.access_token, &connection).await {
+        Ok(record) => connection.subscription = record,
         Err(e) => {
             tracing::warn!(error = %e, "could not subscribe to presence changes");
             connection.state = ConnectionState::Error;
@@ -334,6 +339,15 @@ async fn finish(
     // Shown through the order check (what a notification showed meanwhile is newer); a failure
     // is logged where it happened, and the next notification shows it.
     let _ = apply::apply(state, &**provider, &connection, &reading, true).await;
+    // A provider whose notifications carry nothing (Google) may have announced a change made
+    // between the reading and the subscription's being stored to nobody: read once more
+    // shortly, as for a notification.
+    if provider.debounced()
+        && let Some(subscription) = &connection.subscription
+    {
+        provider.changed(&connection);
+        super::retry::schedule(state, provider.id(), &subscription.id);
+    }
     tracing::info!(account = %account, provider = provider.id(), "connected");
     Ok(())
 }

@@ -126,6 +126,12 @@ fn admit(state: &AppState, item: &Item, known: Option<&HashMap<String, Connectio
     if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         return Err(Dropped::ClientState);
     }
+    // A subscription that watches a resource is notified of that one only.
+    if let Some(watched) = &subscription.resource
+        && item.resource.as_deref() != Some(watched.as_str())
+    {
+        return Err(Dropped::ClientState);
+    }
     // Needs reconnect or Error: its presence was taken off and must not come back (nor a
     // refresh be tried again with a refused token).
     if connection.state != ConnectionState::Connected {
@@ -145,8 +151,16 @@ async fn act(
         tracing::warn!(error = %e, event = ?item.event, "a notification could not be acted on");
         Dropped::Unavailable
     };
+    if matches!(item.event, Event::Changed(_) | Event::Missed) {
+        provider.changed(&connection);
+    }
     let reading = match &item.event {
         Event::Changed(Some(content)) => provider.open(state, content, &connection).await?,
+        // A ping: read after a short wait, once for however many arrive meanwhile.
+        Event::Changed(None) if provider.debounced() => {
+            retry::schedule(state, provider.id(), &item.subscription);
+            return Ok(());
+        }
         // The item carries no presence: read it.
         Event::Changed(None) => read(state, provider, &mut connection).await.map_err(|_| Dropped::Unavailable)?,
         Event::Missed => read(state, provider, &mut connection).await.map_err(unavailable)?,
@@ -156,6 +170,7 @@ async fn act(
         Event::Removed => {
             return renewal::resubscribe(state, provider, connection).await.map(|_| ()).map_err(unavailable);
         }
+        Event::Started => return Ok(()),
         Event::Other(event) => {
             tracing::info!(event, "an unknown lifecycle event: ignored");
             return Ok(());

@@ -44,7 +44,7 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
     // --- Signing in.
 
     /// A new sign-in: where to send the member's browser, and what to keep to finish it.
-    fn sign_in(&self) -> Result<SignIn, ProviderError>;
+    async fn sign_in(&self) -> Result<SignIn, ProviderError>;
     /// An answer to the callback that is not a member's sign-in to finish (an administrator
     /// coming back from granting consent), looked at before the sign-in is.
     fn early_answer(&self, _params: &CallbackParams) -> Option<Outcome> {
@@ -63,8 +63,20 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
     ) -> Result<SignedIn, Outcome>;
     /// New tokens for a refresh token.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens, ProviderError>;
+    /// Tells the provider to forget kehai's sign-in (the member disconnected), where it offers
+    /// that (Google's revocation endpoint); kehai deletes the tokens whatever the answer.
+    async fn revoke(&self, _refresh_token: &SecretString) -> Result<(), ProviderError> {
+        Ok(())
+    }
 
     // --- Subscriptions.
+
+    /// Whether connections are subscribed to at all. A provider that cannot push here (Google
+    /// without a public https URL) is read on its own schedule instead
+    /// ([`Reading::next_change_at`]) and at every reconciliation.
+    fn subscribes(&self) -> bool {
+        true
+    }
 
     /// Subscribes to the connection's presence until `expires_at`, with `secret` in every
     /// notification.
@@ -76,6 +88,11 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
         secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError>;
+    /// Whether a subscription can be renewed ([`Provider::renew`]); if not (Google's channels),
+    /// the engine renews one by making a new subscription and then ending the old.
+    fn renews_in_place(&self) -> bool {
+        true
+    }
     /// Renews the subscription until `expires_at` ([`ProviderError::NotFound`]: the provider
     /// no longer has it, and the engine makes a new one).
     async fn renew(
@@ -103,6 +120,24 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
     async fn read_many(&self, state: &AppState, connections: &mut [Connection]) -> Vec<(ConnectionId, Reading)>;
 
     // --- Notifications (their webhook is the provider's [`Webhook`]).
+
+    /// Whether a notification that carries no presence ([`Event::Changed`] without content) is
+    /// read after a short wait, so that a burst of them (Google pings once per change, with
+    /// nothing in it) costs one read, rather than at once.
+    fn debounced(&self) -> bool {
+        false
+    }
+    /// An admitted notification says the connection's presence changed: what the provider keeps
+    /// of it is out of date (called before the presence is read).
+    fn changed(&self, _connection: &Connection) {}
+
+    // --- The card.
+
+    /// What the member should know about the connection, as stable codes the card shows in
+    /// the provider's words (`{id}.card.note_{code}`): Google Calendar read by polling, say.
+    fn notes(&self, _connection: &Connection) -> Vec<&'static str> {
+        Vec::new()
+    }
 
     /// Checks the delivery's own proof ([`Inbound::proof`]) before the first item that needs
     /// it is opened, and says whose connections it vouches for: `Dropped::ValidationToken`
@@ -183,6 +218,8 @@ pub struct SignedIn {
     /// The account at the provider.
     pub user: String,
     pub tokens: Tokens,
+    /// The permissions granted, where the member may grant fewer than asked (stored).
+    pub scope: Option<String>,
     /// The presence now (shown at once).
     pub reading: Reading,
 }
@@ -195,6 +232,9 @@ pub struct Subscribed {
     pub expires_at: Option<Millis>,
     /// The certificate its notifications are encrypted for, if any.
     pub certificate_id: Option<String>,
+    /// The resource its notifications name, which they are checked against (a Google channel's
+    /// `resourceId`), if any.
+    pub resource: Option<String>,
 }
 
 /// The callback's query parameters, each given once. `Debug` shows only their names (a code and
@@ -239,6 +279,11 @@ pub enum Outcome {
     Cancelled,
     /// A personal account where only work or school accounts may connect.
     Personal,
+    /// An account of an organization this server does not take (Google's `hd` not among
+    /// `KEHAI_GOOGLE_HOSTED_DOMAINS`).
+    OtherOrganization,
+    /// The member unticked a permission kehai needs on the provider's consent page.
+    ScopeMissing,
     /// Another member connected this account already.
     Taken,
     /// The provider refused; `detail` is its code for the administrator.
@@ -359,6 +404,9 @@ pub struct Item {
     pub subscription: String,
     /// The secret it carries, compared in constant time with the subscription's.
     pub secret: Option<String>,
+    /// The resource it names, which must be the subscription's where the subscription records
+    /// one (a Google channel's `resourceId`).
+    pub resource: Option<String>,
     pub event: Event,
 }
 
@@ -369,6 +417,8 @@ pub enum Event {
     Changed(Option<Content>),
     /// Changes may have been missed: read the presence again.
     Missed,
+    /// The subscription began delivering (Google's `sync`): nothing to read.
+    Started,
     /// The subscription must be renewed now (reauthorized).
     RenewalRequired,
     /// The provider removed the subscription: make a new one.

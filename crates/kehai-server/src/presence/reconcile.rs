@@ -72,9 +72,13 @@ pub async fn reconcile_in_pages(state: &AppState, provider: &dyn Provider, size:
         after = Some(last.id);
         let now = state.clock.now();
         healed.checked += page.len();
-        lapsed.extend(
-            page.iter().filter(|c| c.subscription.as_ref().is_none_or(|s| s.expires_at <= now)).map(|c| c.account_id),
-        );
+        if provider.subscribes() {
+            lapsed.extend(
+                page.iter()
+                    .filter(|c| c.subscription.as_ref().is_none_or(|s| s.expires_at <= now))
+                    .map(|c| c.account_id),
+            );
+        }
         let readings = provider.read_many(state, &mut page).await;
         let by_id: HashMap<ConnectionId, &Connection> = page.iter().map(|c| (c.id, c)).collect();
         for (id, reading) in readings {

@@ -122,7 +122,22 @@ pub async fn subscribe(
         expires_at: made.expires_at.unwrap_or(requested),
         client_state: Sealed(sealed),
         certificate_id: made.certificate_id,
+        resource: made.resource,
     })
+}
+
+/// [`subscribe`], for a provider that subscribes here ([`Provider::subscribes`]); `None` for one
+/// that does not (its connections are read on its own schedule).
+pub async fn subscribe_if_offered(
+    state: &AppState,
+    provider: &dyn Provider,
+    access: &SecretString,
+    connection: &Connection,
+) -> Result<Option<SubscriptionRecord>, Error> {
+    if !provider.subscribes() {
+        return Ok(None);
+    }
+    subscribe(state, provider, access, connection).await.map(Some)
 }
 
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when the
@@ -186,6 +201,9 @@ async fn renew_or_recreate(
         let token = tokens::access_token(state, provider, &mut connection).await?;
         return recreate(state, provider, &connection, &token).await;
     };
+    if !provider.renews_in_place() {
+        return replace(state, provider, connection, current).await;
+    }
     let now = state.clock.now();
     let requested = now + life_of(provider.subscription_ms(), connection.id);
     let subscription = &current;
@@ -201,6 +219,7 @@ async fn renew_or_recreate(
                 id: renewed.id,
                 expires_at: renewed.expires_at.unwrap_or(requested),
                 certificate_id: renewed.certificate_id,
+                resource: renewed.resource,
                 client_state: current.client_state.clone(),
             };
             let stored = state
@@ -223,6 +242,40 @@ async fn renew_or_recreate(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Renewal by replacement, for a provider whose subscriptions cannot be extended (Google's
+/// channels): a new subscription is made and stored in place of the current one, which is
+/// ended only then — both deliver meanwhile, so no change falls between them.
+async fn replace(
+    state: &AppState,
+    provider: &dyn Provider,
+    mut connection: Connection,
+    current: SubscriptionRecord,
+) -> Result<Upkeep, Error> {
+    let token = tokens::access_token(state, provider, &mut connection).await?;
+    let record = subscribe(state, provider, &token, &connection).await?;
+    let stored = state
+        .store
+        .set_connection_subscription(
+            connection.id,
+            Some(&current.id),
+            &record,
+            state.clock.now(),
+            Some(&state.instance),
+        )
+        .await?;
+    if !stored {
+        // Disconnected or replaced meanwhile: leave nothing behind.
+        let _ = provider.unsubscribe(&token, &record).await;
+        return Err(Error::Gone);
+    }
+    if let Err(e) = provider.unsubscribe(&token, &current).await {
+        // It lapses by itself; what it still delivers names an unknown subscription.
+        tracing::info!(connection = %connection.id.0, error = %e, "a replaced subscription could not be ended");
+    }
+    tracing::debug!(connection = %connection.id.0, "subscription replaced");
+    Ok(Upkeep::Renewed)
 }
 
 /// A new subscription for a connection whose old one is gone, and the presence read again

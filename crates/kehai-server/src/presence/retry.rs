@@ -7,6 +7,10 @@
 //! requests — after 2 s, then twice as long each time, six times at most (about two minutes;
 //! the reconciliation catches up after that). A failure while a read is under way makes it read
 //! once more when done, so that the newest presence is not missed.
+//!
+//! The same pending read debounces the notifications of a provider whose notifications carry
+//! nothing ([`super::Provider::debounced`]: Google's pushes): each one schedules it, so a burst of
+//! changes is read once, 2 s after the first.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 

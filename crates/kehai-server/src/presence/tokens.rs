@@ -176,6 +176,17 @@ async fn refresh(
     }
 }
 
+/// Tells the provider to forget the connection's sign-in ([`Provider::revoke`]), when it has a
+/// refresh token; a failure is logged (the tokens are deleted by the caller all the same).
+pub async fn revoke(state: &AppState, provider: &dyn Provider, connection: &Connection) {
+    let Some(refresh) = &connection.refresh_token else { return };
+    let place = Place::Connection(connection.id, ConnectionSecret::RefreshToken);
+    let Ok(refresh) = state.secrets.open(&refresh.0, place) else { return };
+    if let Err(e) = provider.revoke(&refresh).await {
+        tracing::warn!(provider = provider.id(), error = %e, "the sign-in could not be revoked at the provider");
+    }
+}
+
 /// Fresh tokens from the provider as they are stored: sealed for the connection's row, with
 /// their expiry and refresh times (at sign-in and at every refresh).
 pub fn sealed(

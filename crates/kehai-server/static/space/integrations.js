@@ -59,6 +59,13 @@ function render(provider, status) {
   if (!node) return;
   node.dataset.state = status.state;
   node.querySelector('.integration-state').textContent = stateText(provider, status);
+  // What the member should know about the connection, in the provider's words.
+  let notes = node.querySelector('.integration-notes');
+  if (!notes) {
+    notes = el('ul', 'integration-notes');
+    node.querySelector('.integration-state').after(notes);
+  }
+  notes.replaceChildren(...(status.notes || []).map((code) => el('li', null, providerWords(provider, `note_${code}`))));
   const actions = node.querySelector('.integration-actions');
   actions.replaceChildren();
   if (['not_connected', 'needs_reconnect', 'error'].includes(status.state)) {

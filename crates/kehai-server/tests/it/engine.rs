@@ -87,7 +87,7 @@ impl Provider for Calendar {
     fn batch(&self) -> u32 {
         10
     }
-    fn sign_in(&self) -> Result<SignIn, ProviderError> {
+    async fn sign_in(&self) -> Result<SignIn, ProviderError> {
         Err(ProviderError::Refused("no sign-in in this test".into()))
     }
     fn refusal(&self, _params: &CallbackParams, _state: &str) -> Outcome {
@@ -113,7 +113,7 @@ impl Provider for Calendar {
         _secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError> {
-        Ok(Subscribed { id: "channel-2".into(), expires_at: Some(expires_at), certificate_id: None })
+        Ok(Subscribed { id: "channel-2".into(), expires_at: Some(expires_at), certificate_id: None, resource: None })
     }
     async fn renew(
         &self,
@@ -122,7 +122,12 @@ impl Provider for Calendar {
         subscription: &SubscriptionRecord,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError> {
-        Ok(Subscribed { id: subscription.id.clone(), expires_at: Some(expires_at), certificate_id: None })
+        Ok(Subscribed {
+            id: subscription.id.clone(),
+            expires_at: Some(expires_at),
+            certificate_id: None,
+            resource: None,
+        })
     }
     async fn unsubscribe(
         &self,
@@ -187,11 +192,13 @@ async fn connect_calendar(app: &TestApp, due: i64) {
             expires_at: now + 6 * 24 * 3600 * 1000,
             client_state: seal("a channel token", ConnectionSecret::ClientState),
             certificate_id: None,
+            resource: None,
         }),
         state: ConnectionState::Connected,
         last_error: None,
         last_sequence: None,
         next_check_at: Some(due),
+        granted_scope: None,
         connected_at: now,
         updated_at: now,
     };
@@ -258,9 +265,10 @@ async fn a_provider_of_its_own_has_its_card_and_its_connections_are_kept_apart()
     // server's tasks read the calendar on this test's one thread.)
     let end = *calendar.busy_until.lock().unwrap();
     connect_calendar(&app, end).await;
-    set_status(&emu, "alice@example.com", "Busy").await;
+    // In a call outranks the calendar's meeting, whether or not the start read it already.
+    set_status(&emu, "alice@example.com", "InACall").await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    alice_shows(&alice, Some("🔴")).await;
+    alice_shows(&alice, Some("📞")).await;
     let account = app.account("alice@example.com").await;
     let teams = app.state.store.connection_of(account, "msteams").await.unwrap().unwrap();
     let own = app.state.store.connection_of(account, CALENDAR).await.unwrap().unwrap();
@@ -285,14 +293,14 @@ async fn a_provider_of_its_own_has_its_card_and_its_connections_are_kept_apart()
     let off = alice.put_json("/api/spaces/alpha/integrations/calendar", &serde_json::json!({"enabled": false})).await;
     assert_eq!(off.status(), reqwest::StatusCode::OK);
     assert_eq!((card(CALENDAR).await, card("msteams").await), ("paused".into(), "connected".into()));
-    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "🔴");
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "📞");
     // The clock's change is read, and lands nowhere here.
     let reads = *calendar.reads.lock().unwrap();
     app.clock.advance(*calendar.busy_until.lock().unwrap() - app.clock.now());
     kehai_server::presence::schedule::wake_due(&app.state).await;
     assert!(*calendar.reads.lock().unwrap() > reads, "read at the boundary");
     assert_eq!(app.state.store.connection_of(account, CALENDAR).await.unwrap().unwrap().next_check_at, None);
-    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "🔴");
+    assert_eq!(find(&alice.avatars("alpha").await, "Alice").unwrap()["presence"]["emoji"], "📞");
     // Teams' changes still do.
     set_status(&emu, "alice@example.com", "DoNotDisturb").await;
     alice_shows(&alice, Some("⛔")).await;

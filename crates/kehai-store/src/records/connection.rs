@@ -58,7 +58,8 @@ impl ConnectionState {
     }
 }
 
-/// A connection's subscription to its presence at the provider (a Graph subscription).
+/// A connection's subscription to its presence at the provider (a Graph subscription, a Google
+/// Calendar push channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRecord {
     pub id: String,
@@ -67,6 +68,9 @@ pub struct SubscriptionRecord {
     pub client_state: Sealed,
     /// The encryption certificate the provider encrypts notifications for (`None`: they are not).
     pub certificate_id: Option<String>,
+    /// The resource the provider says it watches, which its notifications name (a Google
+    /// channel's `resourceId`); `None` where notifications are not checked against one.
+    pub resource: Option<String>,
 }
 
 /// A member's connection to their account at a presence provider: one per member and provider.
@@ -96,6 +100,9 @@ pub struct Connection {
     /// When the presence is to be read again without a notification (a provider whose presence
     /// changes with the clock); `None`: when a notification says so.
     pub next_check_at: Option<Millis>,
+    /// The permissions the member granted at the provider, as it names them (space-separated),
+    /// where the provider lets a member grant fewer than asked (Google); `None` elsewhere.
+    pub granted_scope: Option<String>,
     pub connected_at: Millis,
     pub updated_at: Millis,
 }

@@ -90,11 +90,13 @@ macro_rules! fill_old {
                 expires_at: T0 + 3_540_000,
                 client_state: Sealed("v1.sealed-client-state-a".into()),
                 certificate_id: Some(certificate.id.clone()),
+                resource: None,
             }),
             state: ConnectionState::Connected,
             last_error: None,
             last_sequence: Some("C0000000005".into()),
             next_check_at: None,
+            granted_scope: None,
             connected_at: T0 - 86_400_000,
             updated_at: T0 + 10,
         };

@@ -155,7 +155,7 @@ impl Provider for Teams {
         certificates::remove_unused(state, &self.keys).await;
     }
 
-    fn sign_in(&self) -> Result<SignIn, ProviderError> {
+    async fn sign_in(&self) -> Result<SignIn, ProviderError> {
         let request = self.identity.authorization_request(&self.redirect_uri).map_err(provider_error)?;
         Ok(SignIn {
             url: request.url,
@@ -232,7 +232,12 @@ impl Provider for Teams {
             other => other,
         }
         .map_err(provider_error)?;
-        Ok(Subscribed { id: created.id, expires_at: millis(&created.expiration_date_time), certificate_id })
+        Ok(Subscribed {
+            id: created.id,
+            expires_at: millis(&created.expiration_date_time),
+            certificate_id,
+            resource: None,
+        })
     }
 
     /// A `PATCH` of the expiry, which also reauthorizes the subscription; one encrypted for a
@@ -260,6 +265,7 @@ impl Provider for Teams {
             id: subscription.id.clone(),
             expires_at: millis(&renewed.expiration_date_time),
             certificate_id: moving.map(|(_, id)| id).or_else(|| subscription.certificate_id.clone()),
+            resource: None,
         })
     }
 

@@ -56,7 +56,7 @@ fn item(n: ChangeNotification) -> Item {
         Some("missed") => Event::Missed,
         Some(other) => Event::Other(other.to_owned()),
     };
-    Item { subscription: n.subscription_id, secret: n.client_state, event }
+    Item { subscription: n.subscription_id, secret: n.client_state, resource: None, event }
 }
 
 /// Every validation token must verify (one per app and tenant in the POST): else

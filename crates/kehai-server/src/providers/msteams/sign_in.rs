@@ -63,6 +63,7 @@ pub(super) async fn finish(
         tenant: claims.tid,
         user: presence.id.clone(),
         reading: reading_of(&presence),
+        scope: None,
         tokens: Tokens {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,

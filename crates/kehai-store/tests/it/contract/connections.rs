@@ -20,6 +20,7 @@ pub(crate) fn connection(account: PersonId, ms_user: &str) -> Connection {
         last_error: None,
         last_sequence: None,
         next_check_at: None,
+        granted_scope: None,
         connected_at: T0,
         updated_at: T0,
     }
@@ -155,6 +156,7 @@ pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn S
         expires_at,
         client_state: Sealed(format!("v1.sealed-{id}")),
         certificate_id: None,
+        resource: None,
     };
     let (mut ca, mut cb, mut cc) = (connection(a.id, "ms-a"), connection(b.id, "ms-b"), connection(c.id, "ms-c"));
     ca.subscription = Some(record("sub-a", T0 + 600_000));
@@ -279,7 +281,9 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
         expires_at: T0 + 59 * 60_000,
         client_state: Sealed("v1.cs".into()),
         certificate_id: Some("cert-1".into()),
+        resource: Some("watched-resource-1".into()),
     });
+    c.granted_scope = Some("openid https://www.googleapis.com/auth/calendar.events.freebusy".into());
     c.state = ConnectionState::NeedsReconnect;
     c.last_error = Some("Microsoft refused the sign-in".into());
     c.updated_at = T0 + 1;
@@ -287,6 +291,22 @@ pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &d
     assert_eq!(store.connection_of(a.id, "msteams").await.unwrap(), Some(c.clone()));
     assert_eq!(store.connection_by_subscription("msteams", "sub-1").await.unwrap(), Some(c.clone()));
     assert_eq!(store.connection_by_subscription("msteams", "sub-2").await.unwrap(), None);
+    // A renewal that moves the subscription (a new Google channel) moves its resource too.
+    let moved = SubscriptionRecord {
+        id: "sub-1b".into(),
+        resource: Some("watched-resource-2".into()),
+        ..c.subscription.clone().unwrap()
+    };
+    assert!(store.set_connection_subscription(c.id, Some("sub-1"), &moved, T0 + 2, None).await.unwrap());
+    let found = store.connection(c.id).await.unwrap().unwrap();
+    assert_eq!(found.subscription.as_ref(), Some(&moved));
+    assert_eq!(found.granted_scope, c.granted_scope, "what was granted stays");
+    assert!(
+        store
+            .set_connection_subscription(c.id, Some("sub-1b"), c.subscription.as_ref().unwrap(), T0 + 1, None)
+            .await
+            .unwrap()
+    );
     // Many at once: the known ones, each once, of this provider only.
     let found = store.connections_by_subscriptions("msteams", &["sub-2", "sub-1", "x", "sub-1"]).await.unwrap();
     assert_eq!(found, vec![c.clone()]);
@@ -408,6 +428,7 @@ pub async fn retired_certificates_stay_while_a_subscription_uses_them(store: &dy
         expires_at: T0 + 60_000,
         client_state: Sealed("v1.cs".into()),
         certificate_id: Some("cert-1".into()),
+        resource: None,
     });
     store.save_connection(&c).await.unwrap();
     store.add_certificate(&cert("cert-2", T0 + 1)).await.unwrap();
@@ -537,6 +558,7 @@ pub async fn a_member_connects_one_account_per_provider(store: &dyn Store) {
         expires_at: T0 + 60_000,
         client_state: Sealed(format!("v1.{id}")),
         certificate_id: None,
+        resource: None,
     };
     let mut teams = connection(a.id, "user-1");
     teams.subscription = Some(record("same-id"));
