@@ -19,7 +19,7 @@ pub mod scopes;
 use secrecy::SecretString;
 use url::Url;
 
-pub use calendar::{BusyInterval, Calendar, Channel, NewChannel, StatusEvent, StatusKind};
+pub use calendar::{BusyInterval, Calendar, Channel, NewChannel, STATUS_EVENT_FIELDS, StatusEvent, StatusKind};
 pub use error::GoogleError;
 pub use id_token::{GoogleClaims, IdExpectations, check_id_token};
 pub use identity::Identity;

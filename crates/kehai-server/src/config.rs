@@ -60,6 +60,34 @@ pub struct Config {
     /// (Graph allows at most an hour; each connection's are asked for up to a twelfth shorter, and
     /// renewed a sixth of it ahead of their end).
     pub ms_subscription_seconds: u64,
+    /// `KEHAI_GOOGLE_CLIENT_ID`: the OAuth client id of kehai's Google Cloud project. Without it
+    /// (and the secret) the Google Calendar integration is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub google_client_id: Option<String>,
+    /// `KEHAI_GOOGLE_CLIENT_SECRET`: that OAuth client's secret.
+    #[serde(skip_serializing)]
+    pub google_client_secret: Option<SecretString>,
+    /// `KEHAI_GOOGLE_ISSUER`: Google's OpenID Connect issuer; every OAuth endpoint is taken from
+    /// its discovery document.
+    pub google_issuer: Url,
+    /// `KEHAI_GOOGLE_CALENDAR_URL`: the Google Calendar API v3.
+    pub google_calendar_url: Url,
+    /// `KEHAI_GOOGLE_HOSTED_DOMAINS`: the Google Workspace domains whose accounts may connect,
+    /// comma-separated; empty: any Workspace (or Cloud Identity) organization's.
+    pub google_hosted_domains: String,
+    /// `KEHAI_GOOGLE_ALLOW_PERSONAL`: also take personal Google accounts (without an
+    /// organization: `@gmail.com` and the like).
+    pub google_allow_personal: bool,
+    /// `KEHAI_GOOGLE_PUSH`: whether kehai asks Google to push calendar changes to
+    /// `{public_url}/webhooks/gcal`: `auto` (when the public URL is https — Google pushes only
+    /// to https addresses with a valid certificate), `on` (always: an emulator, a proxy that
+    /// terminates https elsewhere) or `off` (never: calendars are polled).
+    pub google_push: GooglePush,
+    /// `KEHAI_GOOGLE_POLL_SECONDS`: how often a Google calendar is read without being told of a
+    /// change — the safety read beside push channels, or the only reads without them. Unset: an
+    /// hour with push channels (an https public URL), 5 minutes without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub google_poll_seconds: Option<u64>,
     /// `KEHAI_RECONCILE_SECONDS`: how often every connected presence is read again, to catch
     /// changes a provider never delivered (by one instance of several).
     pub reconcile_seconds: u64,
@@ -118,6 +146,15 @@ pub enum NotificationMode {
     Basic,
 }
 
+/// Whether Google pushes calendar changes ([`Config::google_push`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GooglePush {
+    Auto,
+    On,
+    Off,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,6 +178,14 @@ impl Default for Config {
             ms_tenant: "organizations".to_owned(),
             ms_notifications: NotificationMode::Rich,
             ms_subscription_seconds: 3540,
+            google_client_id: None,
+            google_client_secret: None,
+            google_issuer: Url::parse(kehai_google::GOOGLE_ISSUER).expect("constant URL"),
+            google_calendar_url: Url::parse("https://www.googleapis.com/calendar/v3").expect("constant URL"),
+            google_hosted_domains: String::new(),
+            google_allow_personal: false,
+            google_push: GooglePush::Auto,
+            google_poll_seconds: None,
             reconcile_seconds: 300,
             ms_reconcile_seconds: None,
             data_dir: PathBuf::from("./data"),
@@ -175,6 +220,14 @@ pub const SETTINGS: &[&str] = &[
     "ms_tenant",
     "ms_notifications",
     "ms_subscription_seconds",
+    "google_client_id",
+    "google_client_secret",
+    "google_issuer",
+    "google_calendar_url",
+    "google_hosted_domains",
+    "google_allow_personal",
+    "google_push",
+    "google_poll_seconds",
     "reconcile_seconds",
     "ms_reconcile_seconds",
     "data_dir",
@@ -214,6 +267,20 @@ fn url_of(listen: SocketAddr) -> Url {
     };
     Url::parse(&format!("http://{}", SocketAddr::new(host, listen.port())))
         .unwrap_or_else(|_| Config::default().public_url)
+}
+
+/// A DNS name: labels of letters, digits and hyphens, at least two of them.
+fn is_domain(d: &str) -> bool {
+    let labels: Vec<&str> = d.split('.').collect();
+    labels.len() >= 2
+        && d.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// A configuration that cannot be used; the message names the setting.
@@ -334,6 +401,32 @@ impl Config {
                 return Err(ConfigError(format!("setting `{name}`: must be an http:// or https:// URL")));
             }
         }
+        if self.google_client_id.is_some() != self.google_client_secret.is_some() {
+            return Err(ConfigError(
+                "settings `google_client_id` and `google_client_secret` (KEHAI_GOOGLE_CLIENT_ID, \
+                 KEHAI_GOOGLE_CLIENT_SECRET): give both, or neither to turn the Google Calendar integration off"
+                    .into(),
+            ));
+        }
+        for (name, url) in [
+            ("google_issuer (KEHAI_GOOGLE_ISSUER)", &self.google_issuer),
+            ("google_calendar_url (KEHAI_GOOGLE_CALENDAR_URL)", &self.google_calendar_url),
+        ] {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(ConfigError(format!("setting `{name}`: must be an http:// or https:// URL")));
+            }
+        }
+        if let Some(bad) = self.google_hosted_domains().into_iter().find(|d| !is_domain(d)) {
+            return Err(ConfigError(format!(
+                "setting `google_hosted_domains` (KEHAI_GOOGLE_HOSTED_DOMAINS): `{bad}` is not a domain \
+                 (give domains such as example.com, separated by commas)"
+            )));
+        }
+        if self.google_poll_seconds.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            return Err(ConfigError(
+                "setting `google_poll_seconds` (KEHAI_GOOGLE_POLL_SECONDS): must be 1 to 86400 (a day)".into(),
+            ));
+        }
         if self.ms_tenant.trim().is_empty() || self.ms_tenant.contains('/') {
             return Err(ConfigError(
                 "setting `ms_tenant` (KEHAI_MS_TENANT): a tenant id, domain or `organizations`".into(),
@@ -374,6 +467,36 @@ impl Config {
         })
     }
 
+    /// The Google side, when the Google Calendar integration is configured.
+    pub fn google(&self) -> Option<kehai_google::GoogleConfig> {
+        Some(kehai_google::GoogleConfig {
+            issuer: self.google_issuer.clone(),
+            calendar_url: self.google_calendar_url.clone(),
+            client_id: self.google_client_id.clone()?,
+            client_secret: self.google_client_secret.clone()?,
+        })
+    }
+
+    /// The Workspace domains taken (lower case); empty: any organization's.
+    pub fn google_hosted_domains(&self) -> Vec<String> {
+        self.google_hosted_domains.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect()
+    }
+
+    /// Whether Google pushes calendar changes to this server: `google_push`, which by default
+    /// says yes for a public https address (Google pushes to nothing else).
+    pub fn google_push(&self) -> bool {
+        match self.google_push {
+            GooglePush::Auto => self.public_url.scheme() == "https",
+            GooglePush::On => true,
+            GooglePush::Off => false,
+        }
+    }
+
+    /// How often a Google calendar is read without a push, in seconds.
+    pub fn google_poll_seconds(&self) -> u64 {
+        self.google_poll_seconds.unwrap_or(if self.google_push() { 3600 } else { 300 })
+    }
+
     /// Whether cookies must carry `Secure`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
@@ -401,6 +524,14 @@ impl std::fmt::Debug for Config {
             .field("ms_tenant", &self.ms_tenant)
             .field("ms_notifications", &self.ms_notifications)
             .field("ms_subscription_seconds", &self.ms_subscription_seconds)
+            .field("google_client_id", &self.google_client_id)
+            .field("google_client_secret", &self.google_client_secret.as_ref().map(|_| "<redacted>"))
+            .field("google_issuer", &self.google_issuer.as_str())
+            .field("google_calendar_url", &self.google_calendar_url.as_str())
+            .field("google_hosted_domains", &self.google_hosted_domains)
+            .field("google_allow_personal", &self.google_allow_personal)
+            .field("google_push", &self.google_push())
+            .field("google_poll_seconds", &self.google_poll_seconds())
             .field("reconcile_seconds", &self.reconcile_seconds())
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
@@ -472,6 +603,12 @@ mod tests {
             ("KEHAI_MS_LOGIN_URL", "ftp://x", "KEHAI_MS_LOGIN_URL"),
             ("KEHAI_MS_RECONCILE_SECONDS", "0", "KEHAI_MS_RECONCILE_SECONDS"),
             ("KEHAI_RECONCILE_SECONDS", "0", "KEHAI_RECONCILE_SECONDS"),
+            ("KEHAI_GOOGLE_CLIENT_SECRET", "only-the-secret", "KEHAI_GOOGLE_CLIENT_ID"),
+            ("KEHAI_GOOGLE_ISSUER", "accounts.google.com", "KEHAI_GOOGLE_ISSUER"),
+            ("KEHAI_GOOGLE_HOSTED_DOMAINS", "example.com, not a domain", "KEHAI_GOOGLE_HOSTED_DOMAINS"),
+            ("KEHAI_GOOGLE_POLL_SECONDS", "0", "KEHAI_GOOGLE_POLL_SECONDS"),
+            ("KEHAI_GOOGLE_ALLOW_PERSONAL", "perhaps", "KEHAI_GOOGLE_ALLOW_PERSONAL"),
+            ("KEHAI_GOOGLE_PUSH", "sometimes", "KEHAI_GOOGLE_PUSH"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);
@@ -480,6 +617,33 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    /// Google's settings: domains read as a list, the poll interval by whether Google can push.
+    #[test]
+    fn google_settings_have_their_defaults_and_are_read() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("defaults");
+            assert!(c.google().is_none(), "off without a client");
+            assert_eq!(c.google_poll_seconds(), 300, "http: no push, polled every 5 minutes");
+            jail.set_env("KEHAI_PUBLIC_URL", "https://kehai.example.com");
+            assert_eq!(Config::load(None).expect("https").google_poll_seconds(), 3600, "pushed: an hourly safety read");
+            jail.set_env("KEHAI_GOOGLE_PUSH", "off");
+            assert!(!Config::load(None).expect("off").google_push(), "an operator behind NAT turns it off");
+            jail.set_env("KEHAI_GOOGLE_PUSH", "on");
+            jail.set_env("KEHAI_GOOGLE_POLL_SECONDS", "120");
+            jail.set_env("KEHAI_GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com");
+            jail.set_env("KEHAI_GOOGLE_CLIENT_SECRET", "s3cret-google");
+            jail.set_env("KEHAI_GOOGLE_HOSTED_DOMAINS", " Example.com,example.co.jp ,");
+            jail.set_env("KEHAI_GOOGLE_ALLOW_PERSONAL", "true");
+            let c = Config::load(None).expect("configured");
+            assert_eq!(c.google_poll_seconds(), 120);
+            assert_eq!(c.google_hosted_domains(), ["example.com", "example.co.jp"]);
+            assert!(c.google_allow_personal);
+            assert_eq!(c.google().expect("on").issuer.as_str(), "https://accounts.google.com/");
+            assert!(!format!("{c:?}").contains("s3cret-google"), "Debug hides the secret");
+            Ok(())
+        });
     }
 
     /// The reconciliation's period has the engine's name; its former, Microsoft-only name is
@@ -547,6 +711,9 @@ mod tests {
         fields.push("ms_client_id"); // not serialized when unset
         fields.push("ms_reconcile_seconds"); // not serialized when unset (the former name)
         fields.push("ms_client_secret"); // never serialized: it is a secret
+        fields.push("google_client_id"); // not serialized when unset
+        fields.push("google_client_secret"); // never serialized: it is a secret
+        fields.push("google_poll_seconds"); // not serialized when unset
         fields.sort_unstable();
         let mut listed = SETTINGS.to_vec();
         listed.sort_unstable();

@@ -93,6 +93,10 @@ pub const RESULT_KEYS: &[&str] = &[
     "cancelled",
     "personal_title",
     "personal",
+    "other_organization_title",
+    "other_organization",
+    "scope_title",
+    "scope",
     "taken_title",
     "taken",
     "failed_title",
@@ -252,7 +256,8 @@ mod tests {
     #[test]
     fn every_provider_speaks_both_languages() {
         let c = Catalogs::load().expect("catalogs parse");
-        let known = crate::providers::known(&crate::Config::default(), &crate::ops::Metrics::new());
+        let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(crate::clock::SystemClock);
+        let known = crate::providers::known(&crate::Config::default(), &crate::ops::Metrics::new(), &clock);
         assert!(!known.is_empty());
         for locale in Locale::ALL {
             let t = c.get(locale);

@@ -143,6 +143,7 @@ pub struct Metrics {
     /// Time to answer a webhook POST.
     pub webhook_seconds: Histogram,
     graph_requests: Family<GraphLabels, Counter>,
+    calendar_requests: Family<GraphLabels, Counter>,
     token_requests: Family<TokenLabels, Counter>,
     subscription_upkeep: Family<OutcomeLabels, Counter>,
     connections: Family<StateLabels, Gauge>,
@@ -207,6 +208,12 @@ impl Metrics {
             "Microsoft Graph requests by operation and HTTP status, retries included",
             graph_requests.clone(),
         );
+        let calendar_requests = Family::<GraphLabels, Counter>::default();
+        registry.register(
+            "google_calendar_requests",
+            "Google Calendar API requests by operation and HTTP status, retries included",
+            calendar_requests.clone(),
+        );
         let token_requests = Family::<TokenLabels, Counter>::default();
         registry.register(
             "token_requests",
@@ -237,6 +244,7 @@ impl Metrics {
             validation_token_failures,
             webhook_seconds,
             graph_requests,
+            calendar_requests,
             token_requests,
             subscription_upkeep,
             connections,
@@ -339,8 +347,25 @@ impl kehai_microsoft::Observer for Metrics {
     }
 
     fn token_call(&self, grant: &'static str, outcome: &str) {
+        self.token_request(kehai_core::presence::msteams::ID, grant, outcome);
+    }
+}
+
+impl kehai_google::Observer for Metrics {
+    fn calendar_call(&self, operation: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        self.calendar_requests.get_or_create(&GraphLabels { operation, status }).inc();
+    }
+
+    fn token_call(&self, grant: &'static str, outcome: &str) {
+        self.token_request(kehai_core::presence::gcal::ID, grant, outcome);
+    }
+}
+
+impl Metrics {
+    /// A token request of `provider`'s, its outcome one of [`TOKEN_OUTCOMES`] (or `other`).
+    fn token_request(&self, provider: &'static str, grant: &'static str, outcome: &str) {
         let outcome = TOKEN_OUTCOMES.iter().find(|o| **o == outcome).copied().unwrap_or("other");
-        let provider = kehai_core::presence::msteams::ID;
         self.token_requests.get_or_create(&TokenLabels { provider, grant, outcome }).inc();
     }
 }

@@ -61,7 +61,7 @@ impl AppState {
     ) -> anyhow::Result<(Self, Background)> {
         let master_key = crate::keys::load(&config)?;
         let metrics = Metrics::new();
-        let mut known = crate::providers::known(&config, &metrics);
+        let mut known = crate::providers::known(&config, &metrics, &clock);
         known.extend(more);
         let presence = Arc::new(crate::presence::Engine::new(&config, known));
         presence.offered().for_each(|p| metrics.offer(p.id()));

@@ -1,7 +1,8 @@
 //! What a presence shows on an avatar: an emoji and a label in both languages, mapped from each
-//! provider's own values by that provider's module ([`msteams`]), and which of several
+//! provider's own values by that provider's module ([`msteams`], [`gcal`]), and which of several
 //! providers' presences an avatar shows ([`Kind`]).
 
+pub mod gcal;
 pub mod msteams;
 
 use crate::Emoji;

@@ -7,6 +7,7 @@ mod avatars;
 mod browser;
 mod engine;
 mod faults;
+mod google;
 mod guests;
 mod hostile;
 mod journey;

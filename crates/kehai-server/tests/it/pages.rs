@@ -118,13 +118,16 @@ async fn without_a_microsoft_app_the_status_section_says_teams_is_not_configured
     let html = app.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
     assert!(html.contains("data-provider=\"msteams\" data-state=\"not_configured\""));
     assert!(html.contains("The Microsoft Teams integration is not configured on this server."));
+    // Nor Google Calendar without an OAuth client.
+    assert!(html.contains("data-provider=\"gcal\" data-state=\"not_configured\""));
+    assert!(html.contains("The Google Calendar integration is not configured on this server."));
     let configured = TestApp::start_with(|c| {
         c.ms_client_id = Some("0d8b6f4a-2c1e-4f3a-9b5d-7e9f1a3c5b6d".into());
         c.ms_client_secret = Some("secret".to_owned().into());
     })
     .await;
     let html = configured.member("alice@example.com").await.get("/s/alpha").await.text().await.unwrap();
-    assert!(!html.contains("data-state=\"not_configured\""));
+    assert!(!html.contains("data-provider=\"msteams\" data-state=\"not_configured\""));
     assert!(
         html.contains("id=\"integration-msteams\" data-provider=\"msteams\" data-state=\"loading\""),
         "the card the script fills"

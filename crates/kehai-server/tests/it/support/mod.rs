@@ -1,6 +1,8 @@
 //! A real kehai server on `127.0.0.1:0` with a fresh SQLite database, and HTTP clients that
-//! behave like browsers (cookies, forms, event streams). `microsoft` adds msemu.
+//! behave like browsers (cookies, forms, event streams). `microsoft` adds msemu, `google`
+//! googleemu.
 
+pub mod google;
 pub mod microsoft;
 
 use std::{sync::Arc, time::Duration};

@@ -1,0 +1,69 @@
+//! A Google connection's life: revoked at Google, disconnected, read again after a restart.
+
+use std::time::Duration;
+
+use googleemu::EventKind;
+use kehai_store::ConnectionState;
+use reqwest::StatusCode;
+
+use super::status::{calls, settled};
+use crate::support::google::*;
+
+#[tokio::test]
+async fn a_revoked_grant_needs_reconnect_once_without_a_storm() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    emu.revoke("alice@example.com", None).unwrap();
+    // The next push is read with the revoked token: refused, refreshed once, refused for good.
+    for _ in 0..4 {
+        later_meetings(&emu, "alice@example.com", 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    avatar_becomes(&alice, "Alice", None, 15).await;
+    let account = app.account("alice@example.com").await;
+    let connection = app.state.store.connection_of(account, "gcal").await.unwrap().unwrap();
+    assert_eq!(connection.state, ConnectionState::NeedsReconnect);
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    let refused = "kehai_token_requests_total{provider=\"gcal\",grant=\"refresh_token\",outcome=\"invalid_grant\"} 1";
+    assert!(metrics.contains(refused), "one refused refresh: {metrics}");
+    // More pushes change nothing and cost nothing.
+    let before = calls(&emu, "alice@example.com");
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(60));
+    assert_eq!(settled(&emu, "alice@example.com").await, before);
+    let metrics = alice.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(refused), "still one: {metrics}");
+}
+
+#[tokio::test]
+async fn disconnecting_stops_the_channel_revokes_and_erases() {
+    let (app, emu) = start().await;
+    let mut alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    alice.load_space("alpha").await;
+    let url = alice.url("/api/spaces/alpha/integrations/gcal");
+    let r = alice.http.delete(url).header("x-csrf-token", alice.csrf.clone().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let channels = emu.channels();
+    assert!(channels.iter().all(|c| c.stopped), "the channel is stopped: {channels:?}");
+    let grants = emu.grants("alice@example.com").unwrap();
+    assert!(grants.iter().all(|g| g.live_refresh_tokens == 0), "the grant is revoked: {grants:?}");
+    let account = app.account("alice@example.com").await;
+    assert_eq!(app.state.store.connection_of(account, "gcal").await.unwrap(), None, "tokens erased");
+}
+
+#[tokio::test]
+async fn after_a_restart_each_calendar_is_read_once() {
+    let (mut app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    let before = settled(&emu, "alice@example.com").await;
+    app.shutdown().await.unwrap();
+    app.restart().await;
+    app.clock_follows_real_time();
+    let after = settled(&emu, "alice@example.com").await;
+    assert_eq!(after - before, 2, "one read (free/busy and the status events) after the restart");
+    let alice = app.member("alice@example.com").await;
+    avatar_becomes(&alice, "Alice", Some("📅"), 1).await;
+}
