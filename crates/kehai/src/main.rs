@@ -33,11 +33,15 @@ enum Command {
     /// Serve kehai (migrates the database first).
     Serve,
     /// Run a demo: a `demo` space with guests allowed and two members, served locally, with an
-    /// emulated Microsoft (msemu) for the Teams integration.
+    /// emulated Microsoft (msemu) for the Teams integration and an emulated Google (googleemu)
+    /// for the Google Calendar integration.
     Demo {
         /// Where the emulated Microsoft listens (its control page is /_emu/ there).
         #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDRESS")]
         msemu_listen: std::net::SocketAddr,
+        /// Where the emulated Google listens (its control page is /_emu/ there).
+        #[arg(long, default_value = "127.0.0.1:8082", value_name = "ADDRESS")]
+        googleemu_listen: std::net::SocketAddr,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -165,7 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config)?;
             kehai_server::serve(config).await
         }
-        Command::Demo { msemu_listen } => demo::run(config, msemu_listen).await,
+        Command::Demo { msemu_listen, googleemu_listen } => {
+            demo::run(config, demo::Emulators { msemu: msemu_listen, googleemu: googleemu_listen }).await
+        }
         Command::Migrate => {
             admin::open_store(&config).await?;
             println!("database is up to date");

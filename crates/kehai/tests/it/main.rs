@@ -142,9 +142,16 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let msemu_port = free_port();
+    let googleemu_port = free_port();
     let start = |dir: &Path| {
         Command::new(env!("CARGO_BIN_EXE_kehai"))
-            .args(["demo", "--msemu-listen", &format!("127.0.0.1:{msemu_port}")])
+            .args([
+                "demo",
+                "--msemu-listen",
+                &format!("127.0.0.1:{msemu_port}"),
+                "--googleemu-listen",
+                &format!("127.0.0.1:{googleemu_port}"),
+            ])
             .current_dir(dir)
             .env_remove("KEHAI_DATA_DIR")
             .env_remove("KEHAI_DATABASE_URL")
@@ -224,6 +231,13 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
             );
             let control = reqwest::get(format!("http://127.0.0.1:{msemu_port}/_emu/")).await.unwrap();
             assert!(control.status().is_success());
+            // And Google Calendar at the emulated Google.
+            assert!(page.contains("id=\"integration-gcal\" data-provider=\"gcal\" data-state=\"loading\""));
+            let r = c.get(format!("{base}/integrations/gcal/connect?space=demo&connect={token}")).send().await.unwrap();
+            let to = r.headers()["location"].to_str().unwrap().to_owned();
+            assert!(to.starts_with(&format!("http://127.0.0.1:{googleemu_port}/o/oauth2/v2/auth?")), "{to}");
+            let control = reqwest::get(format!("http://127.0.0.1:{googleemu_port}/_emu/")).await.unwrap();
+            assert!(control.status().is_success());
         });
         // Stopped as a service manager does, then as Ctrl-C does.
         let signal = if round == 0 { "-TERM" } else { "-INT" };
@@ -233,6 +247,7 @@ fn demo_serves_a_ready_space_reuses_its_data_and_stops_on_sigterm_and_ctrl_c() {
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains(&format!("{base}/s/demo")) && printed.contains("kehai-demo-password"), "{printed}");
         assert!(printed.contains(&format!("http://127.0.0.1:{msemu_port}/_emu/")), "{printed}");
+        assert!(printed.contains(&format!("http://127.0.0.1:{googleemu_port}/_emu/")), "{printed}");
         assert!(dir.path().join("demo-data/kehai.db").exists(), "demo data in ./demo-data");
     }
 }
@@ -253,17 +268,27 @@ fn demo_says_which_address_is_taken() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
+    let free = || format!("127.0.0.1:{}", free_port());
+    let listen = [("KEHAI_LISTEN", free())];
+    let listen = [(listen[0].0, listen[0].1.as_str())];
     let o = kehai(
         dir.path(),
-        &["demo", "--msemu-listen", &format!("127.0.0.1:{port}")],
+        &["demo", "--msemu-listen", &format!("127.0.0.1:{port}"), "--googleemu-listen", &free()],
         None,
-        &[("KEHAI_LISTEN", &format!("127.0.0.1:{}", free_port()))],
+        &listen,
     );
     fails(&o, "--msemu-listen");
+    let o = kehai(
+        dir.path(),
+        &["demo", "--msemu-listen", &free(), "--googleemu-listen", &format!("127.0.0.1:{port}")],
+        None,
+        &listen,
+    );
+    fails(&o, "--googleemu-listen");
     // kehai's own address taken: named, with how to choose another, and nothing printed.
     let o = kehai(
         dir.path(),
-        &["demo", "--msemu-listen", &format!("127.0.0.1:{}", free_port())],
+        &["demo", "--msemu-listen", &free(), "--googleemu-listen", &free()],
         None,
         &[("KEHAI_LISTEN", &format!("127.0.0.1:{port}"))],
     );
