@@ -61,6 +61,9 @@ pub trait Connections: Send + Sync {
         now: Millis,
         release: Option<&str>,
     ) -> Result<bool>;
+    /// Forgets a connection's subscription, if it is still `subscription` (compare-and-set): it
+    /// was ended at the provider (the connection is paused in every space). False otherwise.
+    async fn clear_connection_subscription(&self, id: ConnectionId, subscription: &str, now: Millis) -> Result<bool>;
     /// `provider`'s connected connections in id order, `limit` at a time after `after` (keyset
     /// paging).
     async fn connected_connections(
@@ -313,6 +316,25 @@ macro_rules! impl_connections {
                     .into_iter()
                     .map(Connection::try_from)
                     .collect()
+            }
+
+            async fn clear_connection_subscription(
+                &self,
+                id: ConnectionId,
+                subscription: &str,
+                now: Millis,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE connections SET subscription_id = NULL, subscription_expires_at = NULL, \
+                     client_state = NULL, subscription_certificate_id = NULL, subscription_resource = NULL, \
+                     updated_at = $3 WHERE id = $1 AND subscription_id = $2",
+                )
+                .bind(id.0.to_string())
+                .bind(subscription)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn set_next_check(&self, id: ConnectionId, at: Option<Millis>) -> Result<()> {

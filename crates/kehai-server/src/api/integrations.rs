@@ -17,7 +17,7 @@ use crate::{
     access::{self, Admitted},
     auth::{CsrfChecked, Visitor},
     error::{ApiError, ErrorBody},
-    presence::{Known, apply, ingest, tokens},
+    presence::{Known, Provider, apply, ingest, renewal, tokens},
     state::AppState,
 };
 
@@ -169,6 +169,12 @@ pub async fn toggle(
     let mut connection = connection(&state, &admitted, &known).await?;
     if enabled {
         state.store.set_connection_space(connection.id, admitted.space.id, true).await?;
+        // ON again after a pause everywhere: a subscription again (which shows the presence).
+        if connection.subscription.is_none() && provider.subscribes() {
+            if let Err(e) = renewal::renew(&state, &*provider, connection.clone()).await {
+                tracing::warn!(error = %e, "no subscription after turning a connection ON; the reconciliation retries");
+            }
+        }
         // ON shows the current presence at once, through the order check; a failure is logged,
         // and the next notification shows it.
         if let Ok(reading) = ingest::read(&state, &*provider, &mut connection).await {
@@ -180,11 +186,35 @@ pub async fn toggle(
         }
         // OFF under the apply gate: a presence being applied meanwhile cannot land here after.
         // The own emoji shows at once, and no later notification changes the avatar here.
-        let held = apply::hold(&state, connection.id).await;
-        state.store.set_connection_space(connection.id, admitted.space.id, false).await?;
-        apply::clear_in(&state, &held, &connection, admitted.space.id).await?;
+        {
+            let held = apply::hold(&state, connection.id).await;
+            state.store.set_connection_space(connection.id, admitted.space.id, false).await?;
+            apply::clear_in(&state, &held, &connection, admitted.space.id).await?;
+        }
+        // OFF everywhere: nothing is followed, so the subscription ends (ON makes a new one).
+        if !state.store.connection_spaces(connection.id).await?.iter().any(|(_, on)| *on) {
+            pause(&state, &*provider, &mut connection).await;
+        }
     }
     Ok(Json(status_of(&state, &admitted, &known).await?))
+}
+
+/// Ends a connection's subscription while it is OFF in every space: at the provider (a failure
+/// is logged: it lapses by itself), and forgotten here.
+async fn pause(state: &AppState, provider: &dyn Provider, connection: &mut Connection) {
+    let Some(subscription) = connection.subscription.clone() else { return };
+    match tokens::access_token(state, provider, connection).await {
+        Ok(token) => {
+            if let Err(e) = provider.unsubscribe(&token, &subscription).await {
+                tracing::info!(error = %e, "a paused connection's subscription could not be ended; it lapses by itself");
+            }
+        }
+        Err(e) => tracing::info!(error = %e, "no token to end a paused connection's subscription"),
+    }
+    match state.store.clear_connection_subscription(connection.id, &subscription.id, state.clock.now()).await {
+        Ok(_) => connection.subscription = None,
+        Err(e) => tracing::warn!(error = %e, "a paused connection's subscription could not be forgotten"),
+    }
 }
 
 fn not_used_here(known: &Known) -> ApiError {

@@ -98,6 +98,12 @@ pub async fn reconcile_in_pages(state: &AppState, provider: &dyn Provider, size:
         {
             continue;
         }
+        // Paused in every space: its subscription was ended on purpose.
+        if connection.subscription.is_none()
+            && !state.store.connection_spaces(connection.id).await.is_ok_and(|spaces| spaces.iter().any(|(_, on)| *on))
+        {
+            continue;
+        }
         // Renewing finds it gone at the provider and makes a new one.
         let id = connection.id;
         match renewal::renew(state, provider, connection).await {

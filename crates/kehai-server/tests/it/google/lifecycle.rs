@@ -67,3 +67,46 @@ async fn after_a_restart_each_calendar_is_read_once() {
     let alice = app.member("alice@example.com").await;
     avatar_becomes(&alice, "Alice", Some("📅"), 1).await;
 }
+
+#[tokio::test]
+async fn a_channel_is_replaced_before_it_lapses_and_the_old_one_stopped_after() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let account = app.account("alice@example.com").await;
+    let old = app.state.store.connection_of(account, "gcal").await.unwrap().unwrap().subscription.unwrap();
+    // A day before it lapses: due for replacement at the next sweep.
+    let soon = kehai_server::clock::Clock::now(&*app.state.clock) + 23 * 3600 * 1000;
+    app.sqlite_execute(&format!("UPDATE connections SET subscription_expires_at = {soon}")).await;
+    let provider = app.state.presence.provider("gcal").unwrap().clone();
+    let renewed = kehai_server::presence::renewal::sweep(&app.state, &*provider).await;
+    assert_eq!(renewed, 1);
+    let new = app.state.store.connection_of(account, "gcal").await.unwrap().unwrap().subscription.unwrap();
+    assert_ne!(new.id, old.id, "a new channel");
+    assert!(new.expires_at > soon + 24 * 3600 * 1000, "for another week or so");
+    let channels = emu.channels();
+    let state = |id: &str| channels.iter().find(|c| c.id == id).map(|c| c.stopped);
+    assert_eq!((state(&old.id), state(&new.id)), (Some(true), Some(false)), "the old stopped once the new was kept");
+    // The new one carries the changes.
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    let delivered = emu.pushes().into_iter().filter(|p| p.state == "exists" && p.delivered).collect::<Vec<_>>();
+    assert!(delivered.iter().all(|p| p.channel_id == new.id), "{delivered:?}");
+}
+
+#[tokio::test]
+async fn turned_off_everywhere_the_channel_stops_and_on_again_it_comes_back() {
+    let (app, emu) = start().await;
+    let mut alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    alice.load_space("alpha").await;
+    let off = alice.put_json("/api/spaces/alpha/integrations/gcal", &serde_json::json!({"enabled": false})).await;
+    assert_eq!(off.status(), StatusCode::OK);
+    avatar_becomes(&alice, "Alice", None, 1).await;
+    assert!(emu.channels().iter().all(|c| c.stopped), "paused everywhere: no channel");
+    let on = alice.put_json("/api/spaces/alpha/integrations/gcal", &serde_json::json!({"enabled": true})).await;
+    assert_eq!(on.status(), StatusCode::OK);
+    avatar_becomes(&alice, "Alice", Some("📅"), 1).await;
+    let live: Vec<_> = emu.channels().into_iter().filter(|c| !c.stopped).collect();
+    assert_eq!(live.len(), 1, "a channel again: {live:?}");
+}
