@@ -170,10 +170,11 @@ pub async fn toggle(
     if enabled {
         state.store.set_connection_space(connection.id, admitted.space.id, true).await?;
         // ON again after a pause everywhere: a subscription again (which shows the presence).
-        if connection.subscription.is_none() && provider.subscribes() {
-            if let Err(e) = renewal::renew(&state, &*provider, connection.clone()).await {
-                tracing::warn!(error = %e, "no subscription after turning a connection ON; the reconciliation retries");
-            }
+        if connection.subscription.is_none()
+            && provider.subscribes()
+            && let Err(e) = renewal::renew(&state, &*provider, connection.clone()).await
+        {
+            tracing::warn!(error = %e, "no subscription after turning a connection ON; the reconciliation retries");
         }
         // ON shows the current presence at once, through the order check; a failure is logged,
         // and the next notification shows it.
