@@ -43,6 +43,11 @@ impl Days {
         self.kept().insert(connection, Kept { day, stale: false });
     }
 
+    /// The calendar as last read, fresh or not.
+    pub fn last(&self, connection: ConnectionId) -> Option<Day> {
+        self.kept().get(&connection).map(|k| k.day.clone())
+    }
+
     /// Whether Google shared the event types at the connection's last read.
     pub fn event_types(&self, connection: ConnectionId) -> Option<bool> {
         self.kept().get(&connection).map(|k| k.day.event_types)

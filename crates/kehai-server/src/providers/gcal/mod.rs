@@ -91,8 +91,9 @@ impl GoogleCalendar {
     }
 
     /// Reads the calendar from Google for the next 24 hours (and keeps it, for a connection):
-    /// free/busy, then the status events — which Google may refuse at kehai's permission, and
-    /// then the calendar is read by free/busy alone.
+    /// free/busy, then the status events — unless the busy times show they cannot have changed
+    /// since the last read (one call instead of two); Google may refuse to list them at kehai's
+    /// permission, and then the calendar is read by free/busy alone.
     async fn read_fresh(
         &self,
         access: &SecretString,
@@ -102,22 +103,22 @@ impl GoogleCalendar {
         let now = self.clock.now();
         let from = instant(now);
         let to = instant(now + days::WINDOW_MS);
-        let busy = self.calendar.free_busy(access, from, to).await?;
-        let (status, event_types) = match self.calendar.status_events(access, from, to).await {
-            Ok(events) => (events.into_iter().map(|e| (e.kind, millis(e.start), millis(e.end))).collect(), true),
-            Err(e @ GoogleError::Api { status: 403, .. }) if !e.is_rate_limited() => {
-                tracing::debug!(error = %e, "Google does not share event types at kehai's permission");
-                (Vec::new(), false)
-            }
-            Err(e) => return Err(e),
+        let busy: Vec<(Millis, Millis)> =
+            self.calendar.free_busy(access, from, to).await?.iter().map(|b| (millis(b.start), millis(b.end))).collect();
+        // The status events are listed again only when the busy times say they may have changed.
+        let kept = connection.and_then(|c| self.days.last(c)).and_then(|day| day.status_still(&busy, now));
+        let (status, event_types) = match kept {
+            Some(status) => (status, true),
+            None => match self.calendar.status_events(access, from, to).await {
+                Ok(events) => (events.into_iter().map(|e| (e.kind, millis(e.start), millis(e.end))).collect(), true),
+                Err(e @ GoogleError::Api { status: 403, .. }) if !e.is_rate_limited() => {
+                    tracing::debug!(error = %e, "Google does not share event types at kehai's permission");
+                    (Vec::new(), false)
+                }
+                Err(e) => return Err(e),
+            },
         };
-        let day = Day {
-            busy: busy.iter().map(|b| (millis(b.start), millis(b.end))).collect(),
-            status,
-            read_at: now,
-            until: now + days::WINDOW_MS,
-            event_types,
-        };
+        let day = Day { busy, status, read_at: now, until: now + days::WINDOW_MS, event_types };
         if let Some(connection) = connection {
             self.days.keep(connection, day.clone());
         }

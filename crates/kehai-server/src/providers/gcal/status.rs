@@ -37,6 +37,23 @@ impl Day {
         }
     }
 
+    /// The status events of this calendar that still hold for a new read of `[from, until)`
+    /// whose busy times are `busy`, if they can be known without listing the events again: the
+    /// busy times in the part both windows cover are unchanged, and none are new after this
+    /// window's end (out-of-office and focus-time events are busy time, so none came or went).
+    /// Most changes Google pushes are to titles, guests or other people's answers.
+    pub fn status_still(&self, busy: &[(Millis, Millis)], from: Millis) -> Option<Vec<(StatusKind, Millis, Millis)>> {
+        if !self.event_types || from < self.read_at {
+            return None;
+        }
+        let clip = |list: &[(Millis, Millis)]| -> Vec<(Millis, Millis)> {
+            list.iter().map(|(s, e)| ((*s).max(from), (*e).min(self.until))).filter(|(s, e)| s < e).collect()
+        };
+        let beyond = busy.iter().any(|(_, e)| *e > self.until);
+        (!beyond && clip(busy) == clip(&self.busy))
+            .then(|| self.status.iter().copied().filter(|(_, _, e)| *e > from).collect())
+    }
+
     /// The first time after `t` at which the status may change: the next start or end of a busy
     /// time or a status event within the window.
     pub fn next_boundary(&self, t: Millis) -> Option<Millis> {
@@ -74,6 +91,23 @@ mod tests {
         assert_eq!(d.status_at(45 * M), Some(Status::FocusTime));
         assert_eq!(d.status_at(60 * M), Some(Status::Busy), "a meeting running on after focus time");
         assert_eq!(d.status_at(150 * M), Some(Status::OutOfOffice));
+    }
+
+    #[test]
+    fn status_events_are_kept_while_the_busy_times_are_unchanged() {
+        let d = day();
+        let same = d.busy.clone();
+        assert_eq!(d.status_still(&same, 40 * M), Some(d.status.clone()), "nothing came or went");
+        let later = d.status_still(&same, 150 * M).unwrap();
+        assert_eq!(later, vec![(StatusKind::OutOfOffice, 100 * M, 200 * M)], "what ended is dropped");
+        let mut moved = same.clone();
+        moved[1] = (30 * M, 95 * M);
+        assert_eq!(d.status_still(&moved, 40 * M), None, "a busy time changed: list them again");
+        let mut more = same.clone();
+        more.push((24 * 60 * M + 10 * M, 24 * 60 * M + 20 * M));
+        assert_eq!(d.status_still(&more, 40 * M), None, "a busy time past the old window: unknown kind");
+        let blind = Day { event_types: false, ..day() };
+        assert_eq!(blind.status_still(&same, 40 * M), None, "never listed: try again");
     }
 
     #[test]

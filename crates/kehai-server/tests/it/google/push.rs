@@ -21,6 +21,10 @@ async fn a_burst_of_pushes_costs_one_read() {
     let pushes = emu.pushes().iter().filter(|p| p.state == "exists" && p.delivered).count();
     assert_eq!(pushes, 5, "each change was pushed and answered");
     avatar_becomes(&alice, "Alice", None, 1).await;
+    // A change that leaves the busy times as they were (here an event shown as free) costs the
+    // free/busy read alone: the status events cannot have changed.
+    event(&emu, "alice@example.com", EventKind::Free, Duration::from_secs(600), Duration::from_secs(600));
+    assert_eq!(settled(&emu, "alice@example.com").await - after, 1, "free/busy only");
 }
 
 #[tokio::test]
