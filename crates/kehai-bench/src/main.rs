@@ -9,6 +9,7 @@
 //! connect Teams through the real pages; msemu prepares notifications exactly as it sends them.
 //! See `docs/benchmarks.md` for what each figure measures and the latest results.
 
+mod calendar;
 mod fanout;
 mod graph_cost;
 mod ingest;
@@ -39,7 +40,7 @@ struct Args {
     /// are measured on a fresh database there too, besides SQLite.
     #[arg(long, env = "KEHAI_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
-    /// Only these sections (a, b, c, d, e, f; comma-separated). Default: all.
+    /// Only these sections (a, b, c, d, e, f, g; comma-separated). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Record `perf` profiles of kehai while it is measured, into this directory (scale:
@@ -83,6 +84,12 @@ pub struct Sizes {
     /// The fan-out's streams: this many members with this many pages each.
     pub fanout_members: usize,
     pub fanout_pages_per_member: usize,
+    /// Google Calendar: members whose calls are counted, how much faster time runs for them and
+    /// for how long; members whose meetings start at once.
+    pub calendar_members: usize,
+    pub calendar_speed: f64,
+    pub calendar_window: Duration,
+    pub boundary_members: usize,
 }
 
 impl Sizes {
@@ -103,6 +110,11 @@ impl Sizes {
             scale_minutes: 3,
             fanout_members: 100,
             fanout_pages_per_member: 100,
+            calendar_members: 100,
+            // Whole seconds: the five-minute poll every 3 s, the hourly safety read every 36 s.
+            calendar_speed: 100.0,
+            calendar_window: Duration::from_secs(180),
+            boundary_members: 1000,
         }
     }
 
@@ -124,6 +136,10 @@ impl Sizes {
             scale_minutes: 2,
             fanout_members: 4,
             fanout_pages_per_member: 5,
+            calendar_members: 4,
+            calendar_speed: 300.0,
+            calendar_window: Duration::from_secs(12),
+            boundary_members: 20,
         }
     }
 
@@ -218,6 +234,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wanted("e") {
         fanout::run(&sizes, args.profile.as_deref(), &mut report).await?;
+    }
+    if wanted("g") {
+        calendar::run(&sizes, &mut report).await?;
     }
 
     let out = args.out.or_else(|| (!args.quick).then(|| PathBuf::from("docs/benchmarks.md")));

@@ -35,6 +35,10 @@ fn a_quick_run_measures_every_figure_and_writes_the_table_between_the_markers() 
         "| d. scale | renewals: busiest minute / mean |",
         "| e. fan-out | POST to frame at every stream p99 |",
         "| e. fan-out | bare axum + broadcast p99 (baseline) |",
+        "| g. Google Calendar | calls per member-hour with push |",
+        "| g. Google Calendar | calls per member-hour, 5-minute polling |",
+        "| g. Google Calendar | boundary flip lateness p99 |",
+        "| g. Google Calendar | Calendar calls at the boundary |",
     ] {
         assert!(written.contains(figure) && printed.contains(figure), "{figure} missing:\n{written}");
     }
