@@ -322,6 +322,9 @@ async fn finish(
 
     match renewal::subscribe_if_offered(state, &**provider, &issued.access_token, &connection).await {
         Ok(record) => connection.subscription = record,
+        Err(e) if provider.reads_unsubscribed() => {
+            tracing::info!(error = %e, provider = provider.id(), "no subscription: the connection is read on its schedule");
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not subscribe to presence changes");
             connection.state = ConnectionState::Error;

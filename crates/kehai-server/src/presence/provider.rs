@@ -77,14 +77,28 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
     fn subscribes(&self) -> bool {
         true
     }
+    /// Whether a connection is still followed without a subscription — read on the provider's
+    /// own schedule ([`Reading::next_change_at`]) — when the provider refused one or could not
+    /// be reached (the reconciliation tries again), rather than marked in error.
+    fn reads_unsubscribed(&self) -> bool {
+        false
+    }
 
+    /// The id of the next subscription, where kehai chooses it (Google's channel ids): the
+    /// engine stores the subscription under it before asking the provider, so that what the
+    /// provider delivers before it answers (Google's `sync`, a change made meanwhile) is
+    /// recognized. `None`: the provider chooses (Graph).
+    fn new_subscription_id(&self) -> Option<String> {
+        None
+    }
     /// Subscribes to the connection's presence until `expires_at`, with `secret` in every
-    /// notification.
+    /// notification, under `id` when [`Provider::new_subscription_id`] chose one.
     async fn subscribe(
         &self,
         state: &AppState,
         access: &SecretString,
         connection: &Connection,
+        id: Option<&str>,
         secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError>;

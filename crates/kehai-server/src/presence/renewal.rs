@@ -102,28 +102,67 @@ async fn release(state: &AppState, id: ConnectionId) {
 }
 
 /// Subscribes to the connection's presence with a fresh secret (sealed for its row); a
-/// subscription the provider had for it already is the provider's to replace.
+/// subscription the provider had for it already is the provider's to replace. Where kehai
+/// chooses the subscription's id ([`Provider::new_subscription_id`]) and `store_first`, the
+/// subscription is stored before the provider is asked (in place of the connection's current
+/// one), so that what it delivers before answering is recognized; forgotten again if it fails.
+/// Returns the subscription, and the id stored first if it was.
 pub async fn subscribe(
     state: &AppState,
     provider: &dyn Provider,
     access: &SecretString,
     connection: &Connection,
-) -> Result<SubscriptionRecord, Error> {
+    store_first: bool,
+) -> Result<(SubscriptionRecord, Option<String>), Error> {
     let secret = crate::opaque::random(SECRET_BYTES);
     let requested = state.clock.now() + life_of(provider.subscription_ms(), connection.id);
-    let made = provider.subscribe(state, access, connection, &secret, requested).await?;
     let place = Place::Connection(connection.id, ConnectionSecret::ClientState);
     let sealed = state
         .secrets
         .seal(&secret, place)
         .map_err(|_| Error::Unavailable("a subscription secret could not be sealed"))?;
-    Ok(SubscriptionRecord {
+    let id = provider.new_subscription_id();
+    let early = match &id {
+        Some(id) if store_first => {
+            let record = SubscriptionRecord {
+                id: id.clone(),
+                expires_at: requested,
+                client_state: Sealed(sealed.clone()),
+                certificate_id: None,
+                resource: None,
+            };
+            let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
+            if !state
+                .store
+                .set_connection_subscription(connection.id, replacing, &record, state.clock.now(), None)
+                .await?
+            {
+                return Err(Error::Gone);
+            }
+            Some(record)
+        }
+        _ => None,
+    };
+    let made = match provider.subscribe(state, access, connection, id.as_deref(), &secret, requested).await {
+        Ok(made) => made,
+        Err(e) => {
+            if let Some(early) = &early
+                && let Err(forget) =
+                    state.store.clear_connection_subscription(connection.id, &early.id, state.clock.now()).await
+            {
+                tracing::warn!(error = %forget, "a subscription the provider refused could not be forgotten");
+            }
+            return Err(e.into());
+        }
+    };
+    let record = SubscriptionRecord {
         id: made.id,
         expires_at: made.expires_at.unwrap_or(requested),
         client_state: Sealed(sealed),
         certificate_id: made.certificate_id,
         resource: made.resource,
-    })
+    };
+    Ok((record, early.map(|e| e.id)))
 }
 
 /// [`subscribe`], for a provider that subscribes here ([`Provider::subscribes`]); `None` for one
@@ -137,7 +176,7 @@ pub async fn subscribe_if_offered(
     if !provider.subscribes() {
         return Ok(None);
     }
-    subscribe(state, provider, access, connection).await.map(Some)
+    subscribe(state, provider, access, connection, true).await.map(|(record, _)| Some(record))
 }
 
 /// Renews a connection's subscription (which also reauthorizes it), or makes a new one when the
@@ -254,7 +293,8 @@ async fn replace(
     current: SubscriptionRecord,
 ) -> Result<Upkeep, Error> {
     let token = tokens::access_token(state, provider, &mut connection).await?;
-    let record = subscribe(state, provider, &token, &connection).await?;
+    // Not stored first: the current one stays until the new one is stored in its place.
+    let (record, _) = subscribe(state, provider, &token, &connection, false).await?;
     let stored = state
         .store
         .set_connection_subscription(
@@ -286,8 +326,9 @@ pub async fn recreate(
     connection: &Connection,
     token: &SecretString,
 ) -> Result<Upkeep, Error> {
-    let record = subscribe(state, provider, token, connection).await?;
-    let replacing = connection.subscription.as_ref().map(|s| s.id.as_str());
+    let (record, stored_first) = subscribe(state, provider, token, connection, true).await?;
+    // In place of what was stored first, if it was.
+    let replacing = stored_first.as_deref().or(connection.subscription.as_ref().map(|s| s.id.as_str()));
     let stored = state
         .store
         .set_connection_subscription(connection.id, replacing, &record, state.clock.now(), Some(&state.instance))

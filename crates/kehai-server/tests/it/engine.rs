@@ -110,6 +110,7 @@ impl Provider for Calendar {
         _state: &AppState,
         _access: &SecretString,
         _connection: &Connection,
+        _id: Option<&str>,
         _secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError> {

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The badge shown on `name`'s avatar (`null`: none), as a page script expression.
-fn badge_of(name: &str) -> String {
+pub(crate) fn badge_of(name: &str) -> String {
     format!(
         "const li = [...document.querySelectorAll('.avatar')].find(l => l.querySelector('.name').textContent === '{name}'); \
          const b = li && li.querySelector('.badge'); return li ? (b ? b.textContent : null) : 'absent';"
@@ -23,7 +23,7 @@ fn badge_of(name: &str) -> String {
 
 /// Opens the viewer's own profile dialog: a click on their face (unless the pencil shows
 /// already: the click toggles it), then on the pencil.
-async fn open_profile(browser: &Browser) {
+pub(crate) async fn open_profile(browser: &Browser) {
     let open = "return document.getElementById('profile-dialog').open";
     if browser.client.execute(open, vec![]).await.unwrap() == json!(true) {
         return;
@@ -82,7 +82,7 @@ async fn watch(emu: &msemu::Running, watcher: &Browser, status: &str, emoji: Opt
     started.elapsed()
 }
 
-async fn logged_in(app: &TestApp, lang: &str, email: &str) -> Option<Browser> {
+pub(crate) async fn logged_in(app: &TestApp, lang: &str, email: &str) -> Option<Browser> {
     let browser = Browser::start_in(lang).await?;
     browser.login(&app.url(""), email, PASSWORD, "/s/alpha").await;
     browser.find(".avatar.is-me").await;

@@ -217,19 +217,31 @@ impl Provider for GoogleCalendar {
         false
     }
 
+    /// A calendar is polled where Google would not make a channel (or could not be reached):
+    /// nothing is lost but speed.
+    fn reads_unsubscribed(&self) -> bool {
+        true
+    }
+
+    /// Channel ids are kehai's: a UUID (the webhook takes nothing else).
+    fn new_subscription_id(&self) -> Option<String> {
+        Some(uuid::Uuid::new_v4().to_string())
+    }
+
     /// A push channel on the member's primary calendar, with the secret as its token.
     async fn subscribe(
         &self,
         _state: &AppState,
         access: &SecretString,
         _connection: &Connection,
+        id: Option<&str>,
         secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError> {
         let address = self.channel_address.clone().ok_or_else(|| ProviderError::Refused("no https address".into()))?;
         let ttl = u64::try_from((expires_at - self.clock.now()) / 1000).unwrap_or(0).max(60);
         let channel = NewChannel {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
             token: secret.clone(),
             address,
             ttl: Duration::from_secs(ttl),
@@ -271,8 +283,14 @@ impl Provider for GoogleCalendar {
         self.read_fresh(access, Some(connection.id), &connection.external_user).await.map_err(provider_error)
     }
 
+    /// The calendars due to be read from Google (a reconciliation's page): those kept and fresh
+    /// are left out, since what they say was shown at their last boundary already (a wake-up
+    /// that failed is tried again by itself), and showing it again would only rewrite avatars.
     async fn read_many(&self, state: &AppState, connections: &mut [Connection]) -> Vec<(ConnectionId, Reading)> {
-        futures::stream::iter(connections.iter().cloned())
+        let now = self.clock.now();
+        let due: Vec<Connection> =
+            connections.iter().filter(|c| self.days.usable(c.id, now, self.poll_ms).is_none()).cloned().collect();
+        futures::stream::iter(due)
             .map(|mut connection| async move {
                 match ingest::read(state, self, &mut connection).await {
                     Ok(reading) => Some((connection.id, reading)),
@@ -298,7 +316,7 @@ impl Provider for GoogleCalendar {
 
     fn notes(&self, connection: &Connection) -> Vec<&'static str> {
         let mut notes = Vec::new();
-        if !self.subscribes() {
+        if !self.subscribes() || connection.subscription.is_none() {
             notes.push("polling");
         }
         if self.days.event_types(connection.id) == Some(false) {

@@ -206,6 +206,7 @@ impl Provider for Teams {
         state: &AppState,
         access: &SecretString,
         connection: &Connection,
+        _id: Option<&str>,
         secret: &SecretString,
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError> {

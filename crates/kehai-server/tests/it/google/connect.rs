@@ -25,6 +25,20 @@ async fn a_workspace_member_connects_and_a_channel_is_made() {
     // The card says so.
     let card: serde_json::Value = alice.get("/api/spaces/alpha/integrations/gcal").await.json().await.unwrap();
     assert_eq!(card["state"], "connected", "{card}");
+    // The channel was stored before Google was asked: its `sync`, which Google may send before
+    // it answers, was recognized rather than dropped as an unknown channel.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let applied = "kehai_notifications_applied_total{provider=\"gcal\"} 1";
+    let metrics = loop {
+        let metrics = alice.get("/metrics").await.text().await.unwrap();
+        if metrics.contains(applied) || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(emu.pushes().iter().any(|p| p.state == "sync" && p.delivered));
+    assert!(metrics.contains(applied), "{metrics}");
+    assert!(!metrics.contains("kehai_notifications_dropped_total{provider=\"gcal\""), "{metrics}");
 }
 
 #[tokio::test]
@@ -112,4 +126,25 @@ async fn where_google_shares_no_event_types_the_card_says_so_and_busy_is_a_meeti
     avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
     let card: serde_json::Value = alice.get("/api/spaces/alpha/integrations/gcal").await.json().await.unwrap();
     assert_eq!(card["notes"], serde_json::json!(["no_event_types"]), "{card}");
+}
+
+#[tokio::test]
+async fn a_refused_channel_leaves_the_calendar_polled_not_broken() {
+    let (app, emu) = start_with(|c| c.google_poll_seconds = Some(2), |_| {}).await;
+    emu.add_fault(googleemu::Fault {
+        target: googleemu::FaultTarget::Calendar,
+        kind: googleemu::FaultKind::BackendError,
+        count: 10,
+        operation: Some("calendar.events.watch".into()),
+        retry_after: None,
+        delay_ms: None,
+        percent: None,
+    })
+    .unwrap();
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let card: serde_json::Value = alice.get("/api/spaces/alpha/integrations/gcal").await.json().await.unwrap();
+    assert_eq!((card["state"].as_str(), &card["notes"]), (Some("connected"), &serde_json::json!(["polling"])));
+    let second = std::time::Duration::from_secs(1);
+    event(&emu, "alice@example.com", googleemu::EventKind::Meeting, second, 600 * second);
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
 }

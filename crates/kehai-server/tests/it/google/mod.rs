@@ -3,6 +3,7 @@
 //! revocation and disconnecting.
 
 mod connect;
+mod journey;
 mod lifecycle;
 mod push;
 mod status;
