@@ -492,6 +492,12 @@ impl Config {
         }
     }
 
+    /// How often a Google calendar that has no channel (Google refused or could not make one,
+    /// or pushes are off) is read, in seconds: `google_poll_seconds`, by default 5 minutes.
+    pub fn google_unpushed_poll_seconds(&self) -> u64 {
+        self.google_poll_seconds.unwrap_or(300)
+    }
+
     /// How often a Google calendar is read without a push, in seconds.
     pub fn google_poll_seconds(&self) -> u64 {
         self.google_poll_seconds.unwrap_or(if self.google_push() { 3600 } else { 300 })

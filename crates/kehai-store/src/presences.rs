@@ -53,6 +53,7 @@ macro_rules! impl_presences {
                 now: Millis,
             ) -> Result<Option<Avatar>> {
                 let mut tx = self.write_tx().await?;
+                Self::lock_avatars(&mut tx, &[(space, person)]).await?;
                 let removed = sqlx::query(
                     "DELETE FROM avatar_presences WHERE space_id = $1 AND person_id = $2 AND provider = $3",
                 )
@@ -137,8 +138,29 @@ macro_rules! impl_presences {
                 let mut avatars: HashMap<PersonId, Vec<Avatar>> = HashMap::new();
                 if !shown.is_empty() {
                     // Each shown presence as its provider's on its account's avatars in the
+                    // The avatars they are shown on, locked in one order (two batches writing one
+                    // person's presences, a Teams one and a calendar one, must not each pick the
+                    // strongest without the other's) …
+                    let mut spaces = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT connection_id, space_id FROM connection_spaces WHERE enabled AND connection_id IN (",
+                    );
+                    let mut ids = spaces.separated(", ");
+                    for (w, _) in &shown {
+                        ids.push_bind(w.connection.0.to_string());
+                    }
+                    spaces.push(")");
+                    let accounts: HashMap<String, PersonId> =
+                        shown.iter().map(|(w, account)| (w.connection.0.to_string(), *account)).collect();
+                    let mut targets = Vec::new();
+                    for (connection, space) in spaces.build_query_as::<(String, String)>().fetch_all(&mut *tx).await? {
+                        if let Some(account) = accounts.get(&connection) {
+                            targets.push((SpaceId(uuid(&space, "space id")?), *account));
+                        }
+                    }
+                    Self::lock_avatars(&mut tx, &targets).await?;
+                    // … each shown presence as its provider's on its account's avatars in the
                     // spaces where its connection is ON (or, with none, that provider's taken
-                    // off there) ...
+                    // off there) …
                     let provider = |w: &PresenceWrite| current.get(&w.connection).map(|c| c.provider.clone());
                     let (set, unset): (Vec<_>, Vec<_>) = shown.iter().partition(|(w, _)| w.presence.is_some());
                     if !set.is_empty() {
@@ -182,23 +204,7 @@ macro_rules! impl_presences {
                         );
                         delete.build().execute(&mut *tx).await?;
                     }
-                    // ... and on each of those avatars the strongest presence it now has.
-                    let mut spaces = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT connection_id, space_id FROM connection_spaces WHERE enabled AND connection_id IN (",
-                    );
-                    let mut ids = spaces.separated(", ");
-                    for (w, _) in &shown {
-                        ids.push_bind(w.connection.0.to_string());
-                    }
-                    spaces.push(")");
-                    let accounts: HashMap<String, PersonId> =
-                        shown.iter().map(|(w, account)| (w.connection.0.to_string(), *account)).collect();
-                    let mut targets = Vec::new();
-                    for (connection, space) in spaces.build_query_as::<(String, String)>().fetch_all(&mut *tx).await? {
-                        if let Some(account) = accounts.get(&connection) {
-                            targets.push((SpaceId(uuid(&space, "space id")?), *account));
-                        }
-                    }
+                    // … and on each of them the strongest presence it now has.
                     for avatar in Self::show_strongest(&mut tx, &targets, now).await? {
                         avatars.entry(avatar.person_id).or_default().push(avatar);
                     }
@@ -221,6 +227,36 @@ macro_rules! impl_presences {
         }
 
         impl $store {
+            /// Locks these avatars' rows, in (space, person) order, until the transaction ends:
+            /// what is shown on an avatar is decided from all its providers' presences, which
+            /// two transactions must not read at once. (SQLite's writer runs alone already.)
+            async fn lock_avatars(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                targets: &[(SpaceId, PersonId)],
+            ) -> Result<()> {
+                if $lock.is_empty() || targets.is_empty() {
+                    return Ok(());
+                }
+                let mut sorted: Vec<(String, String)> =
+                    targets.iter().map(|(s, p)| (s.0.to_string(), p.0.to_string())).collect();
+                sorted.sort_unstable();
+                sorted.dedup();
+                for chunk in sorted.chunks(STATEMENT_ROWS) {
+                    let mut lock = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT avatars.space_id FROM avatars JOIN (",
+                    );
+                    lock.push_values(chunk, |mut row, (space, person)| {
+                        row.push_bind(space.clone()).push_bind(person.clone());
+                    });
+                    lock.push(
+                        ") AS v ON avatars.space_id = v.column1 AND avatars.person_id = v.column2 \
+                         ORDER BY avatars.space_id, avatars.person_id FOR UPDATE OF avatars",
+                    );
+                    lock.build().fetch_all(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             /// A presence's values after its provider in a row of `VALUES` (NULLs for none):
             /// availability, activity, label, emoji, kind, since.
             fn bind_presence(
@@ -272,7 +308,9 @@ macro_rules! impl_presences {
                     }
                 }
                 let mut changed = Vec::with_capacity(targets.len());
-                for chunk in wanted.into_iter().collect::<Vec<_>>().chunks(STATEMENT_ROWS) {
+                let mut ordered: Vec<(SpaceId, PersonId)> = wanted.into_iter().collect();
+                ordered.sort_unstable_by_key(|(space, person)| (space.0, person.0));
+                for chunk in ordered.chunks(STATEMENT_ROWS) {
                     let mut show = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE avatars SET presence_provider = v.column3, presence_availability = v.column4, \
                          presence_activity = v.column5, presence_label = v.column6, presence_emoji = v.column7, \

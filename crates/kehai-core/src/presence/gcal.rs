@@ -2,7 +2,8 @@
 //! kehai reads only when the member is busy (free/busy) and, where Google shares it, whether
 //! that time is out of office or focus time. Out of office wins (the member is away all day,
 //! meetings or not), then a meeting (busy time that is neither), then focus time; free time
-//! leaves the member's own emoji.
+//! leaves the member's own emoji. (Free/busy merges overlapping busy times, so a meeting held
+//! inside focus time cannot be told from it and shows as focus time: `providers::gcal`.)
 
 use super::{Kind, Shown};
 use crate::Emoji;

@@ -35,8 +35,9 @@ pub struct IntegrationStatus {
     pub used_here: bool,
     /// What the member should know about the connection, as stable codes the card puts in the
     /// provider's words: `polling` (Google Calendar: Google cannot push to this server, so the
-    /// calendar is read every few minutes), `no_event_types` (Google does not tell out of office
-    /// and focus time apart at kehai's permission: every busy time shows as a meeting).
+    /// calendar is read every few minutes), `channel_refused` (Google did not make the push
+    /// channel: polled until it does), `no_event_types` (Google does not tell out of office and
+    /// focus time apart at kehai's permission: every busy time shows as a meeting).
     pub notes: Vec<String>,
 }
 
@@ -169,6 +170,8 @@ pub async fn toggle(
     let mut connection = connection(&state, &admitted, &known).await?;
     if enabled {
         state.store.set_connection_space(connection.id, admitted.space.id, true).await?;
+        // What the provider kept may be out of date (paused, nothing told it of changes).
+        provider.changed(&connection);
         // ON again after a pause everywhere: a subscription again (which shows the presence).
         if connection.subscription.is_none()
             && provider.subscribes()
@@ -215,6 +218,10 @@ async fn pause(state: &AppState, provider: &dyn Provider, connection: &mut Conne
     match state.store.clear_connection_subscription(connection.id, &subscription.id, state.clock.now()).await {
         Ok(_) => connection.subscription = None,
         Err(e) => tracing::warn!(error = %e, "a paused connection's subscription could not be forgotten"),
+    }
+    // Nor is it woken to be read while nothing shows it.
+    if let Err(e) = state.store.set_next_check(connection.id, None).await {
+        tracing::warn!(error = %e, "a paused connection's wake-up could not be cancelled");
     }
 }
 

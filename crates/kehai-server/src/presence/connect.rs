@@ -273,11 +273,11 @@ async fn finish(
     if !matches!(state.store.role_in(sign_in.space_id, account).await, Ok(Some(_))) {
         return Err(Outcome::Expired);
     }
-    // Another account than before: its old subscription goes once the new connection is stored
-    // (best effort; an orphan lapses by itself and its notifications are ignored). Its token is
-    // had now, before the new one replaces it.
+    // Connected before (another account, or the same one again): its old subscription goes
+    // once the new connection is stored (best effort; an orphan lapses by itself and its
+    // notifications are ignored). Its token is had now, before the new one replaces it.
     let mut old_subscription = None;
-    if let Some(mut old) = existing.clone().filter(|c| c.external_user != user)
+    if let Some(mut old) = existing.clone()
         && let Some(sub) = old.subscription.clone()
         && let Ok(token) = tokens::access_token(state, &**provider, &mut old).await
     {
@@ -314,6 +314,9 @@ async fn finish(
         }
     }
     state.store.set_connection_space(connection.id, sign_in.space_id, true).await.map_err(|_| Outcome::Unavailable)?;
+    // Whatever the provider kept for this connection (another account's, or from before) is
+    // out of date.
+    provider.changed(&connection);
     if let Some((token, old)) = old_subscription
         && let Err(e) = provider.unsubscribe(&token, &old).await
     {
@@ -348,7 +351,6 @@ async fn finish(
     if provider.debounced()
         && let Some(subscription) = &connection.subscription
     {
-        provider.changed(&connection);
         super::retry::schedule(state, provider.id(), &subscription.id);
     }
     tracing::info!(account = %account, provider = provider.id(), "connected");

@@ -339,6 +339,8 @@ pub async fn recreate(
         return Err(Error::Gone);
     }
     tracing::info!(connection = %connection.id.0, "subscription recreated");
+    // Changes may have been missed meanwhile: what the provider kept is out of date too.
+    provider.changed(connection);
     let reading = provider.read(token, connection).await?;
     // Through the order check, like every other presence.
     match apply::apply(state, provider, connection, &reading, false).await {

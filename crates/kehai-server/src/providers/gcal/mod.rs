@@ -65,8 +65,10 @@ pub struct GoogleCalendar {
     /// The Workspace domains taken (lower case); empty: any organization's.
     hosted_domains: Vec<String>,
     allow_personal: bool,
-    /// How long a calendar read is used without reading again.
+    /// How long a calendar read is used without reading again: with a channel (the safety
+    /// interval), and without one (polling).
     poll_ms: Millis,
+    unpushed_poll_ms: Millis,
     clock: Arc<dyn Clock>,
     days: Days,
 }
@@ -85,6 +87,7 @@ impl GoogleCalendar {
             hosted_domains: config.google_hosted_domains(),
             allow_personal: config.google_allow_personal,
             poll_ms: i64::try_from(config.google_poll_seconds()).unwrap_or(3600).saturating_mul(1000),
+            unpushed_poll_ms: i64::try_from(config.google_unpushed_poll_seconds()).unwrap_or(300).saturating_mul(1000),
             clock,
             days: Days::default(),
         }))
@@ -99,41 +102,53 @@ impl GoogleCalendar {
         access: &SecretString,
         connection: Option<ConnectionId>,
         user: &str,
+        poll_ms: Millis,
     ) -> Result<Reading, GoogleError> {
         let now = self.clock.now();
+        let ticket = connection.map(|c| self.days.ticket(c));
         let from = instant(now);
         let to = instant(now + days::WINDOW_MS);
         let busy: Vec<(Millis, Millis)> =
             self.calendar.free_busy(access, from, to).await?.iter().map(|b| (millis(b.start), millis(b.end))).collect();
-        // The status events are listed again only when the busy times say they may have changed.
-        let kept = connection.and_then(|c| self.days.last(c)).and_then(|day| day.status_still(&busy, now));
+        // A safety read (no change announced since the last one) lists the status events again
+        // only when the busy times say they may have changed; after a push it always does (an
+        // out-of-office event put over a meeting changes no busy time).
+        let kept = connection.and_then(|c| self.days.unchanged(c)).and_then(|day| day.status_still(&busy, now));
         let (status, event_types) = match kept {
             Some(status) => (status, true),
             None => match self.calendar.status_events(access, from, to).await {
                 Ok(events) => (events.into_iter().map(|e| (e.kind, millis(e.start), millis(e.end))).collect(), true),
-                Err(e @ GoogleError::Api { status: 403, .. }) if !e.is_rate_limited() => {
-                    tracing::debug!(error = %e, "Google does not share event types at kehai's permission");
+                Err(GoogleError::Api { status: 403, ref reason, .. })
+                    if matches!(reason.as_str(), "insufficientPermissions" | "PERMISSION_DENIED") =>
+                {
+                    tracing::debug!("Google does not share event types at kehai's permission");
                     (Vec::new(), false)
                 }
                 Err(e) => return Err(e),
             },
         };
         let day = Day { busy, status, read_at: now, until: now + days::WINDOW_MS, event_types };
-        if let Some(connection) = connection {
-            self.days.keep(connection, day.clone());
+        if let (Some(connection), Some(ticket)) = (connection, ticket) {
+            self.days.keep(connection, day.clone(), ticket);
         }
-        Ok(self.reading(&day, now, user))
+        Ok(self.reading(&day, now, user, poll_ms))
+    }
+
+    /// How long the connection's calendar is used without reading again: the safety interval
+    /// with a channel, the polling interval without one.
+    fn poll_ms(&self, connection: &Connection) -> Millis {
+        if connection.subscription.is_some() { self.poll_ms } else { self.unpushed_poll_ms }
     }
 
     /// What `day` shows at `now`, and when to look again: the next boundary, or when the
-    /// calendar must be read again (the safety interval, the end of the window).
-    fn reading(&self, day: &Day, now: Millis, user: &str) -> Reading {
+    /// calendar must be read again (after `poll_ms`, or at the end of the window).
+    fn reading(&self, day: &Day, now: Millis, user: &str, poll_ms: Millis) -> Reading {
         let shown = day.status_at(now).map(|status| Observed {
             availability: status.as_str().to_owned(),
             activity: status.as_str().to_owned(),
             shown: gcal::shown(status),
         });
-        let next = day.next_boundary(now).into_iter().chain([Days::due(day, self.poll_ms)]).min();
+        let next = day.next_boundary(now).into_iter().chain([Days::due(day, poll_ms)]).min();
         Reading { user: user.to_owned(), shown, order: None, next_change_at: next }
     }
 }
@@ -277,10 +292,11 @@ impl Provider for GoogleCalendar {
 
     async fn read(&self, access: &SecretString, connection: &Connection) -> Result<Reading, ProviderError> {
         let now = self.clock.now();
-        if let Some(day) = self.days.usable(connection.id, now, self.poll_ms) {
-            return Ok(self.reading(&day, now, &connection.external_user));
+        let poll_ms = self.poll_ms(connection);
+        if let Some(day) = self.days.usable(connection.id, now, poll_ms) {
+            return Ok(self.reading(&day, now, &connection.external_user, poll_ms));
         }
-        self.read_fresh(access, Some(connection.id), &connection.external_user).await.map_err(provider_error)
+        self.read_fresh(access, Some(connection.id), &connection.external_user, poll_ms).await.map_err(provider_error)
     }
 
     /// The calendars due to be read from Google (a reconciliation's page): those kept and fresh
@@ -289,7 +305,7 @@ impl Provider for GoogleCalendar {
     async fn read_many(&self, state: &AppState, connections: &mut [Connection]) -> Vec<(ConnectionId, Reading)> {
         let now = self.clock.now();
         let due: Vec<Connection> =
-            connections.iter().filter(|c| self.days.usable(c.id, now, self.poll_ms).is_none()).cloned().collect();
+            connections.iter().filter(|c| self.days.usable(c.id, now, self.poll_ms(c)).is_none()).cloned().collect();
         futures::stream::iter(due)
             .map(|mut connection| async move {
                 match ingest::read(state, self, &mut connection).await {
@@ -316,8 +332,10 @@ impl Provider for GoogleCalendar {
 
     fn notes(&self, connection: &Connection) -> Vec<&'static str> {
         let mut notes = Vec::new();
-        if !self.subscribes() || connection.subscription.is_none() {
+        if !self.subscribes() {
             notes.push("polling");
+        } else if connection.subscription.is_none() {
+            notes.push("channel_refused");
         }
         if self.days.event_types(connection.id) == Some(false) {
             notes.push("no_event_types");

@@ -46,7 +46,7 @@ pub(super) async fn finish(google: &GoogleCalendar, code: &str, secrets: &SignIn
         return Err(outcome);
     }
     let user = claims.sub.clone();
-    let reading = google.read_fresh(&tokens.access_token, None, &user).await.map_err(|e| {
+    let reading = google.read_fresh(&tokens.access_token, None, &user, google.unpushed_poll_ms).await.map_err(|e| {
         tracing::warn!(error = %e, "the calendar of a new Google connection could not be read");
         match provider_error(e) {
             crate::presence::ProviderError::Unavailable(_) => Outcome::Unavailable,

@@ -130,6 +130,7 @@ async fn where_google_shares_no_event_types_the_card_says_so_and_busy_is_a_meeti
 
 #[tokio::test]
 async fn a_refused_channel_leaves_the_calendar_polled_not_broken() {
+    // (Polled every 2 s here; by default every 5 minutes, not at the hourly safety interval.)
     let (app, emu) = start_with(|c| c.google_poll_seconds = Some(2), |_| {}).await;
     emu.add_fault(googleemu::Fault {
         target: googleemu::FaultTarget::Calendar,
@@ -143,7 +144,7 @@ async fn a_refused_channel_leaves_the_calendar_polled_not_broken() {
     .unwrap();
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     let card: serde_json::Value = alice.get("/api/spaces/alpha/integrations/gcal").await.json().await.unwrap();
-    assert_eq!((card["state"].as_str(), &card["notes"]), (Some("connected"), &serde_json::json!(["polling"])));
+    assert_eq!((card["state"].as_str(), &card["notes"]), (Some("connected"), &serde_json::json!(["channel_refused"])));
     let second = std::time::Duration::from_secs(1);
     event(&emu, "alice@example.com", googleemu::EventKind::Meeting, second, 600 * second);
     avatar_becomes(&alice, "Alice", Some("📅"), 10).await;

@@ -97,13 +97,15 @@ async fn a_channel_is_replaced_before_it_lapses_and_the_old_one_stopped_after() 
 async fn turned_off_everywhere_the_channel_stops_and_on_again_it_comes_back() {
     let (app, emu) = start().await;
     let mut alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
-    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
-    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    settled(&emu, "alice@example.com").await;
     alice.load_space("alpha").await;
     let off = alice.put_json("/api/spaces/alpha/integrations/gcal", &serde_json::json!({"enabled": false})).await;
     assert_eq!(off.status(), StatusCode::OK);
-    avatar_becomes(&alice, "Alice", None, 1).await;
     assert!(emu.channels().iter().all(|c| c.stopped), "paused everywhere: no channel");
+    // A meeting added while paused: nobody is told of it, and ON shows it at once.
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    avatar_becomes(&alice, "Alice", None, 1).await;
     let on = alice.put_json("/api/spaces/alpha/integrations/gcal", &serde_json::json!({"enabled": true})).await;
     assert_eq!(on.status(), StatusCode::OK);
     avatar_becomes(&alice, "Alice", Some("📅"), 1).await;

@@ -21,10 +21,10 @@ async fn a_burst_of_pushes_costs_one_read() {
     let pushes = emu.pushes().iter().filter(|p| p.state == "exists" && p.delivered).count();
     assert_eq!(pushes, 5, "each change was pushed and answered");
     avatar_becomes(&alice, "Alice", None, 1).await;
-    // A change that leaves the busy times as they were (here an event shown as free) costs the
-    // free/busy read alone: the status events cannot have changed.
+    // A push is always read whole: a change may move no busy time and still matter (an
+    // out-of-office event put over a meeting).
     event(&emu, "alice@example.com", EventKind::Free, Duration::from_secs(600), Duration::from_secs(600));
-    assert_eq!(settled(&emu, "alice@example.com").await - after, 1, "free/busy only");
+    assert_eq!(settled(&emu, "alice@example.com").await - after, 2);
 }
 
 #[tokio::test]
@@ -111,4 +111,16 @@ async fn out_of_office_outranks_a_meeting_which_outranks_nothing_and_focus_time_
         assert!(!list.query.to_lowercase().contains("summary"), "{list:?}");
     }
     assert_eq!(StatusCode::OK, alice.get("/s/alpha").await.status());
+}
+
+#[tokio::test]
+async fn out_of_office_put_over_a_meeting_shows_though_no_busy_time_changed() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    let (start, end) = event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    settled(&emu, "alice@example.com").await;
+    // Inside the meeting's time: free/busy says the same, the events say otherwise.
+    emu.add_event("alice@example.com", googleemu::EventSpec::at(EventKind::OutOfOffice, start, end)).unwrap();
+    avatar_becomes(&alice, "Alice", Some("🏝️"), 10).await;
 }

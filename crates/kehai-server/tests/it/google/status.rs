@@ -32,7 +32,7 @@ async fn a_meeting_shows_on_time_and_ends_on_time_without_a_call_at_either_bound
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     avatar_becomes(&alice, "Alice", None, 5).await;
     let (start, end) =
-        event(&emu, "alice@example.com", EventKind::Meeting, Duration::from_secs(9), Duration::from_secs(3));
+        event(&emu, "alice@example.com", EventKind::Meeting, Duration::from_secs(12), Duration::from_secs(3));
     // The push is read once (free/busy and the status events), then nothing until the end.
     let before = settled(&emu, "alice@example.com").await;
     assert_eq!(since(start), Duration::ZERO, "settled before the meeting starts");
