@@ -17,7 +17,6 @@ use anyhow::Context;
 use futures::StreamExt;
 use googleemu::{EventKind, EventSpec};
 use kehai_server::{AppState, Config, config::GooglePush};
-use reqwest::{StatusCode, redirect::Policy};
 
 use crate::{
     Sizes,
@@ -112,21 +111,7 @@ impl CalendarRig {
 
     /// A browser with member `n` logged in.
     async fn log_in(&self, n: usize) -> anyhow::Result<reqwest::Client> {
-        let c = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
-        let email = email(n);
-        for _ in 0..600 {
-            let page = c.get(format!("{}/login?next=/s/{SPACE}", self.base)).send().await?.text().await?;
-            let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
-            let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/")];
-            let r = c.post(format!("{}/login", self.base)).form(&form).send().await?;
-            if r.status() == StatusCode::TOO_MANY_REQUESTS && r.headers().contains_key("retry-after") {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            anyhow::ensure!(r.status() == StatusCode::SEE_OTHER, "login of member {n}: {}", r.status());
-            return Ok(c);
-        }
-        anyhow::bail!("login of member {n}: still asked to come again")
+        crate::rig::log_in(&self.base, SPACE, &email(n), PASSWORD).await
     }
 
     /// Member `n` connects Google Calendar: kehai's connect link, googleemu's account chooser

@@ -164,23 +164,7 @@ impl Rig {
 
     /// A browser with member `n` logged in.
     pub async fn log_in(&self, n: usize) -> anyhow::Result<reqwest::Client> {
-        let c = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
-        let email = email(n);
-        // Many at once: kehai checks a few passwords at a time and asks the rest to come again.
-        for _ in 0..600 {
-            let page = c.get(format!("{}/login?next=/s/{SPACE}", self.base)).send().await?.text().await?;
-            let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
-            let form = [("email", email.as_str()), ("password", PASSWORD), ("csrf", &csrf), ("next", "/")];
-            let r = c.post(format!("{}/login", self.base)).form(&form).send().await?;
-            // Only "come again" (login_busy, with Retry-After): a rate limit is a failure.
-            if r.status() == StatusCode::TOO_MANY_REQUESTS && r.headers().contains_key("retry-after") {
-                tokio::time::sleep(std::time::Duration::from_millis(200 + u64::try_from(n % 300).unwrap_or(0))).await;
-                continue;
-            }
-            anyhow::ensure!(r.status() == StatusCode::SEE_OTHER, "login of member {n}: {}", r.status());
-            return Ok(c);
-        }
-        anyhow::bail!("login of member {n}: still asked to come again after 600 tries")
+        log_in(&self.base, SPACE, &email(n), PASSWORD).await
     }
 
     /// Member `n` connects Teams: kehai's connect link, msemu's sign-in and consent, kehai's
@@ -229,6 +213,26 @@ impl Rig {
         }
         self.server.await?
     }
+}
+
+/// A browser logged in to kehai at `base` as `email`. Many log in at once in the benchmarks:
+/// kehai checks a few passwords at a time and asks the rest to come again, which they do.
+pub async fn log_in(base: &str, space: &str, email: &str, password: &str) -> anyhow::Result<reqwest::Client> {
+    let c = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
+    for attempt in 0..600u64 {
+        let page = c.get(format!("{base}/login?next=/s/{space}")).send().await?.text().await?;
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").context("a login form")?.to_owned();
+        let form = [("email", email), ("password", password), ("csrf", &csrf), ("next", "/")];
+        let r = c.post(format!("{base}/login")).form(&form).send().await?;
+        // Only "come again" (login_busy, with Retry-After): a rate limit is a failure.
+        if r.status() == StatusCode::TOO_MANY_REQUESTS && r.headers().contains_key("retry-after") {
+            tokio::time::sleep(std::time::Duration::from_millis(200 + attempt % 300)).await;
+            continue;
+        }
+        anyhow::ensure!(r.status() == StatusCode::SEE_OTHER, "login of {email}: {}", r.status());
+        return Ok(c);
+    }
+    anyhow::bail!("login of {email}: still asked to come again after 600 tries")
 }
 
 pub fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {

@@ -318,4 +318,6 @@ pub(crate) async fn apply_one(
 }
 
 mod connections;
+mod presences;
 pub use connections::*;
+pub use presences::*;
