@@ -363,6 +363,7 @@ async fn seed_member(
         last_sequence: Some(sequence.clone()),
         next_check_at: None,
         granted_scope: None,
+        previous_subscription: None,
         connected_at: now,
         updated_at: now,
     };

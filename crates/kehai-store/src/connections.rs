@@ -43,10 +43,11 @@ pub trait Connections: Send + Sync {
         last_error: Option<&str>,
         now: Millis,
     ) -> Result<bool>;
-    /// The connection whose subscription at `provider` is `subscription_id`.
+    /// The connection whose subscription at `provider` (or the one it is replacing) is
+    /// `subscription_id`.
     async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>>;
-    /// The connections whose subscriptions at `provider` are among `subscription_ids`, in one
-    /// query (a webhook delivery's items are looked up together).
+    /// The connections whose subscriptions at `provider` (or those they are replacing) are among
+    /// `subscription_ids`, in one query (a webhook delivery's items are looked up together).
     async fn connections_by_subscriptions(&self, provider: &str, subscription_ids: &[&str]) -> Result<Vec<Connection>>;
     /// Records a connection's renewed or new subscription, if its subscription is still
     /// `replacing` (compare-and-set: of two concurrent renewals or recreations only one wins).
@@ -61,9 +62,28 @@ pub trait Connections: Send + Sync {
         now: Millis,
         release: Option<&str>,
     ) -> Result<bool>;
-    /// Forgets a connection's subscription, if it is still `subscription` (compare-and-set): it
-    /// was ended at the provider (the connection is paused in every space). False otherwise.
+    /// Forgets a connection's subscription (and the one it was replacing), if it is still
+    /// `subscription` (compare-and-set): they were ended at the provider (the connection is
+    /// paused in every space). False otherwise.
     async fn clear_connection_subscription(&self, id: ConnectionId, subscription: &str, now: Millis) -> Result<bool>;
+    /// Stores `successor` as the connection's subscription and keeps the current one, if it is
+    /// still `current`, as the one being replaced (with the same secret): both are recognized
+    /// until [`Connections::end_previous_subscription`]. False when it is not, or the connection
+    /// is gone.
+    async fn keep_previous_subscription(
+        &self,
+        id: ConnectionId,
+        current: &str,
+        successor: &SubscriptionRecord,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Forgets the subscription the connection was replacing, if it is still `previous`: it was
+    /// ended at the provider. False otherwise.
+    async fn end_previous_subscription(&self, id: ConnectionId, previous: &str, now: Millis) -> Result<bool>;
+    /// Makes the subscription being replaced the connection's subscription again, if its
+    /// successor is still `successor` (the provider refused to make the successor). False
+    /// otherwise.
+    async fn restore_previous_subscription(&self, id: ConnectionId, successor: &str, now: Millis) -> Result<bool>;
     /// `provider`'s connected connections in id order, `limit` at a time after `after` (keyset
     /// paging).
     async fn connected_connections(
@@ -98,15 +118,19 @@ macro_rules! impl_connections {
         impl Connections for $store {
             async fn save_connection(&self, c: &Connection) -> Result<()> {
                 let sub = c.subscription.as_ref();
+                // Kept only beside a current subscription, whose secret it shares.
+                let previous = sub.and(c.previous_subscription.as_ref());
                 sqlx::query(concat!(
                     "INSERT INTO connections (", connection_columns!(), ") \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                     $20, $21, $22) \
+                     $20, $21, $22, $23, $24, $25) \
                      ON CONFLICT (id) DO UPDATE SET external_tenant = $4, external_user = $5, access_token = $6, \
                      access_expires_at = $7, refresh_token = $8, refresh_expires_at = $9, subscription_id = $10, \
                      subscription_expires_at = $11, client_state = $12, state = $13, last_error = $14, updated_at = $16, \
                      last_sequence = $17, access_refresh_at = $18, subscription_certificate_id = $19, \
-                     next_check_at = $20, subscription_resource = $21, granted_scope = $22, notice_pending = FALSE"
+                     next_check_at = $20, subscription_resource = $21, granted_scope = $22, \
+                     previous_subscription_id = $23, previous_subscription_resource = $24, \
+                     previous_subscription_expires_at = $25, notice_pending = FALSE"
                 ))
                 .bind(c.id.0.to_string())
                 .bind(c.account_id.0.to_string())
@@ -130,6 +154,9 @@ macro_rules! impl_connections {
                 .bind(c.next_check_at)
                 .bind(sub.and_then(|s| s.resource.clone()))
                 .bind(c.granted_scope.clone())
+                .bind(previous.map(|s| s.id.clone()))
+                .bind(previous.and_then(|s| s.resource.clone()))
+                .bind(previous.map(|s| s.expires_at))
                 .execute(self.writer())
                 .await
                 .map_err(|e| classify(e, "external account", "account"))?;
@@ -282,7 +309,8 @@ macro_rules! impl_connections {
 
             async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "SELECT ", connection_columns!(), " FROM connections WHERE provider = $1 AND subscription_id = $2"
+                    "SELECT ", connection_columns!(), " FROM connections \
+                     WHERE provider = $1 AND (subscription_id = $2 OR previous_subscription_id = $2)"
                 ))
                     .bind(provider)
                     .bind(subscription_id)
@@ -303,10 +331,15 @@ macro_rules! impl_connections {
                 let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
                     "SELECT ", connection_columns!(), " FROM connections WHERE provider = "
                 ));
-                query.push_bind(provider).push(" AND subscription_id IN (");
-                let mut ids = query.separated(", ");
-                for id in subscription_ids {
-                    ids.push_bind(*id);
+                // Current subscriptions, and those being replaced.
+                query.push_bind(provider);
+                for (i, column) in ["subscription_id", "previous_subscription_id"].into_iter().enumerate() {
+                    query.push(if i == 0 { " AND (" } else { " OR " }).push(column).push(" IN (");
+                    let mut ids = query.separated(", ");
+                    for id in subscription_ids {
+                        ids.push_bind(*id);
+                    }
+                    query.push(")");
                 }
                 query.push(")");
                 query
@@ -327,10 +360,69 @@ macro_rules! impl_connections {
                 let done = sqlx::query(
                     "UPDATE connections SET subscription_id = NULL, subscription_expires_at = NULL, \
                      client_state = NULL, subscription_certificate_id = NULL, subscription_resource = NULL, \
-                     updated_at = $3 WHERE id = $1 AND subscription_id = $2",
+                     previous_subscription_id = NULL, previous_subscription_resource = NULL, \
+                     previous_subscription_expires_at = NULL, updated_at = $3 WHERE id = $1 AND subscription_id = $2",
                 )
                 .bind(id.0.to_string())
                 .bind(subscription)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn keep_previous_subscription(
+                &self,
+                id: ConnectionId,
+                current: &str,
+                successor: &SubscriptionRecord,
+                now: Millis,
+            ) -> Result<bool> {
+                // The right-hand sides are the row as it was.
+                let done = sqlx::query(
+                    "UPDATE connections SET previous_subscription_id = subscription_id, \
+                     previous_subscription_resource = subscription_resource, \
+                     previous_subscription_expires_at = subscription_expires_at, subscription_id = $3, \
+                     subscription_expires_at = $4, subscription_resource = $5, subscription_certificate_id = $6, \
+                     updated_at = $7 WHERE id = $1 AND subscription_id = $2",
+                )
+                .bind(id.0.to_string())
+                .bind(current)
+                .bind(&successor.id)
+                .bind(successor.expires_at)
+                .bind(&successor.resource)
+                .bind(&successor.certificate_id)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn end_previous_subscription(&self, id: ConnectionId, previous: &str, now: Millis) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE connections SET previous_subscription_id = NULL, previous_subscription_resource = NULL, \
+                     previous_subscription_expires_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND previous_subscription_id = $2",
+                )
+                .bind(id.0.to_string())
+                .bind(previous)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn restore_previous_subscription(&self, id: ConnectionId, successor: &str, now: Millis) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE connections SET subscription_id = previous_subscription_id, \
+                     subscription_resource = previous_subscription_resource, \
+                     subscription_expires_at = previous_subscription_expires_at, subscription_certificate_id = NULL, \
+                     previous_subscription_id = NULL, previous_subscription_resource = NULL, \
+                     previous_subscription_expires_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND subscription_id = $2 AND previous_subscription_id IS NOT NULL",
+                )
+                .bind(id.0.to_string())
+                .bind(successor)
                 .bind(now)
                 .execute(self.writer())
                 .await?;

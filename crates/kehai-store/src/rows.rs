@@ -195,7 +195,8 @@ macro_rules! connection_columns {
         "id, account_id, provider, external_tenant, external_user, access_token, access_expires_at, \
          refresh_token, refresh_expires_at, subscription_id, subscription_expires_at, client_state, state, \
          last_error, connected_at, updated_at, last_sequence, access_refresh_at, subscription_certificate_id, \
-         next_check_at, subscription_resource, granted_scope"
+         next_check_at, subscription_resource, granted_scope, previous_subscription_id, \
+         previous_subscription_resource, previous_subscription_expires_at"
     };
 }
 
@@ -223,6 +224,9 @@ pub(crate) struct ConnectionRow {
     pub(crate) next_check_at: Option<i64>,
     pub(crate) subscription_resource: Option<String>,
     pub(crate) granted_scope: Option<String>,
+    pub(crate) previous_subscription_id: Option<String>,
+    pub(crate) previous_subscription_resource: Option<String>,
+    pub(crate) previous_subscription_expires_at: Option<i64>,
     pub(crate) connected_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -230,6 +234,17 @@ pub(crate) struct ConnectionRow {
 impl TryFrom<ConnectionRow> for Connection {
     type Error = StoreError;
     fn try_from(r: ConnectionRow) -> Result<Connection> {
+        // The subscription being replaced shares its successor's secret.
+        let previous = match (r.previous_subscription_id, r.previous_subscription_expires_at, &r.client_state) {
+            (Some(id), Some(expires_at), Some(cs)) => Some(SubscriptionRecord {
+                id,
+                expires_at,
+                client_state: Sealed(cs.clone()),
+                certificate_id: None,
+                resource: r.previous_subscription_resource,
+            }),
+            _ => None,
+        };
         let subscription = match (r.subscription_id, r.subscription_expires_at, r.client_state) {
             (Some(id), Some(expires_at), Some(cs)) => Some(SubscriptionRecord {
                 id,
@@ -252,6 +267,7 @@ impl TryFrom<ConnectionRow> for Connection {
             refresh_token: r.refresh_token.map(Sealed),
             refresh_expires_at: r.refresh_expires_at,
             subscription,
+            previous_subscription: previous,
             state: ConnectionState::parse(&r.state).ok_or(StoreError::Corrupt("connection state"))?,
             last_error: r.last_error,
             last_sequence: r.last_sequence,

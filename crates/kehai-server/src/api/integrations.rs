@@ -208,11 +208,7 @@ pub async fn toggle(
 async fn pause(state: &AppState, provider: &dyn Provider, connection: &mut Connection) {
     let Some(subscription) = connection.subscription.clone() else { return };
     match tokens::access_token(state, provider, connection).await {
-        Ok(token) => {
-            if let Err(e) = provider.unsubscribe(&token, &subscription).await {
-                tracing::info!(error = %e, "a paused connection's subscription could not be ended; it lapses by itself");
-            }
-        }
+        Ok(token) => renewal::end_all(provider, &token, connection).await,
         Err(e) => tracing::info!(error = %e, "no token to end a paused connection's subscription"),
     }
     match state.store.clear_connection_subscription(connection.id, &subscription.id, state.clock.now()).await {
@@ -275,13 +271,11 @@ pub async fn disconnect(
         left
     };
     if left == 0 {
-        if let (Some(provider), Some(sub)) = (known.offered.as_ref(), connection.subscription.clone()) {
+        if let Some(provider) = known.offered.as_ref()
+            && connection.subscription.is_some()
+        {
             match tokens::access_token(&state, &**provider, &mut connection).await {
-                Ok(token) => {
-                    if let Err(e) = provider.unsubscribe(&token, &sub).await {
-                        tracing::warn!(error = %e, "the subscription could not be ended; it lapses by itself");
-                    }
-                }
+                Ok(token) => renewal::end_all(&**provider, &token, &connection).await,
                 Err(_) => tracing::warn!("no token to end the subscription; it lapses by itself"),
             }
         }

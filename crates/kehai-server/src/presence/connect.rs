@@ -276,12 +276,12 @@ async fn finish(
     // Connected before (another account, or the same one again): its old subscription goes
     // once the new connection is stored (best effort; an orphan lapses by itself and its
     // notifications are ignored). Its token is had now, before the new one replaces it.
-    let mut old_subscription = None;
+    let mut old_subscriptions = None;
     if let Some(mut old) = existing.clone()
-        && let Some(sub) = old.subscription.clone()
+        && old.subscription.is_some()
         && let Ok(token) = tokens::access_token(state, &**provider, &mut old).await
     {
-        old_subscription = Some((token, sub));
+        old_subscriptions = Some((token, old));
     }
     let id = existing.as_ref().map_or_else(ConnectionId::new, |c| c.id);
     let sealed = tokens::sealed(state, &**provider, id, &issued, now).map_err(|_| Outcome::Unavailable)?;
@@ -302,6 +302,7 @@ async fn finish(
         last_sequence: reading.order.clone(),
         next_check_at: None,
         granted_scope: scope,
+        previous_subscription: None,
         connected_at: existing.as_ref().filter(|c| c.external_user == user).map_or(now, |c| c.connected_at),
         updated_at: now,
     };
@@ -317,10 +318,8 @@ async fn finish(
     // Whatever the provider kept for this connection (another account's, or from before) is
     // out of date.
     provider.changed(&connection);
-    if let Some((token, old)) = old_subscription
-        && let Err(e) = provider.unsubscribe(&token, &old).await
-    {
-        tracing::warn!(error = %e, "the previous account's subscription could not be ended");
+    if let Some((token, old)) = old_subscriptions {
+        renewal::end_all(&**provider, &token, &old).await;
     }
 
     match renewal::subscribe_if_offered(state, &**provider, &issued.access_token, &connection).await {
@@ -348,10 +347,8 @@ async fn finish(
     // A provider whose notifications carry nothing (Google) may have announced a change made
     // between the reading and the subscription's being stored to nobody: read once more
     // shortly, as for a notification.
-    if provider.debounced()
-        && let Some(subscription) = &connection.subscription
-    {
-        super::retry::schedule(state, provider.id(), &subscription.id);
+    if provider.debounced() && connection.subscription.is_some() {
+        super::retry::schedule(state, provider.id(), connection.id);
     }
     tracing::info!(account = %account, provider = provider.id(), "connected");
     Ok(())

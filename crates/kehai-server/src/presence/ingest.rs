@@ -31,7 +31,7 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
     for item in &inbound.items {
         state.metrics.notification_received(provider.id());
         let admitted = admit(state, item, known.as_ref());
-        let was_admitted = admitted.is_ok();
+        let admitted_id = admitted.as_ref().ok().map(|c| c.id);
         let outcome = match admitted {
             Err(why) => Err(why),
             Ok(connection) if item.opens_content() => {
@@ -82,8 +82,11 @@ pub async fn process(state: &AppState, provider: &dyn Provider, inbound: &Inboun
                 // subscription kehai knows: its presence is read again later. Only once it was
                 // admitted: anyone can post made-up subscriptions. (Renewals the sweep redoes.)
                 let presence = matches!(item.event, Event::Changed(_) | Event::Missed);
-                if why == Dropped::Unavailable && was_admitted && presence {
-                    retry::schedule(state, provider.id(), &item.subscription);
+                if why == Dropped::Unavailable
+                    && presence
+                    && let Some(connection) = admitted_id
+                {
+                    retry::schedule(state, provider.id(), connection);
                 }
                 tracing::info!(?why, subscription = %item.subscription, "notification not applied");
             }
@@ -104,7 +107,13 @@ async fn known_subscriptions(
     ids.sort_unstable();
     ids.dedup();
     match state.store.connections_by_subscriptions(provider.id(), &ids).await {
-        Ok(found) => Some(found.into_iter().filter_map(|c| Some((c.subscription.as_ref()?.id.clone(), c))).collect()),
+        // Under the id of each of its subscriptions: the current one, and one being replaced.
+        Ok(found) => Some(
+            found
+                .into_iter()
+                .flat_map(|c| c.subscriptions().map(|s| (s.id.clone(), c.clone())).collect::<Vec<_>>())
+                .collect(),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "cannot look up a delivery's subscriptions");
             None
@@ -112,12 +121,12 @@ async fn known_subscriptions(
     }
 }
 
-/// The connection an item is for, if it names a connected connection's subscription with that
-/// subscription's secret (compared in constant time).
+/// The connection an item is for, if it names a connected connection's subscription (or the one
+/// it is replacing) with that subscription's secret (compared in constant time).
 fn admit(state: &AppState, item: &Item, known: Option<&HashMap<String, Connection>>) -> Result<Connection, Dropped> {
     let connection =
         known.ok_or(Dropped::Unavailable)?.get(&item.subscription).cloned().ok_or(Dropped::UnknownSubscription)?;
-    let subscription = connection.subscription.clone().ok_or(Dropped::UnknownSubscription)?;
+    let subscription = connection.subscription_named(&item.subscription).ok_or(Dropped::UnknownSubscription)?;
     let expected = state
         .secrets
         .open(&subscription.client_state.0, Place::Connection(connection.id, ConnectionSecret::ClientState))
@@ -154,11 +163,23 @@ async fn act(
     if matches!(item.event, Event::Changed(_) | Event::Missed) {
         provider.changed(&connection);
     }
+    // The successor of a subscription being replaced delivers: the old one can end.
+    if connection.previous_subscription.is_some()
+        && connection.subscription.as_ref().is_some_and(|s| s.id == item.subscription)
+    {
+        let (state, connection, id) = (state.clone(), connection.clone(), provider.id());
+        tokio::spawn(async move {
+            let Some(provider) = state.presence.provider(id) else { return };
+            if let Err(e) = renewal::successor_confirmed(&state, &**provider, connection).await {
+                tracing::info!(error = %e, "a replaced subscription could not be ended yet");
+            }
+        });
+    }
     let reading = match &item.event {
         Event::Changed(Some(content)) => provider.open(state, content, &connection).await?,
         // A ping: read after a short wait, once for however many arrive meanwhile.
         Event::Changed(None) if provider.debounced() => {
-            retry::schedule(state, provider.id(), &item.subscription);
+            retry::schedule(state, provider.id(), connection.id);
             return Ok(());
         }
         // The item carries no presence: read it.

@@ -103,7 +103,8 @@ pub trait Provider: Any + Send + Sync + fmt::Debug {
         expires_at: Millis,
     ) -> Result<Subscribed, ProviderError>;
     /// Whether a subscription can be renewed ([`Provider::renew`]); if not (Google's channels),
-    /// the engine renews one by making a new subscription and then ending the old.
+    /// the engine renews one by making a successor, and ends the old one once the successor
+    /// delivers (both are recognized meanwhile).
     fn renews_in_place(&self) -> bool {
         true
     }

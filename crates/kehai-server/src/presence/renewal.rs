@@ -284,8 +284,13 @@ async fn renew_or_recreate(
 }
 
 /// Renewal by replacement, for a provider whose subscriptions cannot be extended (Google's
-/// channels): a new subscription is made and stored in place of the current one, which is
-/// ended only then — both deliver meanwhile, so no change falls between them.
+/// channels). The successor is stored first, as the connection's subscription, with the current
+/// one kept beside it as the one being replaced (both with the same secret), and only then made
+/// at the provider: what either delivers is recognized. The one replaced is ended when its
+/// successor first delivers ([`end_previous`]; Google's `sync` comes at once), so that no change
+/// falls between the two; one whose successor never delivers lapses by itself, or is ended at
+/// the next replacement. A successor the provider refuses to make is forgotten, and the current
+/// one stays.
 async fn replace(
     state: &AppState,
     provider: &dyn Provider,
@@ -293,29 +298,102 @@ async fn replace(
     current: SubscriptionRecord,
 ) -> Result<Upkeep, Error> {
     let token = tokens::access_token(state, provider, &mut connection).await?;
-    // Not stored first: the current one stays until the new one is stored in its place.
-    let (record, _) = subscribe(state, provider, &token, &connection, false).await?;
+    if let Some(older) = connection.previous_subscription.clone() {
+        // Still kept from the last replacement, whose successor never delivered.
+        end_previous(state, provider, &connection, &older, &token).await?;
+    }
+    let place = Place::Connection(connection.id, ConnectionSecret::ClientState);
+    let secret = state
+        .secrets
+        .open(&current.client_state.0, place)
+        .map_err(|_| Error::Unavailable("a subscription secret could not be opened"))?;
+    let requested = state.clock.now() + life_of(provider.subscription_ms(), connection.id);
+    let id = provider.new_subscription_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let successor = SubscriptionRecord {
+        id: id.clone(),
+        expires_at: requested,
+        client_state: current.client_state.clone(),
+        certificate_id: None,
+        resource: None,
+    };
+    let now = state.clock.now();
+    if !state.store.keep_previous_subscription(connection.id, &current.id, &successor, now).await? {
+        // Disconnected or replaced meanwhile.
+        return Err(Error::Gone);
+    }
+    let made = match provider.subscribe(state, &token, &connection, Some(&id), &secret, requested).await {
+        Ok(made) => made,
+        Err(e) => {
+            if let Err(restore) = state.store.restore_previous_subscription(connection.id, &id, state.clock.now()).await
+            {
+                tracing::warn!(error = %restore, "a subscription the provider refused could not be forgotten");
+            }
+            return Err(e.into());
+        }
+    };
+    let record = SubscriptionRecord {
+        id: made.id,
+        expires_at: made.expires_at.unwrap_or(requested),
+        client_state: current.client_state.clone(),
+        certificate_id: made.certificate_id,
+        resource: made.resource,
+    };
     let stored = state
         .store
-        .set_connection_subscription(
-            connection.id,
-            Some(&current.id),
-            &record,
-            state.clock.now(),
-            Some(&state.instance),
-        )
+        .set_connection_subscription(connection.id, Some(&id), &record, state.clock.now(), Some(&state.instance))
         .await?;
     if !stored {
-        // Disconnected or replaced meanwhile: leave nothing behind.
+        // Disconnected, paused or recreated meanwhile: leave nothing behind.
         let _ = provider.unsubscribe(&token, &record).await;
         return Err(Error::Gone);
     }
-    if let Err(e) = provider.unsubscribe(&token, &current).await {
-        // It lapses by itself; what it still delivers names an unknown subscription.
-        tracing::info!(connection = %connection.id.0, error = %e, "a replaced subscription could not be ended");
-    }
-    tracing::debug!(connection = %connection.id.0, "subscription replaced");
+    tracing::debug!(connection = %connection.id.0, "subscription replaced; the old one ends when the new one delivers");
     Ok(Upkeep::Renewed)
+}
+
+/// Ends `previous`, the subscription `connection` was replacing: forgotten here first (of two
+/// deliveries confirming the successor at once, one ends it), then at the provider (a failure
+/// there is logged: it lapses by itself, and what it still delivers is unknown).
+pub async fn end_previous(
+    state: &AppState,
+    provider: &dyn Provider,
+    connection: &Connection,
+    previous: &SubscriptionRecord,
+    token: &SecretString,
+) -> Result<(), Error> {
+    if !state.store.end_previous_subscription(connection.id, &previous.id, state.clock.now()).await? {
+        return Ok(());
+    }
+    match provider.unsubscribe(token, previous).await {
+        Ok(()) => tracing::debug!(connection = %connection.id.0, "a replaced subscription ended"),
+        Err(e) => {
+            tracing::info!(connection = %connection.id.0, error = %e, "a replaced subscription could not be ended")
+        }
+    }
+    Ok(())
+}
+
+/// The successor of the subscription `connection` was replacing delivered: the old one ends
+/// ([`end_previous`]), with the connection's own token.
+pub async fn successor_confirmed(
+    state: &AppState,
+    provider: &dyn Provider,
+    mut connection: Connection,
+) -> Result<(), Error> {
+    let Some(previous) = connection.previous_subscription.clone() else { return Ok(()) };
+    let token = tokens::access_token(state, provider, &mut connection).await?;
+    end_previous(state, provider, &connection, &previous, &token).await
+}
+
+/// Ends all of the connection's subscriptions at the provider (the current one and any being
+/// replaced) with `token`: it is paused, disconnected or connected anew. A failure is logged:
+/// they lapse by themselves, and what they still deliver is unknown once forgotten here.
+pub async fn end_all(provider: &dyn Provider, token: &SecretString, connection: &Connection) {
+    for subscription in connection.subscriptions() {
+        if let Err(e) = provider.unsubscribe(token, subscription).await {
+            tracing::info!(connection = %connection.id.0, error = %e, "a subscription could not be ended; it lapses by itself");
+        }
+    }
 }
 
 /// A new subscription for a connection whose old one is gone, and the presence read again

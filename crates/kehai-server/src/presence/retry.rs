@@ -3,18 +3,19 @@
 //! retries of one call, its signing keys could not be had, or the database did not answer, the
 //! connection's presence is read again after a while instead of staying wrong until the next
 //! reconciliation (every `reconcile_seconds`, five minutes by default): one pending read per
-//! subscription however many of its notifications failed — a storm of them costs no more
+//! connection however many of its notifications failed — a storm of them costs no more
 //! requests — after 2 s, then twice as long each time, six times at most (about two minutes;
 //! the reconciliation catches up after that). A failure while a read is under way makes it read
 //! once more when done, so that the newest presence is not missed.
 //!
 //! The same pending read debounces the notifications of a provider whose notifications carry
 //! nothing ([`super::Provider::debounced`]: Google's pushes): each one schedules it, so a burst of
-//! changes is read once, 2 s after the first.
+//! changes is read once, 2 s after the first — also when it comes through both a channel being
+//! replaced and its successor.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use kehai_store::ConnectionState;
+use kehai_store::{ConnectionId, ConnectionState};
 
 use super::{Dropped, apply, ingest};
 use crate::state::AppState;
@@ -24,19 +25,19 @@ const FIRST: Duration = Duration::from_secs(2);
 /// Reads tried at most.
 const ATTEMPTS: u32 = 6;
 
-/// The subscriptions (by provider) whose presence waits to be read again, each with whether
+/// The connections (by provider) whose presence waits to be read again, each with whether
 /// another failure came since its read began.
 #[derive(Debug, Default)]
-pub(crate) struct Rereads(Mutex<HashMap<(&'static str, String), bool>>);
+pub(crate) struct Rereads(Mutex<HashMap<(&'static str, ConnectionId), bool>>);
 
 impl Rereads {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String), bool>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, ConnectionId), bool>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the subscription's pending read: `true` to start one; `false` if one is pending
+    /// Takes the connection's pending read: `true` to start one; `false` if one is pending
     /// already (which then reads once more).
-    fn take(&self, key: &(&'static str, String)) -> bool {
+    fn take(&self, key: &(&'static str, ConnectionId)) -> bool {
         let mut pending = self.pending();
         match pending.get_mut(key) {
             Some(again) => {
@@ -44,21 +45,21 @@ impl Rereads {
                 false
             }
             None => {
-                pending.insert(key.clone(), false);
+                pending.insert(*key, false);
                 true
             }
         }
     }
 
     /// A read begins: failures from now on need another one.
-    fn reading(&self, key: &(&'static str, String)) {
+    fn reading(&self, key: &(&'static str, ConnectionId)) {
         if let Some(again) = self.pending().get_mut(key) {
             *again = false;
         }
     }
 
     /// The read is over; `false` (and still pending) when another failure came meanwhile.
-    fn done(&self, key: &(&'static str, String)) -> bool {
+    fn done(&self, key: &(&'static str, ConnectionId)) -> bool {
         let mut pending = self.pending();
         if pending.get(key) == Some(&true) {
             return false;
@@ -67,15 +68,15 @@ impl Rereads {
         true
     }
 
-    fn give_up(&self, key: &(&'static str, String)) {
+    fn give_up(&self, key: &(&'static str, ConnectionId)) {
         self.pending().remove(key);
     }
 }
 
-/// Reads the presence of `provider`'s `subscription`'s connection again later, unless that is
-/// pending already (then the pending read reads once more).
-pub(crate) fn schedule(state: &AppState, provider: &'static str, subscription: &str) {
-    let key = (provider, subscription.to_owned());
+/// Reads the presence of `provider`'s `connection` again later, unless that is pending already
+/// (then the pending read reads once more).
+pub(crate) fn schedule(state: &AppState, provider: &'static str, connection: ConnectionId) {
+    let key = (provider, connection);
     if !state.presence.rereads.take(&key) {
         return;
     }
@@ -105,11 +106,11 @@ pub(crate) fn schedule(state: &AppState, provider: &'static str, subscription: &
 /// The provider or the database failed: read again later.
 struct Unavailable;
 
-/// Reads and shows the presence of the subscription's connection.
-async fn read(state: &AppState, (provider, subscription): &(&'static str, String)) -> Result<(), Unavailable> {
+/// Reads and shows the connection's presence.
+async fn read(state: &AppState, (provider, connection): &(&'static str, ConnectionId)) -> Result<(), Unavailable> {
     let Some(provider) = state.presence.provider(provider) else { return Ok(()) };
-    let mut connection = match state.store.connection_by_subscription(provider.id(), subscription).await {
-        Ok(Some(c)) if c.state == ConnectionState::Connected => c,
+    let mut connection = match state.store.connection(*connection).await {
+        Ok(Some(c)) if c.state == ConnectionState::Connected && c.provider == provider.id() => c,
         // Gone, disconnected or needing a new sign-in: nothing to read.
         Ok(_) => return Ok(()),
         Err(e) => {
@@ -134,15 +135,16 @@ async fn read(state: &AppState, (provider, subscription): &(&'static str, String
 mod tests {
     use super::*;
 
-    /// One pending read per subscription; a failure during a read makes it read once more.
+    /// One pending read per connection; a failure during a read makes it read once more.
     #[test]
-    fn one_read_per_subscription_and_once_more_after_a_failure_meanwhile() {
+    fn one_read_per_connection_and_once_more_after_a_failure_meanwhile() {
         let rereads = Rereads::default();
-        let (s1, s2) = (("p", "s1".to_owned()), ("p", "s2".to_owned()));
+        let (c1, c2) = (ConnectionId::new(), ConnectionId::new());
+        let (s1, s2) = (("p", c1), ("p", c2));
         assert!(rereads.take(&s1), "the first failure starts a read");
         assert!(!rereads.take(&s1), "the next ones do not");
-        assert!(rereads.take(&s2), "another subscription has its own");
-        assert!(rereads.take(&("q", "s1".to_owned())), "so has another provider's");
+        assert!(rereads.take(&s2), "another connection has its own");
+        assert!(rereads.take(&("q", c1)), "so has another provider's");
         rereads.reading(&s1);
         assert!(rereads.done(&s1), "nothing came meanwhile: done");
         assert!(rereads.take(&s1), "done: a new failure starts a new read");

@@ -200,6 +200,7 @@ async fn connect_calendar(app: &TestApp, due: i64) {
         last_sequence: None,
         next_check_at: Some(due),
         granted_scope: None,
+        previous_subscription: None,
         connected_at: now,
         updated_at: now,
     };

@@ -92,6 +92,10 @@ pub struct Connection {
     pub refresh_token: Option<Sealed>,
     pub refresh_expires_at: Option<Millis>,
     pub subscription: Option<SubscriptionRecord>,
+    /// The subscription `subscription` is replacing, where the provider's cannot be extended
+    /// (Google's channels): it still delivers, with the same secret, until the new one is
+    /// confirmed and it is ended.
+    pub previous_subscription: Option<SubscriptionRecord>,
     pub state: ConnectionState,
     pub last_error: Option<String>,
     /// The ordering key of the presence last applied (the provider's, compared byte-wise: Graph's
@@ -105,6 +109,19 @@ pub struct Connection {
     pub granted_scope: Option<String>,
     pub connected_at: Millis,
     pub updated_at: Millis,
+}
+
+impl Connection {
+    /// The connection's subscriptions at the provider: the current one, and the one it is
+    /// replacing.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &SubscriptionRecord> {
+        [&self.subscription, &self.previous_subscription].into_iter().flatten()
+    }
+
+    /// The connection's subscription with this id: the current one, or the one it is replacing.
+    pub fn subscription_named(&self, id: &str) -> Option<&SubscriptionRecord> {
+        self.subscriptions().find(|s| s.id == id)
+    }
 }
 
 /// A sign-in in progress.

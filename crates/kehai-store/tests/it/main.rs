@@ -68,6 +68,7 @@ contract_suite!(
     presences_apply_in_sequence_order_with_their_sequence,
     many_presences_apply_in_one_group_commit_as_one_after_the_other,
     subscriptions_are_renewed_and_found_before_they_lapse,
+    a_replaced_subscription_is_recognized_until_it_is_ended,
     a_member_connects_one_account_per_provider,
     connections_are_woken_when_their_presence_is_due_to_change,
     an_avatar_shows_the_strongest_of_its_providers_presences,

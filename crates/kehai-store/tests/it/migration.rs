@@ -97,6 +97,7 @@ macro_rules! fill_old {
             last_sequence: Some("C0000000005".into()),
             next_check_at: None,
             granted_scope: None,
+            previous_subscription: None,
             connected_at: T0 - 86_400_000,
             updated_at: T0 + 10,
         };

@@ -68,29 +68,78 @@ async fn after_a_restart_each_calendar_is_read_once() {
     avatar_becomes(&alice, "Alice", Some("📅"), 1).await;
 }
 
+/// Forces a channel replacement: the channel is made to lapse within a day, and a sweep runs.
+async fn replace_channel(app: &crate::support::TestApp) -> i64 {
+    let soon = kehai_server::clock::Clock::now(&*app.state.clock) + 23 * 3600 * 1000;
+    app.sqlite_execute(&format!("UPDATE connections SET subscription_expires_at = {soon}")).await;
+    let provider = app.state.presence.provider("gcal").unwrap().clone();
+    let renewed = kehai_server::presence::renewal::sweep(&app.state, &*provider).await;
+    assert_eq!(renewed, 1, "replaced");
+    soon
+}
+
+/// Waits until `id`'s channel is stopped at Google; false if it is not within `seconds`.
+async fn stopped_within(emu: &googleemu::Running, id: &str, seconds: u64) -> bool {
+    for _ in 0..seconds * 10 {
+        if emu.channels().iter().any(|c| c.id == id && c.stopped) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_channel_is_replaced_before_it_lapses_and_the_old_one_stopped_after() {
     let (app, emu) = start().await;
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     let account = app.account("alice@example.com").await;
-    let old = app.state.store.connection_of(account, "gcal").await.unwrap().unwrap().subscription.unwrap();
-    // A day before it lapses: due for replacement at the next sweep.
-    let soon = kehai_server::clock::Clock::now(&*app.state.clock) + 23 * 3600 * 1000;
-    app.sqlite_execute(&format!("UPDATE connections SET subscription_expires_at = {soon}")).await;
-    let provider = app.state.presence.provider("gcal").unwrap().clone();
-    let renewed = kehai_server::presence::renewal::sweep(&app.state, &*provider).await;
-    assert_eq!(renewed, 1);
-    let new = app.state.store.connection_of(account, "gcal").await.unwrap().unwrap().subscription.unwrap();
-    assert_ne!(new.id, old.id, "a new channel");
-    assert!(new.expires_at > soon + 24 * 3600 * 1000, "for another week or so");
-    let channels = emu.channels();
-    let state = |id: &str| channels.iter().find(|c| c.id == id).map(|c| c.stopped);
-    assert_eq!((state(&old.id), state(&new.id)), (Some(true), Some(false)), "the old stopped once the new was kept");
-    // The new one carries the changes.
+    let connection = || async { app.state.store.connection_of(account, "gcal").await.unwrap().unwrap() };
+    let first = connection().await.subscription.unwrap();
+    settled(&emu, "alice@example.com").await;
+
+    // The successor's `sync` is lost: until the successor delivers, both are recognized.
+    emu.add_fault(googleemu::Fault::new(googleemu::FaultTarget::Pushes, googleemu::FaultKind::Drop)).unwrap();
+    let soon = replace_channel(&app).await;
+    let both = connection().await;
+    let second = both.subscription.clone().unwrap();
+    assert_ne!(second.id, first.id, "a new channel");
+    assert!(second.expires_at > soon + 24 * 3600 * 1000, "for another week or so");
+    assert_eq!(both.previous_subscription.map(|p| p.id), Some(first.id.clone()), "the old one kept beside it");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let live = |id: &str| emu.channels().iter().any(|c| c.id == id && !c.stopped);
+    assert!(live(&first.id) && live(&second.id), "both live meanwhile: {:?}", emu.channels());
+
+    // A change is pushed through both: read once, shown, and the new one's delivery ends the old.
+    let reads = |emu: &googleemu::Running| {
+        let requests = emu.calendar_requests();
+        requests.iter().filter(|r| r.operation.as_deref() == Some("calendar.freebusy.query")).count()
+    };
+    let before = reads(&emu);
     event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
     avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
-    let delivered = emu.pushes().into_iter().filter(|p| p.state == "exists" && p.delivered).collect::<Vec<_>>();
-    assert!(delivered.iter().all(|p| p.channel_id == new.id), "{delivered:?}");
+    settled(&emu, "alice@example.com").await;
+    assert_eq!(reads(&emu) - before, 1, "one read for the two pushes");
+    let delivered: Vec<String> =
+        emu.pushes().into_iter().filter(|p| p.state == "exists" && p.delivered).map(|p| p.channel_id).collect();
+    assert!(delivered.contains(&first.id) && delivered.contains(&second.id), "{delivered:?}");
+    assert!(stopped_within(&emu, &first.id, 5).await, "the old one stopped once the new one delivered");
+    assert_eq!(connection().await.previous_subscription, None);
+    assert!(live(&second.id));
+
+    // The next replacement, with its `sync` on time: the old one stops as soon as it comes.
+    replace_channel(&app).await;
+    assert!(stopped_within(&emu, &second.id, 5).await, "stopped after the successor's sync");
+    let third = connection().await;
+    assert_eq!(third.previous_subscription, None);
+    let third = third.subscription.unwrap();
+    assert!(live(&third.id) && third.id != second.id);
+    // Only the newest one carries the changes now.
+    let since = emu.pushes().len();
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::from_secs(1200), Duration::from_secs(600));
+    settled(&emu, "alice@example.com").await;
+    let later: Vec<_> = emu.pushes().into_iter().skip(since).filter(|p| p.state == "exists").collect();
+    assert!(!later.is_empty() && later.iter().all(|p| p.channel_id == third.id), "{later:?}");
 }
 
 #[tokio::test]

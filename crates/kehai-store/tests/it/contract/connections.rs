@@ -21,6 +21,7 @@ pub(crate) fn connection(account: PersonId, ms_user: &str) -> Connection {
         last_sequence: None,
         next_check_at: None,
         granted_scope: None,
+        previous_subscription: None,
         connected_at: T0,
         updated_at: T0,
     }
@@ -142,127 +143,6 @@ pub async fn presences_apply_in_sequence_order_with_their_sequence(store: &dyn S
     assert_eq!(store.connection_of(a.id, "msteams").await.unwrap().unwrap().last_sequence.as_deref(), Some("C0010"));
     store.delete_connection(c.id).await.unwrap();
     assert_eq!(apply("C0011", false).await.unwrap(), Applied::NotConnected, "gone");
-}
-
-pub async fn subscriptions_are_renewed_and_found_before_they_lapse(store: &dyn Store) {
-    let s = space(store, "office").await;
-    let (a, b, c) = (
-        member(store, &s, "a@example.com", "A").await,
-        member(store, &s, "b@example.com", "B").await,
-        member(store, &s, "c@example.com", "C").await,
-    );
-    let record = |id: &str, expires_at| SubscriptionRecord {
-        id: id.into(),
-        expires_at,
-        client_state: Sealed(format!("v1.sealed-{id}")),
-        certificate_id: None,
-        resource: None,
-    };
-    let (mut ca, mut cb, mut cc) = (connection(a.id, "ms-a"), connection(b.id, "ms-b"), connection(c.id, "ms-c"));
-    ca.subscription = Some(record("sub-a", T0 + 600_000));
-    cb.subscription = Some(record("sub-b", T0 + 60_000));
-    cc.subscription = Some(record("sub-c", T0 + 30_000));
-    cc.state = ConnectionState::NeedsReconnect;
-    for x in [&ca, &cb, &cc] {
-        store.save_connection(x).await.unwrap();
-    }
-    let due = |v: Vec<Connection>| v.into_iter().map(|x| x.subscription.unwrap().id).collect::<Vec<_>>();
-    // Needs-reconnect connections cannot renew: not claimed. Claims by one instance (`one`)
-    // keep the others (`two`) off until they lapse or are let go.
-    let one = |now| Claim { holder: "one", now, until: now + 10_000 };
-    let two = |now| Claim { holder: "two", now, until: now + 10_000 };
-    assert_eq!(due(store.claim_expiring("msteams", T0 + 100_000, one(T0), 10).await.unwrap()), ["sub-b"]);
-    assert_eq!(
-        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0), 10).await.unwrap()),
-        ["sub-a"],
-        "b is held"
-    );
-    assert_eq!(
-        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0 + 9_999), 10).await.unwrap()),
-        ["sub-a"],
-        "its own"
-    );
-    assert_eq!(
-        due(store.claim_expiring("msteams", T0 + 3_600_000, two(T0 + 10_000), 10).await.unwrap()),
-        ["sub-b", "sub-a"]
-    );
-    assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "two holds b until T0 + 20_000");
-    store.release_connection(cb.id, "one").await.unwrap();
-    assert!(!store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap(), "only the holder lets go");
-    store.release_connection(cb.id, "two").await.unwrap();
-    assert!(store.claim_connection(cb.id, one(T0 + 10_001)).await.unwrap());
-    assert!(store.claim_connection(cb.id, one(T0 + 10_002)).await.unwrap(), "extended by its holder");
-    store.release_connection(cb.id, "one").await.unwrap();
-    store.release_connection(ca.id, "two").await.unwrap();
-    assert_eq!(
-        due(store.claim_expiring("msteams", T0 + 3_600_000, one(T0 + 10_001), 1).await.unwrap()),
-        ["sub-b"],
-        "limit"
-    );
-    store.release_connection(cb.id, "one").await.unwrap();
-
-    // Connected ones, page by page in id order.
-    let first = store.connected_connections("msteams", None, 1).await.unwrap();
-    let rest = store.connected_connections("msteams", Some(first[0].id), 10).await.unwrap();
-    let paged: Vec<ConnectionId> = first.iter().chain(&rest).map(|x| x.id).collect();
-    let mut expected = vec![ca.id, cb.id];
-    expected.sort_by_key(|i| i.0.to_string());
-    assert_eq!(paged, expected, "the needs-reconnect one is left out");
-    let mut counts = store.connections_by_state().await.unwrap();
-    counts.sort_by_key(|(_, state, _)| state.as_str());
-    assert_eq!(
-        counts,
-        [("msteams".into(), ConnectionState::Connected, 2), ("msteams".into(), ConnectionState::NeedsReconnect, 1)]
-    );
-    assert!(store.connected_connections("msteams", Some(expected[1]), 10).await.unwrap().is_empty());
-
-    // Renewed (same id, later expiry) and recreated (a new id), under the renewing instance's
-    // claim, which the write lets go of (another instance's stays).
-    assert!(store.claim_connection(cb.id, one(T0 + 20_001)).await.unwrap());
-    assert!(
-        store
-            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 1_000_000), T0 + 1, Some("two"))
-            .await
-            .unwrap()
-    );
-    assert!(!store.claim_connection(cb.id, two(T0 + 20_002)).await.unwrap(), "still one's");
-    assert!(
-        store
-            .set_connection_subscription(cb.id, Some("sub-b"), &record("sub-b", T0 + 3_540_000), T0 + 1, Some("one"))
-            .await
-            .unwrap()
-    );
-    assert!(store.claim_connection(cb.id, two(T0 + 20_002)).await.unwrap(), "let go of with the write");
-    store.release_connection(cb.id, "two").await.unwrap();
-    assert!(
-        store
-            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a2", T0 + 3_540_000), T0 + 1, None)
-            .await
-            .unwrap()
-    );
-    // A second recreation that started from the old one loses, and keeps its claim.
-    assert!(store.claim_connection(ca.id, one(T0 + 20_001)).await.unwrap());
-    assert!(
-        !store
-            .set_connection_subscription(ca.id, Some("sub-a"), &record("sub-a9", T0), T0 + 2, Some("one"))
-            .await
-            .unwrap()
-    );
-    assert!(!store.claim_connection(ca.id, two(T0 + 20_002)).await.unwrap(), "not stored: still held");
-    store.release_connection(ca.id, "one").await.unwrap();
-    assert!(!store.set_connection_subscription(ca.id, None, &record("sub-a9", T0), T0 + 2, None).await.unwrap());
-    assert_eq!(due(store.claim_expiring("msteams", T0 + 3_000_000, one(T0), 10).await.unwrap()), Vec::<String>::new());
-    assert_eq!(store.connection_by_subscription("msteams", "sub-a").await.unwrap(), None);
-    let found = store.connection_by_subscription("msteams", "sub-a2").await.unwrap().unwrap();
-    assert_eq!(found.subscription, Some(record("sub-a2", T0 + 3_540_000)));
-    assert_eq!(found.updated_at, T0 + 1);
-    store.delete_connection(ca.id).await.unwrap();
-    assert!(!store.set_connection_subscription(ca.id, Some("sub-a2"), &record("sub-a3", T0), T0, None).await.unwrap());
-    // A connection without a subscription gets its first one.
-    let mut cd = connection(member(store, &s, "d@example.com", "D").await.id, "ms-d");
-    cd.subscription = None;
-    store.save_connection(&cd).await.unwrap();
-    assert!(store.set_connection_subscription(cd.id, None, &record("sub-d", T0), T0, None).await.unwrap());
 }
 
 pub async fn connections_are_saved_found_and_one_per_microsoft_account(store: &dyn Store) {

@@ -319,5 +319,7 @@ pub(crate) async fn apply_one(
 
 mod connections;
 mod presences;
+mod subscriptions;
 pub use connections::*;
 pub use presences::*;
+pub use subscriptions::*;
