@@ -7,6 +7,13 @@
 //! A push that arrives while the calendar is being read must not be lost to that read: each
 //! connection counts the changes announced, and a day read is kept with the count it began at,
 //! so a change announced meanwhile leaves it out of date.
+//!
+//! With several instances, a push reaches one of them, and the calendar it reads shows there;
+//! another instance may later wake the connection at a boundary with its own older copy. What is
+//! shown is ordered by the read it comes from ([`order`]: its time, then when it was looked at),
+//! and the connection records the order last shown, so a copy older than the read shown is not
+//! used — it is read again — and a reading from an older read never replaces one from a newer
+//! read, whichever instance made it (as far as the instances' clocks agree).
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -45,21 +52,19 @@ impl Days {
     }
 
     /// The connection's calendar, if it may be used at `now` without reading Google: no change
-    /// announced since it was read, younger than `poll_ms`, its window not about to run out.
-    pub fn usable(&self, connection: ConnectionId, now: Millis, poll_ms: Millis) -> Option<Day> {
-        let kept = self.kept();
-        let k = kept.get(&connection)?;
-        let day = k.day.as_ref()?;
-        (k.changes == k.read_at_change && now < day.read_at + poll_ms && now < day.until - RENEW_WINDOW_MS)
-            .then(|| day.clone())
+    /// announced since it was read, not older than the read shown (`shown`, see [`shown_read`]),
+    /// younger than `poll_ms`, its window not about to run out.
+    pub fn usable(&self, connection: ConnectionId, now: Millis, poll_ms: Millis, shown: Option<Millis>) -> Option<Day> {
+        self.unchanged(connection, shown).filter(|day| now < day.read_at + poll_ms && now < day.until - RENEW_WINDOW_MS)
     }
 
-    /// The calendar as last read, if no change was announced since (a safety read may then
-    /// trust what it says about kinds of events).
-    pub fn unchanged(&self, connection: ConnectionId) -> Option<Day> {
+    /// The calendar as last read, if no change was announced since and no newer read was shown
+    /// (a safety read may then trust what it says about kinds of events).
+    pub fn unchanged(&self, connection: ConnectionId, shown: Option<Millis>) -> Option<Day> {
         let kept = self.kept();
         let k = kept.get(&connection)?;
-        k.day.clone().filter(|_| k.changes == k.read_at_change)
+        let current = k.changes == k.read_at_change;
+        k.day.clone().filter(|day| current && shown.is_none_or(|shown| day.read_at >= shown))
     }
 
     /// A read of the connection's calendar begins: what to give [`Days::keep`] with its result.
@@ -95,6 +100,18 @@ impl Days {
     }
 }
 
+/// The ordering key of what `day` shows at `at`: the time of the read, then `at` (fixed-width
+/// hex, so that byte order is time order).
+pub fn order(day: &Day, at: Millis) -> String {
+    format!("{:016x}{:016x}", day.read_at.max(0), at.max(0))
+}
+
+/// The time of the read the presence last shown came from, from its ordering key ([`order`]).
+pub fn shown_read(last_order: Option<&str>) -> Option<Millis> {
+    let read = last_order.filter(|o| o.len() == 32)?.get(..16)?;
+    Millis::from_str_radix(read, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,21 +121,40 @@ mod tests {
         let days = Days::default();
         let c = ConnectionId::new();
         let day = Day { read_at: 1_000, until: 1_000 + WINDOW_MS, ..Day::default() };
-        assert_eq!(days.usable(c, 1_000, 60_000), None, "never read");
+        assert_eq!(days.usable(c, 1_000, 60_000, None), None, "never read");
         days.keep(c, day.clone(), days.ticket(c));
-        assert_eq!(days.usable(c, 30_000, 60_000), Some(day.clone()));
-        assert_eq!(days.usable(c, 61_000, 60_000), None, "the safety interval passed");
+        assert_eq!(days.usable(c, 30_000, 60_000, None), Some(day.clone()));
+        assert_eq!(days.usable(c, 61_000, 60_000, None), None, "the safety interval passed");
         let long = WINDOW_MS;
-        assert!(days.usable(c, 1_000 + WINDOW_MS - RENEW_WINDOW_MS - 1, long).is_some());
-        assert_eq!(days.usable(c, 1_000 + WINDOW_MS - RENEW_WINDOW_MS, long), None, "the window runs out");
+        assert!(days.usable(c, 1_000 + WINDOW_MS - RENEW_WINDOW_MS - 1, long, None).is_some());
+        assert_eq!(days.usable(c, 1_000 + WINDOW_MS - RENEW_WINDOW_MS, long, None), None, "the window runs out");
         days.changed(c);
-        assert_eq!(days.usable(c, 30_000, 60_000), None, "a push came");
-        assert_eq!(days.unchanged(c), None);
+        assert_eq!(days.usable(c, 30_000, 60_000, None), None, "a push came");
+        assert_eq!(days.unchanged(c, None), None);
         days.keep(c, day.clone(), days.ticket(c));
-        assert!(days.usable(c, 30_000, 60_000).is_some(), "read again");
+        assert!(days.usable(c, 30_000, 60_000, None).is_some(), "read again");
         assert_eq!(Days::due(&day, 60_000), 61_000);
         assert_eq!(Days::due(&day, long), 1_000 + WINDOW_MS - RENEW_WINDOW_MS);
         assert!(!format!("{days:?}").contains("busy"), "Debug says nothing of the calendars");
+    }
+
+    #[test]
+    fn a_copy_older_than_the_read_shown_is_not_used() {
+        let days = Days::default();
+        let c = ConnectionId::new();
+        let day = Day { read_at: 1_000, until: 1_000 + WINDOW_MS, ..Day::default() };
+        days.keep(c, day.clone(), days.ticket(c));
+        // This instance showed it at a boundary; another one then read the calendar after a push.
+        let here = order(&day, 5_000);
+        assert_eq!(shown_read(Some(&here)), Some(1_000));
+        assert!(days.usable(c, 6_000, 60_000, shown_read(Some(&here))).is_some(), "its own read");
+        let elsewhere = order(&Day { read_at: 3_000, ..day.clone() }, 3_000);
+        assert!(here < elsewhere, "a newer read orders after any look at an older one");
+        assert_eq!(days.usable(c, 6_000, 60_000, shown_read(Some(&elsewhere))), None);
+        assert_eq!(days.unchanged(c, shown_read(Some(&elsewhere))), None);
+        assert!(order(&day, 5_000) < order(&day, 5_001), "later looks at one read order after");
+        assert_eq!(shown_read(Some("1234")), None, "another provider's key");
+        assert_eq!(shown_read(None), None);
     }
 
     #[test]
@@ -129,9 +165,9 @@ mod tests {
         // The read is under way when the push comes.
         days.changed(c);
         days.keep(c, Day { read_at: 1_000, until: 1_000 + WINDOW_MS, ..Day::default() }, ticket);
-        assert_eq!(days.usable(c, 2_000, 60_000), None, "the next read goes to Google");
+        assert_eq!(days.usable(c, 2_000, 60_000, None), None, "the next read goes to Google");
         let older = Day { read_at: 500, until: 500 + WINDOW_MS, ..Day::default() };
         days.keep(c, older, days.ticket(c));
-        assert_eq!(days.usable(c, 2_000, 60_000), None, "an older read finishing last is not kept");
+        assert_eq!(days.usable(c, 2_000, 60_000, None), None, "an older read finishing last is not kept");
     }
 }

@@ -100,11 +100,13 @@ impl GoogleCalendar {
     async fn read_fresh(
         &self,
         access: &SecretString,
-        connection: Option<ConnectionId>,
+        connection: Option<&Connection>,
         user: &str,
         poll_ms: Millis,
     ) -> Result<Reading, GoogleError> {
         let now = self.clock.now();
+        let shown = connection.and_then(|c| days::shown_read(c.last_sequence.as_deref()));
+        let connection = connection.map(|c| c.id);
         let ticket = connection.map(|c| self.days.ticket(c));
         let from = instant(now);
         let to = instant(now + days::WINDOW_MS);
@@ -113,7 +115,7 @@ impl GoogleCalendar {
         // A safety read (no change announced since the last one) lists the status events again
         // only when the busy times say they may have changed; after a push it always does (an
         // out-of-office event put over a meeting changes no busy time).
-        let kept = connection.and_then(|c| self.days.unchanged(c)).and_then(|day| day.status_still(&busy, now));
+        let kept = connection.and_then(|c| self.days.unchanged(c, shown)).and_then(|day| day.status_still(&busy, now));
         let (status, event_types) = match kept {
             Some(status) => (status, true),
             None => match self.calendar.status_events(access, from, to).await {
@@ -149,8 +151,13 @@ impl GoogleCalendar {
             shown: gcal::shown(status),
         });
         let next = day.next_boundary(now).into_iter().chain([Days::due(day, poll_ms)]).min();
-        Reading { user: user.to_owned(), shown, order: None, next_change_at: next }
+        Reading { user: user.to_owned(), shown, order: Some(days::order(day, now)), next_change_at: next }
     }
+}
+
+/// The time of the read the connection's presence shown came from (on any instance).
+fn shown_read(connection: &Connection) -> Option<Millis> {
+    days::shown_read(connection.last_sequence.as_deref())
 }
 
 fn instant(ms: Millis) -> OffsetDateTime {
@@ -293,10 +300,10 @@ impl Provider for GoogleCalendar {
     async fn read(&self, access: &SecretString, connection: &Connection) -> Result<Reading, ProviderError> {
         let now = self.clock.now();
         let poll_ms = self.poll_ms(connection);
-        if let Some(day) = self.days.usable(connection.id, now, poll_ms) {
+        if let Some(day) = self.days.usable(connection.id, now, poll_ms, shown_read(connection)) {
             return Ok(self.reading(&day, now, &connection.external_user, poll_ms));
         }
-        self.read_fresh(access, Some(connection.id), &connection.external_user, poll_ms).await.map_err(provider_error)
+        self.read_fresh(access, Some(connection), &connection.external_user, poll_ms).await.map_err(provider_error)
     }
 
     /// The calendars due to be read from Google (a reconciliation's page): those kept and fresh
@@ -304,8 +311,11 @@ impl Provider for GoogleCalendar {
     /// that failed is tried again by itself), and showing it again would only rewrite avatars.
     async fn read_many(&self, state: &AppState, connections: &mut [Connection]) -> Vec<(ConnectionId, Reading)> {
         let now = self.clock.now();
-        let due: Vec<Connection> =
-            connections.iter().filter(|c| self.days.usable(c.id, now, self.poll_ms(c)).is_none()).cloned().collect();
+        let due: Vec<Connection> = connections
+            .iter()
+            .filter(|c| self.days.usable(c.id, now, self.poll_ms(c), shown_read(c)).is_none())
+            .cloned()
+            .collect();
         futures::stream::iter(due)
             .map(|mut connection| async move {
                 match ingest::read(state, self, &mut connection).await {

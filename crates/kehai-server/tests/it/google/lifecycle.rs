@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use googleemu::EventKind;
+use kehai_server::presence::ingest;
 use kehai_store::ConnectionState;
 use reqwest::StatusCode;
 
@@ -160,4 +161,32 @@ async fn turned_off_everywhere_the_channel_stops_and_on_again_it_comes_back() {
     avatar_becomes(&alice, "Alice", Some("📅"), 1).await;
     let live: Vec<_> = emu.channels().into_iter().filter(|c| !c.stopped).collect();
     assert_eq!(live.len(), 1, "a channel again: {live:?}");
+}
+
+#[tokio::test]
+async fn another_instance_never_shows_its_older_copy_of_a_calendar() {
+    let (app, emu) = start().await;
+    let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
+    avatar_becomes(&alice, "Alice", None, 5).await;
+    settled(&emu, "alice@example.com").await;
+    let other = app.another_instance().await;
+    let provider = other.state.presence.provider("gcal").unwrap().clone();
+    let account = app.account("alice@example.com").await;
+    let connection = || async { app.state.store.connection_of(account, "gcal").await.unwrap().unwrap() };
+    // The other instance reads the calendar (woken there): nothing on it yet.
+    let read_there = || async { ingest::read(&other.state, &*provider, &mut connection().await).await.unwrap() };
+    assert_eq!(read_there().await.shown, None);
+    // A meeting: Google pushes to this instance, which reads it and shows it.
+    event(&emu, "alice@example.com", EventKind::Meeting, Duration::ZERO, Duration::from_secs(600));
+    avatar_becomes(&alice, "Alice", Some("📅"), 10).await;
+    // Woken there again (a boundary, the reconciliation): its copy is older than the read shown,
+    // so it reads the calendar again rather than show what it kept.
+    let before = calls(&emu, "alice@example.com");
+    let reading = read_there().await;
+    assert_eq!(reading.shown.map(|o| o.shown.emoji.as_str().to_owned()), Some("📅".to_owned()));
+    assert_eq!(calls(&emu, "alice@example.com") - before, 2, "read from Google");
+    // And now that copy is the newest, it is used as it is.
+    let before = calls(&emu, "alice@example.com");
+    assert!(read_there().await.shown.is_some());
+    assert_eq!(calls(&emu, "alice@example.com"), before, "kept");
 }

@@ -145,11 +145,12 @@ impl TestApp {
         let app =
             App::with_bus(config, Arc::clone(&self.state.store), self.clock.clone(), Arc::clone(&self.state.live.bus))
                 .expect("app");
+        let state = app.state.clone();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(kehai_server::run(app, listener, async move {
             let _ = rx.await;
         }));
-        Instance { base: format!("http://{addr}"), _stop: stop, _server: server }
+        Instance { base: format!("http://{addr}"), state, _stop: stop, _server: server }
     }
 
     /// A browser-like client without a session.
@@ -252,6 +253,7 @@ type Stop = tokio::sync::oneshot::Sender<()>;
 /// Another instance of a [`TestApp`] ([`TestApp::another_instance`]), serving until dropped.
 pub struct Instance {
     pub base: String,
+    pub state: AppState,
     _stop: Stop,
     _server: JoinHandle<anyhow::Result<()>>,
 }
