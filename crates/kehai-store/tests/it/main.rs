@@ -72,4 +72,5 @@ contract_suite!(
     a_member_connects_one_account_per_provider,
     connections_are_woken_when_their_presence_is_due_to_change,
     an_avatar_shows_the_strongest_of_its_providers_presences,
+    two_providers_writing_at_once_leave_the_strongest_shown,
 );

@@ -7,7 +7,6 @@ use kehai_server::presence::ingest;
 use kehai_store::ConnectionState;
 use reqwest::StatusCode;
 
-use super::status::{calls, settled};
 use crate::support::google::*;
 
 #[tokio::test]

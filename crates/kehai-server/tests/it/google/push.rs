@@ -7,7 +7,6 @@ use googleemu::EventKind;
 use kehai_google::STATUS_EVENT_FIELDS;
 use reqwest::StatusCode;
 
-use super::status::settled;
 use crate::support::{find, google::*};
 
 #[tokio::test]
@@ -33,13 +32,7 @@ async fn forged_pushes_change_nothing() {
     let alice = connected(&app, &emu, "alice@example.com", "alice-password").await;
     let before = settled(&emu, "alice@example.com").await;
     let channel = emu.channels().into_iter().next().unwrap();
-    let token = app.state.store.connection_of(app.account("alice@example.com").await, "gcal").await.unwrap().unwrap();
-    let token = {
-        let sealed = token.subscription.unwrap().client_state;
-        let place =
-            kehai_store::secrets::Place::Connection(token.id, kehai_store::secrets::ConnectionSecret::ClientState);
-        secrecy::ExposeSecret::expose_secret(&app.state.secrets.open(&sealed.0, place).unwrap()).to_owned()
-    };
+    let token = channel_token(&app, "alice@example.com").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let forged = [
         (channel.id.as_str(), "a-guessed-token", channel.resource_id.as_str()),

@@ -7,25 +7,6 @@ use googleemu::EventKind;
 
 use crate::support::google::*;
 
-/// Calendar calls made for `email` so far.
-pub(super) fn calls(emu: &googleemu::Running, email: &str) -> usize {
-    emu.calendar_requests().iter().filter(|r| r.user.as_deref() == Some(email)).count()
-}
-
-/// Waits until `email`'s calendar calls stop growing for longer than a push's debounce (a
-/// debounced read done); returns the count.
-pub(super) async fn settled(emu: &googleemu::Running, email: &str) -> usize {
-    let mut last = calls(emu, email);
-    loop {
-        tokio::time::sleep(Duration::from_millis(3000)).await;
-        let now = calls(emu, email);
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-}
-
 #[tokio::test]
 async fn a_meeting_shows_on_time_and_ends_on_time_without_a_call_at_either_boundary() {
     let (app, emu) = start().await;

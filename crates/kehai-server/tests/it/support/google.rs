@@ -56,15 +56,16 @@ fn location(r: &reqwest::Response) -> String {
     r.headers().get("location").unwrap_or_else(|| panic!("no redirect ({})", r.status())).to_str().unwrap().to_owned()
 }
 
-/// Walks the popup from `alpha`'s Connect button: googleemu's chooser (signing in as `email`),
-/// its consent page (ticking the scopes `keep` allows), back to kehai. Returns kehai's last page.
-pub(crate) async fn connect_as(
+/// Walks the popup from `alpha`'s Connect button through googleemu's chooser (signing in as
+/// `email`) and its consent page (ticking the scopes `keep` allows); returns the callback Google
+/// sends the browser back to, not yet followed.
+pub(crate) async fn sign_in_at_google(
     c: &Client,
     emu: &googleemu::Running,
     email: &str,
     password: &str,
     keep: impl Fn(&str) -> bool,
-) -> (StatusCode, String) {
+) -> String {
     let r = c.get(&c.connect_link("gcal", "alpha").await).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
@@ -90,6 +91,18 @@ pub(crate) async fn connect_as(
     let back = c.http.post(emu.url("/o/oauth2/v2/auth/consent")).form(&form).send().await.unwrap();
     let callback = location(&back);
     assert!(callback.starts_with(&c.url("/integrations/gcal/callback")), "{callback}");
+    callback
+}
+
+/// [`sign_in_at_google`], then back to kehai. Returns kehai's last page.
+pub(crate) async fn connect_as(
+    c: &Client,
+    emu: &googleemu::Running,
+    email: &str,
+    password: &str,
+    keep: impl Fn(&str) -> bool,
+) -> (StatusCode, String) {
+    let callback = sign_in_at_google(c, emu, email, password, keep).await;
     let r = c.http.get(&callback).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
@@ -179,4 +192,32 @@ pub(crate) async fn start_with_teams() -> (TestApp, googleemu::Running, msemu::R
     .await;
     teams.emulator.world.lock().directory.apps[0].redirect_uris.push(app.url("/integrations/msteams/callback"));
     (app, google, teams)
+}
+
+/// Calendar calls made for `email` so far.
+pub(crate) fn calls(emu: &googleemu::Running, email: &str) -> usize {
+    emu.calendar_requests().iter().filter(|r| r.user.as_deref() == Some(email)).count()
+}
+
+/// Waits until `email`'s calendar calls stop growing for longer than a push's debounce (a
+/// debounced read done); returns the count.
+pub(crate) async fn settled(emu: &googleemu::Running, email: &str) -> usize {
+    let mut last = calls(emu, email);
+    loop {
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let now = calls(emu, email);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// The token of `email`'s push channel, as kehai keeps it (sealed): what a genuine push carries.
+pub(crate) async fn channel_token(app: &TestApp, email: &str) -> String {
+    let connection = app.state.store.connection_of(app.account(email).await, "gcal").await.unwrap().unwrap();
+    let sealed = connection.subscription.unwrap().client_state;
+    let place =
+        kehai_store::secrets::Place::Connection(connection.id, kehai_store::secrets::ConnectionSecret::ClientState);
+    secrecy::ExposeSecret::expose_secret(&app.state.secrets.open(&sealed.0, place).unwrap()).to_owned()
 }

@@ -1,7 +1,20 @@
-//! The contract case of several providers' presences on one avatar: the strongest shows, and
-//! taking one off shows the other again.
+//! The contract cases of several providers' presences on one avatar: the strongest shows, and
+//! taking one off shows the other again — also when both providers write at once.
 
 use super::{connections::connection, *};
+
+/// `provider`'s presence of `kind`, shown as `e`, since `since`.
+fn presence(provider: &str, kind: Kind, e: &str, since: i64) -> PresenceOverride {
+    PresenceOverride {
+        provider: provider.into(),
+        availability: format!("{kind:?}"),
+        activity: format!("{kind:?}"),
+        label: format!("{provider}: {kind:?}"),
+        emoji: emoji(e),
+        kind,
+        since,
+    }
+}
 
 pub async fn an_avatar_shows_the_strongest_of_its_providers_presences(store: &dyn Store) {
     let s = space(store, "office").await;
@@ -19,15 +32,6 @@ pub async fn an_avatar_shows_the_strongest_of_its_providers_presences(store: &dy
     }
     // Teams is ON in the quiet space, the calendar is not.
     store.set_connection_space(teams.id, quiet.id, true).await.unwrap();
-    let presence = |provider: &str, kind: Kind, e: &str, since: i64| PresenceOverride {
-        provider: provider.into(),
-        availability: format!("{kind:?}"),
-        activity: format!("{kind:?}"),
-        label: format!("{provider}: {kind:?}"),
-        emoji: emoji(e),
-        kind,
-        since,
-    };
     let shown = |applied: Applied| match applied {
         Applied::Shown(avatars) => avatars
             .iter()
@@ -75,4 +79,35 @@ pub async fn an_avatar_shows_the_strongest_of_its_providers_presences(store: &dy
     assert_eq!(v.presence, None);
     assert_eq!(store.clear_presence(s.id, a.id, "msteams", T0 + 9).await.unwrap(), None, "nothing left");
     assert!(store.avatar(quiet.id, a.id).await.unwrap().unwrap().presence.is_some(), "another space's stays");
+}
+
+pub async fn two_providers_writing_at_once_leave_the_strongest_shown(store: &dyn Store) {
+    let s = space(store, "office").await;
+    let a = member(store, &s, "a@example.com", "Alice").await;
+    let teams = connection(a.id, "ms-user-a");
+    let calendar = Connection { id: ConnectionId::new(), provider: "gcal".into(), ..connection(a.id, "g-sub-a") };
+    for c in [&teams, &calendar] {
+        store.save_connection(c).await.unwrap();
+        store.set_connection_space(c.id, s.id, true).await.unwrap();
+    }
+    // Teams: nothing, Busy (weaker than a meeting), In a call (stronger); the calendar: nothing
+    // or a meeting. Each round writes one of each at once, in both orders of arrival; the avatar
+    // must show the stronger of the two written, whichever transaction ends last.
+    let teams_says =
+        [None, Some(presence("msteams", Kind::Busy, "🔴", T0)), Some(presence("msteams", Kind::InACall, "📞", T0))];
+    let calendar_says = [None, Some(presence("gcal", Kind::InAMeeting, "📅", T0))];
+    for round in 0..60_usize {
+        let t = teams_says[round % 3].clone();
+        let c = calendar_says[(round / 3) % 2].clone();
+        let sequence = format!("{round:04}");
+        let now = T0 + i64::try_from(round).unwrap() + 1;
+        let (one, other) = tokio::join!(
+            apply_one(store, teams.id, "ms-user-a", Some(&sequence), false, t.as_ref(), now),
+            apply_one(store, calendar.id, "g-sub-a", Some(&sequence), false, c.as_ref(), now),
+        );
+        assert!(matches!(one.unwrap(), Applied::Shown(_)) && matches!(other.unwrap(), Applied::Shown(_)));
+        let strongest = [&t, &c].into_iter().flatten().min_by_key(|p| p.kind).map(|p| p.emoji.as_str().to_owned());
+        let shown = store.avatar(s.id, a.id).await.unwrap().unwrap().presence.map(|p| p.emoji.as_str().to_owned());
+        assert_eq!(shown, strongest, "round {round}: Teams {t:?}, the calendar {c:?}");
+    }
 }
