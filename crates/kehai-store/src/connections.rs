@@ -67,9 +67,9 @@ pub trait Connections: Send + Sync {
     /// paused in every space). False otherwise.
     async fn clear_connection_subscription(&self, id: ConnectionId, subscription: &str, now: Millis) -> Result<bool>;
     /// Stores `successor` as the connection's subscription and keeps the current one, if it is
-    /// still `current`, as the one being replaced (with the same secret): both are recognized
-    /// until [`Connections::end_previous_subscription`]. False when it is not, or the connection
-    /// is gone.
+    /// still `current` and none is being replaced already, as the one being replaced (with the
+    /// same secret): both are recognized until [`Connections::end_previous_subscription`]. False
+    /// otherwise, or when the connection is gone.
     async fn keep_previous_subscription(
         &self,
         id: ConnectionId,
@@ -309,8 +309,9 @@ macro_rules! impl_connections {
 
             async fn connection_by_subscription(&self, provider: &str, subscription_id: &str) -> Result<Option<Connection>> {
                 sqlx::query_as::<_, ConnectionRow>(concat!(
-                    "SELECT ", connection_columns!(), " FROM connections \
-                     WHERE provider = $1 AND (subscription_id = $2 OR previous_subscription_id = $2)"
+                    "SELECT ", connection_columns!(), " FROM connections WHERE provider = $1 AND subscription_id = $2 \
+                     UNION SELECT ", connection_columns!(), " FROM connections \
+                     WHERE provider = $1 AND previous_subscription_id = $2"
                 ))
                     .bind(provider)
                     .bind(subscription_id)
@@ -331,17 +332,19 @@ macro_rules! impl_connections {
                 let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
                     "SELECT ", connection_columns!(), " FROM connections WHERE provider = "
                 ));
-                // Current subscriptions, and those being replaced.
-                query.push_bind(provider);
+                // Current subscriptions, and those being replaced: one indexed lookup each (an OR
+                // of the two may be planned as a scan of the provider's connections).
                 for (i, column) in ["subscription_id", "previous_subscription_id"].into_iter().enumerate() {
-                    query.push(if i == 0 { " AND (" } else { " OR " }).push(column).push(" IN (");
+                    if i > 0 {
+                        query.push(concat!(" UNION SELECT ", connection_columns!(), " FROM connections WHERE provider = "));
+                    }
+                    query.push_bind(provider).push(" AND ").push(column).push(" IN (");
                     let mut ids = query.separated(", ");
                     for id in subscription_ids {
                         ids.push_bind(*id);
                     }
                     query.push(")");
                 }
-                query.push(")");
                 query
                     .build_query_as::<ConnectionRow>()
                     .fetch_all(self.reader())
@@ -384,7 +387,7 @@ macro_rules! impl_connections {
                      previous_subscription_resource = subscription_resource, \
                      previous_subscription_expires_at = subscription_expires_at, subscription_id = $3, \
                      subscription_expires_at = $4, subscription_resource = $5, subscription_certificate_id = $6, \
-                     updated_at = $7 WHERE id = $1 AND subscription_id = $2",
+                     updated_at = $7 WHERE id = $1 AND subscription_id = $2 AND previous_subscription_id IS NULL",
                 )
                 .bind(id.0.to_string())
                 .bind(current)

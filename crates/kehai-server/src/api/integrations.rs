@@ -203,17 +203,38 @@ pub async fn toggle(
     Ok(Json(status_of(&state, &admitted, &known).await?))
 }
 
-/// Ends a connection's subscription while it is OFF in every space: at the provider (a failure
-/// is logged: it lapses by itself), and forgotten here.
+/// Ends a connection's subscriptions while it is OFF in every space: at the provider (a failure
+/// is logged: they lapse by themselves), and forgotten here. A renewal may replace the
+/// subscription meanwhile: then the one it made is ended too.
 async fn pause(state: &AppState, provider: &dyn Provider, connection: &mut Connection) {
-    let Some(subscription) = connection.subscription.clone() else { return };
-    match tokens::access_token(state, provider, connection).await {
-        Ok(token) => renewal::end_all(provider, &token, connection).await,
-        Err(e) => tracing::info!(error = %e, "no token to end a paused connection's subscription"),
-    }
-    match state.store.clear_connection_subscription(connection.id, &subscription.id, state.clock.now()).await {
-        Ok(_) => connection.subscription = None,
-        Err(e) => tracing::warn!(error = %e, "a paused connection's subscription could not be forgotten"),
+    /// Renewals raced at most (each takes a call to the provider: more is not a race).
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let Some(subscription) = connection.subscription.clone() else { break };
+        match tokens::access_token(state, provider, connection).await {
+            Ok(token) => renewal::end_all(provider, &token, connection).await,
+            Err(e) => tracing::info!(error = %e, "no token to end a paused connection's subscription"),
+        }
+        match state.store.clear_connection_subscription(connection.id, &subscription.id, state.clock.now()).await {
+            Ok(true) => {
+                connection.subscription = None;
+                connection.previous_subscription = None;
+                break;
+            }
+            // Replaced meanwhile: end what is there now.
+            Ok(false) => match state.store.connection(connection.id).await {
+                Ok(Some(now)) => *connection = now,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a paused connection's subscription could not be forgotten");
+                    break;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "a paused connection's subscription could not be forgotten");
+                break;
+            }
+        }
     }
     // Nor is it woken to be read while nothing shows it.
     if let Err(e) = state.store.set_next_check(connection.id, None).await {

@@ -334,6 +334,13 @@ async fn finish(
                 Some(format!("{} did not accept kehai's subscription to presence changes.", provider.name()));
         }
     }
+    // A change read and shown while the subscription was being made (it delivers from the
+    // moment it is stored) is newer than the reading this sign-in began with: keep its order.
+    if let Ok(Some(stored)) = state.store.connection(connection.id).await
+        && stored.last_sequence.as_deref().map(str::as_bytes) > connection.last_sequence.as_deref().map(str::as_bytes)
+    {
+        connection.last_sequence = stored.last_sequence;
+    }
     if state.store.save_connection(&connection).await.is_err() {
         // Not recorded: do not leave a subscription nobody knows about.
         if let Some(sub) = &connection.subscription {

@@ -324,9 +324,21 @@ async fn replace(
     let made = match provider.subscribe(state, &token, &connection, Some(&id), &secret, requested).await {
         Ok(made) => made,
         Err(e) => {
-            if let Err(restore) = state.store.restore_previous_subscription(connection.id, &id, state.clock.now()).await
-            {
-                tracing::warn!(error = %restore, "a subscription the provider refused could not be forgotten");
+            match state.store.restore_previous_subscription(connection.id, &id, state.clock.now()).await {
+                Ok(true) => {}
+                // The successor delivered already (so the provider made it after all, and the
+                // old one was ended): without its answer it cannot be checked nor ended, so it
+                // is forgotten — it lapses by itself — and the connection subscribes anew at
+                // its next reconciliation, read on its schedule meanwhile.
+                Ok(false) => {
+                    tracing::info!(connection = %connection.id.0, "a successor the provider did not confirm is dropped");
+                    if let Err(forget) = state.store.clear_connection_subscription(connection.id, &id, now).await {
+                        tracing::warn!(error = %forget, "an unconfirmed subscription could not be forgotten");
+                    }
+                }
+                Err(restore) => {
+                    tracing::warn!(error = %restore, "a subscription the provider refused could not be forgotten")
+                }
             }
             return Err(e.into());
         }

@@ -99,7 +99,8 @@ pub struct Connection {
     pub state: ConnectionState,
     pub last_error: Option<String>,
     /// The ordering key of the presence last applied (the provider's, compared byte-wise: Graph's
-    /// sortable `sequenceNumber`).
+    /// sortable `sequenceNumber`; for Google Calendar, the time of the read it came from and of
+    /// the look at it).
     pub last_sequence: Option<String>,
     /// When the presence is to be read again without a notification (a provider whose presence
     /// changes with the clock); `None`: when a notification says so.

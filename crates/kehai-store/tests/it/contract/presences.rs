@@ -91,8 +91,9 @@ pub async fn two_providers_writing_at_once_leave_the_strongest_shown(store: &dyn
         store.set_connection_space(c.id, s.id, true).await.unwrap();
     }
     // Teams: nothing, Busy (weaker than a meeting), In a call (stronger); the calendar: nothing
-    // or a meeting. Each round writes one of each at once, in both orders of arrival; the avatar
-    // must show the stronger of the two written, whichever transaction ends last.
+    // or a meeting. Each round writes one of each at once, started in either order; the avatar
+    // must show the stronger of the two written, whichever transaction ends last. (SQLite runs
+    // one writer at a time: the race is PostgreSQL's.)
     let teams_says =
         [None, Some(presence("msteams", Kind::Busy, "🔴", T0)), Some(presence("msteams", Kind::InACall, "📞", T0))];
     let calendar_says = [None, Some(presence("gcal", Kind::InAMeeting, "📅", T0))];
@@ -101,10 +102,15 @@ pub async fn two_providers_writing_at_once_leave_the_strongest_shown(store: &dyn
         let c = calendar_says[(round / 3) % 2].clone();
         let sequence = format!("{round:04}");
         let now = T0 + i64::try_from(round).unwrap() + 1;
-        let (one, other) = tokio::join!(
-            apply_one(store, teams.id, "ms-user-a", Some(&sequence), false, t.as_ref(), now),
-            apply_one(store, calendar.id, "g-sub-a", Some(&sequence), false, c.as_ref(), now),
-        );
+        let from_teams = apply_one(store, teams.id, "ms-user-a", Some(&sequence), false, t.as_ref(), now);
+        let from_calendar = apply_one(store, calendar.id, "g-sub-a", Some(&sequence), false, c.as_ref(), now);
+        // Started in one order, then in the other.
+        let (one, other) = if round % 2 == 0 {
+            tokio::join!(from_teams, from_calendar)
+        } else {
+            let (other, one) = tokio::join!(from_calendar, from_teams);
+            (one, other)
+        };
         assert!(matches!(one.unwrap(), Applied::Shown(_)) && matches!(other.unwrap(), Applied::Shown(_)));
         let strongest = [&t, &c].into_iter().flatten().min_by_key(|p| p.kind).map(|p| p.emoji.as_str().to_owned());
         let shown = store.avatar(s.id, a.id).await.unwrap().unwrap().presence.map(|p| p.emoji.as_str().to_owned());

@@ -144,6 +144,11 @@ pub async fn a_replaced_subscription_is_recognized_until_it_is_ended(store: &dyn
     let successor = channel("ch-2", T0 + 7_000_000, None);
     assert!(!store.keep_previous_subscription(ca.id, "ch-0", &successor, T0 + 1).await.unwrap(), "not current");
     assert!(store.keep_previous_subscription(ca.id, "ch-1", &successor, T0 + 1).await.unwrap());
+    let third = channel("ch-5", T0 + 8_000_000, None);
+    assert!(
+        !store.keep_previous_subscription(ca.id, "ch-2", &third, T0 + 1).await.unwrap(),
+        "one is being replaced already: a second replacement at once would forget it"
+    );
     let both = found("ch-1").await.unwrap();
     assert_eq!(both.subscription, Some(successor.clone()));
     assert_eq!(both.previous_subscription, Some(channel("ch-1", T0 + 600_000, Some("res-1"))), "same secret");
