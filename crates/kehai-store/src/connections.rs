@@ -360,18 +360,16 @@ macro_rules! impl_connections {
                 subscription: &str,
                 now: Millis,
             ) -> Result<bool> {
-                let done = sqlx::query(
+                self.compare_and_set(
                     "UPDATE connections SET subscription_id = NULL, subscription_expires_at = NULL, \
                      client_state = NULL, subscription_certificate_id = NULL, subscription_resource = NULL, \
                      previous_subscription_id = NULL, previous_subscription_resource = NULL, \
                      previous_subscription_expires_at = NULL, updated_at = $3 WHERE id = $1 AND subscription_id = $2",
+                    id,
+                    subscription,
+                    now,
                 )
-                .bind(id.0.to_string())
-                .bind(subscription)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() > 0)
+                .await
             }
 
             async fn keep_previous_subscription(
@@ -402,34 +400,30 @@ macro_rules! impl_connections {
             }
 
             async fn end_previous_subscription(&self, id: ConnectionId, previous: &str, now: Millis) -> Result<bool> {
-                let done = sqlx::query(
+                self.compare_and_set(
                     "UPDATE connections SET previous_subscription_id = NULL, previous_subscription_resource = NULL, \
                      previous_subscription_expires_at = NULL, updated_at = $3 \
                      WHERE id = $1 AND previous_subscription_id = $2",
+                    id,
+                    previous,
+                    now,
                 )
-                .bind(id.0.to_string())
-                .bind(previous)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() > 0)
+                .await
             }
 
             async fn restore_previous_subscription(&self, id: ConnectionId, successor: &str, now: Millis) -> Result<bool> {
-                let done = sqlx::query(
+                self.compare_and_set(
                     "UPDATE connections SET subscription_id = previous_subscription_id, \
                      subscription_resource = previous_subscription_resource, \
                      subscription_expires_at = previous_subscription_expires_at, subscription_certificate_id = NULL, \
                      previous_subscription_id = NULL, previous_subscription_resource = NULL, \
                      previous_subscription_expires_at = NULL, updated_at = $3 \
                      WHERE id = $1 AND subscription_id = $2 AND previous_subscription_id IS NOT NULL",
+                    id,
+                    successor,
+                    now,
                 )
-                .bind(id.0.to_string())
-                .bind(successor)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() > 0)
+                .await
             }
 
             async fn set_next_check(&self, id: ConnectionId, at: Option<Millis>) -> Result<()> {
@@ -529,6 +523,16 @@ macro_rules! impl_connections {
                 .fetch_optional(self.writer())
                 .await?;
                 row.map(OAuthState::try_from).transpose().map(|s| s.filter(|s| s.expires_at > now))
+            }
+        }
+
+        impl $store {
+            /// Runs a compare-and-set of a connection's subscription columns (`$1` the
+            /// connection, `$2` the value expected, `$3` now); whether it matched.
+            async fn compare_and_set(&self, sql: &'static str, id: ConnectionId, expected: &str, now: Millis) -> Result<bool> {
+                let done =
+                    sqlx::query(sql).bind(id.0.to_string()).bind(expected).bind(now).execute(self.writer()).await?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };
